@@ -1,0 +1,83 @@
+/**
+ * Error classes with stable, machine-readable codes. Every failure a user can meet is one of
+ * these; the CLI prints `message` (plus `hint` when there is one) on one line and exits 1.
+ */
+export type ErrorCode =
+  | 'E_USAGE'
+  | 'E_STATE_CORRUPT'
+  | 'E_STATE_IO'
+  | 'E_NO_IDENTITY'
+  | 'E_PROFILE'
+  | 'E_DID_INVALID'
+  | 'E_DID_RESOLVE'
+  | 'E_DWN_UNREACHABLE'
+  | 'E_DWN_REJECTED'
+  | 'E_DWN_TIMEOUT'
+  | 'E_NOT_OWNER'
+  | 'E_NO_NETWORK'
+  | 'E_RECORD_INVALID'
+  | 'E_DECRYPT'
+  | 'E_ACL_INVALID'
+  | 'E_ENGINE'
+  | 'E_TUN'
+  | 'E_NATIVE'
+  | 'E_RELAY'
+  | 'E_DAEMON'
+  | 'E_DAEMON_RUNNING'
+  | 'E_NO_DAEMON'
+  | 'E_CONFIG_INVALID'
+  | 'E_TIMEOUT';
+
+export class MeshdError extends Error {
+  readonly code: ErrorCode;
+  /** What the user should run or check next, shown after the message. */
+  readonly hint: string | undefined;
+
+  constructor(code: ErrorCode, message: string, options?: { hint?: string; cause?: unknown }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.hint = options?.hint;
+  }
+}
+
+/** Bad command-line usage: exit code 2. */
+export class UsageError extends MeshdError {
+  constructor(message: string, options?: { hint?: string }) {
+    super('E_USAGE', message, options);
+  }
+}
+
+/** A state file exists but cannot be read or parsed. Never replaced silently. */
+export class StateError extends MeshdError {
+  readonly file: string;
+  constructor(code: 'E_STATE_CORRUPT' | 'E_STATE_IO', file: string, message: string, options?: { hint?: string; cause?: unknown }) {
+    super(code, message, options);
+    this.file = file;
+  }
+}
+
+export class DidError extends MeshdError {
+  constructor(code: 'E_DID_INVALID' | 'E_DID_RESOLVE', message: string, options?: { hint?: string; cause?: unknown }) {
+    super(code, message, options);
+  }
+}
+
+/** An error from a DWN, carrying the server's status code and detail when there is one. */
+export class DwnError extends MeshdError {
+  readonly status: number | undefined;
+  readonly detail: string | undefined;
+  constructor(
+    code: 'E_DWN_UNREACHABLE' | 'E_DWN_REJECTED' | 'E_DWN_TIMEOUT',
+    message: string,
+    options?: { status?: number; detail?: string; hint?: string; cause?: unknown },
+  ) {
+    super(code, message, options);
+    this.status = options?.status;
+    this.detail = options?.detail;
+  }
+}
+
+export function isMeshdError(e: unknown): e is MeshdError {
+  return e instanceof MeshdError;
+}

@@ -1,0 +1,67 @@
+/**
+ * The mesh address a DID gets (spec 4): host part = 2 + (first 4 bytes of SHA-256(DID), as an
+ * unsigned big-endian integer, mod (2^hostbits − 3)); IPv6 = fd0d:e100:d3c5::/48 with a 64-bit
+ * interface id from the first 8 bytes of the same hash. The DID is hashed in its canonical form
+ * so that two spellings of one did:jwk get one address.
+ */
+import { createHash } from 'node:crypto';
+import { canonicalDid } from './did-jwk.js';
+import { UsageError } from '../errors.js';
+
+export const DEFAULT_MESH_CIDR = '10.200.0.0/16';
+export const DEFAULT_MESH_CIDR6 = 'fd0d:e100:d3c5::/48';
+
+export interface Ipv4Cidr {
+  base: number;
+  bits: number;
+}
+
+export function parseIpv4(s: string): number | null {
+  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(s);
+  if (!m) return null;
+  let v = 0;
+  for (let i = 1; i <= 4; i++) {
+    const o = Number(m[i]);
+    if (o > 255 || (m[i]!.length > 1 && m[i]!.startsWith('0'))) return null;
+    v = v * 256 + o;
+  }
+  return v;
+}
+
+export function formatIpv4(v: number): string {
+  return `${(v >>> 24) & 255}.${(v >>> 16) & 255}.${(v >>> 8) & 255}.${v & 255}`;
+}
+
+export function parseIpv4Cidr(s: string): Ipv4Cidr {
+  const [addr, len, ...rest] = s.split('/');
+  const base = addr === undefined ? null : parseIpv4(addr);
+  const bits = Number(len);
+  if (base === null || rest.length > 0 || len === undefined || !/^\d{1,2}$/.test(len) || bits < 8 || bits > 30) {
+    throw new UsageError(`invalid IPv4 CIDR "${s}"`, { hint: 'use a prefix like 10.200.0.0/16 (/8 to /30)' });
+  }
+  const mask = bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0;
+  if ((base & ~mask) >>> 0 !== 0) throw new UsageError(`CIDR "${s}" has host bits set`);
+  return { base, bits };
+}
+
+function didHash(did: string): Buffer {
+  return createHash('sha256').update(canonicalDid(did), 'utf8').digest();
+}
+
+/** The host number (offset inside the CIDR) a DID would get. */
+export function meshHostNumber(did: string, hostBits: number): number {
+  const h = didHash(did).readUInt32BE(0);
+  return 2 + (h % (2 ** hostBits - 3));
+}
+
+export function meshIPv4For(did: string, cidr = DEFAULT_MESH_CIDR): string {
+  const c = parseIpv4Cidr(cidr);
+  return formatIpv4((c.base + meshHostNumber(did, 32 - c.bits)) >>> 0);
+}
+
+export function meshIPv6For(did: string): string {
+  const iid = didHash(did).subarray(0, 8);
+  const groups: string[] = [];
+  for (let i = 0; i < 8; i += 2) groups.push(iid.readUInt16BE(i).toString(16));
+  return `fd0d:e100:d3c5:0:${groups.join(':')}`;
+}

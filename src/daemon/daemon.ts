@@ -1,0 +1,89 @@
+/**
+ * The daemon process: takes the home's lock, serves the control socket, runs the agent, and
+ * stops cleanly on SIGINT/SIGTERM or `POST /v0/shutdown` — tunnel device, routes, socket and
+ * lock removed on every exit path it can see.
+ */
+import { MeshdError } from '../errors.js';
+import { startApiServer, type ApiServer, type Handler } from './api.js';
+import { acquireDaemonLock, type DaemonLock } from './lock.js';
+import type { Logger } from './log.js';
+
+/** What the daemon runs: the control loop joined to the engine. */
+export interface AgentLike {
+  start(): Promise<void>;
+  status(): unknown;
+  stop(): Promise<void>;
+  /** Extra control-socket routes ("GET /v0/peers" → handler). */
+  routes?(): Record<string, Handler>;
+}
+
+export type DaemonState = 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
+
+export interface DaemonHandle {
+  readonly stopped: Promise<void>;
+  stop(reason: string): Promise<void>;
+  state(): DaemonState;
+}
+
+export async function runDaemon(opts: { home: string; log: Logger; agent: AgentLike; handleSignals?: boolean }): Promise<DaemonHandle> {
+  const { home, log, agent } = opts;
+  const lock: DaemonLock = acquireDaemonLock(home);
+  let state: DaemonState = 'starting';
+  let failure: string | undefined;
+  let api: ApiServer | undefined;
+  let resolveStopped!: () => void;
+  const stopped = new Promise<void>((r) => (resolveStopped = r));
+  let stopping: Promise<void> | undefined;
+
+  const stop = (reason: string): Promise<void> => {
+    if (stopping) return stopping;
+    state = 'stopping';
+    log.info('daemon.stopping', { reason });
+    stopping = (async () => {
+      try {
+        await agent.stop();
+      } catch (e) {
+        log.error('agent.stop-failed', { error: (e as Error).message });
+      }
+      await api?.close().catch(() => undefined);
+      lock.release();
+      state = 'stopped';
+      log.info('daemon.stopped', { reason });
+      if (opts.handleSignals !== false) {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+        process.off('SIGHUP', onSignal);
+      }
+      resolveStopped();
+    })();
+    return stopping;
+  };
+  const onSignal = (sig: NodeJS.Signals) => void stop(sig);
+  if (opts.handleSignals !== false) {
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    process.on('SIGHUP', onSignal);
+  }
+
+  try {
+    api = await startApiServer(home, {
+      'GET /v0/status': () => ({ state, error: failure, pid: process.pid, ...(state === 'running' ? (agent.status() as object) : {}) }),
+      'POST /v0/shutdown': () => {
+        setImmediate(() => void stop('shutdown requested'));
+        return { stopping: true };
+      },
+      ...(agent.routes?.() ?? {}),
+    });
+    log.info('daemon.starting', { pid: process.pid, home });
+    await agent.start();
+    state = 'running';
+    log.info('daemon.running', { pid: process.pid });
+  } catch (e) {
+    failure = (e as Error).message;
+    state = 'failed';
+    log.error('daemon.start-failed', { error: failure, code: e instanceof MeshdError ? e.code : undefined });
+    await stop('start failed');
+    throw e;
+  }
+  return { stopped, stop, state: () => state };
+}

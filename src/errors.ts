@@ -26,7 +26,8 @@ export type ErrorCode =
   | 'E_DAEMON_RUNNING'
   | 'E_NO_DAEMON'
   | 'E_CONFIG_INVALID'
-  | 'E_TIMEOUT';
+  | 'E_TIMEOUT'
+  | 'E_LAB';
 
 export class MeshdError extends Error {
   readonly code: ErrorCode;

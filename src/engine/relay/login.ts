@@ -1,0 +1,112 @@
+/**
+ * The DERP login exchange: the client proves it holds the private key of the public key it
+ * claims by sealing a JSON ClientInfo to the server's key (NaCl box, 24-byte nonce first); the
+ * server answers with a ServerInfo sealed back to the client's key.
+ */
+import { MeshdError } from '../../errors.js';
+import { boxBeforeNm, openWithNonce, sealWithNonce } from '../crypto/nacl-box.js';
+import { PROTOCOL_VERSION } from './frames.js';
+
+/** Largest login JSON we open (Tailscale caps client info at 256 KiB; ours is tiny). */
+export const MAX_INFO_JSON = 64 << 10;
+
+export interface ClientInfo {
+  /** DERP protocol version the client speaks (2). */
+  readonly version?: number;
+  /** Pre-shared mesh key of trusted servers; meshd's relay does not use it. */
+  readonly meshKey?: string;
+  readonly canAckPings?: boolean;
+  readonly isProber?: boolean;
+}
+
+export interface ServerInfo {
+  readonly version?: number;
+  readonly tokenBucketBytesPerSecond?: number;
+  readonly tokenBucketBytesBurst?: number;
+}
+
+export class RelayLoginError extends MeshdError {
+  constructor(message: string) {
+    super('E_RELAY', `DERP login: ${message}`);
+  }
+}
+
+function sharedKey(myPrivate: Uint8Array, theirPublic: Uint8Array): Uint8Array {
+  const k = boxBeforeNm(myPrivate, theirPublic);
+  if (k === null) throw new RelayLoginError('peer key is not a usable X25519 public key');
+  return k;
+}
+
+function openJson(myPrivate: Uint8Array, theirPublic: Uint8Array, sealed: Uint8Array): Record<string, unknown> {
+  if (sealed.length > MAX_INFO_JSON) throw new RelayLoginError('info box too large');
+  const plain = openWithNonce(sharedKey(myPrivate, theirPublic), sealed);
+  if (plain === null) throw new RelayLoginError('info box does not open with the claimed key');
+  let v: unknown;
+  try {
+    v = JSON.parse(Buffer.from(plain.buffer, plain.byteOffset, plain.length).toString('utf8'));
+  } catch {
+    throw new RelayLoginError('info is not JSON');
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new RelayLoginError('info is not a JSON object');
+  return v as Record<string, unknown>;
+}
+
+/** Go's encoding/json matches field names case-insensitively; so do we. */
+function field(o: Record<string, unknown>, name: string): unknown {
+  if (name in o) return o[name];
+  const lower = name.toLowerCase();
+  for (const k of Object.keys(o)) if (k.toLowerCase() === lower) return o[k];
+  return undefined;
+}
+
+function optNumber(o: Record<string, unknown>, name: string): number | undefined {
+  const v = field(o, name);
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw new RelayLoginError(`${name} is not a number`);
+  return v;
+}
+
+function optBool(o: Record<string, unknown>, name: string): boolean | undefined {
+  const v = field(o, name);
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'boolean') throw new RelayLoginError(`${name} is not a boolean`);
+  return v;
+}
+
+/** nonce ‖ box of the ClientInfo JSON, sealed from the client's key to the server's. */
+export function sealClientInfo(clientPrivate: Uint8Array, serverPublic: Uint8Array, info: ClientInfo = {}): Uint8Array {
+  const json: Record<string, unknown> = { version: info.version ?? PROTOCOL_VERSION };
+  if (info.meshKey) json.meshKey = info.meshKey;
+  json.CanAckPings = info.canAckPings ?? false;
+  if (info.isProber) json.IsProber = true;
+  return sealWithNonce(sharedKey(clientPrivate, serverPublic), Buffer.from(JSON.stringify(json), 'utf8'));
+}
+
+/** Opens and validates a ClientInfo. Throws RelayLoginError when it does not open or parse. */
+export function openClientInfo(serverPrivate: Uint8Array, clientPublic: Uint8Array, sealed: Uint8Array): ClientInfo {
+  const o = openJson(serverPrivate, clientPublic, sealed);
+  const meshKey = field(o, 'meshKey');
+  if (meshKey !== undefined && typeof meshKey !== 'string') throw new RelayLoginError('meshKey is not a string');
+  return {
+    version: optNumber(o, 'version'),
+    meshKey: meshKey as string | undefined,
+    canAckPings: optBool(o, 'CanAckPings'),
+    isProber: optBool(o, 'IsProber'),
+  };
+}
+
+export function sealServerInfo(serverPrivate: Uint8Array, clientPublic: Uint8Array, info: ServerInfo = {}): Uint8Array {
+  const json: Record<string, unknown> = { version: info.version ?? PROTOCOL_VERSION };
+  if (info.tokenBucketBytesPerSecond) json.TokenBucketBytesPerSecond = info.tokenBucketBytesPerSecond;
+  if (info.tokenBucketBytesBurst) json.TokenBucketBytesBurst = info.tokenBucketBytesBurst;
+  return sealWithNonce(sharedKey(serverPrivate, clientPublic), Buffer.from(JSON.stringify(json), 'utf8'));
+}
+
+export function openServerInfo(clientPrivate: Uint8Array, serverPublic: Uint8Array, sealed: Uint8Array): ServerInfo {
+  const o = openJson(clientPrivate, serverPublic, sealed);
+  return {
+    version: optNumber(o, 'version'),
+    tokenBucketBytesPerSecond: optNumber(o, 'TokenBucketBytesPerSecond'),
+    tokenBucketBytesBurst: optNumber(o, 'TokenBucketBytesBurst'),
+  };
+}

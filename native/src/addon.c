@@ -1,0 +1,39 @@
+/* Module registration: exports every function and the ABI version the TypeScript loader checks. */
+#include "args.h"
+#include "meshd_native.h"
+
+typedef struct {
+  const char* name;
+  napi_callback fn;
+} export_entry;
+
+static const export_entry EXPORTS[] = {
+    {"tunOpen", meshd_tun_open},
+    {"fdRead", meshd_fd_read},
+    {"fdWrite", meshd_fd_write},
+    {"fdClose", meshd_fd_close},
+    {"pollStart", meshd_poll_start},
+    {"pollStop", meshd_poll_stop},
+    {"pollRef", meshd_poll_ref},
+    {"udpOpen", meshd_udp_open},
+    {"udpLocalAddress", meshd_udp_local_address},
+    {"udpRecv", meshd_udp_recv},
+    {"udpSend", meshd_udp_send},
+    {"aeadSeal", meshd_aead_seal},
+    {"aeadOpen", meshd_aead_open},
+    {"opensslVersion", meshd_openssl_version},
+};
+
+NAPI_MODULE_INIT() {
+  meshd_instance* inst = meshd_aead_instance_new();
+  if (inst != NULL) napi_set_instance_data(env, inst, meshd_aead_instance_free, NULL);
+  for (size_t i = 0; i < sizeof EXPORTS / sizeof EXPORTS[0]; i++) {
+    napi_value fn;
+    if (napi_create_function(env, EXPORTS[i].name, NAPI_AUTO_LENGTH, EXPORTS[i].fn, NULL, &fn) != napi_ok) return NULL;
+    if (napi_set_named_property(env, exports, EXPORTS[i].name, fn) != napi_ok) return NULL;
+  }
+  napi_value abi;
+  napi_create_int32(env, MESHD_ABI_VERSION, &abi);
+  napi_set_named_property(env, exports, "abiVersion", abi);
+  return exports;
+}

@@ -1,0 +1,131 @@
+/**
+ * The raw functions exported by native/ (target `meshd_native`). Callers use the typed wrappers
+ * (TunDevice, the UDP sockets, the AEAD batch) rather than these directly. Every function checks
+ * its arguments and throws TypeError/RangeError on misuse; syscall failures throw an Error with
+ * Node-style `code` ('EBUSY', …), `errno` and `syscall`. Result arrays are Int32Array(4).
+ */
+
+import { constants as osConstants } from 'node:os';
+
+/** Bumped with native/src/meshd_native.h MESHD_ABI_VERSION whenever a signature changes. */
+export const NATIVE_ABI_VERSION = 1;
+
+/** An opaque readiness-watcher handle from pollStart. */
+export type PollHandle = object;
+
+export interface NativeAddon {
+  readonly abiVersion: number;
+
+  /** Open /dev/net/tun as IFF_TUN|IFF_NO_PI, non-blocking, close-on-exec. */
+  tunOpen(name: string): { fd: number; name: string };
+  /**
+   * Read up to `max` packets; packet i at i*slotSize+headroom, at most maxLen bytes (headroom +
+   * maxLen < slotSize: one byte past maxLen is used to spot longer packets, which are dropped and
+   * counted as EMSGSIZE errors). result: [count, errors, lastErrno, 0].
+   */
+  fdRead(
+    fd: number,
+    buf: Uint8Array,
+    slotSize: number,
+    headroom: number,
+    maxLen: number,
+    offsets: Uint32Array,
+    lengths: Uint32Array,
+    max: number,
+    result: Int32Array,
+  ): number;
+  /** Write packets start..start+count-1, one write() each. result: [written, dropped (EAGAIN), errors, lastErrno]. */
+  fdWrite(
+    fd: number,
+    buf: Uint8Array,
+    offsets: Uint32Array,
+    lengths: Uint32Array,
+    start: number,
+    count: number,
+    result: Int32Array,
+  ): number;
+  fdClose(fd: number): void;
+
+  /** Call onReadable(status) on the event loop whenever fd is readable (status < 0: -errno). */
+  pollStart(fd: number, onReadable: (status: number) => void): PollHandle;
+  pollStop(handle: PollHandle): void;
+  pollRef(handle: PollHandle, keepAlive: boolean): void;
+
+  /** Bind a UDP socket to the address in a 20-byte address slot; IPv4-mapped → AF_INET, else dual-stack AF_INET6. */
+  udpOpen(addr: Uint8Array, recvBufferSize: number, sendBufferSize: number): { fd: number; family: 4 | 6 };
+  /** Write the bound address into `out` (20 bytes); returns the port. */
+  udpLocalAddress(fd: number, out: Uint8Array): number;
+  /** recvmmsg into slot starts. result: [count, truncated, errors, lastErrno]. */
+  udpRecv(
+    fd: number,
+    buf: Uint8Array,
+    slotSize: number,
+    offsets: Uint32Array,
+    lengths: Uint32Array,
+    addrs: Uint8Array,
+    max: number,
+    result: Int32Array,
+  ): number;
+  /** sendmmsg packets start..start+count-1 to addrs slot i. result: [sent, dropped, errors, lastErrno]. */
+  udpSend(
+    fd: number,
+    family: 4 | 6,
+    buf: Uint8Array,
+    offsets: Uint32Array,
+    lengths: Uint32Array,
+    addrs: Uint8Array,
+    start: number,
+    count: number,
+    result: Int32Array,
+  ): number;
+
+  /** ChaCha20-Poly1305 seal in place (appends the tag); returns how many were sealed. */
+  aeadSeal(
+    buf: Uint8Array,
+    offsets: Uint32Array,
+    lengths: Uint32Array,
+    start: number,
+    count: number,
+    keys: Uint8Array,
+    keyIndex: Uint32Array | null,
+    counters: BigUint64Array | Uint32Array,
+    ok: Uint8Array,
+  ): number;
+  /** ChaCha20-Poly1305 open in place (verifies and strips the tag); returns how many opened. */
+  aeadOpen(
+    buf: Uint8Array,
+    offsets: Uint32Array,
+    lengths: Uint32Array,
+    start: number,
+    count: number,
+    keys: Uint8Array,
+    keyIndex: Uint32Array | null,
+    counters: BigUint64Array | Uint32Array,
+    ok: Uint8Array,
+  ): number;
+  opensslVersion(): string;
+}
+
+/** Shape of the errors the addon throws for failed syscalls. */
+export interface NativeSyscallError extends Error {
+  code?: string;
+  errno?: number;
+  syscall?: string;
+}
+
+const ERRNO_NAMES: ReadonlyMap<number, string> = (() => {
+  const m = new Map<number, string>();
+  for (const [name, num] of Object.entries(osConstants.errno)) if (!m.has(num)) m.set(num, name);
+  return m;
+})();
+
+/** 'ENETUNREACH' for 101 and so on (errno as the addon's result arrays report it, positive). */
+export function errnoName(errno: number): string {
+  return ERRNO_NAMES.get(Math.abs(errno)) ?? `errno ${errno}`;
+}
+
+/** Node-style error code ('EBUSY') of a native error, or undefined. */
+export function nativeErrorCode(e: unknown): string | undefined {
+  if (e instanceof Error && typeof (e as NativeSyscallError).code === 'string') return (e as NativeSyscallError).code;
+  return undefined;
+}

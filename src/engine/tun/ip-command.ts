@@ -1,0 +1,159 @@
+/**
+ * Link, address and route configuration through iproute2 (`ip`), run with execFile and an
+ * argument array (no shell). Every input is validated before it reaches the command line.
+ * `netns` runs the command in a named network namespace (`ip -n NAME …`), for the test lab.
+ */
+import { execFile } from 'node:child_process';
+import { isIP } from 'node:net';
+import { MeshdError } from '../../errors.js';
+
+export interface IpOptions {
+  /** Run in this network namespace (ip -n). */
+  netns?: string;
+  /** The ip binary (default: `ip` on PATH). */
+  ipPath?: string;
+}
+
+const IFNAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$/;
+const NETNS = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,200}$/;
+
+/** Linux interface names: 1–15 characters, no slash, colon, space or leading dash. */
+export function isValidInterfaceName(name: string): boolean {
+  return IFNAME.test(name) && name !== '.' && name !== '..';
+}
+
+export function checkInterfaceName(name: string): void {
+  if (!isValidInterfaceName(name)) {
+    throw new MeshdError('E_TUN', `bad interface name ${JSON.stringify(name)}`, {
+      hint: 'use 1 to 15 letters, digits, "_", "." or "-"',
+    });
+  }
+}
+
+/** A prefix such as 10.99.0.1/24 or fd7a::1/64; returns it normalised, throws E_TUN otherwise. */
+export function checkCidr(cidr: string): string {
+  const m = /^([^/]+)\/(\d{1,3})$/.exec(cidr);
+  const family = m ? isIP(m[1]!) : 0;
+  const bits = m ? Number(m[2]) : -1;
+  if (!m || family === 0 || bits > (family === 4 ? 32 : 128)) {
+    throw new MeshdError('E_TUN', `bad address prefix ${JSON.stringify(cidr)}`, { hint: 'expected ADDRESS/BITS' });
+  }
+  return `${m[1]}/${bits}`;
+}
+
+function baseArgs(opts: IpOptions): string[] {
+  if (opts.netns === undefined) return [];
+  if (!NETNS.test(opts.netns)) throw new MeshdError('E_TUN', `bad namespace name ${JSON.stringify(opts.netns)}`);
+  return ['-n', opts.netns];
+}
+
+/** Run `ip ARGS…`; resolves stdout, rejects with E_TUN carrying ip's own message. */
+export function runIp(args: string[], opts: IpOptions = {}): Promise<string> {
+  const full = [...baseArgs(opts), ...args];
+  return new Promise((resolve, reject) => {
+    execFile(opts.ipPath ?? 'ip', full, { timeout: 10_000 }, (err, stdout, stderr) => {
+      if (err) {
+        const detail = String(stderr).trim() || err.message;
+        reject(
+          new MeshdError('E_TUN', `ip ${full.join(' ')}: ${detail}`, {
+            cause: err,
+            hint: (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'install iproute2' : undefined,
+          }),
+        );
+        return;
+      }
+      resolve(String(stdout));
+    });
+  });
+}
+
+export async function setLinkMtu(dev: string, mtu: number, opts: IpOptions = {}): Promise<void> {
+  checkInterfaceName(dev);
+  if (!Number.isInteger(mtu) || mtu < 576 || mtu > 65535) throw new MeshdError('E_TUN', `bad MTU ${mtu}`);
+  await runIp(['link', 'set', 'dev', dev, 'mtu', String(mtu)], opts);
+}
+
+export async function setLinkUp(dev: string, opts: IpOptions = {}): Promise<void> {
+  checkInterfaceName(dev);
+  await runIp(['link', 'set', 'dev', dev, 'up'], opts);
+}
+
+/** Add an address (idempotent: `ip addr replace`). */
+export async function addAddress(dev: string, cidr: string, opts: IpOptions = {}): Promise<void> {
+  checkInterfaceName(dev);
+  await runIp(['addr', 'replace', checkCidr(cidr), 'dev', dev], opts);
+}
+
+export async function removeAddress(dev: string, cidr: string, opts: IpOptions = {}): Promise<void> {
+  checkInterfaceName(dev);
+  await runIp(['addr', 'del', checkCidr(cidr), 'dev', dev], opts);
+}
+
+/** Route a prefix into the device (idempotent: `ip route replace`). */
+export async function addRoute(dev: string, cidr: string, opts: IpOptions = {}): Promise<void> {
+  checkInterfaceName(dev);
+  const prefix = checkCidr(cidr);
+  await runIp([prefix.includes(':') ? '-6' : '-4', 'route', 'replace', prefix, 'dev', dev], opts);
+}
+
+export async function removeRoute(dev: string, cidr: string, opts: IpOptions = {}): Promise<void> {
+  checkInterfaceName(dev);
+  const prefix = checkCidr(cidr);
+  await runIp([prefix.includes(':') ? '-6' : '-4', 'route', 'del', prefix, 'dev', dev], opts);
+}
+
+/** The link's kind ('tun', 'tap', 'veth', … or '' for plain devices), or null when there is no such link. */
+export async function linkKind(dev: string, opts: IpOptions = {}): Promise<string | null> {
+  checkInterfaceName(dev);
+  let out: string;
+  try {
+    out = await runIp(['-d', '-j', 'link', 'show', 'dev', dev], opts);
+  } catch (e) {
+    if (e instanceof MeshdError && /does not exist|Cannot find device/i.test(e.message)) return null;
+    throw e;
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(out);
+  } catch {
+    throw new MeshdError('E_TUN', `ip -j link show ${dev}: output is not JSON`);
+  }
+  if (!Array.isArray(parsed) || parsed.length === 0) return null;
+  const info = (parsed[0] as { linkinfo?: { info_kind?: unknown; info_data?: { type?: unknown } } }).linkinfo;
+  if (typeof info?.info_kind !== 'string') return '';
+  // TAP devices are also of kind "tun"; tell them apart.
+  if (info.info_kind === 'tun' && info.info_data?.type === 'tap') return 'tap';
+  return info.info_kind;
+}
+
+export async function linkExists(dev: string, opts: IpOptions = {}): Promise<boolean> {
+  return (await linkKind(dev, opts)) !== null;
+}
+
+export async function deleteLink(dev: string, opts: IpOptions = {}): Promise<void> {
+  checkInterfaceName(dev);
+  await runIp(['link', 'del', 'dev', dev], opts);
+}
+
+/**
+ * Crash recovery: remove a TUN device called `name` left behind (a persistent one, or one a
+ * dead process still held). Returns true if one was removed, false if there was none. A link by
+ * that name that is not a TUN device is never touched: that is an E_TUN error.
+ */
+export async function removeStaleTun(name: string, opts: IpOptions = {}): Promise<boolean> {
+  const kind = await linkKind(name, opts);
+  if (kind === null) return false;
+  if (kind !== 'tun') {
+    throw new MeshdError('E_TUN', `interface ${name} exists and is not a TUN device (kind ${kind || 'none'})`, {
+      hint: 'choose another interface name',
+    });
+  }
+  try {
+    await deleteLink(name, opts);
+  } catch (e) {
+    // It may have vanished on its own between the check and the delete (its owner exited).
+    if ((await linkKind(name, opts)) === null) return true;
+    throw e;
+  }
+  return true;
+}

@@ -1,0 +1,122 @@
+/**
+ * BatchUdpSocket over the addon: a non-blocking socket, recvmmsg/sendmmsg for whole batches,
+ * and a uv_poll readiness watcher that drains the socket batch by batch.
+ */
+import { MeshdError } from '../../errors.js';
+import { errnoName, nativeErrorCode, type NativeAddon } from '../native/addon.js';
+import { drainBatches, FdWatcher } from '../native/readiness.js';
+import { ADDR_SIZE, readAddr, writeAddr, type PacketBatch } from '../packet-batch.js';
+import type { BatchUdpSocket } from './batch-udp-socket.js';
+import { emptyUdpStats, type ResolvedUdpOptions, type UdpStats } from './udp-stats.js';
+
+export class NativeUdpSocket implements BatchUdpSocket {
+  readonly kind = 'native' as const;
+  readonly family: 4 | 6;
+  readonly address: string;
+  readonly port: number;
+  readonly stats: UdpStats = emptyUdpStats();
+  readonly #addon: NativeAddon;
+  #fd: number;
+  #watcher: FdWatcher | null = null;
+  #keepAlive = true;
+  /** Per-call results from the addon, reused: [n, a, b, lastErrno]. */
+  readonly #result = new Int32Array(4);
+
+  private constructor(addon: NativeAddon, fd: number, family: 4 | 6, address: string, port: number) {
+    this.#addon = addon;
+    this.#fd = fd;
+    this.family = family;
+    this.address = address;
+    this.port = port;
+  }
+
+  static async open(addon: NativeAddon, o: ResolvedUdpOptions): Promise<NativeUdpSocket> {
+    const slot = new Uint8Array(ADDR_SIZE);
+    writeAddr(slot, 0, o.address, o.port);
+    let opened: { fd: number; family: 4 | 6 };
+    try {
+      opened = addon.udpOpen(slot, o.recvBufferSize, o.sendBufferSize);
+    } catch (e) {
+      throw new MeshdError('E_ENGINE', `cannot bind UDP ${o.address} port ${o.port}: ${(e as Error).message}`, {
+        cause: e,
+        hint: nativeErrorCode(e) === 'EADDRINUSE' ? 'another process uses that port' : undefined,
+      });
+    }
+    try {
+      const port = addon.udpLocalAddress(opened.fd, slot);
+      return new NativeUdpSocket(addon, opened.fd, opened.family, readAddr(slot, 0).ip, port);
+    } catch (e) {
+      addon.fdClose(opened.fd);
+      throw new MeshdError('E_ENGINE', `cannot read the bound UDP address: ${(e as Error).message}`, { cause: e });
+    }
+  }
+
+  #checkOpen(): number {
+    if (this.#fd < 0) throw new MeshdError('E_ENGINE', 'UDP socket is closed');
+    return this.#fd;
+  }
+
+  receiveBatch(batch: PacketBatch): number {
+    const fd = this.#checkOpen();
+    const r = this.#result;
+    const n = this.#addon.udpRecv(fd, batch.buf, batch.slotSize, batch.offsets, batch.lengths, batch.addrs, batch.capacity, r);
+    batch.count = n;
+    this.stats.rxPackets += n;
+    if (r[1] !== 0) this.stats.rxTruncated += r[1]!;
+    if (r[2] !== 0) {
+      this.stats.rxErrors += r[2]!;
+      this.stats.lastError = errnoName(r[3]!);
+    }
+    return n;
+  }
+
+  sendBatch(batch: PacketBatch, start = 0, count = batch.count - start): number {
+    const fd = this.#checkOpen();
+    if (count <= 0) return 0;
+    const r = this.#result;
+    const sent = this.#addon.udpSend(fd, this.family, batch.buf, batch.offsets, batch.lengths, batch.addrs, start, count, r);
+    this.stats.txPackets += sent;
+    if (r[1] !== 0) this.stats.txDropped += r[1]!;
+    if (r[2] !== 0) {
+      this.stats.txErrors += r[2]!;
+      this.stats.lastError = errnoName(r[3]!);
+    }
+    return sent;
+  }
+
+  startReceiving(batch: PacketBatch, onBatch: (batch: PacketBatch) => void): void {
+    const fd = this.#checkOpen();
+    this.stopReceiving();
+    const read = (b: PacketBatch): number => this.receiveBatch(b);
+    this.#watcher = new FdWatcher(
+      this.#addon,
+      fd,
+      () => {
+        if (this.#fd >= 0) drainBatches(read, batch, onBatch);
+      },
+      (errno) => {
+        this.stats.rxErrors++;
+        this.stats.lastError = errnoName(-errno);
+      },
+    );
+    if (!this.#keepAlive) this.#watcher.setKeepAlive(false);
+  }
+
+  stopReceiving(): void {
+    this.#watcher?.stop();
+    this.#watcher = null;
+  }
+
+  setKeepAlive(keep: boolean): void {
+    this.#keepAlive = keep;
+    this.#watcher?.setKeepAlive(keep);
+  }
+
+  async close(): Promise<void> {
+    if (this.#fd < 0) return;
+    this.stopReceiving();
+    const fd = this.#fd;
+    this.#fd = -1;
+    this.#addon.fdClose(fd);
+  }
+}

@@ -6,6 +6,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { MeshdError, UsageError } from '../errors.js';
 import { resolveHome } from '../identity/home.js';
+import { MESHD_VERSION } from '../version.js';
 
 export interface GlobalOptions {
   home: string;
@@ -94,8 +95,6 @@ export function createRootProgram(io: Io): Command {
     .showHelpAfterError(false);
   return program;
 }
-
-export const MESHD_VERSION = '0.1.0';
 
 /** Map any thrown value to an exit code, printing one line (stack only with MESHD_DEBUG=1). */
 export function reportError(e: unknown, io: Io): number {

@@ -20,7 +20,7 @@ const originalListen = http.Server.prototype.listen as unknown as ListenFn;
 let bound: http.Server | undefined;
 (http.Server.prototype as unknown as { listen: ListenFn }).listen = function (this: http.Server, ...args: unknown[]) {
   if (typeof args[0] === 'number' && (args.length === 1 || typeof args[1] === 'function')) {
-    bound = this;
+    bound = this as http.Server;
     this.once('error', (e: Error) => fail(`cannot listen on ${host}:${String(args[0])}: ${e.message}`));
     return originalListen.call(this, args[0], host, ...args.slice(1));
   }
@@ -45,6 +45,14 @@ process.on('disconnect', () => {
 try {
   const { DwnServer } = await import('@web5/dwn-server');
   const server = new DwnServer();
+  // Registered before the server's own shutdown handlers (set in start()), so they run first:
+  // open WebSockets would otherwise hold the server's graceful shutdown forever.
+  const dropConnections = () => {
+    for (const c of server.wsServer?.clients ?? []) c.terminate();
+    bound?.closeIdleConnections();
+  };
+  process.on('SIGTERM', dropConnections);
+  process.on('SIGINT', dropConnections);
   await server.start();
   const addr = (bound ?? server.httpServer).address() as AddressInfo | null;
   if (!addr || typeof addr !== 'object') fail('server did not report a listening address');

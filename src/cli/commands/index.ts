@@ -2,7 +2,17 @@
 import type { Command } from 'commander';
 import type { Io } from '../program.js';
 import { registerIdentity } from './identity.js';
+import { registerNetwork } from './network.js';
+import { registerPeer } from './peer.js';
+import { registerAcl } from './acl.js';
+import { registerStatus } from './status.js';
+import { registerDwn } from './dwn.js';
 
 export function registerCommands(program: Command, io: Io): void {
   registerIdentity(program, io);
+  registerNetwork(program, io);
+  registerPeer(program, io);
+  registerAcl(program, io);
+  registerStatus(program, io);
+  registerDwn(program, io);
 }

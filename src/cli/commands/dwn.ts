@@ -1,0 +1,33 @@
+/** `meshd dwn serve`: the embedded DWN in the foreground (spec 5.7). */
+import type { Command } from 'commander';
+import { action, subcommand, type Io } from '../program.js';
+import { UsageError } from '../../errors.js';
+import { parsePort } from './network.js';
+
+export function registerDwn(program: Command, io: Io): void {
+  const dwn = subcommand(program, 'dwn', 'the embedded DWN server');
+  const serve = subcommand(dwn, 'serve', 'run the embedded DWN (storage in the state directory) until interrupted')
+    .option('--port <port>', 'TCP port', '8787')
+    .option('--listen <addr>', 'address to listen on', '127.0.0.1');
+  action(serve, io, async (ctx) => {
+    const o = serve.opts<{ port: string; listen: string }>();
+    const port = parsePort(o.port);
+    const { isIP } = await import('node:net');
+    if (isIP(o.listen) === 0) throw new UsageError(`--listen "${o.listen}" is not an IP address`);
+    const { startDwnServer } = await import('../../dwn/server.js');
+    const { embeddedDataDir } = await import('../../control/embedded.js');
+    const { ensurePrivateDir } = await import('../../identity/state-files.js');
+    ensurePrivateDir(ctx.home);
+    const dataDir = embeddedDataDir(ctx.home);
+    const server = await startDwnServer({ dataDir, port, host: o.listen, inheritLogs: !ctx.json, logLevel: 'warn' });
+    const info = { url: server.url, host: server.host, port: server.port, dataDir, pid: server.pid };
+    ctx.print(info, `DWN listening on ${server.url} (storage: ${dataDir}); Ctrl-C stops it.`);
+    const stop = new Promise<string>((resolve) => {
+      process.once('SIGINT', () => resolve('SIGINT'));
+      process.once('SIGTERM', () => resolve('SIGTERM'));
+    });
+    const reason = await Promise.race([stop, server.exited.then((c) => `exit:${c}`)]);
+    if (reason.startsWith('exit:')) throw new UsageError(`the DWN server stopped unexpectedly (${reason.slice(5)})`);
+    await server.stop();
+  });
+}

@@ -1,0 +1,80 @@
+/**
+ * `meshd network create|join|leave`. Parsing and printing only; the work is in
+ * src/control/network-ops.ts (loaded on use: the DWN SDK is heavy).
+ */
+import type { Command } from 'commander';
+import { action, subcommand, type CommandContext, type Io } from '../program.js';
+import { openProfile } from '../../identity/profile.js';
+import { UsageError } from '../../errors.js';
+import type { ControlContext } from '../../control/session.js';
+import type { NetworkResult } from '../../control/network-ops.js';
+
+/** The control-plane context of a command: home, identity, progress on stderr. */
+export function controlContext(ctx: CommandContext): ControlContext {
+  const profile = openProfile(ctx.home, ctx.profile);
+  return { home: ctx.home, profile, progress: (s) => ctx.progress(s) };
+}
+
+export function parsePort(s: string, what = 'port'): number {
+  if (!/^\d{1,5}$/.test(s) || Number(s) < 1 || Number(s) > 65535) throw new UsageError(`invalid ${what} "${s}"`);
+  return Number(s);
+}
+
+function describe(r: NetworkResult, verb: string): string {
+  const lines = [
+    `${verb} network "${r.name}".`,
+    `Network id: ${r.networkId}`,
+    `Owner: ${r.anchor}`,
+    `DWN: ${r.endpoint}${r.embedded ? ' (embedded)' : ''}`,
+  ];
+  if (r.meshIP) lines.push(`Mesh IP: ${r.meshIP} (${r.meshIP6})`);
+  if (r.roles.includes('owner')) lines.push('To add a peer: meshd peer add <their-did>');
+  else if (r.roles.includes('member') && !r.roles.includes('node')) lines.push('To add one of your devices: meshd peer add <device-did> (the owner approves it)');
+  return lines.join('\n');
+}
+
+export function registerNetwork(program: Command, io: Io): void {
+  const network = subcommand(program, 'network', 'create, join or leave a mesh network');
+
+  const create = subcommand(network, 'create <name>', 'create a network on a DWN (the embedded one without --endpoint)')
+    .option('--endpoint <url>', 'DWN endpoint URL')
+    .option('--cidr <cidr>', 'IPv4 mesh prefix', '10.200.0.0/16')
+    .option('--listen-port <port>', 'WireGuard UDP port for the network');
+  action(create, io, async (ctx, name: string) => {
+    const o = create.opts<{ endpoint?: string; cidr: string; listenPort?: string }>();
+    const { createNetwork } = await import('../../control/network-ops.js');
+    const r = await createNetwork(controlContext(ctx), {
+      name,
+      cidr: o.cidr,
+      ...(o.endpoint !== undefined ? { endpoint: o.endpoint } : {}),
+      ...(o.listenPort !== undefined ? { listenPort: parsePort(o.listenPort, 'listen port') } : {}),
+    });
+    ctx.print(r, () => describe(r, 'Created'));
+  });
+
+  const join = subcommand(network, 'join', 'join a network this device was added to')
+    .requiredOption('--anchor <did>', "the network owner's DID")
+    .requiredOption('--network <id>', 'the network id')
+    .option('--endpoint <url>', 'DWN endpoint URL (default: from the owner DID)');
+  action(join, io, async (ctx) => {
+    const o = join.opts<{ anchor: string; network: string; endpoint?: string }>();
+    const { joinNetwork } = await import('../../control/network-ops.js');
+    const r = await joinNetwork(controlContext(ctx), {
+      anchor: o.anchor,
+      networkId: o.network,
+      ...(o.endpoint !== undefined ? { endpoint: o.endpoint } : {}),
+    });
+    ctx.print(r, () => describe(r, 'Joined'));
+  });
+
+  const leave = subcommand(network, 'leave', "remove this device's own records and forget the network")
+    .option('--force', 'forget the network even when the DWN cannot be reached');
+  action(leave, io, async (ctx) => {
+    const o = leave.opts<{ force?: boolean }>();
+    const { leaveNetwork } = await import('../../control/network-ops.js');
+    const r = await leaveNetwork(controlContext(ctx), { force: Boolean(o.force) });
+    ctx.print(r, () =>
+      [`Left network ${r.networkId} (${r.deleted} record${r.deleted === 1 ? '' : 's'} removed).`, ...(r.warning ? [`Warning: ${r.warning}`] : [])].join('\n'),
+    );
+  });
+}

@@ -1,0 +1,346 @@
+/**
+ * The control client (spec 5.5): DWN records in, network maps out, live.
+ *
+ * It subscribes (one WebSocket, one subscription per record kind this identity follows, as its
+ * role), debounces bursts of events (≈250 ms after the last, at most 1 s after the first),
+ * re-queries the affected kinds, decrypts, validates and rebuilds the map; a map whose hash
+ * changed is emitted and cached on disk. After every (re)connect it re-queries everything.
+ * With the DWN unreachable it keeps (and at start, emits) the last good map from the cache.
+ */
+import type { RecordEvent } from '@tbd54566975/dwn-sdk-js';
+import { DwnError, MeshdError } from '../errors.js';
+import type { BackoffOptions } from '../dwn/backoff.js';
+import { DwnSubscriber, type SubscriberStatus, type SubscriptionSpec } from '../dwn/subscriber.js';
+import { myNodeRecord, publishEndpoint, publishNodeInfo, reencryptOwnRecords } from './device-records.js';
+import { readCachedMap, requireJoinedNetwork, writeCachedMap, type JoinedNetwork } from './local-state.js';
+import { currentNetwork } from './model.js';
+import { buildNetworkMap, mapHash, type NetworkMap } from './netmap.js';
+import { PROTOCOL_URI, kindOfPath, type RecordKind } from './protocol.js';
+import { queryFor, readableKinds, type SkipCounters } from './reader.js';
+import type { EndpointRecord, NodeInfoRecord } from './records.js';
+import { NetworkSession, type ControlContext } from './session.js';
+
+export interface ControlClientOptions {
+  ctx: ControlContext;
+  joined?: JoinedNetwork;
+  /** Quiet time after the last event before re-querying. Default 250 ms. */
+  debounceMs?: number;
+  /** Longest wait after the first event of a burst. Default 1000 ms. */
+  maxDelayMs?: number;
+  /** How often online flags are re-evaluated without any event. Default 15 s. */
+  recheckMs?: number;
+  /** How often a published endpoint is re-written (heartbeat). Default 60 s. */
+  heartbeatMs?: number;
+  backoff?: BackoffOptions;
+  /** Keep the last good map on disk (default true). */
+  cache?: boolean;
+  now?: () => number;
+}
+
+export type ControlEvent =
+  | { type: 'map'; map: NetworkMap; source: 'cache' | 'dwn' }
+  | { type: 'connection'; up: boolean; reconnect?: boolean; retryInMs?: number; error?: string }
+  | { type: 'error'; error: MeshdError | Error; during: string }
+  | { type: 'revoked' };
+
+export interface ControlStats {
+  networkId: string;
+  role: string;
+  connected: boolean;
+  mapHash: string | null;
+  mapSource: 'cache' | 'dwn' | null;
+  refreshes: number;
+  events: number;
+  lastRefreshAt: string | null;
+  lastError: string | null;
+  skipped: SkipCounters;
+  revoked: boolean;
+}
+
+const REVOKED_DETAIL = /RoleRecordNotFound|ActionNotAllowed/;
+
+export class ControlClient {
+  readonly session: NetworkSession;
+  private readonly opts: Required<Pick<ControlClientOptions, 'debounceMs' | 'maxDelayMs' | 'recheckMs' | 'heartbeatMs'>> & ControlClientOptions;
+  private readonly listeners = new Set<(e: ControlEvent) => void>();
+  private subscriber: DwnSubscriber | undefined;
+  private current: NetworkMap | undefined;
+  private source: 'cache' | 'dwn' | null = null;
+  private dirty = new Set<RecordKind>();
+  private firstDirtyAt: number | undefined;
+  private flushTimer: NodeJS.Timeout | undefined;
+  private recheckTimer: NodeJS.Timeout | undefined;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private running: Promise<void> = Promise.resolve();
+  private lastEndpoint: Omit<EndpointRecord, 'updatedAt'> | undefined;
+  private loadedOnce = false;
+  private stopped = false;
+  private readonly counters = { refreshes: 0, events: 0 };
+  private lastRefreshAt: string | null = null;
+  private lastError: string | null = null;
+  private revoked = false;
+
+  private constructor(session: NetworkSession, opts: ControlClientOptions) {
+    this.session = session;
+    this.opts = { debounceMs: 250, maxDelayMs: 1000, recheckMs: 15_000, heartbeatMs: 60_000, ...opts };
+  }
+
+  /** Open the profile's joined network as a device (or as the owner, who is a device too). */
+  static async open(opts: ControlClientOptions): Promise<ControlClient> {
+    const joined = opts.joined ?? requireJoinedNetwork(opts.ctx.profile.dir);
+    const role = joined.roles.includes('owner') ? 'owner' : joined.roles.includes('node') ? 'node' : undefined;
+    if (!role) throw new MeshdError('E_NO_NETWORK', 'this identity is a member, not a device, of the network', { hint: 'devices are added with `meshd peer add DID`' });
+    const session = await NetworkSession.forNetwork(opts.ctx, joined, role);
+    return new ControlClient(session, opts);
+  }
+
+  private now(): number {
+    return this.opts.now ? this.opts.now() : Date.now();
+  }
+
+  /** Listen to maps, connection changes and errors; returns an unsubscribe function. */
+  on(listener: (e: ControlEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private emit(e: ControlEvent): void {
+    for (const l of this.listeners) {
+      try {
+        l(e);
+      } catch {
+        // a listener's failure is its own
+      }
+    }
+  }
+
+  get map(): NetworkMap | undefined {
+    return this.current;
+  }
+
+  get stats(): ControlStats {
+    return {
+      networkId: this.session.joined.networkId,
+      role: this.session.role,
+      connected: this.subscriber?.connected ?? false,
+      mapHash: this.current?.hash ?? null,
+      mapSource: this.source,
+      refreshes: this.counters.refreshes,
+      events: this.counters.events,
+      lastRefreshAt: this.lastRefreshAt,
+      lastError: this.lastError,
+      skipped: { ...this.session.skips.counters },
+      revoked: this.revoked,
+    };
+  }
+
+  /**
+   * Emit the cached map (if any) and start following the DWN. Returns the cached map, or
+   * undefined when there is none; the first map from the DWN follows as an event.
+   */
+  start(): NetworkMap | undefined {
+    this.stopped = false;
+    const joined = this.session.joined;
+    if (this.opts.cache !== false) {
+      try {
+        const cached = readCachedMap(this.session.ctx.profile.dir, joined.networkId);
+        if (cached) this.setMap(cached, 'cache', false);
+      } catch (e) {
+        this.emit({ type: 'error', error: e as Error, during: 'reading the map cache' });
+      }
+    }
+    this.subscriber = new DwnSubscriber(this.session.client.endpoint, this.subscriptions(), (s) => this.onStatus(s), {
+      timeoutMs: this.session.ctx.timeoutMs ?? 10_000,
+      ...(this.opts.backoff ? { backoff: this.opts.backoff } : {}),
+    });
+    this.subscriber.start();
+    this.recheckTimer = setInterval(() => this.rebuild(), this.opts.recheckMs);
+    this.recheckTimer.unref();
+    return this.current;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.flushTimer);
+    clearInterval(this.recheckTimer);
+    clearInterval(this.heartbeatTimer);
+    await this.subscriber?.stop();
+    await this.running.catch(() => {});
+    await this.session.close();
+  }
+
+  /** Resolve with the first map from the DWN (or the cache when `allowCache`) within `timeoutMs`. */
+  waitForMap(timeoutMs: number, allowCache = true): Promise<NetworkMap> {
+    if (this.current && (allowCache || this.source === 'dwn')) return Promise.resolve(this.current);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        off();
+        reject(new MeshdError('E_TIMEOUT', `no network map within ${timeoutMs} ms${this.lastError ? ` (${this.lastError})` : ''}`));
+      }, timeoutMs);
+      const off = this.on((e) => {
+        if (e.type === 'map' && (allowCache || e.source === 'dwn')) {
+          clearTimeout(timer);
+          off();
+          resolve(e.map);
+        }
+      });
+    });
+  }
+
+  private subscriptions(): SubscriptionSpec[] {
+    const s = this.session;
+    const target = s.joined.anchor;
+    const onEvent = (e: RecordEvent) => this.onRecordEvent(e);
+    if (s.role === 'owner') {
+      return [{ key: 'wireguard-mesh', target, build: () => s.client.subscribeMessage({ protocol: PROTOCOL_URI, contextId: s.joined.networkId }), onEvent }];
+    }
+    return readableKinds(s.role).map((kind) => {
+      const { filter, protocolRole } = queryFor(s.acc, kind);
+      return { key: kind, target, build: () => s.client.subscribeMessage(filter, protocolRole), onEvent };
+    });
+  }
+
+  private onStatus(st: SubscriberStatus): void {
+    if (st.type === 'up') {
+      this.emit({ type: 'connection', up: true, reconnect: st.reconnect });
+      // the subscription may have missed events: the full re-query is the truth
+      this.schedule(readableKinds(this.session.role), true);
+    } else if (st.type === 'down') {
+      this.lastError = st.error.message;
+      this.emit({ type: 'connection', up: false, retryInMs: st.retryInMs, error: st.error.message });
+    } else {
+      this.lastError = st.error.message;
+      this.emit({ type: 'error', error: st.error, during: `subscribing to ${st.key}` });
+      if (st.error instanceof DwnError && st.error.status === 401) this.markRevoked();
+    }
+  }
+
+  private onRecordEvent(e: RecordEvent): void {
+    this.counters.events++;
+    const path = (e.message.descriptor as { protocolPath?: string }).protocolPath;
+    const kind = path ? kindOfPath(path) : undefined;
+    // a delete names no path: re-query everything
+    this.schedule(kind ? [kind] : readableKinds(this.session.role), false);
+  }
+
+  private schedule(kinds: RecordKind[], immediate: boolean): void {
+    if (this.stopped) return;
+    for (const k of kinds) this.dirty.add(k);
+    const now = this.now();
+    this.firstDirtyAt ??= now;
+    clearTimeout(this.flushTimer);
+    const wait = immediate ? 0 : Math.max(0, Math.min(this.opts.debounceMs, this.firstDirtyAt + this.opts.maxDelayMs - now));
+    this.flushTimer = setTimeout(() => this.flush(), wait);
+  }
+
+  private flush(): void {
+    const kinds = [...this.dirty];
+    this.dirty.clear();
+    this.firstDirtyAt = undefined;
+    if (kinds.length === 0) return;
+    this.running = this.running.then(async () => {
+      await this.refresh(kinds);
+    }).catch(() => {});
+  }
+
+  /** Re-query `kinds` (default: everything) and rebuild the map. Errors are reported, not thrown. */
+  async refresh(kinds: RecordKind[] = readableKinds(this.session.role)): Promise<NetworkMap | undefined> {
+    if (this.stopped) return this.current;
+    const s = this.session;
+    try {
+      const all = readableKinds(s.role);
+      await s.load(this.loadedOnce ? kinds : all);
+      this.loadedOnce = true;
+      const net = currentNetwork(s.set, s.joined.networkId, s.joined.anchor);
+      if (s.role !== 'owner' && (!net || !s.acc.keyring.hasEpoch(net.data.epoch)) && !kinds.includes('keyDelivery')) {
+        // a record under a key this device has not seen yet: fetch deliveries, then read again
+        await s.load(all);
+      }
+      this.counters.refreshes++;
+      this.lastRefreshAt = new Date(this.now()).toISOString();
+      this.lastError = null;
+      this.revoked = false;
+      this.rebuild();
+      if (s.role !== 'owner' && net) {
+        // after a key rotation, this device re-writes its own records under the new key
+        await reencryptOwnRecords(s).catch((e: Error) => this.emit({ type: 'error', error: e, during: 're-encrypting own records' }));
+      }
+    } catch (e) {
+      this.lastError = (e as Error).message;
+      this.emit({ type: 'error', error: e as Error, during: 'refreshing the network map' });
+      if (e instanceof DwnError && e.status === 401 && REVOKED_DETAIL.test(e.detail ?? e.message)) this.markRevoked();
+    }
+    return this.current;
+  }
+
+  /** Rebuild from the records already read (online flags move with time). */
+  private rebuild(): void {
+    if (!this.loadedOnce || this.revoked) return;
+    const s = this.session;
+    const m = buildNetworkMap({ set: s.set, networkId: s.joined.networkId, anchor: s.joined.anchor, selfDid: s.me, now: this.now() });
+    if (m) this.setMap(m, 'dwn', true);
+  }
+
+  private setMap(m: NetworkMap, source: 'cache' | 'dwn', save: boolean): void {
+    const changed = this.current?.hash !== m.hash;
+    const firstFromDwn = source === 'dwn' && this.source !== 'dwn';
+    this.current = m;
+    this.source = source;
+    if (!changed && !firstFromDwn) return;
+    if (save && this.opts.cache !== false) {
+      try {
+        writeCachedMap(this.session.ctx.profile.dir, m);
+      } catch (e) {
+        this.emit({ type: 'error', error: e as Error, during: 'writing the map cache' });
+      }
+    }
+    this.emit({ type: 'map', map: m, source });
+  }
+
+  /** This identity lost its role on the DWN (it was removed): an empty map, and say so. */
+  private markRevoked(): void {
+    if (this.revoked || !this.current) return;
+    this.revoked = true;
+    const { hash: _h, generatedAt: _g, ...rest } = this.current;
+    const body = { ...rest, self: null, peers: [], relays: [], filter: { policyVersion: null, defaultAction: 'drop' as const, rules: [] } };
+    const m: NetworkMap = { ...body, hash: mapHash(body), generatedAt: new Date(this.now()).toISOString() };
+    this.current = m;
+    this.source = 'dwn';
+    this.emit({ type: 'revoked' });
+    this.emit({ type: 'map', map: m, source: 'dwn' });
+  }
+
+  private async ensureLoaded(): Promise<void> {
+    if (!this.loadedOnce) await this.session.load(readableKinds(this.session.role));
+    this.loadedOnce = true;
+  }
+
+  /** Publish this device's endpoints now (and keep re-publishing them as a heartbeat). */
+  async publishEndpoint(ep: Omit<EndpointRecord, 'updatedAt'>): Promise<void> {
+    this.lastEndpoint = ep;
+    const write = async () => {
+      await this.ensureLoaded();
+      await publishEndpoint(this.session, { ...ep, updatedAt: new Date(this.now()).toISOString() });
+    };
+    const p = this.running.then(write);
+    this.running = p.catch(() => {});
+    await p;
+    if (!this.heartbeatTimer) {
+      this.heartbeatTimer = setInterval(() => {
+        if (!this.lastEndpoint || this.stopped) return;
+        this.publishEndpoint(this.lastEndpoint).catch((e: Error) => this.emit({ type: 'error', error: e, during: 'endpoint heartbeat' }));
+      }, this.opts.heartbeatMs);
+      this.heartbeatTimer.unref();
+    }
+  }
+
+  async publishNodeInfo(info: NodeInfoRecord): Promise<void> {
+    const p = this.running.then(async () => {
+      await this.ensureLoaded();
+      myNodeRecord(this.session);
+      await publishNodeInfo(this.session, info);
+    });
+    this.running = p.catch(() => {});
+    await p;
+  }
+}

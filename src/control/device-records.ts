@@ -1,0 +1,100 @@
+/**
+ * The records a device writes about itself (nodeInfo, endpoint), under its own node record,
+ * encrypted to the current network key and itself. Used by `network create/join`, the control
+ * client (endpoint changes, heartbeat, re-encryption after an epoch rotation) and tests.
+ */
+import { hostname as osHostname, platform } from 'node:os';
+import { MeshdError } from '../errors.js';
+import { MESHD_VERSION } from '../version.js';
+import type { Decoded } from './reader.js';
+import type { EndpointRecord, NodeInfoRecord, Os } from './records.js';
+import type { NetworkSession } from './session.js';
+import { nodeRecords } from './model.js';
+
+/** This machine's nodeInfo, with a host name made valid for the record. */
+export function localNodeInfo(overrides: Partial<NodeInfoRecord> = {}): NodeInfoRecord {
+  const os: Os = (['linux', 'darwin', 'freebsd', 'android'] as string[]).includes(platform())
+    ? (platform() as Os)
+    : platform() === 'win32'
+      ? 'windows'
+      : 'linux';
+  const host = osHostname().replace(/[^A-Za-z0-9._-]/g, '-').replace(/^[^A-Za-z0-9]+|[^A-Za-z0-9]+$/g, '').slice(0, 253) || 'meshd-node';
+  return { hostname: host, os, version: MESHD_VERSION, ...overrides };
+}
+
+/** This device's node record in the loaded set (must be loaded: 'node'). */
+export function myNodeRecord(s: NetworkSession): Decoded<'node'> {
+  const n = nodeRecords(s.set, s.joined.networkId, s.joined.anchor).find((r) => r.data.did === s.me);
+  if (!n) {
+    throw new MeshdError('E_NO_NETWORK', `this device has no node record in network ${s.joined.networkId}`, {
+      hint: `ask the owner to run \`meshd peer add ${s.me}\``,
+    });
+  }
+  if (n.data.status !== 'active') throw new MeshdError('E_NO_NETWORK', 'this device was removed from the network');
+  return n;
+}
+
+function mine<K extends 'nodeInfo' | 'endpoint'>(s: NetworkSession, xs: Decoded<K>[], node: Decoded<'node'>): Decoded<K> | undefined {
+  let best: Decoded<K> | undefined;
+  for (const x of xs) {
+    if (x.author === s.me && x.parentContextId === node.contextId && (!best || x.timestamp > best.timestamp)) best = x;
+  }
+  return best;
+}
+
+async function publish<K extends 'nodeInfo' | 'endpoint'>(s: NetworkSession, kind: K, data: K extends 'nodeInfo' ? NodeInfoRecord : EndpointRecord): Promise<Decoded<K>> {
+  const node = myNodeRecord(s);
+  const epoch = s.network().data.epoch;
+  const recipients = s.recipients(epoch);
+  const existing = mine(s, s.set[kind] as Decoded<K>[], node);
+  const typed = data as Decoded<K>['data'];
+  let ref;
+  if (existing) {
+    await s.update(existing, typed, recipients);
+    ref = existing;
+  } else {
+    ref = await s.writeNew(kind, typed, { parentContextId: node.contextId, recipients });
+  }
+  const now = new Date().toISOString();
+  const rec = {
+    ...ref,
+    parentId: node.recordId,
+    author: s.me,
+    timestamp: now,
+    epoch,
+    data: typed,
+  } as Decoded<K>;
+  // keep the session's view current so the next publish updates instead of creating
+  const list = (s.set[kind] as Decoded<K>[]).filter((x) => x.recordId !== rec.recordId);
+  list.push(rec);
+  (s.set as Record<string, unknown>)[kind] = list;
+  return rec;
+}
+
+/** Create or update this device's nodeInfo. Needs 'network', 'node', 'nodeInfo' loaded. */
+export function publishNodeInfo(s: NetworkSession, info: NodeInfoRecord): Promise<Decoded<'nodeInfo'>> {
+  return publish(s, 'nodeInfo', info);
+}
+
+/** Create or update this device's endpoint record. Needs 'network', 'node', 'endpoint' loaded. */
+export function publishEndpoint(s: NetworkSession, ep: EndpointRecord): Promise<Decoded<'endpoint'>> {
+  return publish(s, 'endpoint', ep);
+}
+
+/** Re-write this device's own nodeInfo/endpoint under the current epoch when they are older. */
+export async function reencryptOwnRecords(s: NetworkSession): Promise<number> {
+  const net = s.network();
+  const node = myNodeRecord(s);
+  const epoch = net.data.epoch;
+  if (!s.acc.keyring.hasEpoch(epoch)) return 0;
+  let n = 0;
+  for (const kind of ['nodeInfo', 'endpoint'] as const) {
+    const rec = mine(s, s.set[kind] as Decoded<typeof kind>[], node);
+    if (rec && rec.epoch !== epoch) {
+      await s.update(rec, rec.data, s.recipients(epoch));
+      rec.epoch = epoch;
+      n++;
+    }
+  }
+  return n;
+}

@@ -1,0 +1,97 @@
+/**
+ * Per-profile network state on disk (in the profile's private directory):
+ *
+ *   network.json        the network this device joined: id, owner, DWN endpoint, roles
+ *   netmap-cache.json   the last good network map, so a restarted node can bring its tunnels
+ *                       back while the DWN is unreachable (spec 5.5)
+ *
+ * Both are written atomically; a damaged file is an error, never silently replaced.
+ */
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { MeshdError, StateError } from '../errors.js';
+import { ensurePrivateDir, readJsonFile, writeJsonFile } from '../identity/state-files.js';
+import { isNetworkMap, type NetworkMap } from './netmap.js';
+import type { ActorRole } from './reader.js';
+
+export interface JoinedNetwork {
+  version: 1;
+  networkId: string;
+  /** The network owner's DID (the DWN tenant holding the records). */
+  anchor: string;
+  /** DWN endpoint URL. */
+  endpoint: string;
+  /** What this identity is in the network: owner, node (a device), member (a person). */
+  roles: ActorRole[];
+  /** True when the endpoint is this machine's embedded DWN (meshd starts it when needed). */
+  embedded: boolean;
+  joinedAt: string;
+}
+
+export function networkFile(profileDir: string): string {
+  return join(profileDir, 'network.json');
+}
+
+export function mapCacheFile(profileDir: string): string {
+  return join(profileDir, 'netmap-cache.json');
+}
+
+const ROLES = new Set(['owner', 'node', 'member']);
+
+export function readJoinedNetwork(profileDir: string): JoinedNetwork | undefined {
+  const path = networkFile(profileDir);
+  const v = readJsonFile<Partial<JoinedNetwork>>(path);
+  if (v === undefined) return undefined;
+  if (
+    typeof v !== 'object' || v === null || v.version !== 1 || typeof v.networkId !== 'string' || typeof v.anchor !== 'string' ||
+    typeof v.endpoint !== 'string' || !Array.isArray(v.roles) || !v.roles.every((r) => ROLES.has(r))
+  ) {
+    throw new StateError('E_STATE_CORRUPT', path, `state file ${path} is corrupt (unexpected content)`, {
+      hint: 'remove it deliberately and join the network again',
+    });
+  }
+  return { ...v, embedded: v.embedded === true, joinedAt: typeof v.joinedAt === 'string' ? v.joinedAt : '' } as JoinedNetwork;
+}
+
+/** The joined network, or a one-line error saying what to run. */
+export function requireJoinedNetwork(profileDir: string): JoinedNetwork {
+  const j = readJoinedNetwork(profileDir);
+  if (!j) {
+    throw new MeshdError('E_NO_NETWORK', 'this device has not joined a network', {
+      hint: 'run `meshd network create NAME` or `meshd network join --anchor DID --network ID`',
+    });
+  }
+  return j;
+}
+
+export function writeJoinedNetwork(profileDir: string, j: JoinedNetwork): void {
+  ensurePrivateDir(profileDir);
+  writeJsonFile(networkFile(profileDir), j);
+}
+
+export function forgetNetwork(profileDir: string): void {
+  rmSync(networkFile(profileDir), { force: true });
+  rmSync(mapCacheFile(profileDir), { force: true });
+}
+
+interface CacheFile {
+  version: 1;
+  savedAt: string;
+  map: NetworkMap;
+}
+
+/** The cached map for `networkId`, or undefined when there is none (or it is for another network). */
+export function readCachedMap(profileDir: string, networkId: string): NetworkMap | undefined {
+  const path = mapCacheFile(profileDir);
+  const c = readJsonFile<Partial<CacheFile>>(path);
+  if (c === undefined) return undefined;
+  if (typeof c !== 'object' || c === null || c.version !== 1 || !isNetworkMap(c.map)) {
+    throw new StateError('E_STATE_CORRUPT', path, `network map cache ${path} is corrupt`, { hint: 'remove it; it is rebuilt from the DWN' });
+  }
+  return c.map.networkId === networkId ? c.map : undefined;
+}
+
+export function writeCachedMap(profileDir: string, map: NetworkMap): void {
+  ensurePrivateDir(profileDir);
+  writeJsonFile(mapCacheFile(profileDir), { version: 1, savedAt: new Date().toISOString(), map } satisfies CacheFile);
+}

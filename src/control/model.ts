@@ -1,0 +1,127 @@
+/**
+ * The meaning of a set of decoded records: which network record is current, which nodes and
+ * members are active, each node's newest nodeInfo and endpoint, the policy in force, the
+ * relays. Authorship is checked here as well as by the server: the owner's record kinds must
+ * be the owner's, a device's records must be that device's.
+ */
+import type { Decoded } from './reader.js';
+import type { RecordKind } from './protocol.js';
+import type { NodeRecord } from './records.js';
+import { cidrContains, parseCidr, parseIp } from './ip.js';
+
+export type RecordSet = { [K in RecordKind]: Decoded<K>[] };
+
+export function emptyRecordSet(): RecordSet {
+  return { network: [], node: [], member: [], nodeInfo: [], endpoint: [], aclPolicy: [], relay: [], nodeRequest: [], keyDelivery: [] };
+}
+
+function newest<T extends { timestamp: string }>(xs: T[]): T | undefined {
+  let best: T | undefined;
+  for (const x of xs) if (!best || x.timestamp > best.timestamp) best = x;
+  return best;
+}
+
+export function currentNetwork(set: RecordSet, networkId: string, anchor: string): Decoded<'network'> | undefined {
+  return newest(set.network.filter((r) => r.recordId === networkId && r.author === anchor));
+}
+
+/** Node records written by the owner under this network, newest state per device DID. */
+export function nodeRecords(set: RecordSet, networkId: string, anchor: string): Decoded<'node'>[] {
+  const byDid = new Map<string, Decoded<'node'>>();
+  for (const r of set.node) {
+    if (r.author !== anchor || r.parentContextId !== networkId || r.recipient !== r.data.did) continue;
+    const prev = byDid.get(r.data.did);
+    if (!prev || r.timestamp > prev.timestamp) byDid.set(r.data.did, r);
+  }
+  return [...byDid.values()].sort((a, b) => a.data.did.localeCompare(b.data.did));
+}
+
+export function isNodeActive(n: NodeRecord, now: number): boolean {
+  if (n.status !== 'active') return false;
+  return n.expiresAt === undefined || Date.parse(n.expiresAt) > now;
+}
+
+export function memberRecords(set: RecordSet, networkId: string, anchor: string): Decoded<'member'>[] {
+  const byDid = new Map<string, Decoded<'member'>>();
+  for (const r of set.member) {
+    if (r.author !== anchor || r.parentContextId !== networkId || r.recipient !== r.data.did) continue;
+    const prev = byDid.get(r.data.did);
+    if (!prev || r.timestamp > prev.timestamp) byDid.set(r.data.did, r);
+  }
+  return [...byDid.values()].sort((a, b) => a.data.did.localeCompare(b.data.did));
+}
+
+export interface ActiveNode {
+  record: Decoded<'node'>;
+  info: Decoded<'nodeInfo'> | undefined;
+  endpoint: Decoded<'endpoint'> | undefined;
+}
+
+export interface NodeView {
+  active: ActiveNode[];
+  /** Node records skipped for an address outside the CIDR or taken by an earlier node. */
+  conflicts: { did: string; reason: string }[];
+}
+
+/**
+ * Active nodes with their newest nodeInfo and endpoint (written by the device itself, under its
+ * own node record). Addresses must lie in the network's CIDR and be unique: on a clash the node
+ * added first keeps the address and the other is left out.
+ */
+export function activeNodes(set: RecordSet, networkId: string, anchor: string, meshCIDR: string | undefined, now: number): NodeView {
+  const cidr = meshCIDR ? parseCidr(meshCIDR) : null;
+  const conflicts: NodeView['conflicts'] = [];
+  const candidates = nodeRecords(set, networkId, anchor)
+    .filter((r) => isNodeActive(r.data, now))
+    .sort((a, b) => a.data.addedAt.localeCompare(b.data.addedAt) || a.data.did.localeCompare(b.data.did));
+  const used = new Set<string>();
+  const active: ActiveNode[] = [];
+  for (const record of candidates) {
+    const ip = parseIp(record.data.meshIP);
+    if (cidr && (!ip || !cidrContains(cidr, ip))) {
+      conflicts.push({ did: record.data.did, reason: `mesh IP ${record.data.meshIP} is outside ${meshCIDR}` });
+      continue;
+    }
+    if (used.has(record.data.meshIP) || used.has(record.data.meshIP6)) {
+      conflicts.push({ did: record.data.did, reason: `mesh IP ${record.data.meshIP} is already in use` });
+      continue;
+    }
+    used.add(record.data.meshIP);
+    used.add(record.data.meshIP6);
+    const mine = <K extends 'nodeInfo' | 'endpoint'>(xs: Decoded<K>[]) =>
+      newest(xs.filter((x) => x.parentContextId === record.contextId && x.author === record.data.did));
+    active.push({ record, info: mine(set.nodeInfo), endpoint: mine(set.endpoint) });
+  }
+  active.sort((a, b) => a.record.data.did.localeCompare(b.record.data.did));
+  return { active, conflicts };
+}
+
+/** The policy in force: the owner's aclPolicy with the highest version (newest on a tie). */
+export function currentPolicy(set: RecordSet, networkId: string, anchor: string): Decoded<'aclPolicy'> | undefined {
+  let best: Decoded<'aclPolicy'> | undefined;
+  for (const r of set.aclPolicy) {
+    if (r.author !== anchor || r.parentContextId !== networkId) continue;
+    if (!best || r.data.version > best.data.version || (r.data.version === best.data.version && r.timestamp > best.timestamp)) best = r;
+  }
+  return best;
+}
+
+/** Relays written by the owner or by an active member. */
+export function currentRelays(set: RecordSet, networkId: string, anchor: string): Decoded<'relay'>[] {
+  const members = new Set(memberRecords(set, networkId, anchor).filter((m) => m.data.status === 'active').map((m) => m.data.did));
+  return set.relay
+    .filter((r) => r.parentContextId === networkId && (r.author === anchor || members.has(r.author)))
+    .sort((a, b) => a.data.region.localeCompare(b.data.region) || a.data.url.localeCompare(b.data.url));
+}
+
+/** Pending device requests: nodeRequests from active members for devices not yet active. */
+export function pendingRequests(set: RecordSet, networkId: string, anchor: string, now: number): Decoded<'nodeRequest'>[] {
+  const members = new Map(memberRecords(set, networkId, anchor).map((m) => [m.contextId, m]));
+  const nodes = new Map(nodeRecords(set, networkId, anchor).map((n) => [n.data.did, n]));
+  return set.nodeRequest.filter((r) => {
+    const m = members.get(r.parentContextId);
+    if (!m || m.data.status !== 'active' || r.author !== m.data.did) return false;
+    const n = nodes.get(r.data.did);
+    return !n || !isNodeActive(n.data, now);
+  });
+}

@@ -1,0 +1,196 @@
+/**
+ * The network map: everything the engine needs, as one plain, serialisable object — network
+ * settings, this node, its peers (keys, mesh IPs, endpoints, disco key, online), relays and the
+ * compiled packet filter. `hash` covers every field but `hash` and `generatedAt`, so consumers
+ * diff maps by comparing hashes.
+ */
+import { createHash } from 'node:crypto';
+import { parseDidJwk } from '../identity/did-jwk.js';
+import { wgKeyToBase64, x25519PublicFromEd25519 } from '../identity/keys.js';
+import { DEFAULT_MESH_CIDR6 } from '../identity/mesh-address.js';
+import { compileAcl, type AclNode, type CompiledFilter } from './acl.js';
+import { activeNodes, currentNetwork, currentPolicy, currentRelays, type ActiveNode, type RecordSet } from './model.js';
+import type { Capability, EndpointSource, NatType } from './records.js';
+
+export const MAP_FORMAT_VERSION = 1;
+/** A peer is online when its endpoint record was refreshed this recently (spec 5.5). */
+export const ONLINE_WINDOW_MS = 5 * 60_000;
+export const DEFAULT_LISTEN_PORT = 51820;
+
+export interface MapEndpoint {
+  address: string;
+  port: number;
+  priority: number;
+  source: EndpointSource;
+}
+
+export interface MapPeer {
+  did: string;
+  /** WireGuard public key, base64. */
+  wireguardKey: string;
+  meshIP: string;
+  meshIP6: string;
+  /** The member (or the network owner) the device belongs to. */
+  owner: string;
+  hostname: string | null;
+  os: string | null;
+  capabilities: Capability[];
+  /** Candidate public endpoints, highest priority first. */
+  endpoints: MapEndpoint[];
+  /** "ip:port" addresses on the device's own networks. */
+  localEndpoints: string[];
+  natType: NatType;
+  /** Disco public key, base64; null until the device has published an endpoint record. */
+  discoKey: string | null;
+  preferredRelay: string | null;
+  endpointUpdatedAt: string | null;
+  /** Endpoint refreshed within the last 5 minutes. */
+  online: boolean;
+  expiresAt: string | null;
+}
+
+export interface MapRelay {
+  url: string;
+  region: string;
+  regionName: string | null;
+  stunPort: number;
+  stunOnly: boolean;
+  latitude: number | null;
+  longitude: number | null;
+}
+
+export interface MapNetworkSettings {
+  name: string;
+  meshCIDR: string;
+  meshCIDR6: string;
+  listenPort: number;
+  dnsServers: string[];
+  magicDNSSuffix: string | null;
+  anchorEndpoint: string | null;
+  defaultRelays: string[];
+}
+
+export interface NetworkMap {
+  formatVersion: typeof MAP_FORMAT_VERSION;
+  networkId: string;
+  /** The network owner's DID. */
+  anchor: string;
+  epoch: number;
+  network: MapNetworkSettings;
+  /** This device (null when it is not an active node of the network). */
+  self: MapPeer | null;
+  /** Every other active node, sorted by DID. */
+  peers: MapPeer[];
+  relays: MapRelay[];
+  filter: CompiledFilter;
+  /** SHA-256 (hex) of the canonical JSON of every other field except generatedAt. */
+  hash: string;
+  generatedAt: string;
+}
+
+export interface BuildMapInput {
+  set: RecordSet;
+  networkId: string;
+  anchor: string;
+  selfDid: string;
+  now: number;
+}
+
+export function wireguardKeyOf(did: string): string {
+  return wgKeyToBase64(x25519PublicFromEd25519(parseDidJwk(did)));
+}
+
+function toPeer(n: ActiveNode, now: number): MapPeer {
+  const d = n.record.data;
+  const ep = n.endpoint?.data;
+  const updated = ep ? Date.parse(ep.updatedAt) : NaN;
+  return {
+    did: d.did,
+    wireguardKey: wireguardKeyOf(d.did),
+    meshIP: d.meshIP,
+    meshIP6: d.meshIP6,
+    owner: d.owner,
+    hostname: n.info?.data.hostname ?? null,
+    os: n.info?.data.os ?? null,
+    capabilities: [...(n.info?.data.capabilities ?? [])].sort(),
+    endpoints: (ep?.publicEndpoints ?? [])
+      .map((e) => ({ address: e.address, port: e.port, priority: e.priority ?? 0, source: e.source }))
+      .sort((a, b) => b.priority - a.priority || a.address.localeCompare(b.address) || a.port - b.port),
+    localEndpoints: [...(ep?.localEndpoints ?? [])],
+    natType: ep?.natType ?? 'unknown',
+    discoKey: ep?.discoKey ?? null,
+    preferredRelay: ep?.preferredRelay ?? null,
+    endpointUpdatedAt: ep?.updatedAt ?? null,
+    online: Number.isFinite(updated) && now - updated <= ONLINE_WINDOW_MS && updated - now <= ONLINE_WINDOW_MS,
+    expiresAt: d.expiresAt ?? null,
+  };
+}
+
+/** JSON with object keys sorted, for hashing. */
+export function canonicalJson(v: unknown): string {
+  if (v === null || typeof v !== 'object') return JSON.stringify(v) ?? 'null';
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
+  const o = v as Record<string, unknown>;
+  return `{${Object.keys(o)
+    .filter((k) => o[k] !== undefined)
+    .sort()
+    .map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`)
+    .join(',')}}`;
+}
+
+export function mapHash(m: Omit<NetworkMap, 'hash' | 'generatedAt'> & { hash?: string; generatedAt?: string }): string {
+  const { hash: _h, generatedAt: _g, ...rest } = m;
+  return createHash('sha256').update(canonicalJson(rest)).digest('hex');
+}
+
+/** Build the map from records; undefined when the network record cannot be read. */
+export function buildNetworkMap(input: BuildMapInput): NetworkMap | undefined {
+  const { set, networkId, anchor, selfDid, now } = input;
+  const net = currentNetwork(set, networkId, anchor);
+  if (!net) return undefined;
+  const n = net.data;
+  const view = activeNodes(set, networkId, anchor, n.meshCIDR, now);
+  const all = view.active.map((a) => toPeer(a, now));
+  const aclNodes: AclNode[] = all.map((p) => ({ did: p.did, owner: p.owner, wireguardKey: p.wireguardKey, meshIPs: [p.meshIP, p.meshIP6] }));
+  const policy = currentPolicy(set, networkId, anchor);
+  const relays: MapRelay[] = currentRelays(set, networkId, anchor).map((r) => ({
+    url: r.data.url,
+    region: r.data.region,
+    regionName: r.data.regionName ?? null,
+    stunPort: r.data.stunPort ?? 3478,
+    stunOnly: r.data.stunOnly ?? false,
+    latitude: r.data.latitude ?? null,
+    longitude: r.data.longitude ?? null,
+  }));
+  const body: Omit<NetworkMap, 'hash' | 'generatedAt'> = {
+    formatVersion: MAP_FORMAT_VERSION,
+    networkId,
+    anchor,
+    epoch: n.epoch,
+    network: {
+      name: n.name,
+      meshCIDR: n.meshCIDR,
+      meshCIDR6: n.meshCIDR6 ?? DEFAULT_MESH_CIDR6,
+      listenPort: n.listenPort ?? DEFAULT_LISTEN_PORT,
+      dnsServers: n.dnsServers ?? [],
+      magicDNSSuffix: n.magicDNSSuffix ?? null,
+      anchorEndpoint: n.anchorEndpoint ?? null,
+      defaultRelays: n.defaultRelays ?? [],
+    },
+    self: all.find((p) => p.did === selfDid) ?? null,
+    peers: all.filter((p) => p.did !== selfDid),
+    relays,
+    filter: compileAcl(policy?.data, aclNodes),
+  };
+  return { ...body, hash: mapHash(body), generatedAt: new Date(now).toISOString() };
+}
+
+/** Light structural check of a map read back from disk (our own cache file). */
+export function isNetworkMap(v: unknown): v is NetworkMap {
+  const m = v as Partial<NetworkMap> | null;
+  return (
+    typeof m === 'object' && m !== null && m.formatVersion === MAP_FORMAT_VERSION && typeof m.networkId === 'string' &&
+    typeof m.hash === 'string' && Array.isArray(m.peers) && typeof m.network === 'object' && typeof m.filter === 'object' &&
+    mapHash(m as NetworkMap) === m.hash
+  );
+}

@@ -1,0 +1,276 @@
+/**
+ * `peer add`, `peer approve`, `peer remove`, `peer list` as functions. Adding and approving
+ * deliver the current network key; removing revokes and rotates the key (spec 5.4, 5.6).
+ */
+import { canonicalDid, parseDidJwk } from '../identity/did-jwk.js';
+import { x25519PublicFromEd25519 } from '../identity/keys.js';
+import { DidError, MeshdError, UsageError } from '../errors.js';
+import { assignMeshAddresses } from './addressing.js';
+import { deviceKid } from './crypto.js';
+import { activeNodes, currentPolicy, currentRelays, isNodeActive, memberRecords, nodeRecords, pendingRequests } from './model.js';
+import { ONLINE_WINDOW_MS } from './netmap.js';
+import type { NodeRecord } from './records.js';
+import { requireJoinedNetwork } from './local-state.js';
+import { NetworkSession, requireOwner, x25519OfDid, type ControlContext } from './session.js';
+
+export function parsePeerDid(did: string): string {
+  try {
+    x25519PublicFromEd25519(parseDidJwk(did));
+    return canonicalDid(did);
+  } catch (e) {
+    throw new DidError('E_DID_INVALID', `"${did.length > 60 ? `${did.slice(0, 60)}…` : did}" is not a valid did:jwk`, { cause: e });
+  }
+}
+
+/** Deliver the network key of `epoch` to `did` (a device or a member). */
+async function deliverKey(s: NetworkSession, did: string, epoch: number): Promise<void> {
+  const key = s.acc.keyring.networkKey(epoch)!;
+  await s.writeNew(
+    'keyDelivery',
+    { epoch, networkKey: Buffer.from(key).toString('base64url') },
+    {
+      parentContextId: s.joined.networkId,
+      recipient: did,
+      recipients: [
+        { kid: deviceKid(x25519OfDid(did)), publicKey: x25519OfDid(did) },
+        { kid: s.acc.keyring.selfKid, publicKey: s.acc.keyring.selfPublic },
+      ],
+      tags: { epoch },
+    },
+  );
+}
+
+function hasDelivery(s: NetworkSession, did: string, epoch: number): boolean {
+  return s.set.keyDelivery.some((d) => d.recipient === did && d.data.epoch === epoch && d.author === s.joined.anchor);
+}
+
+export interface AddPeerResult {
+  did: string;
+  /** node: a device was added; member: a person; request: a member asked the owner to add a device. */
+  role: 'node' | 'member' | 'request';
+  meshIP: string | null;
+  meshIP6: string | null;
+  epoch: number;
+  /** True when the peer was already in the network (the key was delivered again if missing). */
+  already: boolean;
+}
+
+async function addNode(s: NetworkSession, did: string, owner: string, expiresAt?: string): Promise<AddPeerResult> {
+  const net = s.network();
+  const epoch = net.data.epoch;
+  const all = nodeRecords(s.set, s.joined.networkId, s.joined.anchor);
+  const existing = all.find((n) => n.data.did === did);
+  if (existing && isNodeActive(existing.data, Date.now()) && existing.data.owner === owner) {
+    if (!hasDelivery(s, did, epoch)) await deliverKey(s, did, epoch);
+    return { did, role: 'node', meshIP: existing.data.meshIP, meshIP6: existing.data.meshIP6, epoch, already: true };
+  }
+  const taken = new Set<string>();
+  for (const n of all) if (n.data.did !== did) taken.add(n.data.meshIP).add(n.data.meshIP6);
+  const addrs =
+    existing && !taken.has(existing.data.meshIP) && !taken.has(existing.data.meshIP6)
+      ? { meshIP: existing.data.meshIP, meshIP6: existing.data.meshIP6 }
+      : assignMeshAddresses(did, net.data.meshCIDR, taken);
+  const data: NodeRecord = { did, ...addrs, owner, status: 'active', addedAt: new Date().toISOString(), ...(expiresAt ? { expiresAt } : {}) };
+  // the key first: the device can read its node record as soon as it appears
+  await deliverKey(s, did, epoch);
+  if (existing) await s.update(existing, data, s.recipients(epoch));
+  else await s.writeNew('node', data, { parentContextId: s.joined.networkId, recipient: did, recipients: s.recipients(epoch) });
+  return { did, role: 'node', ...addrs, epoch, already: false };
+}
+
+/**
+ * Add a device (or with `member`, a person) to the network. Run by a member (not the owner) it
+ * files a request for one of the member's devices instead, for the owner to approve.
+ */
+export async function addPeer(ctx: ControlContext, didText: string, o: { member?: boolean; expiresAt?: string } = {}): Promise<AddPeerResult> {
+  const did = parsePeerDid(didText);
+  const expiresAt = o.expiresAt === undefined ? undefined : new Date(Date.parse(o.expiresAt));
+  if (expiresAt !== undefined && Number.isNaN(expiresAt.getTime())) throw new UsageError(`invalid expiry time "${o.expiresAt}"`, { hint: 'use an ISO 8601 time such as 2030-01-31T00:00:00Z' });
+  const joined = requireJoinedNetwork(ctx.profile.dir);
+  const asMember = !joined.roles.includes('owner') && joined.roles.includes('member') && !o.member;
+  const s = await NetworkSession.open(ctx, { joined, ...(asMember ? { as: 'member' as const } : {}) });
+  try {
+    if (asMember) return await requestDevice(s, did);
+    requireOwner(s, o.member ? 'add members' : 'add peers');
+    if (did === s.joined.anchor) throw new UsageError('the network owner is already in the network');
+    await s.load(['network', 'node', 'member', 'keyDelivery']);
+    if (!o.member) return await addNode(s, did, s.joined.anchor, expiresAt?.toISOString());
+    const epoch = s.network().data.epoch;
+    const existing = memberRecords(s.set, s.joined.networkId, s.joined.anchor).find((m) => m.data.did === did);
+    if (existing?.data.status === 'active') {
+      if (!hasDelivery(s, did, epoch)) await deliverKey(s, did, epoch);
+      return { did, role: 'member', meshIP: null, meshIP6: null, epoch, already: true };
+    }
+    await deliverKey(s, did, epoch);
+    const data = { did, status: 'active' as const, addedAt: new Date().toISOString() };
+    if (existing) await s.update(existing, data, s.recipients(epoch));
+    else await s.writeNew('member', data, { parentContextId: s.joined.networkId, recipient: did, recipients: s.recipients(epoch) });
+    return { did, role: 'member', meshIP: null, meshIP6: null, epoch, already: false };
+  } finally {
+    await s.close();
+  }
+}
+
+/** A member asks the owner to add one of the member's devices (a nodeRequest record). */
+async function requestDevice(s: NetworkSession, device: string): Promise<AddPeerResult> {
+  await s.load(['keyDelivery', 'network', 'member', 'nodeRequest']);
+  const me = memberRecords(s.set, s.joined.networkId, s.joined.anchor).find((m) => m.data.did === s.me);
+  if (!me || me.data.status !== 'active') throw new MeshdError('E_NOT_OWNER', 'this identity is not an active member of the network');
+  const epoch = s.network().data.epoch;
+  const already = s.set.nodeRequest.find((r) => r.author === s.me && r.data.did === device);
+  const recipients = s.acc.keyring.privateRecipients(x25519OfDid(s.joined.anchor));
+  if (!already) await s.writeNew('nodeRequest', { did: device }, { parentContextId: me.contextId, recipients });
+  return { did: device, role: 'request', meshIP: null, meshIP6: null, epoch, already: Boolean(already) };
+}
+
+/** Approve a member's request for a device: add it as a node owned by that member. */
+export async function approvePeer(ctx: ControlContext, didText: string): Promise<AddPeerResult> {
+  const did = parsePeerDid(didText);
+  const s = await NetworkSession.open(ctx);
+  try {
+    requireOwner(s, 'approve devices');
+    await s.load(['network', 'node', 'member', 'nodeRequest', 'keyDelivery']);
+    const now = Date.now();
+    const req = pendingRequests(s.set, s.joined.networkId, s.joined.anchor, now).find((r) => r.data.did === did);
+    if (!req) {
+      const node = nodeRecords(s.set, s.joined.networkId, s.joined.anchor).find((n) => n.data.did === did);
+      if (node && isNodeActive(node.data, now)) {
+        return await addNode(s, did, node.data.owner);
+      }
+      throw new MeshdError('E_NO_NETWORK', `no member has requested the device ${did.slice(0, 40)}…`, {
+        hint: 'the member runs `meshd peer add DID` first (or add the device yourself with `meshd peer add DID`)',
+      });
+    }
+    return await addNode(s, did, req.author);
+  } finally {
+    await s.close();
+  }
+}
+
+export interface RemovePeerResult {
+  /** Every DID revoked (a member's devices go with the member). */
+  removed: string[];
+  /** The network key epoch after rotation. */
+  epoch: number;
+}
+
+/** Revoke a device or a member (and the member's devices), rotate the network key. */
+export async function removePeer(ctx: ControlContext, didText: string): Promise<RemovePeerResult> {
+  const did = parsePeerDid(didText);
+  const s = await NetworkSession.open(ctx);
+  try {
+    requireOwner(s, 'remove peers');
+    if (did === s.joined.anchor) throw new UsageError('the network owner cannot remove itself');
+    await s.load(['network', 'node', 'member', 'nodeInfo', 'endpoint', 'aclPolicy', 'relay', 'nodeRequest', 'keyDelivery']);
+    const id = s.joined.networkId;
+    const anchor = s.joined.anchor;
+    const now = Date.now();
+    const net = s.network();
+    const nodes = nodeRecords(s.set, id, anchor);
+    const members = memberRecords(s.set, id, anchor);
+    const member = members.find((m) => m.data.did === did && m.data.status === 'active');
+    const revokedNodes = nodes.filter((n) => n.data.status === 'active' && (n.data.did === did || (member !== undefined && n.data.owner === did)));
+    if (!member && revokedNodes.length === 0) {
+      throw new MeshdError('E_NO_NETWORK', `${did.slice(0, 40)}… is not an active device or member of this network`);
+    }
+    const removed = new Set<string>([...(member ? [did] : []), ...revokedNodes.map((n) => n.data.did)]);
+    const epoch = net.data.epoch + 1;
+    ctx.progress?.(`revoking ${removed.size} identit${removed.size === 1 ? 'y' : 'ies'}; rotating the network key to epoch ${epoch}`);
+    const recipients = s.recipients(epoch);
+    // 1. the new key to everyone who stays (so they can read what follows)
+    const stay = [
+      ...nodes.filter((n) => isNodeActive(n.data, now) && !removed.has(n.data.did) && n.data.did !== anchor).map((n) => n.data.did),
+      ...members.filter((m) => m.data.status === 'active' && !removed.has(m.data.did)).map((m) => m.data.did),
+    ];
+    for (const d of new Set(stay)) await deliverKey(s, d, epoch);
+    // 2. tombstones: peers drop the revoked nodes on this update
+    for (const n of revokedNodes) await s.update(n, { ...n.data, status: 'revoked' }, recipients);
+    if (member) await s.update(member, { ...member.data, status: 'revoked' }, recipients);
+    // 3. the network record names the new epoch
+    await s.update(net, { ...net.data, epoch }, recipients);
+    // 4. the owner's other records, and its own device records, re-encrypted under the new key
+    for (const n of nodes) if (!removed.has(n.data.did)) await s.update(n, n.data, recipients);
+    for (const m of members) if (!removed.has(m.data.did)) await s.update(m, m.data, recipients);
+    const policy = currentPolicy(s.set, id, anchor);
+    if (policy) await s.update(policy, policy.data, recipients);
+    for (const r of currentRelays(s.set, id, anchor)) if (r.author === anchor) await s.update(r, r.data, recipients);
+    const own = activeNodes(s.set, id, anchor, net.data.meshCIDR, now).active.find((a) => a.record.data.did === anchor);
+    if (own?.info) await s.update(own.info, own.info.data, recipients);
+    if (own?.endpoint) await s.update(own.endpoint, own.endpoint.data, recipients);
+    // 5. the revoked role records go, so the DWN stops authorising them
+    for (const n of revokedNodes) await s.client.delete(n.recordId);
+    if (member) await s.client.delete(member.recordId);
+    for (const r of s.set.nodeRequest) if (removed.has(r.data.did) || removed.has(r.author)) await s.client.delete(r.recordId);
+    return { removed: [...removed].sort(), epoch };
+  } finally {
+    await s.close();
+  }
+}
+
+export interface PeerRow {
+  did: string;
+  self: boolean;
+  meshIP: string;
+  meshIP6: string;
+  owner: string;
+  hostname: string | null;
+  os: string | null;
+  online: boolean;
+  endpoints: string[];
+  endpointUpdatedAt: string | null;
+  /** Filled from the running daemon when there is one; null from the records alone. */
+  path: string | null;
+  lastHandshake: string | null;
+  rxBytes: number | null;
+  txBytes: number | null;
+}
+
+export interface PeerListing {
+  networkId: string;
+  peers: PeerRow[];
+  /** Owner and members only: members and pending device requests. */
+  members: { did: string; status: string }[];
+  pending: { did: string; member: string; hostname: string | null }[];
+}
+
+/** Peers as the records describe them. */
+export async function listPeers(ctx: ControlContext): Promise<PeerListing> {
+  const s = await NetworkSession.open(ctx);
+  try {
+    const kinds = s.role === 'owner' ? (['network', 'node', 'nodeInfo', 'endpoint', 'member', 'nodeRequest'] as const) : (['keyDelivery', 'network', 'node', 'nodeInfo', 'endpoint'] as const);
+    await s.load([...kinds]);
+    return peerListing(s, Date.now());
+  } finally {
+    await s.close();
+  }
+}
+
+export function peerListing(s: NetworkSession, now: number): PeerListing {
+  const id = s.joined.networkId;
+  const anchor = s.joined.anchor;
+  const net = s.network();
+  const view = activeNodes(s.set, id, anchor, net.data.meshCIDR, now);
+  const peers: PeerRow[] = view.active.map((a) => {
+    const ep = a.endpoint?.data;
+    const updated = ep ? Date.parse(ep.updatedAt) : NaN;
+    return {
+      did: a.record.data.did,
+      self: a.record.data.did === s.me,
+      meshIP: a.record.data.meshIP,
+      meshIP6: a.record.data.meshIP6,
+      owner: a.record.data.owner,
+      hostname: a.info?.data.hostname ?? null,
+      os: a.info?.data.os ?? null,
+      online: Number.isFinite(updated) && Math.abs(now - updated) <= ONLINE_WINDOW_MS,
+      endpoints: (ep?.publicEndpoints ?? []).map((e) => (e.address.includes(':') ? `[${e.address}]:${e.port}` : `${e.address}:${e.port}`)),
+      endpointUpdatedAt: ep?.updatedAt ?? null,
+      path: null,
+      lastHandshake: null,
+      rxBytes: null,
+      txBytes: null,
+    };
+  });
+  const members = memberRecords(s.set, id, anchor).map((m) => ({ did: m.data.did, status: m.data.status }));
+  const pending = pendingRequests(s.set, id, anchor, now).map((r) => ({ did: r.data.did, member: r.author, hostname: r.data.hostname ?? null }));
+  return { networkId: id, peers, members, pending };
+}

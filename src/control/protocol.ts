@@ -1,0 +1,115 @@
+/**
+ * The `wireguard-mesh` DWN protocol (spec 5.2), with the smallest grants that work:
+ *
+ * - the owner (the tenant) writes everything except the two below;
+ * - a device writes only its own `nodeInfo` and `endpoint`, as the recipient of its
+ *   `network/node` record;
+ * - a member writes only its own `nodeRequest`s, as the recipient of its `network/member`
+ *   record — and may add a `relay` (spec 5.2: "members may add, owner may remove");
+ * - devices and members read, query and subscribe, invoking their role, to the records the
+ *   network map needs; nobody but the owner and the recipient reads a `keyDelivery`, nobody
+ *   but the owner and the author reads a `nodeRequest`.
+ *
+ * Every device is a flat `network/node` role record: dwn-sdk-js 0.5.2 has no nested roles.
+ * Shapes accepted by 0.5.2: a role rule grants read, query and subscribe together; a rule set
+ * with no rules leaves `$actions` out (an empty list is refused).
+ */
+import type { ProtocolDefinition } from '@tbd54566975/dwn-sdk-js';
+
+/** Versioned URI of the protocol (the `.invalid` TLD can never be anyone's domain). */
+export const PROTOCOL_URI = 'https://meshd.invalid/protocols/wireguard-mesh/v1';
+/** Every record's data is a JWE in JSON serialisation (spec 5.4). */
+export const DATA_FORMAT = 'application/jose+json';
+
+export const PATHS = {
+  network: 'network',
+  node: 'network/node',
+  nodeInfo: 'network/node/nodeInfo',
+  endpoint: 'network/node/endpoint',
+  member: 'network/member',
+  nodeRequest: 'network/member/nodeRequest',
+  aclPolicy: 'network/aclPolicy',
+  relay: 'network/relay',
+  keyDelivery: 'network/keyDelivery',
+} as const;
+
+export type RecordKind = keyof typeof PATHS;
+export type ProtocolPath = (typeof PATHS)[RecordKind];
+
+export const ROLE_NODE = PATHS.node;
+export const ROLE_MEMBER = PATHS.member;
+
+/** Largest stored record data (JWE bytes) per kind: the server refuses bigger writes. */
+export const MAX_DATA_SIZE: Record<RecordKind, number> = {
+  network: 16_384,
+  node: 8_192,
+  nodeInfo: 8_192,
+  endpoint: 16_384,
+  member: 8_192,
+  nodeRequest: 8_192,
+  // stays under the 30,000 bytes a query returns inline
+  aclPolicy: 29_000,
+  relay: 8_192,
+  keyDelivery: 8_192,
+};
+
+export function kindOfPath(path: string): RecordKind | undefined {
+  for (const [k, p] of Object.entries(PATHS)) if (p === path) return k as RecordKind;
+  return undefined;
+}
+
+const READ = ['read', 'query', 'subscribe'];
+const nodeReads = { role: ROLE_NODE, can: READ };
+const memberReads = { role: ROLE_MEMBER, can: READ };
+const size = (k: RecordKind) => ({ $size: { max: MAX_DATA_SIZE[k] } });
+
+export function protocolDefinition(): ProtocolDefinition {
+  const types: ProtocolDefinition['types'] = {};
+  for (const path of Object.values(PATHS)) {
+    types[path.split('/').at(-1)!] = { dataFormats: [DATA_FORMAT] };
+  }
+  return {
+    protocol: PROTOCOL_URI,
+    published: false,
+    types,
+    structure: {
+      network: {
+        ...size('network'),
+        $actions: [nodeReads, memberReads],
+        node: {
+          $role: true,
+          ...size('node'),
+          $actions: [nodeReads, memberReads],
+          nodeInfo: {
+            ...size('nodeInfo'),
+            $actions: [{ who: 'recipient', of: PATHS.node, can: ['create', 'update', 'delete'] }, nodeReads, memberReads],
+          },
+          endpoint: {
+            ...size('endpoint'),
+            $actions: [{ who: 'recipient', of: PATHS.node, can: ['create', 'update', 'delete'] }, nodeReads, memberReads],
+          },
+        },
+        member: {
+          $role: true,
+          ...size('member'),
+          nodeRequest: {
+            ...size('nodeRequest'),
+            $actions: [{ who: 'recipient', of: PATHS.member, can: ['create', 'update', 'delete'] }],
+          },
+        },
+        aclPolicy: {
+          ...size('aclPolicy'),
+          $actions: [nodeReads, memberReads],
+        },
+        relay: {
+          ...size('relay'),
+          $actions: [nodeReads, { role: ROLE_MEMBER, can: ['create', 'update', ...READ] }],
+        },
+        keyDelivery: {
+          ...size('keyDelivery'),
+          $tags: { $requiredTags: ['epoch'], epoch: { type: 'integer', minimum: 0 } },
+        },
+      },
+    },
+  };
+}

@@ -1,0 +1,381 @@
+/**
+ * Record contents of the wireguard-mesh protocol (spec 5.3) and their validation, applied on
+ * write (strict: unknown fields refused) and on read (unknown fields dropped). DIDs are stored
+ * and returned in canonical did:jwk form; IPs in canonical text.
+ */
+import { canonicalDid, parseDidJwk } from '../identity/did-jwk.js';
+import { x25519PublicFromEd25519 } from '../identity/keys.js';
+import { MeshdError } from '../errors.js';
+import type { RecordKind } from './protocol.js';
+import { canonicalIp, parseCidr, parseIp } from './ip.js';
+import { array, boolean, integer, invalid, map, number, object, oneOf, optional, record, string, type Check, type Mode } from './validate.js';
+
+export const OS_VALUES = ['linux', 'darwin', 'windows', 'freebsd', 'android', 'ios'] as const;
+export const CAPABILITIES = ['subnet-router', 'exit-node', 'relay', 'dns'] as const;
+export const ENDPOINT_SOURCES = ['stun', 'upnp', 'natpmp', 'pcp', 'static', 'local'] as const;
+export const NAT_TYPES = ['endpoint-independent', 'endpoint-dependent', 'unknown'] as const;
+export const NODE_STATUS = ['active', 'revoked'] as const;
+
+export type Os = (typeof OS_VALUES)[number];
+export type Capability = (typeof CAPABILITIES)[number];
+export type EndpointSource = (typeof ENDPOINT_SOURCES)[number];
+export type NatType = (typeof NAT_TYPES)[number];
+export type NodeStatus = (typeof NODE_STATUS)[number];
+
+export interface NetworkRecord {
+  name: string;
+  meshCIDR: string;
+  meshCIDR6?: string;
+  anchorEndpoint?: string;
+  defaultRelays?: string[];
+  dnsServers?: string[];
+  magicDNSSuffix?: string;
+  listenPort?: number;
+  epoch: number;
+}
+
+export interface NodeRecord {
+  did: string;
+  meshIP: string;
+  meshIP6: string;
+  owner: string;
+  status: NodeStatus;
+  addedAt: string;
+  expiresAt?: string;
+}
+
+/** A person invited into the network (the spec names the record, not its fields). */
+export interface MemberRecord {
+  did: string;
+  status: NodeStatus;
+  addedAt: string;
+}
+
+export interface NodeInfoRecord {
+  hostname: string;
+  os: Os;
+  capabilities?: Capability[];
+  version: string;
+}
+
+export interface PublicEndpoint {
+  address: string;
+  port: number;
+  priority?: number;
+  source: EndpointSource;
+}
+
+export interface EndpointRecord {
+  publicEndpoints: PublicEndpoint[];
+  localEndpoints: string[];
+  preferredRelay?: string;
+  natType: NatType;
+  discoKey: string;
+  updatedAt: string;
+}
+
+export interface AclRule {
+  action: 'accept' | 'drop';
+  src: string[];
+  dst: string[];
+  proto?: 'tcp' | 'udp' | 'icmp' | '*';
+  srcPorts?: string[];
+  dstPorts?: string[];
+}
+
+export interface AclPolicyRecord {
+  version: number;
+  defaultAction: 'accept' | 'drop';
+  groups: Record<string, string[]>;
+  rules: AclRule[];
+}
+
+export interface RelayRecord {
+  url: string;
+  region: string;
+  regionName?: string;
+  stunPort?: number;
+  stunOnly?: boolean;
+  latitude?: number;
+  longitude?: number;
+}
+
+export interface NodeRequestRecord {
+  did: string;
+  hostname?: string;
+  note?: string;
+}
+
+/**
+ * The network key of one epoch for one recipient. The whole record is a JWE to that recipient
+ * (and the owner), so the key itself travels as base64url inside it.
+ */
+export interface KeyDeliveryRecord {
+  epoch: number;
+  networkKey: string;
+}
+
+export interface RecordTypes {
+  network: NetworkRecord;
+  node: NodeRecord;
+  member: MemberRecord;
+  nodeInfo: NodeInfoRecord;
+  endpoint: EndpointRecord;
+  aclPolicy: AclPolicyRecord;
+  relay: RelayRecord;
+  nodeRequest: NodeRequestRecord;
+  keyDelivery: KeyDeliveryRecord;
+}
+
+// ---- field checks ----
+
+export const did: Check<string> = (v, path) => {
+  if (typeof v !== 'string') throw invalid(path, 'must be a DID string');
+  try {
+    x25519PublicFromEd25519(parseDidJwk(v)); // a key WireGuard can use
+    return canonicalDid(v);
+  } catch {
+    throw invalid(path, 'is not a valid did:jwk');
+  }
+};
+
+const isoTime: Check<string> = string({
+  max: 40,
+  pattern: /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/,
+  test: (s) => !Number.isNaN(Date.parse(s)),
+  what: 'an ISO 8601 date-time',
+});
+
+const ipAddress: Check<string> = map(string({ max: 64, test: (s) => parseIp(s) !== null, what: 'an IP address' }), (s) => canonicalIp(s)!);
+const ipv4: Check<string> = map(string({ max: 15, test: (s) => parseIp(s)?.family === 4, what: 'an IPv4 address' }), (s) => canonicalIp(s)!);
+const ipv6: Check<string> = map(string({ max: 64, test: (s) => parseIp(s)?.family === 6, what: 'an IPv6 address' }), (s) => canonicalIp(s)!);
+
+const ipv4Cidr: Check<string> = string({
+  max: 18,
+  test: (s) => {
+    const c = parseCidr(s);
+    return c !== null && c.family === 4 && s.includes('/') && c.bits >= 8 && c.bits <= 30;
+  },
+  what: 'an IPv4 CIDR between /8 and /30',
+});
+
+const ipv6Cidr: Check<string> = string({
+  max: 50,
+  test: (s) => {
+    const c = parseCidr(s);
+    return c !== null && c.family === 6 && s.includes('/') && c.bits >= 8 && c.bits <= 64;
+  },
+  what: 'an IPv6 CIDR between /8 and /64',
+});
+
+function isHttpUrl(s: string): boolean {
+  try {
+    const u = new URL(s);
+    return (u.protocol === 'http:' || u.protocol === 'https:') && u.hostname.length > 0;
+  } catch {
+    return false;
+  }
+}
+
+const httpUrl: Check<string> = string({ min: 1, max: 2048, test: isHttpUrl, what: 'an http(s) URL' });
+const hostname: Check<string> = string({ min: 1, max: 253, pattern: /^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$/, what: 'a host name' });
+const domain: Check<string> = string({ min: 1, max: 253, pattern: /^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?)+$/, what: 'a domain name' });
+const port: Check<number> = integer({ min: 1, max: 65535 });
+const base64Key32: Check<string> = string({
+  max: 64,
+  test: (s) => {
+    const b = Buffer.from(s, 'base64');
+    return b.length === 32 && b.toString('base64') === s;
+  },
+  what: 'a base64 32-byte key',
+});
+const base64urlKey32: Check<string> = string({
+  max: 64,
+  test: (s) => {
+    const b = Buffer.from(s, 'base64url');
+    return b.length === 32 && b.toString('base64url') === s;
+  },
+  what: 'a base64url 32-byte key',
+});
+
+/** "ip:port" or "[ipv6]:port". */
+const hostPort: Check<string> = string({
+  max: 80,
+  test: (s) => {
+    const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(s);
+    if (!m) return false;
+    const a = parseIp(m[1] ?? m[2]!);
+    const p = Number(m[3]);
+    return a !== null && (m[1] === undefined) === (a.family === 4) && p >= 1 && p <= 65535;
+  },
+  what: 'an "ip:port"',
+});
+
+export const GROUP_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+const PORT_RANGE = /^(\d{1,5})(?:-(\d{1,5}))?$/;
+
+function isPortSpec(s: string): boolean {
+  const m = PORT_RANGE.exec(s);
+  if (!m) return false;
+  const a = Number(m[1]);
+  const b = m[2] === undefined ? a : Number(m[2]);
+  return a >= 0 && b <= 65535 && a <= b;
+}
+
+function isSelector(s: string): boolean {
+  if (s === '*') return true;
+  if (s.startsWith('group:')) return GROUP_NAME.test(s.slice(6));
+  if (s.startsWith('did:')) {
+    try {
+      parseDidJwk(s);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+  return parseCidr(s) !== null;
+}
+
+const selector: Check<string> = map(
+  string({ min: 1, max: 2048, test: isSelector, what: 'a DID, group:NAME, IP, CIDR or *' }),
+  (s) => (s.startsWith('did:') ? canonicalDid(s) : s),
+);
+
+// ---- record schemas ----
+
+const networkSchema = object({
+  name: string({ min: 1, max: 64 }),
+  meshCIDR: ipv4Cidr,
+  meshCIDR6: optional(ipv6Cidr),
+  anchorEndpoint: optional(httpUrl),
+  defaultRelays: optional(array(httpUrl, { max: 16 })),
+  dnsServers: optional(array(ipAddress, { max: 8 })),
+  magicDNSSuffix: optional(domain),
+  listenPort: optional(port),
+  epoch: integer({ min: 0, max: 1_000_000 }),
+});
+
+const nodeSchema = object({
+  did,
+  meshIP: ipv4,
+  meshIP6: ipv6,
+  owner: did,
+  status: oneOf(NODE_STATUS),
+  addedAt: isoTime,
+  expiresAt: optional(isoTime),
+});
+
+const memberSchema = object({
+  did,
+  status: oneOf(NODE_STATUS),
+  addedAt: isoTime,
+});
+
+const nodeInfoSchema = object({
+  hostname,
+  os: oneOf(OS_VALUES),
+  capabilities: optional(array(oneOf(CAPABILITIES), { max: CAPABILITIES.length, unique: true })),
+  version: string({ min: 1, max: 64 }),
+});
+
+const publicEndpoint = object({
+  address: ipAddress,
+  port,
+  priority: optional(integer({ min: 0, max: 1000 })),
+  source: oneOf(ENDPOINT_SOURCES),
+});
+
+const endpointSchema = object({
+  publicEndpoints: array(publicEndpoint, { max: 16 }),
+  localEndpoints: array(hostPort, { max: 16 }),
+  preferredRelay: optional(string({ min: 1, max: 256 })),
+  natType: oneOf(NAT_TYPES),
+  discoKey: base64Key32,
+  updatedAt: isoTime,
+});
+
+const portList = array(string({ min: 1, max: 11, test: isPortSpec, what: 'a port or port range ("22", "8000-9000")' }), { min: 1, max: 64 });
+
+const aclRule = object({
+  action: oneOf(['accept', 'drop'] as const),
+  src: array(selector, { min: 1, max: 256 }),
+  dst: array(selector, { min: 1, max: 256 }),
+  proto: optional(oneOf(['tcp', 'udp', 'icmp', '*'] as const)),
+  srcPorts: optional(portList),
+  dstPorts: optional(portList),
+});
+
+const aclPolicyBase = object({
+  version: integer({ min: 1, max: Number.MAX_SAFE_INTEGER }),
+  defaultAction: optional(oneOf(['accept', 'drop'] as const)),
+  groups: optional(record(string({ min: 1, max: 64, pattern: GROUP_NAME, what: 'a group name' }), array(did, { max: 1024 }), { max: 256 })),
+  rules: array(aclRule, { max: 1024 }),
+});
+
+const aclPolicySchema: Check<AclPolicyRecord> = map(aclPolicyBase, (p, path) => {
+  const groups = p.groups ?? {};
+  p.rules.forEach((r, i) => {
+    for (const s of [...r.src, ...r.dst]) {
+      if (s.startsWith('group:') && !Object.prototype.hasOwnProperty.call(groups, s.slice(6))) {
+        throw invalid(`${path ? `${path}.` : ''}rules[${i}]`, `names the undefined group "${s.slice(6)}"`);
+      }
+    }
+    if ((r.srcPorts || r.dstPorts) && r.proto !== 'tcp' && r.proto !== 'udp') {
+      throw invalid(`${path ? `${path}.` : ''}rules[${i}]`, 'ports need proto tcp or udp');
+    }
+  });
+  return { version: p.version, defaultAction: p.defaultAction ?? 'drop', groups, rules: p.rules };
+});
+
+const relaySchema = object({
+  url: httpUrl,
+  region: string({ min: 1, max: 64 }),
+  regionName: optional(string({ min: 1, max: 128 })),
+  stunPort: optional(port),
+  stunOnly: optional(boolean()),
+  latitude: optional(number({ min: -90, max: 90 })),
+  longitude: optional(number({ min: -180, max: 180 })),
+});
+
+const nodeRequestSchema = object({
+  did,
+  hostname: optional(hostname),
+  note: optional(string({ max: 256 })),
+});
+
+const keyDeliverySchema = object({
+  epoch: integer({ min: 0, max: 1_000_000 }),
+  networkKey: base64urlKey32,
+});
+
+const SCHEMAS: { [K in RecordKind]: Check<RecordTypes[K]> } = {
+  network: networkSchema as Check<NetworkRecord>,
+  node: nodeSchema as Check<NodeRecord>,
+  member: memberSchema as Check<MemberRecord>,
+  nodeInfo: nodeInfoSchema as Check<NodeInfoRecord>,
+  endpoint: endpointSchema as Check<EndpointRecord>,
+  aclPolicy: aclPolicySchema,
+  relay: relaySchema as Check<RelayRecord>,
+  nodeRequest: nodeRequestSchema as Check<NodeRequestRecord>,
+  keyDelivery: keyDeliverySchema as Check<KeyDeliveryRecord>,
+};
+
+/** Largest JSON text accepted for a record's plaintext. */
+export const MAX_PLAINTEXT = 20_000;
+
+/** Validate `value` as a record of `kind`; returns the normalised record. */
+export function validateRecord<K extends RecordKind>(kind: K, value: unknown, mode: Mode): RecordTypes[K] {
+  return SCHEMAS[kind](value, kind, mode);
+}
+
+/** Parse JSON text and validate it. Never throws anything but MeshdError. */
+export function parseRecord<K extends RecordKind>(kind: K, text: string, mode: Mode = 'read'): RecordTypes[K] {
+  if (text.length > MAX_PLAINTEXT) throw new MeshdError('E_RECORD_INVALID', `${kind}: larger than ${MAX_PLAINTEXT} bytes`);
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    throw new MeshdError('E_RECORD_INVALID', `${kind}: not valid JSON`);
+  }
+  return validateRecord(kind, v, mode);
+}

@@ -1,0 +1,162 @@
+/**
+ * A DWN client for one tenant: messages built and signed with dwn-sdk-js by this device's key,
+ * sent over JSON-RPC/HTTP. Failures are DwnErrors carrying the server's status and detail.
+ */
+import {
+  DateSort,
+  ProtocolsConfigure,
+  ProtocolsQuery,
+  RecordsDelete,
+  RecordsQuery,
+  RecordsRead,
+  RecordsSubscribe,
+  RecordsWrite,
+  type GenericMessage,
+  type ProtocolDefinition,
+  type RecordsFilter,
+  type RecordsQueryReplyEntry,
+  type RecordsWriteMessage,
+  type RecordsWriteTags,
+} from '@tbd54566975/dwn-sdk-js';
+import { DwnHttpRpc, expectOk, type HttpRpcOptions } from './rpc-http.js';
+import { deviceSigner, type DeviceIdentity } from './signer.js';
+
+export interface WriteOptions {
+  protocol: string;
+  protocolPath: string;
+  data: Uint8Array;
+  dataFormat: string;
+  recipient?: string;
+  parentContextId?: string;
+  protocolRole?: string;
+  tags?: RecordsWriteTags;
+  /** Given for an update of an existing record (with its dateCreated). */
+  recordId?: string;
+  dateCreated?: string;
+}
+
+export interface WrittenRecord {
+  recordId: string;
+  contextId: string | undefined;
+  message: RecordsWriteMessage;
+}
+
+export interface QueryOptions {
+  protocolRole?: string;
+  /** Stop after this many entries (pages are followed until then). Default 10,000. */
+  max?: number;
+}
+
+export class DwnClient {
+  readonly rpc: DwnHttpRpc;
+  /** The tenant whose DWN this client talks to (the network owner). */
+  readonly target: string;
+  readonly me: DeviceIdentity;
+
+  constructor(endpoint: string, target: string, me: DeviceIdentity, opts: HttpRpcOptions = {}) {
+    this.rpc = new DwnHttpRpc(endpoint, opts);
+    this.target = target;
+    this.me = me;
+  }
+
+  get endpoint(): string {
+    return this.rpc.endpoint;
+  }
+
+  private signer() {
+    return deviceSigner(this.me);
+  }
+
+  async configureProtocol(definition: ProtocolDefinition): Promise<void> {
+    const m = await ProtocolsConfigure.create({ definition, signer: this.signer() });
+    const { reply } = await this.rpc.processMessage(this.target, m.message);
+    expectOk(reply, this.endpoint, 'installing the protocol');
+  }
+
+  /** The installed definition of `protocol`, or undefined. */
+  async queryProtocol(protocol: string): Promise<ProtocolDefinition | undefined> {
+    const m = await ProtocolsQuery.create({ filter: { protocol }, signer: this.signer() });
+    const { reply } = await this.rpc.processMessage(this.target, m.message);
+    expectOk(reply, this.endpoint, 'querying the protocol');
+    const entries = (reply.entries ?? []) as Array<{ descriptor: { definition: ProtocolDefinition; messageTimestamp: string } }>;
+    entries.sort((a, b) => a.descriptor.messageTimestamp.localeCompare(b.descriptor.messageTimestamp));
+    return entries.at(-1)?.descriptor.definition;
+  }
+
+  async write(o: WriteOptions): Promise<WrittenRecord> {
+    const w = await RecordsWrite.create({
+      protocol: o.protocol,
+      protocolPath: o.protocolPath,
+      data: o.data,
+      dataFormat: o.dataFormat,
+      ...(o.recipient !== undefined ? { recipient: o.recipient } : {}),
+      ...(o.parentContextId !== undefined ? { parentContextId: o.parentContextId } : {}),
+      ...(o.protocolRole !== undefined ? { protocolRole: o.protocolRole } : {}),
+      ...(o.tags !== undefined ? { tags: o.tags } : {}),
+      ...(o.recordId !== undefined ? { recordId: o.recordId } : {}),
+      ...(o.dateCreated !== undefined ? { dateCreated: o.dateCreated } : {}),
+      signer: this.signer(),
+    });
+    const { reply } = await this.rpc.processMessage(this.target, w.message, o.data);
+    expectOk(reply, this.endpoint, `writing ${o.protocolPath}`);
+    return { recordId: w.message.recordId, contextId: w.message.contextId, message: w.message };
+  }
+
+  /** All records matching `filter` (newest state of each), following pagination. */
+  async query(filter: RecordsFilter, opts: QueryOptions = {}): Promise<RecordsQueryReplyEntry[]> {
+    const max = opts.max ?? 10_000;
+    const out: RecordsQueryReplyEntry[] = [];
+    let cursor: unknown;
+    do {
+      const q = await RecordsQuery.create({
+        filter,
+        dateSort: DateSort.CreatedAscending,
+        pagination: { limit: 100, ...(cursor ? { cursor: cursor as never } : {}) },
+        ...(opts.protocolRole !== undefined ? { protocolRole: opts.protocolRole } : {}),
+        signer: this.signer(),
+      });
+      const { reply } = await this.rpc.processMessage(this.target, q.message);
+      expectOk(reply, this.endpoint, `querying ${filter.protocolPath ?? 'records'}`);
+      out.push(...((reply.entries ?? []) as RecordsQueryReplyEntry[]));
+      cursor = reply.cursor;
+    } while (cursor && out.length < max);
+    return out;
+  }
+
+  /** Read one record with its data; undefined when the DWN has no such record. */
+  async read(recordId: string, protocolRole?: string): Promise<{ message: RecordsWriteMessage; data: Uint8Array } | undefined> {
+    const r = await RecordsRead.create({
+      filter: { recordId },
+      ...(protocolRole !== undefined ? { protocolRole } : {}),
+      signer: this.signer(),
+    });
+    const { reply, data } = await this.rpc.processMessage(this.target, r.message);
+    if (reply.status.code === 404) return undefined;
+    expectOk(reply, this.endpoint, 'reading a record');
+    const entry = reply.entry as { recordsWrite?: RecordsWriteMessage } | undefined;
+    if (!entry?.recordsWrite) return undefined;
+    return { message: entry.recordsWrite, data: data ?? new Uint8Array() };
+  }
+
+  async delete(recordId: string, opts: { protocolRole?: string; prune?: boolean } = {}): Promise<void> {
+    const d = await RecordsDelete.create({
+      recordId,
+      ...(opts.protocolRole !== undefined ? { protocolRole: opts.protocolRole } : {}),
+      ...(opts.prune ? { prune: true } : {}),
+      signer: this.signer(),
+    });
+    const { reply } = await this.rpc.processMessage(this.target, d.message);
+    if (reply.status.code === 404) return;
+    expectOk(reply, this.endpoint, 'deleting a record');
+  }
+
+  /** A fresh signed RecordsSubscribe message (for the WebSocket subscriber). */
+  async subscribeMessage(filter: RecordsFilter, protocolRole?: string): Promise<GenericMessage> {
+    const s = await RecordsSubscribe.create({
+      filter,
+      ...(protocolRole !== undefined ? { protocolRole } : {}),
+      signer: this.signer(),
+    });
+    return s.message;
+  }
+}

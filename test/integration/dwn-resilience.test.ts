@@ -1,0 +1,207 @@
+/**
+ * Bad input and outages against a real @web5/dwn-server: malformed, oversized, undecryptable
+ * and unknown-epoch records are skipped and counted while the map stays right; with the DWN
+ * down commands fail with one line naming the endpoint, the control client keeps (and after a
+ * restart, reloads) the cached map, and recovers when the server returns.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startTestDwn, type TestDwn } from '../helpers/dwn-server.js';
+import { initProfile } from '../../src/identity/profile.js';
+import { generateEd25519Seed, deriveDeviceKeys } from '../../src/identity/keys.js';
+import { DwnError } from '../../src/errors.js';
+import { DwnClient } from '../../src/dwn/client.js';
+import { createNetwork, joinNetwork } from '../../src/control/network-ops.js';
+import { addPeer } from '../../src/control/peer-ops.js';
+import { ControlClient } from '../../src/control/control-client.js';
+import { deriveNetworkKey, deviceKid, encryptJson, networkKid, x25519PublicOf } from '../../src/control/crypto.js';
+import { DATA_FORMAT, PATHS, PROTOCOL_URI } from '../../src/control/protocol.js';
+import type { ControlContext } from '../../src/control/session.js';
+import type { NetworkMap } from '../../src/control/netmap.js';
+import { createRootProgram, reportError, type Io } from '../../src/cli/program.js';
+import { registerNetwork } from '../../src/cli/commands/network.js';
+import { registerPeer } from '../../src/cli/commands/peer.js';
+import { registerAcl } from '../../src/cli/commands/acl.js';
+import { registerStatus } from '../../src/cli/commands/status.js';
+
+const tag = `${process.pid}x${Math.random().toString(36).slice(2, 8)}`;
+let dwn: TestDwn;
+let root: string;
+let owner: ControlContext, bad: ControlContext, obs: ControlContext;
+let networkId: string;
+let obsClient: ControlClient;
+let badClient: ControlClient;
+
+async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string[] }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const io: Io = { stdout: (s) => out.push(s), stderr: (s) => err.push(...s.replace(/\n$/, '').split('\n')) };
+  const program = createRootProgram(io);
+  for (const r of [registerNetwork, registerPeer, registerAcl, registerStatus]) r(program, io);
+  try {
+    await program.parseAsync(args, { from: 'user' });
+    return { code: 0, stdout: out.join('\n'), stderr: err };
+  } catch (e) {
+    return { code: reportError(e, io), stdout: out.join('\n'), stderr: err };
+  }
+}
+
+function waitFor(client: ControlClient, pred: (m: NetworkMap) => boolean, timeoutMs: number): Promise<NetworkMap> {
+  return new Promise((resolve, reject) => {
+    if (client.map && pred(client.map)) return resolve(client.map);
+    const timer = setTimeout(() => {
+      off();
+      reject(new Error(`condition not met within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const off = client.on((e) => {
+      if (e.type === 'map' && pred(e.map)) {
+        clearTimeout(timer);
+        off();
+        resolve(e.map);
+      }
+    });
+  });
+}
+
+async function until(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+const endpoint = (port: number) => ({
+  publicEndpoints: [{ address: '203.0.113.5', port, source: 'stun' as const }],
+  localEndpoints: [],
+  natType: 'unknown' as const,
+  discoKey: Buffer.alloc(32, 9).toString('base64'),
+});
+
+before(async () => {
+  root = mkdtempSync(join(tmpdir(), `meshd-res-${tag}-`));
+  dwn = await startTestDwn();
+  const mk = (n: string): ControlContext => {
+    const home = join(root, n);
+    return { home, profile: initProfile(home).profile };
+  };
+  owner = mk('owner');
+  bad = mk('bad');
+  obs = mk('obs');
+  networkId = (await createNetwork(owner, { name: `res-${tag}`, endpoint: dwn.url })).networkId;
+  await addPeer(owner, bad.profile.did);
+  await addPeer(owner, obs.profile.did);
+  await joinNetwork(bad, { anchor: owner.profile.did, networkId, endpoint: dwn.url, nodeInfo: { hostname: 'good-host' } });
+  await joinNetwork(obs, { anchor: owner.profile.did, networkId, endpoint: dwn.url });
+  const backoff = { initialMs: 200, maxMs: 1000 };
+  badClient = await ControlClient.open({ ctx: bad, backoff });
+  badClient.start();
+  obsClient = await ControlClient.open({ ctx: obs, backoff });
+  obsClient.start();
+  await badClient.publishEndpoint(endpoint(43000));
+  await waitFor(obsClient, (m) => m.peers.some((p) => p.did === bad.profile.did && p.endpoints[0]?.port === 43000), 5000);
+});
+
+after(async () => {
+  await obsClient?.stop();
+  await badClient?.stop();
+  await dwn?.stop();
+  rmSync(root, { recursive: true, force: true });
+});
+
+describe('bad records from a peer', () => {
+  test('malformed, oversized, undecryptable and unknown-epoch records are skipped and counted; the map stays right', async () => {
+    const client = new DwnClient(dwn.url, owner.profile.did, { did: bad.profile.did, edSeed: bad.profile.keys.edSeed });
+    const badNode = (await client.query({ protocol: PROTOCOL_URI, protocolPath: PATHS.node, contextId: networkId, recipient: bad.profile.did }))[0]!;
+    const net0 = deriveNetworkKey(owner.profile.keys.xPrivate, networkId, 0);
+    const goodRecipients = [
+      { kid: networkKid(0), publicKey: x25519PublicOf(net0) },
+      { kid: deviceKid(bad.profile.keys.xPublic), publicKey: bad.profile.keys.xPublic },
+    ];
+    const stranger = deriveDeviceKeys(generateEd25519Seed()).xPublic;
+    const write = (path: string, data: Uint8Array) =>
+      client.write({ protocol: PROTOCOL_URI, protocolPath: path, data, dataFormat: DATA_FORMAT, parentContextId: badNode.contextId! });
+    const before = { ...obsClient.stats.skipped };
+
+    // oversized: the server refuses it ($size in the protocol)
+    await assert.rejects(write(PATHS.nodeInfo, new Uint8Array(20_000).fill(65)), (e: unknown) => e instanceof DwnError && e.status === 400);
+    // malformed content inside a valid JWE
+    await write(PATHS.nodeInfo, await encryptJson({ hostname: 12, os: 'plan9', extra: 'x'.repeat(100) }, goodRecipients));
+    await write(PATHS.endpoint, await encryptJson({ publicEndpoints: 'nope' }, goodRecipients));
+    // not a JWE at all
+    await write(PATHS.nodeInfo, new TextEncoder().encode('{"hostname":"plain-text-host","os":"linux","version":"1"}'));
+    // a JWE naming the current epoch whose key does not open it
+    await write(PATHS.nodeInfo, await encryptJson({ hostname: 'evil', os: 'linux', version: '1' }, [{ kid: networkKid(0), publicKey: stranger }]));
+    // a JWE for an epoch nobody has
+    await write(PATHS.endpoint, await encryptJson(endpoint(1), [{ kid: networkKid(7), publicKey: stranger }]));
+
+    await until(() => {
+      const s = obsClient.stats.skipped;
+      return s.invalid - before.invalid >= 3 && s.decryptFailed - before.decryptFailed >= 1 && s.unknownEpoch - before.unknownEpoch >= 1;
+    }, 5000, 'skips counted');
+    const s = obsClient.stats.skipped;
+    assert.equal(s.invalid - before.invalid, 3);
+    assert.equal(s.decryptFailed - before.decryptFailed, 1);
+    assert.equal(s.unknownEpoch - before.unknownEpoch, 1);
+    const peer = obsClient.map!.peers.find((p) => p.did === bad.profile.did)!;
+    assert.equal(peer.hostname, 'good-host');
+    assert.equal(peer.endpoints[0]?.port, 43000);
+    // still live: a good update after the bad ones goes through
+    await badClient.publishEndpoint(endpoint(43001));
+    await waitFor(obsClient, (m) => m.peers.some((p) => p.did === bad.profile.did && p.endpoints[0]?.port === 43001), 5000);
+    // and a re-query does not count the same bad records again
+    await obsClient.refresh();
+    assert.deepEqual(obsClient.stats.skipped, s);
+  });
+});
+
+describe('a DWN that is down', () => {
+  test('commands fail with one line naming the endpoint; the map is kept, reloaded from cache, and recovers', async () => {
+    const lastHash = obsClient.map!.hash;
+    const lost = new Promise<void>((resolve) => {
+      const off = obsClient.on((e) => {
+        if (e.type === 'connection' && !e.up) {
+          off();
+          resolve();
+        }
+      });
+    });
+    await dwn.halt();
+    for (const args of [['peer', 'list'], ['status'], ['acl', 'show'], ['peer', 'add', bad.profile.did]]) {
+      const r = await cli([...args, '--home', owner.home]);
+      assert.equal(r.code, 1, `${args.join(' ')}: ${r.stderr.join('|')}`);
+      assert.equal(r.stderr.length, 1, `one line: ${r.stderr.join('|')}`);
+      assert.ok(r.stderr[0]!.includes(dwn.url), r.stderr[0]);
+      assert.match(r.stderr[0]!, /^meshd: cannot reach the DWN at /);
+    }
+    await lost;
+    assert.equal(obsClient.map?.hash, lastHash, 'map kept while the DWN is down');
+    assert.equal(obsClient.stats.connected, false);
+    // a restarted node brings its map back from the cache
+    const restarted = await ControlClient.open({ ctx: obs, backoff: { initialMs: 200, maxMs: 1000 } });
+    try {
+      const cached = restarted.start();
+      assert.equal(cached?.hash, lastHash);
+      assert.ok(cached!.peers.some((p) => p.did === bad.profile.did && p.endpoints[0]?.port === 43001));
+    } finally {
+      await restarted.stop();
+    }
+    // the server returns: subscriptions come back, and live updates flow again
+    const back = new Promise<void>((resolve) => {
+      const off = obsClient.on((e) => {
+        if (e.type === 'connection' && e.up) {
+          off();
+          resolve();
+        }
+      });
+    });
+    await dwn.restart();
+    await back;
+    await badClient.publishEndpoint(endpoint(43002));
+    await waitFor(obsClient, (m) => m.peers.some((p) => p.did === bad.profile.did && p.endpoints[0]?.port === 43002), 5000);
+    assert.equal(obsClient.stats.connected, true);
+  });
+});

@@ -7,6 +7,8 @@ import { registerPeer } from './peer.js';
 import { registerAcl } from './acl.js';
 import { registerStatus } from './status.js';
 import { registerDwn } from './dwn.js';
+import { registerDaemon } from './daemon.js';
+import { registerEngine } from './engine.js';
 
 export function registerCommands(program: Command, io: Io): void {
   registerIdentity(program, io);
@@ -15,4 +17,6 @@ export function registerCommands(program: Command, io: Io): void {
   registerAcl(program, io);
   registerStatus(program, io);
   registerDwn(program, io);
+  registerDaemon(program, io);
+  registerEngine(program, io);
 }

@@ -79,6 +79,7 @@ export function timerConfig(scale = 1): TimerConfig {
     keepaliveTimeout: KEEPALIVE_TIMEOUT * scale,
     cookieRefreshTime: COOKIE_REFRESH_TIME * scale,
     maxTimerHandshakes: Math.floor(REKEY_ATTEMPT_TIME / REKEY_TIMEOUT),
-    tickInterval: Math.max(2, Math.min(100, Math.round(100 * scale * 4))),
+    // fine enough that the retry jitter actually separates two peers that started together
+    tickInterval: Math.max(1, Math.min(25, Math.floor((REKEY_TIMEOUT_JITTER_MAX * scale) / 8))),
   };
 }

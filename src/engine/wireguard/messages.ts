@@ -67,6 +67,13 @@ export function messageType(buf: Uint8Array, off: number, len: number): number {
   }
 }
 
+/** A copy of b[start, end) (Buffer#slice would be a view). */
+export function copyBytes(b: Uint8Array, start: number, end: number): Uint8Array {
+  const out = new Uint8Array(end - start);
+  out.set(b.subarray(start, end));
+  return out;
+}
+
 function u32(b: Uint8Array, off: number): number {
   return (b[off]! | (b[off + 1]! << 8) | (b[off + 2]! << 16) | (b[off + 3]! << 24)) >>> 0;
 }
@@ -104,11 +111,11 @@ export function decodeInitiation(b: Uint8Array): Initiation | null {
   if (messageType(b, 0, b.length) !== MESSAGE_INITIATION) return null;
   return {
     sender: u32(b, INITIATION.sender),
-    ephemeral: b.slice(INITIATION.ephemeral, INITIATION.ephemeral + 32),
-    encryptedStatic: b.slice(INITIATION.static, INITIATION.static + 48),
-    encryptedTimestamp: b.slice(INITIATION.timestamp, INITIATION.timestamp + 28),
-    mac1: b.slice(INITIATION.mac1, INITIATION.mac1 + 16),
-    mac2: b.slice(INITIATION.mac2, INITIATION.mac2 + 16),
+    ephemeral: copyBytes(b, INITIATION.ephemeral, INITIATION.ephemeral + 32),
+    encryptedStatic: copyBytes(b, INITIATION.static, INITIATION.static + 48),
+    encryptedTimestamp: copyBytes(b, INITIATION.timestamp, INITIATION.timestamp + 28),
+    mac1: copyBytes(b, INITIATION.mac1, INITIATION.mac1 + 16),
+    mac2: copyBytes(b, INITIATION.mac2, INITIATION.mac2 + 16),
   };
 }
 
@@ -128,10 +135,10 @@ export function decodeResponse(b: Uint8Array): Response | null {
   return {
     sender: u32(b, RESPONSE.sender),
     receiver: u32(b, RESPONSE.receiver),
-    ephemeral: b.slice(RESPONSE.ephemeral, RESPONSE.ephemeral + 32),
-    encryptedNothing: b.slice(RESPONSE.empty, RESPONSE.empty + 16),
-    mac1: b.slice(RESPONSE.mac1, RESPONSE.mac1 + 16),
-    mac2: b.slice(RESPONSE.mac2, RESPONSE.mac2 + 16),
+    ephemeral: copyBytes(b, RESPONSE.ephemeral, RESPONSE.ephemeral + 32),
+    encryptedNothing: copyBytes(b, RESPONSE.empty, RESPONSE.empty + 16),
+    mac1: copyBytes(b, RESPONSE.mac1, RESPONSE.mac1 + 16),
+    mac2: copyBytes(b, RESPONSE.mac2, RESPONSE.mac2 + 16),
   };
 }
 
@@ -147,8 +154,8 @@ export function decodeCookieReply(b: Uint8Array): CookieReply | null {
   if (messageType(b, 0, b.length) !== MESSAGE_COOKIE_REPLY) return null;
   return {
     receiver: u32(b, COOKIE_REPLY.receiver),
-    nonce: b.slice(COOKIE_REPLY.nonce, COOKIE_REPLY.nonce + 24),
-    encryptedCookie: b.slice(COOKIE_REPLY.cookie, COOKIE_REPLY.cookie + 32),
+    nonce: copyBytes(b, COOKIE_REPLY.nonce, COOKIE_REPLY.nonce + 24),
+    encryptedCookie: copyBytes(b, COOKIE_REPLY.cookie, COOKIE_REPLY.cookie + 32),
   };
 }
 

@@ -1,0 +1,91 @@
+/**
+ * An Endpoint that is one IP address and port, kept in the PacketBatch addrs layout (16-byte
+ * IPv6 or IPv4-mapped address, 2-byte big-endian port) so that matching a received datagram's
+ * source is an 18-byte compare and sending copies 20 bytes.
+ */
+import { ADDR_SIZE } from '../packet-batch.js';
+import { MeshdError } from '../../errors.js';
+import type { Endpoint } from './bind.js';
+import { formatIp, parseIp } from './ip-prefix.js';
+
+export class AddrEndpoint implements Endpoint {
+  /** 20 bytes, addrs layout. */
+  readonly addr: Uint8Array;
+  private text: string | null = null;
+
+  constructor(addr: Uint8Array) {
+    if (addr.length < 18) throw new RangeError('endpoint address must be at least 18 bytes');
+    this.addr = new Uint8Array(ADDR_SIZE);
+    this.addr.set(addr.subarray(0, 18));
+  }
+
+  static fromAddrs(addrs: Uint8Array, i: number): AddrEndpoint {
+    return new AddrEndpoint(addrs.subarray(i * ADDR_SIZE, i * ADDR_SIZE + ADDR_SIZE));
+  }
+
+  static fromIpPort(ip: Uint8Array, port: number): AddrEndpoint {
+    const a = new Uint8Array(ADDR_SIZE);
+    if (ip.length === 4) {
+      a[10] = 0xff;
+      a[11] = 0xff;
+      a.set(ip, 12);
+    } else if (ip.length === 16) {
+      a.set(ip, 0);
+    } else {
+      throw new RangeError('ip must be 4 or 16 bytes');
+    }
+    a[16] = port >> 8;
+    a[17] = port & 0xff;
+    return new AddrEndpoint(a);
+  }
+
+  /** Parse "a.b.c.d:port" or "[v6]:port". Hostnames are not resolved here. */
+  static parse(s: string): AddrEndpoint {
+    const bad = (): MeshdError => new MeshdError('E_CONFIG_INVALID', `invalid endpoint "${s}" (want IP:port or [IPv6]:port)`);
+    let host: string;
+    let portText: string;
+    if (s.startsWith('[')) {
+      const close = s.indexOf(']');
+      if (close === -1 || s[close + 1] !== ':') throw bad();
+      host = s.slice(1, close);
+      portText = s.slice(close + 2);
+    } else {
+      const colon = s.lastIndexOf(':');
+      if (colon === -1 || s.indexOf(':') !== colon) throw bad();
+      host = s.slice(0, colon);
+      portText = s.slice(colon + 1);
+    }
+    const ip = parseIp(host);
+    if (ip === null || !/^\d{1,5}$/.test(portText)) throw bad();
+    const port = Number(portText);
+    if (port < 1 || port > 65535) throw bad();
+    return AddrEndpoint.fromIpPort(ip, port);
+  }
+
+  get isIPv4(): boolean {
+    const a = this.addr;
+    for (let k = 0; k < 10; k++) if (a[k] !== 0) return false;
+    return a[10] === 0xff && a[11] === 0xff;
+  }
+
+  /** The IP as text (dotted quad for IPv4-mapped). */
+  get ip(): string {
+    return this.isIPv4 ? formatIp(this.addr.subarray(12, 16)) : formatIp(this.addr.subarray(0, 16));
+  }
+
+  get port(): number {
+    return (this.addr[16]! << 8) | this.addr[17]!;
+  }
+
+  matches(addrs: Uint8Array, i: number): boolean {
+    const o = i * ADDR_SIZE;
+    const a = this.addr;
+    for (let k = 17; k >= 0; k--) if (addrs[o + k] !== a[k]) return false;
+    return true;
+  }
+
+  toString(): string {
+    if (this.text === null) this.text = this.isIPv4 ? `${this.ip}:${this.port}` : `[${this.ip}]:${this.port}`;
+    return this.text;
+  }
+}

@@ -34,10 +34,14 @@ export interface EmbeddedLease {
   release(): Promise<void>;
 }
 
-/** Use the embedded DWN at `endpoint`, starting it from `<home>/dwn` if nothing answers there. */
-export async function leaseEmbeddedDwn(home: string, endpoint = embeddedEndpoint()): Promise<EmbeddedLease> {
+/**
+ * Use the embedded DWN at `endpoint`, starting it from `<home>/dwn` if nothing answers there.
+ * `listen` is the address a server started here binds to (default 127.0.0.1; other machines
+ * need an address they can reach, e.g. 0.0.0.0).
+ */
+export async function leaseEmbeddedDwn(home: string, endpoint = embeddedEndpoint(), listen = EMBEDDED_HOST): Promise<EmbeddedLease> {
   if (await isDwnUp(endpoint)) return { endpoint, server: undefined, release: async () => {} };
   const port = Number(new URL(endpoint).port || 80);
-  const server = await startDwnServer({ dataDir: embeddedDataDir(home), port, host: EMBEDDED_HOST });
+  const server = await startDwnServer({ dataDir: embeddedDataDir(home), port, host: listen });
   return { endpoint: server.url, server, release: () => server.stop() };
 }

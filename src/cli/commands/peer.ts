@@ -1,4 +1,5 @@
 /** `meshd peer add|approve|remove|list`. */
+import type { AgentPeerStatus } from '../../daemon/agent.js';
 import type { Command } from 'commander';
 import { action, subcommand, type Io } from '../program.js';
 import { abbreviate } from '../../identity/did-jwk.js';
@@ -66,6 +67,16 @@ export function registerPeer(program: Command, io: Io): void {
   });
 
   action(subcommand(peer, 'list', 'list the peers of the network'), io, async (ctx) => {
+    const [{ runningDaemonPid }, { callDaemon }, { formatDaemonPeers }] = await Promise.all([
+      import('../../daemon/lock.js'),
+      import('../../daemon/api.js'),
+      import('./status.js'),
+    ]);
+    if (runningDaemonPid(ctx.home) !== null) {
+      const d = await callDaemon<{ peers: AgentPeerStatus[] }>(ctx.home, 'GET', '/v0/peers');
+      ctx.print({ source: 'daemon', peers: d.peers }, () => formatDaemonPeers(d.peers));
+      return;
+    }
     const { listPeers } = await import('../../control/peer-ops.js');
     const l = await listPeers(controlContext(ctx));
     ctx.print(l, () => formatPeerListing(l));

@@ -1,6 +1,9 @@
-/** `meshd status` from the records (the daemon's view is merged in by the lead's daemon client). */
+/** `meshd status`: from the running daemon when there is one, otherwise from the records. */
 import type { Command } from 'commander';
 import { action, subcommand, type Io } from '../program.js';
+import { callDaemon } from '../../daemon/api.js';
+import { runningDaemonPid } from '../../daemon/lock.js';
+import type { AgentPeerStatus, AgentStatus } from '../../daemon/agent.js';
 import { controlContext } from './network.js';
 import { formatPeerListing } from './peer.js';
 import type { RecordsStatus } from '../../control/status-ops.js';
@@ -26,8 +29,61 @@ export function formatRecordsStatus(s: RecordsStatus): string {
   return lines.join('\n');
 }
 
+function ago(iso: string | null, now: number): string {
+  if (!iso) return 'never';
+  const s = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
+  return s < 120 ? `${s}s ago` : s < 7200 ? `${Math.round(s / 60)}m ago` : `${Math.round(s / 3600)}h ago`;
+}
+
+function bytes(n: number): string {
+  return n < 1024 ? `${n} B` : n < 1048576 ? `${(n / 1024).toFixed(1)} KiB` : n < 1073741824 ? `${(n / 1048576).toFixed(1)} MiB` : `${(n / 1073741824).toFixed(2)} GiB`;
+}
+
+export function formatPath(p: AgentPeerStatus): string {
+  if (p.path === 'direct') return `direct ${p.endpoint ?? ''}${p.latencyMs !== null ? ` (${p.latencyMs.toFixed(1)} ms)` : ''}`;
+  if (p.path === 'relay') return `relay ${p.relay ?? ''}`;
+  return '-';
+}
+
+export function formatDaemonPeers(peers: AgentPeerStatus[], now = Date.now()): string {
+  if (peers.length === 0) return 'No peers yet. Add one with `meshd peer add DID` (owner).';
+  const rows = peers.map((p) => [
+    p.meshIP,
+    p.hostname ?? '-',
+    p.online ? 'online' : 'offline',
+    formatPath(p),
+    `handshake ${ago(p.lastHandshake, now)}`,
+    `rx ${bytes(p.rxBytes)} tx ${bytes(p.txBytes)}`,
+    p.did,
+  ]);
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n');
+}
+
+export function formatDaemonStatus(s: AgentStatus & { pid?: number }): string {
+  const lines = [`Identity: ${s.identity.did}`, `WireGuard public key: ${s.identity.wireguardKey}`, `Mesh IP: ${s.identity.meshIP ?? '-'} (${s.identity.meshIP6 ?? '-'})`];
+  if (s.network) {
+    lines.push(`Network: "${s.network.name}" ${s.network.id} (key epoch ${s.network.epoch})`, `DWN: ${s.network.endpoint} (${s.control?.connected ? 'connected' : 'disconnected, using the last map'})`);
+  }
+  if (s.dataplane) {
+    const d = s.dataplane;
+    lines.push(
+      `Engine: running (pid ${s.pid ?? '?'}), device ${d.tunName}, UDP port ${d.listenPort}`,
+      `Endpoints: public ${d.publicEndpoints.join(', ') || '-'}; NAT ${d.natType}; home relay ${d.homeRelay ?? '-'}`,
+    );
+  }
+  if (s.relayServer) lines.push(`Relay server: ${s.relayServer.url}`);
+  lines.push('', formatDaemonPeers(s.peers));
+  return lines.join('\n');
+}
+
 export function registerStatus(program: Command, io: Io): void {
   action(subcommand(program, 'status', 'identity, network and peers'), io, async (ctx) => {
+    if (runningDaemonPid(ctx.home) !== null) {
+      const d = await callDaemon<AgentStatus & { state: string; pid: number }>(ctx.home, 'GET', '/v0/status');
+      ctx.print({ source: 'daemon', ...d }, () => formatDaemonStatus(d));
+      return;
+    }
     const { recordsStatus } = await import('../../control/status-ops.js');
     const s = await recordsStatus(controlContext(ctx));
     ctx.print(s, () => formatRecordsStatus(s));

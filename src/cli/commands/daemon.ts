@@ -1,0 +1,142 @@
+/**
+ * `meshd up` and `meshd down`: start the agent (creating or joining a network first when
+ * asked), in the background by default, returning once the tunnel is up and the first network
+ * map is applied; stop it, leaving no device, route or socket behind.
+ */
+import type { Command } from 'commander';
+import { action, subcommand, type CommandContext, type Io } from '../program.js';
+import { initProfile } from '../../identity/profile.js';
+import { MeshdError, UsageError } from '../../errors.js';
+import { readJoinedNetwork } from '../../control/local-state.js';
+import type { ControlContext } from '../../control/session.js';
+import { callDaemon } from '../../daemon/api.js';
+import { runningDaemonPid } from '../../daemon/lock.js';
+import { logPath, startInBackground } from '../../daemon/background.js';
+import { parsePort } from './network.js';
+import type { AgentStatus } from '../../daemon/agent.js';
+
+interface UpOptions {
+  create?: string;
+  endpoint?: string;
+  anchor?: string;
+  network?: string;
+  cidr?: string;
+  relay?: string | boolean;
+  relayStunPort?: string;
+  foreground?: boolean;
+  tun?: string;
+  dwnListen?: string;
+  timeout?: string;
+}
+
+function parseListen(s: string, defPort: number): { host: string; port: number } {
+  const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(s) ?? /^([^:[\]]+)(?::(\d+))?$/.exec(s) ?? /^:(\d+)$/.exec(s);
+  if (!m) throw new UsageError(`invalid listen address "${s}"`, { hint: 'use ADDR[:PORT], e.g. 0.0.0.0:3340' });
+  if (m.length === 2) return { host: '0.0.0.0', port: parsePort(m[1]!) };
+  return { host: m[1]!, port: m[2] !== undefined ? parsePort(m[2]) : defPort };
+}
+
+export function summarizeUp(s: AgentStatus): string {
+  const lines = [`meshd is up. Mesh IP: ${s.identity.meshIP ?? '?'}`];
+  if (s.network) lines.push(`Network "${s.network.name}" ${s.network.id} via ${s.network.endpoint}`);
+  const online = s.peers.filter((p) => p.online).length;
+  lines.push(`Peers: ${s.peers.length} (${online} online). See \`meshd status\`.`);
+  if (s.relayServer) lines.push(`Relay: ${s.relayServer.url}`);
+  return lines.join('\n');
+}
+
+async function prepareNetwork(ctx: CommandContext, cc: ControlContext, o: UpOptions): Promise<void> {
+  if (o.create !== undefined) {
+    if (o.anchor || o.network) throw new UsageError('--create cannot be combined with --anchor/--network');
+    const { createNetwork } = await import('../../control/network-ops.js');
+    const r = await createNetwork(cc, { name: o.create, ...(o.endpoint ? { endpoint: o.endpoint } : {}), ...(o.cidr ? { cidr: o.cidr } : {}) });
+    ctx.progress(`Network "${r.name}" created. Mesh IP: ${r.meshIP ?? '?'}`);
+    ctx.progress(`Network id: ${r.networkId}`);
+    ctx.progress('To add a peer: meshd peer add <their-did>');
+    return;
+  }
+  if (o.anchor || o.network) {
+    if (!o.anchor || !o.network) throw new UsageError('--anchor and --network go together');
+    const existing = readJoinedNetwork(cc.profile.dir);
+    if (existing && existing.networkId === o.network) return; // already joined: just start
+    const { joinNetwork } = await import('../../control/network-ops.js');
+    const r = await joinNetwork(cc, { anchor: o.anchor, networkId: o.network, ...(o.endpoint ? { endpoint: o.endpoint } : {}) });
+    ctx.progress(`Joined network "${r.name}". Mesh IP: ${r.meshIP ?? '?'}`);
+    return;
+  }
+  if (!readJoinedNetwork(cc.profile.dir)) {
+    throw new MeshdError('E_NO_NETWORK', 'this device is in no network yet', {
+      hint: 'run `meshd up --create NAME`, or `meshd up --anchor DID --network ID --endpoint URL` once the owner has added you',
+    });
+  }
+}
+
+export function registerDaemon(program: Command, io: Io): void {
+  const up = subcommand(program, 'up', 'start the mesh agent (creating or joining a network first when asked)')
+    .option('--create <name>', 'create a network first (this device becomes its owner)')
+    .option('--endpoint <url>', 'DWN endpoint URL (default: the embedded DWN)')
+    .option('--anchor <did>', "join: the network owner's DID")
+    .option('--network <id>', 'join: the network id')
+    .option('--cidr <cidr>', 'with --create: IPv4 mesh prefix (default 10.200.0.0/16)')
+    .option('--relay [addr]', 'also run a relay (DERP + STUN) here, on ADDR[:PORT] (default 0.0.0.0:3340)')
+    .option('--relay-stun-port <port>', 'UDP port of the relay STUN responder', '3478')
+    .option('--dwn-listen <addr>', 'address the embedded DWN listens on (default 127.0.0.1)')
+    .option('--tun <name>', 'tunnel device name', 'meshd0')
+    .option('--foreground', 'run in the foreground (logs to stderr)')
+    .option('--timeout <seconds>', 'how long to wait for the daemon to come up', '60');
+  action(up, io, async (ctx) => {
+    const o = up.opts<UpOptions>();
+    const { profile, created } = initProfile(ctx.home, ctx.profile);
+    if (created) ctx.progress(`Your device identity: ${profile.did}`);
+    const pid = runningDaemonPid(ctx.home);
+    if (pid !== null) {
+      throw new MeshdError('E_DAEMON_RUNNING', `meshd is already running for ${ctx.home} (pid ${pid})`, { hint: 'use `meshd status`, or `meshd down` to stop it' });
+    }
+    const cc: ControlContext = { home: ctx.home, profile, progress: (s) => ctx.progress(s) };
+    await prepareNetwork(ctx, cc, o);
+    const relay = o.relay === undefined || o.relay === false ? undefined : { ...parseListen(o.relay === true ? '0.0.0.0:3340' : o.relay, 3340), stunPort: parsePort(o.relayStunPort ?? '3478', 'STUN port') };
+
+    if (o.foreground) {
+      const [{ runDaemon }, { MeshAgent }, { createLogger }] = await Promise.all([
+        import('../../daemon/daemon.js'),
+        import('../../daemon/agent.js'),
+        import('../../daemon/log.js'),
+      ]);
+      const log = createLogger({ file: logPath(ctx.home), stderr: process.env.MESHD_BACKGROUND !== '1', debug: process.env.MESHD_DEBUG === '1' });
+      const agent = new MeshAgent({ ctx: cc, log, tunName: o.tun ?? 'meshd0', ...(relay ? { relay } : {}), ...(o.dwnListen ? { dwnListen: o.dwnListen } : {}) });
+      const handle = await runDaemon({ home: ctx.home, log, agent });
+      if (process.env.MESHD_BACKGROUND !== '1') ctx.progress(summarizeUp(agent.status()));
+      await handle.stopped;
+      return;
+    }
+
+    const args = ['up', '--foreground', '--home', ctx.home, '--profile', profile.name, '--tun', o.tun ?? 'meshd0'];
+    if (relay) args.push('--relay', `${relay.host.includes(':') ? `[${relay.host}]` : relay.host}:${relay.port}`, '--relay-stun-port', String(relay.stunPort));
+    if (o.dwnListen) args.push('--dwn-listen', o.dwnListen);
+    ctx.progress('Starting the meshd daemon…');
+    await startInBackground(ctx.home, args, { timeoutMs: Number(o.timeout ?? 60) * 1000, onProgress: (s) => ctx.progress(s) });
+    const s = await callDaemon<AgentStatus & { state: string; pid: number }>(ctx.home, 'GET', '/v0/status');
+    ctx.print(s, () => summarizeUp(s));
+  });
+
+  const down = subcommand(program, 'down', 'stop the mesh agent; the tunnel device and routes are removed');
+  action(down, io, async (ctx) => {
+    const pid = runningDaemonPid(ctx.home);
+    if (pid === null) {
+      ctx.print({ stopped: false, running: false }, 'meshd is not running.');
+      return;
+    }
+    try {
+      await callDaemon(ctx.home, 'POST', '/v0/shutdown');
+    } catch (e) {
+      if (!(e instanceof MeshdError) || e.code !== 'E_NO_DAEMON') throw e;
+      process.kill(pid, 'SIGTERM'); // socket gone but process alive: ask it the other way
+    }
+    const deadline = Date.now() + 15_000;
+    while (runningDaemonPid(ctx.home) !== null) {
+      if (Date.now() > deadline) throw new MeshdError('E_TIMEOUT', `meshd (pid ${pid}) did not stop within 15 s`, { hint: `kill ${pid}` });
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    ctx.print({ stopped: true, pid }, 'meshd stopped.');
+  });
+}

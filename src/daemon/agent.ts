@@ -1,0 +1,275 @@
+/**
+ * The agent: the control loop that joins the control plane to the data plane. It opens the
+ * profile's network, starts the data plane (TUN + magic socket + WireGuard) from the first
+ * network map (the cached one when the DWN is unreachable), applies every later map as a diff,
+ * publishes this node's endpoints when they change, and turns the ACL policy into the packet
+ * filter. The engine never sees a DWN; the control client never sees a packet.
+ */
+import { hostname } from 'node:os';
+import { MeshdError } from '../errors.js';
+import { ControlClient } from '../control/control-client.js';
+import { leaseEmbeddedDwn, type EmbeddedLease } from '../control/embedded.js';
+import { requireJoinedNetwork } from '../control/local-state.js';
+import type { NetworkMap } from '../control/netmap.js';
+import type { ControlContext } from '../control/session.js';
+import type { EndpointRecord, PublicEndpoint } from '../control/records.js';
+import { DataPlane, type DataPlaneStatus } from '../engine/dataplane.js';
+import { compileFilter, PacketFilter } from '../engine/filter/index.js';
+import type { LocalEndpoints } from '../engine/magicsock/magicsock.js';
+import { startRelayServer, type RelayServer } from '../engine/relay/server.js';
+import { wgKeyToBase64 } from '../identity/keys.js';
+import { configFromMap } from './map-to-config.js';
+import type { AgentLike } from './daemon.js';
+import type { Logger } from './log.js';
+
+export interface AgentOptions {
+  ctx: ControlContext;
+  log: Logger;
+  /** TUN device name (default meshd0). */
+  tunName?: string;
+  mtu?: number;
+  /** Run a relay (and STUN responder) here: `meshd up --relay`. */
+  relay?: { host: string; port: number; stunPort: number };
+  /** How long `start` waits for the first network map from the DWN when there is no cache. */
+  firstMapTimeoutMs?: number;
+  /** Embedded DWN listen address when this node hosts it (default 127.0.0.1). */
+  dwnListen?: string;
+}
+
+export interface AgentPeerStatus {
+  did: string;
+  hostname: string | null;
+  meshIP: string;
+  meshIP6: string;
+  wireguardKey: string;
+  online: boolean;
+  path: 'direct' | 'relay' | 'none';
+  endpoint: string | null;
+  relay: string | null;
+  latencyMs: number | null;
+  lastHandshake: string | null;
+  rxBytes: number;
+  txBytes: number;
+}
+
+export interface AgentStatus {
+  identity: { did: string; wireguardKey: string; meshIP: string | null; meshIP6: string | null };
+  network: { id: string; name: string; anchor: string; epoch: number; endpoint: string; mapHash: string; mapSource: string | null } | null;
+  dataplane: Omit<DataPlaneStatus, 'peers'> | null;
+  control: ControlClient['stats'] | null;
+  filter: ReturnType<PacketFilter['counters']> & { policyVersion: number | null };
+  relayServer: { url: string; stunPort: number | null } | null;
+  peers: AgentPeerStatus[];
+}
+
+/** A handshake this recent makes a peer "online" even without a fresh endpoint record. */
+const HANDSHAKE_ONLINE_MS = 3 * 60_000;
+
+export class MeshAgent implements AgentLike {
+  private readonly opts: AgentOptions;
+  private control: ControlClient | undefined;
+  private dataplane: DataPlane | undefined;
+  private lease: EmbeddedLease | undefined;
+  private relayServer: RelayServer | undefined;
+  private readonly filter = new PacketFilter();
+  private map: NetworkMap | undefined;
+  private applying: Promise<void> = Promise.resolve();
+  private appliedHash: string | null = null;
+  private unsubscribe: (() => void) | undefined;
+  private policyVersion: number | null = null;
+  private stopped = false;
+
+  constructor(opts: AgentOptions) {
+    this.opts = opts;
+  }
+
+  private get log(): Logger {
+    return this.opts.log;
+  }
+
+  async start(): Promise<void> {
+    const { ctx } = this.opts;
+    const joined = requireJoinedNetwork(ctx.profile.dir);
+    if (joined.embedded) {
+      this.lease = await leaseEmbeddedDwn(ctx.home, joined.endpoint, this.opts.dwnListen);
+      this.log.info('dwn.embedded', { endpoint: joined.endpoint, started: this.lease.server !== undefined });
+    }
+    const control = await ControlClient.open({ ctx, joined });
+    this.control = control;
+    this.unsubscribe = control.on((e) => {
+      if (e.type === 'map') this.onMap(e.map, e.source);
+      else if (e.type === 'connection') this.log.info(e.up ? 'dwn.connected' : 'dwn.disconnected', { reconnect: e.reconnect, retryInMs: e.retryInMs, error: e.error });
+      else if (e.type === 'error') this.log.warn('control.error', { during: e.during, error: e.error.message });
+      else if (e.type === 'revoked') {
+        this.log.warn('control.revoked', { hint: 'this device was removed from the network' });
+        void this.dataplane?.setConfig({ peers: [] });
+      }
+    });
+    const cached = control.start();
+    let map = cached;
+    if (!map) {
+      try {
+        map = await control.waitForMap(this.opts.firstMapTimeoutMs ?? 20_000, true);
+      } catch (e) {
+        throw new MeshdError('E_DWN_UNREACHABLE', `no network map: cannot reach the DWN at ${joined.endpoint} and nothing is cached`, {
+          hint: 'check that the DWN is up, then run `meshd up` again',
+          cause: e,
+        });
+      }
+    }
+    const self = map.self;
+    if (!self) {
+      throw new MeshdError('E_NO_NETWORK', 'this device is not an active node of the network (removed, expired or not yet approved)', {
+        hint: 'ask the network owner to run `meshd peer add` for this device',
+      });
+    }
+    if (this.opts.relay) {
+      const r = this.opts.relay;
+      this.relayServer = await startRelayServer({ host: r.host, httpPort: r.port, stunPort: r.stunPort });
+      this.log.info('relay.serving', { ...this.relayServer.address() });
+    }
+    const bits = map.network.meshCIDR.split('/')[1] ?? '16';
+    const bits6 = map.network.meshCIDR6.split('/')[1] ?? '48';
+    this.dataplane = await DataPlane.start({
+      privateKey: ctx.profile.keys.xPrivate,
+      tunName: this.opts.tunName ?? 'meshd0',
+      addresses: [`${self.meshIP}/${bits}`, `${self.meshIP6}/${bits6}`],
+      listenPort: map.network.listenPort,
+      mtu: this.opts.mtu,
+      filter: this.filter,
+      log: (event, fields) => this.log.debug(event, fields),
+    });
+    this.log.info('dataplane.up', { tun: this.opts.tunName ?? 'meshd0', meshIP: self.meshIP, port: this.dataplane.listenPort });
+    this.dataplane.onLocalEndpointsChanged((ep) => this.publishEndpoints(ep));
+    await this.applyMap(map);
+    this.publishEndpoints(this.dataplane.localEndpoints());
+    control
+      .publishNodeInfo({ hostname: hostname().slice(0, 253), os: 'linux', version: (await import('../version.js')).MESHD_VERSION })
+      .catch((e: Error) => this.log.warn('nodeinfo.publish-failed', { error: e.message }));
+  }
+
+  private onMap(map: NetworkMap, source: string): void {
+    this.log.info('map.received', { source, hash: map.hash.slice(0, 12), peers: map.peers.length, epoch: map.epoch });
+    if (!this.dataplane) return; // the first map is applied by start()
+    void this.applyMap(map);
+  }
+
+  /** Apply maps one at a time, in order; the newest wins. */
+  private applyMap(map: NetworkMap): Promise<void> {
+    this.map = map;
+    this.applying = this.applying.then(async () => {
+      if (this.stopped || !this.dataplane) return;
+      const latest = this.map!;
+      if (latest.hash === this.appliedHash) return;
+      const cfg = configFromMap(latest);
+      try {
+        const policy = cfg.filter ? compileFilter(cfg.filter) : null;
+        this.filter.setPolicy(policy);
+        this.policyVersion = latest.filter.policyVersion;
+        await this.dataplane.setConfig({ peers: cfg.peers.map((p) => ({ ...p, discoKey: p.discoKey || null })), relays: cfg.relays });
+        this.appliedHash = latest.hash;
+        this.log.info('map.applied', { hash: latest.hash.slice(0, 12), peers: cfg.peers.length, policy: this.policyVersion });
+      } catch (e) {
+        this.log.error('map.apply-failed', { error: (e as Error).message });
+      }
+    });
+    return this.applying;
+  }
+
+  private publishEndpoints(ep: LocalEndpoints): void {
+    if (!this.control || this.stopped) return;
+    const publicEndpoints: PublicEndpoint[] = [];
+    for (const s of ep.publicEndpoints) {
+      const parsed = splitHostPort(s);
+      if (parsed) publicEndpoints.push({ address: parsed.host, port: parsed.port, source: 'stun', priority: 10 });
+    }
+    const rec: Omit<EndpointRecord, 'updatedAt'> = {
+      publicEndpoints,
+      localEndpoints: ep.localEndpoints.slice(0, 16),
+      natType: ep.natType,
+      discoKey: ep.discoKey,
+      ...(ep.preferredRelay ? { preferredRelay: ep.preferredRelay } : {}),
+    };
+    this.control.publishEndpoint(rec).then(
+      () => this.log.info('endpoint.published', { public: ep.publicEndpoints, local: ep.localEndpoints.length, nat: ep.natType }),
+      (e: Error) => this.log.warn('endpoint.publish-failed', { error: e.message }),
+    );
+  }
+
+  status(): AgentStatus {
+    const profile = this.opts.ctx.profile;
+    const map = this.map;
+    const dp = this.dataplane?.status();
+    const byKey = new Map(dp?.peers.map((p) => [p.publicKey, p]) ?? []);
+    const now = Date.now();
+    const peers: AgentPeerStatus[] = (map?.peers ?? [])
+      .filter((p) => p.did !== map?.self?.did)
+      .map((p) => {
+        const s = byKey.get(p.wireguardKey);
+        const hs = s && s.lastHandshake > 0 ? s.lastHandshake : 0;
+        return {
+          did: p.did,
+          hostname: p.hostname,
+          meshIP: p.meshIP,
+          meshIP6: p.meshIP6,
+          wireguardKey: p.wireguardKey,
+          online: p.online || (hs > 0 && now - hs < HANDSHAKE_ONLINE_MS),
+          path: s?.path ?? 'none',
+          endpoint: s?.endpoint ?? null,
+          relay: s?.relay ?? null,
+          latencyMs: s?.latencyMs ?? null,
+          lastHandshake: hs > 0 ? new Date(hs).toISOString() : null,
+          rxBytes: s?.rxBytes ?? 0,
+          txBytes: s?.txBytes ?? 0,
+        };
+      });
+    let dataplane: AgentStatus['dataplane'] = null;
+    if (dp) {
+      const { peers: _peers, ...rest } = dp;
+      dataplane = rest;
+    }
+    const joined = this.control?.session.joined;
+    return {
+      identity: { did: profile.did, wireguardKey: wgKeyToBase64(profile.keys.xPublic), meshIP: map?.self?.meshIP ?? null, meshIP6: map?.self?.meshIP6 ?? null },
+      network: map && joined
+        ? { id: map.networkId, name: map.network.name, anchor: map.anchor, epoch: map.epoch, endpoint: joined.endpoint, mapHash: map.hash, mapSource: this.control?.stats.mapSource ?? null }
+        : null,
+      dataplane,
+      control: this.control?.stats ?? null,
+      filter: { ...this.filter.counters(), policyVersion: this.policyVersion },
+      relayServer: this.relayServer ? { url: this.relayServer.address().url, stunPort: this.relayServer.address().stunPort } : null,
+      peers,
+    };
+  }
+
+  routes() {
+    return { 'GET /v0/peers': () => ({ peers: this.status().peers }) };
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.unsubscribe?.();
+    await this.applying.catch(() => undefined);
+    const steps: Array<[string, (() => Promise<void>) | undefined]> = [
+      ['dataplane', this.dataplane && (() => this.dataplane!.stop())],
+      ['control', this.control && (() => this.control!.stop())],
+      ['relay', this.relayServer && (() => this.relayServer!.stop())],
+      ['dwn', this.lease && (() => this.lease!.release())],
+    ];
+    for (const [name, step] of steps) {
+      if (!step) continue;
+      try {
+        await step();
+      } catch (e) {
+        this.log.warn('agent.stop-step-failed', { step: name, error: (e as Error).message });
+      }
+    }
+  }
+}
+
+function splitHostPort(s: string): { host: string; port: number } | null {
+  const m = /^\[([^\]]+)\]:(\d+)$/.exec(s) ?? /^([^:]+):(\d+)$/.exec(s);
+  if (!m) return null;
+  const port = Number(m[2]);
+  return port >= 1 && port <= 65535 ? { host: m[1]!, port } : null;
+}

@@ -1,0 +1,590 @@
+/**
+ * One peer as the WireGuard device sees it through the magic socket: an Endpoint object that owns
+ * the choice between direct UDP paths and the relay, and the timers behind that choice
+ * (Tailscale's design; SPEC 6.3, constants in constants.ts).
+ *
+ * State:
+ * - candidates: ip:ports the peer may be reached at — from its endpoint record (config), from its
+ *   call-me-maybe, or learned at run time from an authenticated ping or WireGuard packet;
+ * - best: the direct path in use, trusted until `trustUntil` (TRUST_UDP_ADDR_MS after its last
+ *   pong). Untrusted or absent, packets go over the relay (and to the stale best too).
+ *
+ * Behaviour:
+ * - a send with no trusted path starts discovery: ping every candidate not pinged in the last
+ *   DISCO_PING_INTERVAL_MS, and send call-me-maybe (our endpoints) over the relay so the peer
+ *   pings back at the same time — both NATs open, hole punched;
+ * - a pong records latency; the lowest-latency answering candidate wins (ignoring < 1 % gains),
+ *   and a pong on the best path extends the trust;
+ * - while traffic flows, a heartbeat every HEARTBEAT_INTERVAL_MS pings the best path; when it
+ *   goes silent the trust runs out and traffic falls back to the relay; with a path slower than
+ *   GOOD_ENOUGH_LATENCY_MS every candidate is probed again every UPGRADE_INTERVAL_MS;
+ * - SESSION_ACTIVE_TIMEOUT_MS after the last send the heartbeats stop.
+ *
+ * I/O goes through an EndpointIo (the magic socket, or a fake in unit tests); time comes from
+ * io.now(), and `tick(now)` is called periodically while the endpoint is active. The fields the
+ * socket reads per packet (bestAddr, trustUntil, lastSend, heartbeatAt) are plain fields.
+ */
+import { randomBytes } from 'node:crypto';
+import { ADDR_SIZE } from '../packet-batch.js';
+import type { Endpoint } from '../wireguard/bind.js';
+import { isRelaySource, parseAddr, addrOf, isUsableCandidate, relaySourceId, type ParsedAddr } from './addr.js';
+import {
+  CALL_ME_MAYBE_INTERVAL_MS,
+  DISCO_PING_INTERVAL_MS,
+  GOOD_ENOUGH_LATENCY_MS,
+  HEARTBEAT_INTERVAL_MS,
+  LEARNED_CANDIDATE_TTL_MS,
+  MAX_CANDIDATES,
+  PING_BACK_INTERVAL_MS,
+  PING_TIMEOUT_MS,
+  SESSION_ACTIVE_TIMEOUT_MS,
+  SLOW_PATH_DISCOVERY_MIN_MS,
+  TRUST_UDP_ADDR_MS,
+  UPGRADE_INTERVAL_MS,
+} from './constants.js';
+import type { DiscoMessage } from './disco.js';
+import type { IpPort } from './stun.js';
+
+/** Where a candidate came from. */
+export type CandidateSource = 'config' | 'call-me-maybe' | 'ping' | 'wireguard';
+
+export interface Candidate {
+  /** Canonical "ip:port". */
+  readonly key: string;
+  readonly ip: string;
+  readonly port: number;
+  /** 20 bytes, addrs layout. */
+  readonly addr: Uint8Array;
+  /** Listed in the peer's endpoint record (config). */
+  fromConfig: boolean;
+  /** When the peer last advertised it in a call-me-maybe (-Infinity: never, or withdrawn). */
+  callMeMaybeAt: number;
+  /** Last ping or authenticated packet received from it (-Infinity: never). */
+  lastGotPing: number;
+  /** Last ping we sent to it. */
+  lastPing: number;
+  /** Last ping we sent in answer to one of its pings (rate limit of ping-backs). */
+  lastPingBack: number;
+  /** Round trip of the last pong, ms. */
+  latencyMs: number | null;
+  lastPong: number;
+  /** Our address as the peer saw it, from the last pong over this path. */
+  pongSrc: string | null;
+}
+
+export type PingPurpose = 'discovery' | 'heartbeat';
+
+interface SentPing {
+  /** null: sent over the relay. */
+  readonly to: Candidate | null;
+  readonly at: number;
+  readonly purpose: PingPurpose;
+}
+
+export type EndpointEvent =
+  | { type: 'path-changed'; from: string; to: string }
+  | { type: 'path-lost'; addr: string }
+  | { type: 'candidate-added'; addr: string; via: CandidateSource }
+  | { type: 'candidate-removed'; addr: string }
+  | { type: 'call-me-maybe-sent'; endpoints: number }
+  | { type: 'call-me-maybe-received'; endpoints: number; added: number }
+  | { type: 'disco-reset' };
+
+/** What an endpoint needs from the magic socket. */
+export interface EndpointIo {
+  /** Monotonic milliseconds. */
+  now(): number;
+  /** Our WireGuard public key (sent in pings). */
+  readonly nodeKey: Uint8Array;
+  /** Seal and send a disco message to the peer: to a candidate, or over the relay (null). */
+  sendDisco(ep: PeerEndpoint, to: Candidate | null, msg: DiscoMessage): boolean;
+  /** Our current endpoints (public and local), for call-me-maybe. */
+  ourEndpoints(): readonly IpPort[];
+  /** The relay this peer is reached through, or null when there is none. */
+  relayUrlFor(ep: PeerEndpoint): string | null;
+  /** Which endpoint owns the source address in addrs slot i (the socket's address map). */
+  ownerOf(addrs: Uint8Array, i: number): PeerEndpoint | undefined;
+  candidateAdded(ep: PeerEndpoint, c: Candidate): void;
+  candidateRemoved(ep: PeerEndpoint, c: Candidate): void;
+  /** Start calling tick() on ep (it has traffic). */
+  activate(ep: PeerEndpoint): void;
+  event(ep: PeerEndpoint, e: EndpointEvent): void;
+}
+
+export interface PeerEndpointConfig {
+  /** The peer's disco public key (32 bytes). */
+  discoKey: Uint8Array;
+  /** "ip:port" candidates from the peer's endpoint record; malformed ones are skipped. */
+  endpoints: readonly string[];
+  /** The peer's home relay URL (null/undefined: reach it through ours). */
+  relayUrl?: string | null;
+}
+
+export type PathKind = 'direct' | 'relay' | 'none';
+
+export interface EndpointStatus {
+  path: PathKind;
+  /** The direct path in use ("ip:port") when path is direct. */
+  endpoint?: string;
+  /** The relay URL when path is relay. */
+  relay?: string;
+  /** Round trip of the path in use, from the last pong. */
+  latencyMs?: number;
+  /** Traffic sent in the last SESSION_ACTIVE_TIMEOUT_MS. */
+  active: boolean;
+  candidates: string[];
+  /** The best direct path known, even when not trusted now. */
+  bestEndpoint?: string;
+}
+
+export interface EndpointCounters {
+  pingsSent: number;
+  pongsReceived: number;
+  pingsReceived: number;
+  callMeMaybeSent: number;
+  callMeMaybeReceived: number;
+  pathChanges: number;
+  pathLosses: number;
+}
+
+function hex(b: Uint8Array): string {
+  return Buffer.from(b.buffer, b.byteOffset, b.length).toString('hex');
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** Is a (with its latency) worth switching to from b? Lower latency wins by more than 1 %. */
+export function betterPath(a: Candidate, b: Candidate | null, bTrusted: boolean): boolean {
+  if (b === null || !bTrusted) return true;
+  if (a === b) return false;
+  const la = a.latencyMs ?? Infinity;
+  const lb = b.latencyMs ?? Infinity;
+  if (lb === Infinity) return la !== Infinity;
+  return la < lb * 0.99;
+}
+
+export class PeerEndpoint implements Endpoint {
+  /** Small unique id (relay source tag). */
+  readonly id: number;
+  readonly publicKey: Uint8Array;
+  readonly publicKeyBase64: string;
+
+  // Read on the hot path by the socket -----------------------------------------------------
+  /** The best direct path's address (20 bytes, addrs layout), or null. */
+  bestAddr: Uint8Array | null = null;
+  /** Monotonic ms until which bestAddr is trusted. */
+  trustUntil = 0;
+  /** Last time a packet was sent to the peer. */
+  lastSend = -Infinity;
+  /** When the next heartbeat is due; Infinity while idle. */
+  heartbeatAt = Infinity;
+  // -----------------------------------------------------------------------------------------
+
+  discoKey: Uint8Array | null = null;
+  /** NaCl box key between our disco key and the peer's (the socket sets it with the disco key). */
+  sharedKey: Uint8Array | null = null;
+  relayUrl: string | null = null;
+  relayLatencyMs: number | null = null;
+  readonly candidates = new Map<string, Candidate>();
+  readonly counters: EndpointCounters = {
+    pingsSent: 0,
+    pongsReceived: 0,
+    pingsReceived: 0,
+    callMeMaybeSent: 0,
+    callMeMaybeReceived: 0,
+    pathChanges: 0,
+    pathLosses: 0,
+  };
+  private best: Candidate | null = null;
+  private trusted = false;
+  private readonly sentPings = new Map<string, SentPing>();
+  private lastFullPing = -Infinity;
+  private lastCallMeMaybe = -Infinity;
+  private lastRelayPing = -Infinity;
+  private lastSlowPathDiscovery = -Infinity;
+  private closed = false;
+
+  constructor(
+    private readonly io: EndpointIo,
+    id: number,
+    publicKey: Uint8Array,
+  ) {
+    if (publicKey.length !== 32) throw new RangeError('peer public key must be 32 bytes');
+    this.id = id >>> 0;
+    this.publicKey = new Uint8Array(publicKey);
+    this.publicKeyBase64 = Buffer.from(this.publicKey).toString('base64');
+  }
+
+  // ---------------------------------------------------------------------- Endpoint (device)
+
+  /** Does the source in addrs slot i belong to this peer? Per authenticated packet. */
+  matches(addrs: Uint8Array, i: number): boolean {
+    const o = i * ADDR_SIZE;
+    const b = this.bestAddr;
+    if (b !== null) {
+      let k = 17;
+      while (k >= 0 && addrs[o + k] === b[k]) k--;
+      if (k < 0) return true;
+    }
+    if (isRelaySource(addrs, i)) return relaySourceId(addrs, i) === this.id;
+    return this.io.ownerOf(addrs, i) === this;
+  }
+
+  toString(): string {
+    const now = this.io.now();
+    if (this.best !== null && now < this.trustUntil) return this.best.key;
+    const url = this.io.relayUrlFor(this);
+    return url === null ? `peer ${this.publicKeyBase64.slice(0, 8)}… (no path)` : `relay ${url}`;
+  }
+
+  // ---------------------------------------------------------------------- configuration
+
+  /** Apply the peer's record: disco key (a change resets all path state), candidates, relay. */
+  setConfig(cfg: PeerEndpointConfig): void {
+    const now = this.io.now();
+    if (this.discoKey === null || !sameBytes(this.discoKey, cfg.discoKey)) {
+      const had = this.discoKey !== null;
+      this.discoKey = new Uint8Array(cfg.discoKey);
+      if (had) {
+        this.reset();
+        this.io.event(this, { type: 'disco-reset' });
+      }
+    }
+    this.relayUrl = cfg.relayUrl ?? null;
+    const wanted = new Set<string>();
+    for (const s of cfg.endpoints) {
+      const a = parseAddr(s);
+      if (a === null || !isUsableCandidate(a)) continue;
+      wanted.add(a.key);
+      const c = this.candidates.get(a.key) ?? this.addCandidate(a, 'config');
+      c.fromConfig = true;
+    }
+    for (const c of [...this.candidates.values()]) {
+      if (c.fromConfig && !wanted.has(c.key)) {
+        c.fromConfig = false;
+        if (c.callMeMaybeAt === -Infinity && !this.recentlyHeard(c, now)) this.removeCandidate(c);
+      }
+    }
+  }
+
+  /** Forget every path (new disco key: the peer restarted). */
+  reset(): void {
+    this.setBest(null);
+    this.trustUntil = 0;
+    this.trusted = false;
+    this.sentPings.clear();
+    this.lastFullPing = -Infinity;
+    this.lastCallMeMaybe = -Infinity;
+    this.lastRelayPing = -Infinity;
+    for (const c of this.candidates.values()) {
+      c.lastPing = -Infinity;
+      c.latencyMs = null;
+      c.lastPong = -Infinity;
+    }
+  }
+
+  /** The peer was removed: drop candidates (unmapping them) and stop. */
+  close(): void {
+    this.closed = true;
+    for (const c of [...this.candidates.values()]) this.removeCandidate(c);
+    this.reset();
+    this.heartbeatAt = Infinity;
+  }
+
+  // ---------------------------------------------------------------------- send side
+
+  /** Is there a trusted direct path right now? */
+  hasTrustedPath(now: number): boolean {
+    return this.bestAddr !== null && now < this.trustUntil;
+  }
+
+  /** A packet is being sent to the peer (any path): keeps the session active. */
+  noteSend(now: number): void {
+    this.lastSend = now;
+    if (this.heartbeatAt === Infinity && !this.closed) {
+      this.heartbeatAt = now + HEARTBEAT_INTERVAL_MS;
+      this.io.activate(this);
+    }
+  }
+
+  /** A packet went out without a trusted direct path: look for one (rate limited). */
+  onSlowPathSend(now: number): void {
+    if (now - this.lastSlowPathDiscovery < SLOW_PATH_DISCOVERY_MIN_MS) return;
+    this.lastSlowPathDiscovery = now;
+    this.discover(now, true);
+  }
+
+  /** Periodic work while active. Returns false once idle (stop calling until next activate). */
+  tick(now: number): boolean {
+    if (this.closed) return false;
+    this.expirePings(now);
+    if (this.trusted && now >= this.trustUntil) {
+      this.trusted = false;
+      this.counters.pathLosses++;
+      this.io.event(this, { type: 'path-lost', addr: this.best?.key ?? '' });
+    }
+    if (now < this.heartbeatAt) return true;
+    if (now - this.lastSend > SESSION_ACTIVE_TIMEOUT_MS) {
+      this.heartbeatAt = Infinity;
+      return false;
+    }
+    this.heartbeatAt = now + HEARTBEAT_INTERVAL_MS;
+    if (this.best !== null) this.ping(this.best, now, 'heartbeat');
+    if (this.wantFullPing(now)) this.discover(now, true);
+    return true;
+  }
+
+  /** Should we probe every candidate now? */
+  wantFullPing(now: number): boolean {
+    if (this.best === null || this.lastFullPing === -Infinity) return true;
+    if (now >= this.trustUntil) return true;
+    if (this.best.latencyMs !== null && this.best.latencyMs <= GOOD_ENOUGH_LATENCY_MS) return false;
+    return now - this.lastFullPing >= UPGRADE_INTERVAL_MS;
+  }
+
+  /**
+   * Ping every candidate not pinged within DISCO_PING_INTERVAL_MS; with `callMeMaybe`, also ask
+   * the peer over the relay to ping us back (at most every CALL_ME_MAYBE_INTERVAL_MS).
+   */
+  discover(now: number, callMeMaybe: boolean): void {
+    if (this.closed || this.sharedKey === null) return;
+    this.lastFullPing = now;
+    this.prune(now);
+    for (const c of this.candidates.values()) {
+      if (now - c.lastPing < DISCO_PING_INTERVAL_MS) continue;
+      this.ping(c, now, 'discovery');
+    }
+    if (!callMeMaybe) return;
+    if (now - this.lastCallMeMaybe >= CALL_ME_MAYBE_INTERVAL_MS) this.sendCallMeMaybe(now);
+    if (!this.hasTrustedPath(now) && now - this.lastRelayPing >= DISCO_PING_INTERVAL_MS) this.pingRelay(now);
+  }
+
+  /** Our endpoints changed: tell an active peer at once and probe everything again. */
+  onLocalEndpointsChanged(now: number): void {
+    for (const c of this.candidates.values()) c.lastPing = -Infinity;
+    if (this.heartbeatAt === Infinity || this.closed) return;
+    this.discover(now, false);
+    this.sendCallMeMaybe(now);
+  }
+
+  private sendCallMeMaybe(now: number): void {
+    if (this.io.relayUrlFor(this) === null) return;
+    const mine = this.io.ourEndpoints();
+    if (mine.length === 0) return;
+    this.lastCallMeMaybe = now;
+    if (this.io.sendDisco(this, null, { type: 'call-me-maybe', endpoints: mine })) {
+      this.counters.callMeMaybeSent++;
+      this.io.event(this, { type: 'call-me-maybe-sent', endpoints: mine.length });
+    }
+  }
+
+  private newTxId(): Uint8Array {
+    return new Uint8Array(randomBytes(12));
+  }
+
+  private ping(c: Candidate, now: number, purpose: PingPurpose): void {
+    const txId = this.newTxId();
+    c.lastPing = now;
+    this.sentPings.set(hex(txId), { to: c, at: now, purpose });
+    this.counters.pingsSent++;
+    this.io.sendDisco(this, c, { type: 'ping', txId, nodeKey: this.io.nodeKey });
+  }
+
+  /** A ping over the relay: measures the relay path's latency for status. */
+  private pingRelay(now: number): void {
+    if (this.io.relayUrlFor(this) === null) return;
+    this.lastRelayPing = now;
+    const txId = this.newTxId();
+    this.sentPings.set(hex(txId), { to: null, at: now, purpose: 'discovery' });
+    this.counters.pingsSent++;
+    this.io.sendDisco(this, null, { type: 'ping', txId, nodeKey: this.io.nodeKey });
+  }
+
+  private expirePings(now: number): void {
+    if (this.sentPings.size === 0) return;
+    for (const [id, sp] of this.sentPings) if (now - sp.at >= PING_TIMEOUT_MS) this.sentPings.delete(id);
+  }
+
+  // ---------------------------------------------------------------------- receive side
+
+  /**
+   * A pong arrived (from: the direct address it came from, or null over the relay). Returns
+   * whether it answered one of our pings.
+   */
+  onPong(txId: Uint8Array, from: ParsedAddr | null, src: IpPort, now: number): boolean {
+    const id = hex(txId);
+    const sp = this.sentPings.get(id);
+    if (sp === undefined) return false;
+    this.sentPings.delete(id);
+    this.counters.pongsReceived++;
+    const latency = Math.max(0, now - sp.at);
+    if (sp.to === null) {
+      this.relayLatencyMs = latency;
+      return true;
+    }
+    const c = sp.to;
+    if (this.candidates.get(c.key) !== c) return true; // forgotten meanwhile
+    void from;
+    c.latencyMs = latency;
+    c.lastPong = now;
+    c.pongSrc = src.ip.includes(':') ? `[${src.ip}]:${src.port}` : `${src.ip}:${src.port}`;
+    const bestTrusted = this.best !== null && now < this.trustUntil;
+    if (c !== this.best && betterPath(c, this.best, bestTrusted)) this.setBest(c);
+    if (this.best === c) {
+      this.trustUntil = now + TRUST_UDP_ADDR_MS;
+      this.trusted = true;
+    }
+    return true;
+  }
+
+  /**
+   * A ping arrived (from: its direct source, or null over the relay). Answers with a pong; a
+   * direct source becomes a candidate, and one we do not use yet is pinged back.
+   */
+  onPing(txId: Uint8Array, from: ParsedAddr | null, now: number): void {
+    this.counters.pingsReceived++;
+    if (from === null) {
+      this.io.sendDisco(this, null, { type: 'pong', txId, src: { ip: '0.0.0.0', port: 0 } });
+      return;
+    }
+    const c = this.candidates.get(from.key) ?? this.addCandidate(from, 'ping');
+    c.lastGotPing = now;
+    this.io.sendDisco(this, c, { type: 'pong', txId, src: { ip: from.ip, port: from.port } });
+    // Our earlier pings to it may have hit its NAT before this opening: ping back (rate limited).
+    if ((this.best !== c || now >= this.trustUntil) && now - c.lastPingBack >= PING_BACK_INTERVAL_MS) {
+      c.lastPingBack = now;
+      this.ping(c, now, 'discovery');
+    }
+  }
+
+  /** The peer's call-me-maybe (over the relay): its endpoints replace the previous ones; ping them now. */
+  onCallMeMaybe(endpoints: readonly IpPort[], now: number): void {
+    this.counters.callMeMaybeReceived++;
+    const seen = new Set<string>();
+    let added = 0;
+    for (const ep of endpoints) {
+      const a = addrOf(ep);
+      if (a === null || !isUsableCandidate(a) || seen.has(a.key)) continue;
+      seen.add(a.key);
+      let c = this.candidates.get(a.key);
+      if (c === undefined) {
+        c = this.addCandidate(a, 'call-me-maybe');
+        added++;
+      }
+      c.callMeMaybeAt = now;
+    }
+    for (const c of [...this.candidates.values()]) {
+      if (c.callMeMaybeAt !== -Infinity && !seen.has(c.key)) {
+        c.callMeMaybeAt = -Infinity;
+        if (!c.fromConfig && !this.recentlyHeard(c, now)) this.removeCandidate(c);
+      }
+    }
+    this.io.event(this, { type: 'call-me-maybe-received', endpoints: endpoints.length, added });
+    for (const c of this.candidates.values()) c.lastPing = -Infinity;
+    this.discover(now, true);
+  }
+
+  /** An authenticated WireGuard packet came from an address we did not know for this peer. */
+  onWireGuardFrom(from: ParsedAddr, now: number): void {
+    if (!isUsableCandidate(from)) return;
+    const c = this.candidates.get(from.key) ?? this.addCandidate(from, 'wireguard');
+    c.lastGotPing = now;
+    if (now - c.lastPingBack >= PING_BACK_INTERVAL_MS) {
+      c.lastPingBack = now;
+      this.ping(c, now, 'discovery');
+    }
+  }
+
+  // ---------------------------------------------------------------------- candidates
+
+  private recentlyHeard(c: Candidate, now: number): boolean {
+    return now - Math.max(c.lastGotPing, c.lastPong) <= LEARNED_CANDIDATE_TTL_MS;
+  }
+
+  private addCandidate(a: ParsedAddr, via: CandidateSource): Candidate {
+    if (this.candidates.size >= MAX_CANDIDATES) this.prune(this.io.now(), true);
+    const c: Candidate = {
+      key: a.key,
+      ip: a.ip,
+      port: a.port,
+      addr: new Uint8Array(a.addr),
+      fromConfig: false,
+      callMeMaybeAt: -Infinity,
+      lastGotPing: -Infinity,
+      lastPing: -Infinity,
+      lastPingBack: -Infinity,
+      latencyMs: null,
+      lastPong: -Infinity,
+      pongSrc: null,
+    };
+    this.candidates.set(c.key, c);
+    this.io.candidateAdded(this, c);
+    this.io.event(this, { type: 'candidate-added', addr: c.key, via });
+    return c;
+  }
+
+  private removeCandidate(c: Candidate): void {
+    if (this.candidates.get(c.key) !== c) return;
+    this.candidates.delete(c.key);
+    this.io.candidateRemoved(this, c);
+    if (this.best === c) {
+      this.setBest(null);
+      this.trustUntil = 0;
+      this.trusted = false;
+    }
+    for (const [id, sp] of this.sentPings) if (sp.to === c) this.sentPings.delete(id);
+    this.io.event(this, { type: 'candidate-removed', addr: c.key });
+  }
+
+  /** Drop learned candidates not heard from lately (all but config/call-me-maybe ones). */
+  private prune(now: number, hard = false): void {
+    for (const c of [...this.candidates.values()]) {
+      if (c.fromConfig || c.callMeMaybeAt !== -Infinity) continue;
+      if (c === this.best && now < this.trustUntil) continue;
+      if (hard || !this.recentlyHeard(c, now)) this.removeCandidate(c);
+    }
+  }
+
+  private setBest(c: Candidate | null): void {
+    if (c === this.best) return;
+    const from = this.best?.key ?? 'none';
+    this.best = c;
+    this.bestAddr = c === null ? null : c.addr;
+    this.counters.pathChanges++;
+    this.io.event(this, { type: 'path-changed', from, to: c?.key ?? 'none' });
+  }
+
+  // ---------------------------------------------------------------------- status
+
+  status(now: number): EndpointStatus {
+    const active = now - this.lastSend <= SESSION_ACTIVE_TIMEOUT_MS;
+    const candidates = [...this.candidates.keys()];
+    const base = {
+      active,
+      candidates,
+      ...(this.best !== null ? { bestEndpoint: this.best.key } : {}),
+    };
+    if (this.best !== null && now < this.trustUntil) {
+      return {
+        path: 'direct',
+        endpoint: this.best.key,
+        ...(this.best.latencyMs !== null ? { latencyMs: Math.round(this.best.latencyMs * 1000) / 1000 } : {}),
+        ...base,
+      };
+    }
+    const relay = this.io.relayUrlFor(this);
+    if (relay !== null) {
+      return {
+        path: 'relay',
+        relay,
+        ...(this.relayLatencyMs !== null ? { latencyMs: Math.round(this.relayLatencyMs * 1000) / 1000 } : {}),
+        ...base,
+      };
+    }
+    return { path: 'none', ...base };
+  }
+}

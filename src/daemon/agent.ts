@@ -28,8 +28,12 @@ export interface AgentOptions {
   /** TUN device name (default meshd0). */
   tunName?: string;
   mtu?: number;
-  /** Run a relay (and STUN responder) here: `meshd up --relay`. */
-  relay?: { host: string; port: number; stunPort: number };
+  /**
+   * Run a relay (and STUN responder) here: `meshd up --relay`. `url` is how other nodes reach
+   * it (announced in a relay record); without it the relay is announced only when it listens on
+   * a specific address.
+   */
+  relay?: { host: string; port: number; stunPort: number; url?: string };
   /** How long `start` waits for the first network map from the DWN when there is no cache. */
   firstMapTimeoutMs?: number;
   /** Embedded DWN listen address when this node hosts it (default 127.0.0.1). */
@@ -143,9 +147,27 @@ export class MeshAgent implements AgentLike {
     this.dataplane.onLocalEndpointsChanged((ep) => this.publishEndpoints(ep));
     await this.applyMap(map);
     this.publishEndpoints(this.dataplane.localEndpoints());
+    if (this.relayServer && this.opts.relay) void this.announceRelay(this.opts.relay);
     control
       .publishNodeInfo({ hostname: hostname().slice(0, 253), os: 'linux', version: (await import('../version.js')).MESHD_VERSION })
       .catch((e: Error) => this.log.warn('nodeinfo.publish-failed', { error: e.message }));
+  }
+
+  /** Write (or refresh) the relay record for the relay this node runs. */
+  private async announceRelay(r: NonNullable<AgentOptions['relay']>): Promise<void> {
+    const unspecified = r.host === '0.0.0.0' || r.host === '::' || r.host === '';
+    const url = r.url ?? (unspecified ? undefined : `http://${r.host.includes(':') ? `[${r.host}]` : r.host}:${r.port}/derp`);
+    if (!url) {
+      this.log.warn('relay.not-announced', { hint: 'give --relay-url URL (or --relay ADDR:PORT with a reachable address) so other nodes can use this relay' });
+      return;
+    }
+    try {
+      const { publishRelay } = await import('../control/relay-ops.js');
+      const res = await publishRelay(this.opts.ctx, { url, region: `meshd-${hostname().slice(0, 40) || 'relay'}`, stunPort: r.stunPort });
+      this.log.info('relay.announced', { url, created: res.created });
+    } catch (e) {
+      this.log.warn('relay.announce-failed', { url, error: (e as Error).message });
+    }
   }
 
   private onMap(map: NetworkMap, source: string): void {

@@ -17,6 +17,7 @@
 import { MeshdError } from '../errors.js';
 import { Engine, parseWgKey, type EngineEvent, type EngineStats, type PeerStats } from './engine.js';
 import type { PacketFilter } from './filter/index.js';
+import { filterHooks } from './filter/hooks.js';
 import { MagicSock, type LocalEndpoints, type MagicSockCounters, type RelayConfig } from './magicsock/magicsock.js';
 import type { RelayStatus } from './magicsock/relay-set.js';
 import type { StunProbe } from './magicsock/netcheck.js';
@@ -186,8 +187,7 @@ export class DataPlane {
         bind: magic,
         mtu,
         privateKey,
-        // Filter hook point: when the Engine/Device accepts a filter for packets from peers
-        // (it must know each packet's peer), pass `opts.filter` here.
+        hooks: opts.filter ? filterHooks(opts.filter) : null,
         onEvent: (e) => box.dp?.onEngineEvent(e),
         ...(opts.env !== undefined ? { env: opts.env } : {}),
       });

@@ -23,6 +23,7 @@ interface UpOptions {
   cidr?: string;
   relay?: string | boolean;
   relayStunPort?: string;
+  relayUrl?: string;
   foreground?: boolean;
   tun?: string;
   dwnListen?: string;
@@ -80,6 +81,7 @@ export function registerDaemon(program: Command, io: Io): void {
     .option('--cidr <cidr>', 'with --create: IPv4 mesh prefix (default 10.200.0.0/16)')
     .option('--relay [addr]', 'also run a relay (DERP + STUN) here, on ADDR[:PORT] (default 0.0.0.0:3340)')
     .option('--relay-stun-port <port>', 'UDP port of the relay STUN responder', '3478')
+    .option('--relay-url <url>', 'with --relay: the URL other nodes reach it at (default http://ADDR:PORT/derp)')
     .option('--dwn-listen <addr>', 'address the embedded DWN listens on (default 127.0.0.1)')
     .option('--tun <name>', 'tunnel device name', 'meshd0')
     .option('--foreground', 'run in the foreground (logs to stderr)')
@@ -94,7 +96,10 @@ export function registerDaemon(program: Command, io: Io): void {
     }
     const cc: ControlContext = { home: ctx.home, profile, progress: (s) => ctx.progress(s) };
     await prepareNetwork(ctx, cc, o);
-    const relay = o.relay === undefined || o.relay === false ? undefined : { ...parseListen(o.relay === true ? '0.0.0.0:3340' : o.relay, 3340), stunPort: parsePort(o.relayStunPort ?? '3478', 'STUN port') };
+    const relay =
+      o.relay === undefined || o.relay === false
+        ? undefined
+        : { ...parseListen(o.relay === true ? '0.0.0.0:3340' : o.relay, 3340), stunPort: parsePort(o.relayStunPort ?? '3478', 'STUN port'), ...(o.relayUrl ? { url: o.relayUrl } : {}) };
 
     if (o.foreground) {
       const [{ runDaemon }, { MeshAgent }, { createLogger }] = await Promise.all([
@@ -112,6 +117,7 @@ export function registerDaemon(program: Command, io: Io): void {
 
     const args = ['up', '--foreground', '--home', ctx.home, '--profile', profile.name, '--tun', o.tun ?? 'meshd0'];
     if (relay) args.push('--relay', `${relay.host.includes(':') ? `[${relay.host}]` : relay.host}:${relay.port}`, '--relay-stun-port', String(relay.stunPort));
+    if (relay?.url) args.push('--relay-url', relay.url);
     if (o.dwnListen) args.push('--dwn-listen', o.dwnListen);
     ctx.progress('Starting the meshd daemon…');
     await startInBackground(ctx.home, args, { timeoutMs: Number(o.timeout ?? 60) * 1000, onProgress: (s) => ctx.progress(s) });

@@ -2,7 +2,7 @@
 // Runs the compiled test suite with Node's test runner: unit tests first (two at a time),
 // then integration and namespace-lab tests one file at a time (they are timing-sensitive on
 // small machines). Prints one closing line "tests: N passed, N failed, N skipped".
-// Usage: node scripts/run-tests.js [unit|integration|lab ...] [--only PATTERN]
+// Usage: node scripts/run-tests.js [unit|unit-pure-ts|integration|integration-pure-ts|lab ...] [--only PATTERN]
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -25,9 +25,14 @@ function find(dir) {
   return out.sort();
 }
 
+// The data plane has two implementations of its per-packet work: the native addon (batched
+// syscalls and ChaCha20-Poly1305) and pure TypeScript (node:dgram, node:crypto). Unit and
+// integration tests run on both; the WireGuard lab tests run both paths inside each file.
 const phases = [
   { name: 'unit', dirs: ['dist/test/unit'], concurrency: 2 },
+  { name: 'unit-pure-ts', dirs: ['dist/test/unit'], concurrency: 2, env: { MESHD_PURE_TS: '1' } },
   { name: 'integration', dirs: ['dist/test/integration'], concurrency: 1 },
+  { name: 'integration-pure-ts', dirs: ['dist/test/integration'], concurrency: 1, env: { MESHD_PURE_TS: '1' } },
   { name: 'lab', dirs: ['dist/test/lab'], concurrency: 1 },
 ];
 
@@ -35,7 +40,7 @@ const tmp = mkdtempSync(join(tmpdir(), 'meshd-tests-'));
 const totals = { pass: 0, fail: 0, skipped: 0, todo: 0, cancelled: 0 };
 let failedRun = false;
 for (const phase of phases) {
-  if (phasesWanted.length > 0 && !phasesWanted.includes(phase.name)) continue;
+  if (phasesWanted.length > 0 && !phasesWanted.includes(phase.name) && !phasesWanted.includes(phase.name.replace(/-pure-ts$/, ''))) continue;
   let files = phase.dirs.flatMap((d) => find(join(root, d)));
   if (only) files = files.filter((f) => f.includes(only));
   if (files.length === 0) continue;
@@ -52,7 +57,7 @@ for (const phase of phases) {
       `--test-reporter-destination=${tap}`,
       ...files,
     ],
-    { stdio: 'inherit', cwd: root },
+    { stdio: 'inherit', cwd: root, env: { ...process.env, ...phase.env } },
   );
   if (r.status !== 0) failedRun = true;
   const text = existsSync(tap) ? readFileSync(tap, 'utf8') : '';

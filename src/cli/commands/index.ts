@@ -9,6 +9,8 @@ import { registerStatus } from './status.js';
 import { registerDwn } from './dwn.js';
 import { registerDaemon } from './daemon.js';
 import { registerEngine } from './engine.js';
+import { registerRelay } from './relay.js';
+import { registerNetcheck } from './netcheck.js';
 
 export function registerCommands(program: Command, io: Io): void {
   registerIdentity(program, io);
@@ -18,5 +20,7 @@ export function registerCommands(program: Command, io: Io): void {
   registerStatus(program, io);
   registerDwn(program, io);
   registerDaemon(program, io);
+  registerRelay(program, io);
+  registerNetcheck(program, io);
   registerEngine(program, io);
 }

@@ -3,6 +3,7 @@
  * STUN responder in the foreground until SIGINT/SIGTERM. Prints the relay URL and server key
  * once listening, one log line per minute of counters, and the final counters on exit.
  */
+import { hostname } from 'node:os';
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import { UsageError } from '../../errors.js';
@@ -69,7 +70,7 @@ export async function runRelayServe(ctx: CommandContext, opts: RelayServeOptions
   });
   const addr = server.address();
   const key = Buffer.from(server.publicKey).toString('hex');
-  const urlHost = host === '0.0.0.0' || host === '::' ? 'HOST' : host.includes(':') ? `[${host}]` : host;
+  const urlHost = host === '0.0.0.0' || host === '::' ? hostname() : host.includes(':') ? `[${host}]` : host;
   const url = `http://${urlHost}:${addr.httpPort}/derp`;
   ctx.print(
     { event: 'relay-listening', url, host, httpPort: addr.httpPort, stunPort: addr.stunPort, publicKey: key },

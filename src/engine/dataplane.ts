@@ -10,13 +10,12 @@
  *   await dp.setConfig({ peers: [...], relays: [{ url: 'http://relay:3340/derp' }] });
  *   dp.status();  await dp.stop();
  *
- * Packet filter hook: `filter` (a PacketFilter) is kept and exposed; applying it to packets from
- * peers needs the device to pass each packet's peer, which is the engine's to wire (see the note
- * where the Engine is built).
+ * Packet filter: `filter` (a PacketFilter) becomes the engine's per-packet hooks (filterHooks);
+ * `setFilter` swaps it while running. The data plane itself never looks at packets.
  */
 import { MeshdError } from '../errors.js';
 import { Engine, parseWgKey, type EngineEvent, type EngineStats, type PeerStats } from './engine.js';
-import type { PacketFilter } from './filter/index.js';
+import type { PacketFilter } from './filter/filter.js';
 import { filterHooks } from './filter/hooks.js';
 import { MagicSock, type LocalEndpoints, type MagicSockCounters, type RelayConfig } from './magicsock/magicsock.js';
 import type { RelayStatus } from './magicsock/relay-set.js';
@@ -43,7 +42,7 @@ export interface DataPlaneOptions {
   /** Disco private key (32 bytes); generated per run when absent. */
   discoKey?: Uint8Array;
   log?: DataPlaneLog;
-  /** The packet filter for traffic from peers (hook: see the module comment). */
+  /** The packet filter for traffic to and from peers (none = accept everything). */
   filter?: PacketFilter;
   udpImplementation?: 'auto' | UdpImplementation;
   env?: NodeJS.ProcessEnv;
@@ -132,7 +131,8 @@ interface AppliedPeer {
 
 export class DataPlane {
   readonly publicKey: string;
-  readonly filter: PacketFilter | undefined;
+  /** The filter given at start (null: none). */
+  readonly filter: PacketFilter | null;
   private readonly applied = new Map<string, AppliedPeer>();
   private routes = new Set<string>();
   private readonly ownPrefixes: IpPrefix[];
@@ -148,7 +148,7 @@ export class DataPlane {
     private readonly log: DataPlaneLog,
   ) {
     this.publicKey = engine.publicKey!;
-    this.filter = opts.filter;
+    this.filter = opts.filter ?? null;
     this.ownPrefixes = opts.addresses.map((a) => parsePrefix(a)!);
   }
 
@@ -161,6 +161,7 @@ export class DataPlane {
       if (!a.includes('/') || parsePrefix(a) === null) throw configError(`address "${a}" is not IP/prefix-length`);
     }
     const log: DataPlaneLog = opts.log ?? (() => undefined);
+    const meshPrefixes = opts.addresses.map((a) => parsePrefix(a)!);
     const tun = TunDevice.open({ name: opts.tunName });
     let magic: MagicSock | null = null;
     try {
@@ -170,6 +171,10 @@ export class DataPlane {
         ...(opts.discoKey !== undefined ? { discoPrivateKey: opts.discoKey } : {}),
         port: opts.listenPort ?? 0,
         excludeInterfaces: [opts.tunName],
+        excludeIp: (ip) => {
+          const host = parsePrefix(ip);
+          return host !== null && meshPrefixes.some((p) => covers(p, host));
+        },
         log,
         ...(opts.udpImplementation !== undefined ? { implementation: opts.udpImplementation } : {}),
         ...(opts.env !== undefined ? { env: opts.env } : {}),
@@ -348,6 +353,11 @@ export class DataPlane {
     }
     const { type, ...rest } = e;
     this.log(type, rest);
+  }
+
+  /** Install (or remove, with null) the packet filter while running. */
+  setFilter(filter: PacketFilter | null): void {
+    this.engine.setHooks(filter === null ? null : filterHooks(filter));
   }
 
   /** Called with this node's endpoints whenever they change (and not otherwise). */

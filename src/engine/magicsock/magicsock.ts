@@ -80,6 +80,8 @@ export interface MagicSockOptions {
   implementation?: 'auto' | UdpImplementation;
   /** Interfaces whose addresses are not local endpoints (the TUN). */
   excludeInterfaces?: readonly string[];
+  /** Addresses that are never local endpoints (e.g. inside the mesh prefixes). */
+  excludeIp?: (ip: string) => boolean;
   clock?: MagicClock;
   log?: MagicLog;
   stunTimeoutMs?: number;
@@ -245,6 +247,7 @@ export class MagicSock implements Bind {
   private readonly endpointListeners = new Set<(e: LocalEndpoints) => void>();
   private lastPublished = '';
   private readonly excluded: Set<string>;
+  private readonly excludeIp: (ip: string) => boolean;
   private readonly stunTimeoutMs: number;
 
   private constructor(
@@ -263,6 +266,7 @@ export class MagicSock implements Bind {
     }
     this.discoPublicKey = boxPublicKey(this.discoPrivateKey);
     this.excluded = new Set(opts.excludeInterfaces ?? []);
+    this.excludeIp = opts.excludeIp ?? (() => false);
     this.stunTimeoutMs = opts.stunTimeoutMs ?? STUN_TIMEOUT_MS;
     this.stun = new StunClient({ send: (packet, port, host) => this.sendStun(packet, port, host) });
     this.relays = new RelaySet({
@@ -271,18 +275,17 @@ export class MagicSock implements Bind {
       onPacket: (src, packet) => this.onRelayPacket(src, packet),
       log: (event, fields) => this.log(event, fields),
     });
-    const self = this;
     this.io = {
-      now: () => self.clock.now(),
+      now: () => this.clock.now(),
       nodeKey: this.publicKey,
-      sendDisco: (ep, to, msg) => self.sendDisco(ep, to, msg),
-      ourEndpoints: () => self.ourEndpointList,
-      relayUrlFor: (ep) => self.relayUrlFor(ep),
-      ownerOf: (addrs, i) => self.ownerOf(addrs, i),
-      candidateAdded: (ep, c) => self.mapCandidate(ep, c),
-      candidateRemoved: (ep, c) => self.unmapCandidate(ep, c),
-      activate: (ep) => void self.active.add(ep),
-      event: (ep, e) => self.onEndpointEvent(ep, e),
+      sendDisco: (ep, to, msg) => this.sendDisco(ep, to, msg),
+      ourEndpoints: () => this.ourEndpointList,
+      relayUrlFor: (ep) => this.relayUrlFor(ep),
+      ownerOf: (addrs, i) => this.ownerOf(addrs, i),
+      candidateAdded: (ep, c) => this.mapCandidate(ep, c),
+      candidateRemoved: (ep, c) => this.unmapCandidate(ep, c),
+      activate: (ep) => void this.active.add(ep),
+      event: (ep, e) => this.onEndpointEvent(ep, e),
     };
     this.refreshLocalEndpoints();
     this.rebuildOurEndpoints();
@@ -589,7 +592,7 @@ export class MagicSock implements Bind {
     for (const [name, list] of Object.entries(ifs)) {
       if (this.excluded.has(name) || list === undefined) continue;
       for (const a of list) {
-        if (a.internal) continue;
+        if (a.internal || this.excludeIp(a.address)) continue;
         if (a.family === 'IPv6' && (this.socket.family === 4 || /^fe80:/i.test(a.address))) continue;
         const text = a.family === 'IPv6' ? `[${a.address}]:${port}` : `${a.address}:${port}`;
         if (!out.includes(text)) out.push(text);
@@ -868,11 +871,8 @@ export class MagicSock implements Bind {
     };
   }
 
-  /** Path status of one peer (base64 key): magic peers by their endpoint, plain ones as direct. */
+  /** Path status of a magic peer (base64 key); null for plain WireGuard peers and unknown keys. */
   peerStatus(publicKeyBase64: string): EndpointStatus | null {
-    const ep = this.byKey.get(publicKeyBase64);
-    if (ep !== undefined) return ep.status(this.clock.now());
-    if (this.plainPeers.has(publicKeyBase64)) return null;
-    return null;
+    return this.byKey.get(publicKeyBase64)?.status(this.clock.now()) ?? null;
   }
 }

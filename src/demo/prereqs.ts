@@ -1,15 +1,6 @@
 /** What the demo needs from the machine, as human-readable reasons. */
-import { execFileSync } from 'node:child_process';
+import { onPath } from '../util/which.js';
 import { existsSync } from 'node:fs';
-
-function onPath(bin: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${bin}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 export function missingDemoPrereqs(): string[] {
   const out: string[] = [];

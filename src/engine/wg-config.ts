@@ -9,6 +9,7 @@
  * list keys accumulate. Any malformed input gives a MeshdError E_CONFIG_INVALID naming the line;
  * nothing else is ever thrown.
  */
+import { splitHostPort } from '../util/host-port.js';
 import { MeshdError } from '../errors.js';
 import { formatIp, parseIp, parsePrefix, type IpPrefix } from './wireguard/ip-prefix.js';
 
@@ -71,27 +72,18 @@ function splitList(v: string): string[] {
 
 /** Validate "host:port" / "[v6]:port" where host is an IP or a DNS name. */
 function parseEndpoint(v: string, line: number): string {
-  let host: string;
-  let port: string;
-  if (v.startsWith('[')) {
-    const close = v.indexOf(']');
-    if (close === -1 || v[close + 1] !== ':') fail(line, `Endpoint "${v}" is not [IPv6]:port`);
-    host = v.slice(1, close);
-    port = v.slice(close + 2);
-    if (parseIp(host) === null || !host.includes(':')) fail(line, `Endpoint "${v}" has a bad IPv6 address`);
-  } else {
-    const colon = v.lastIndexOf(':');
-    if (colon <= 0 || v.indexOf(':') !== colon) fail(line, `Endpoint "${v}" is not host:port`);
-    host = v.slice(0, colon);
-    port = v.slice(colon + 1);
-    const isIp = /^[\d.]+$/.test(host);
-    if (isIp ? parseIp(host) === null : !/^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/.test(host)) {
-      fail(line, `Endpoint "${v}" has a bad host`);
-    }
+  const hp = splitHostPort(v);
+  if (hp === null || hp.host === '') fail(line, `Endpoint "${v}" is not host:port or [IPv6]:port with a port 1-65535`);
+  const host = hp.host;
+  if (host.includes(':')) {
+    if (parseIp(host) === null) fail(line, `Endpoint "${v}" has a bad IPv6 address`);
+  } else if (/^[\d.]+$/.test(host) ? parseIp(host) === null : !DNS_NAME.test(host)) {
+    fail(line, `Endpoint "${v}" has a bad host`);
   }
-  parseInteger(port, line, 'Endpoint port', 1, 65535);
   return v;
 }
+
+const DNS_NAME = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
 
 export function parseWgConfig(text: string): WgConfig {
   if (typeof text !== 'string') fail(0, 'not text');

@@ -3,7 +3,7 @@
  * is missing the test is skipped with the reason — unless MESHD_REQUIRE_PREREQS=1 (set by CI),
  * where a missing prerequisite fails the test, so nothing skipped can pass for tested.
  */
-import { execFileSync } from 'node:child_process';
+import { onPath } from '../../src/util/which.js';
 import { existsSync } from 'node:fs';
 import type { TestContext } from 'node:test';
 
@@ -27,15 +27,6 @@ const BINARIES: Partial<Record<Prereq, string>> = {
   turnserver: 'turnserver',
   iperf3: 'iperf3',
 };
-
-function onPath(bin: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${bin}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 function missing(p: Prereq): string | null {
   switch (p) {

@@ -9,7 +9,7 @@ import fc from 'fast-check';
 import { MeshdError } from '../../src/errors.js';
 import { ADDR_SIZE } from '../../src/engine/packet-batch.js';
 import { isRelaySource, isUsableCandidate, parseAddr, relaySourceId, v4Key, writeRelaySource } from '../../src/engine/magicsock/addr.js';
-import { formatNetcheckReport, netcheckStandalone, pickPreferredRelay, splitHostPort } from '../../src/engine/magicsock/netcheck.js';
+import { formatNetcheckReport, netcheckStandalone, pickPreferredRelay, parseServerAddress } from '../../src/engine/magicsock/netcheck.js';
 import { startRelayServer, type RelayServer } from '../../src/engine/relay/server.js';
 import { parseListen } from '../../src/cli/commands/relay.js';
 import { parseRelayArg } from '../../src/cli/commands/netcheck.js';
@@ -117,16 +117,16 @@ describe('magic socket parsers', () => {
     assert.equal(isRelaySource(a.addr, 0), false);
   });
 
-  test('splitHostPort: host, port with a default; MeshdError otherwise', () => {
-    assert.deepEqual(splitHostPort('stun.example:3479', 3478), { host: 'stun.example', port: 3479 });
-    assert.deepEqual(splitHostPort('198.51.100.1', 3478), { host: '198.51.100.1', port: 3478 });
-    assert.deepEqual(splitHostPort('[2001:db8::1]:9', 3478), { host: '2001:db8::1', port: 9 });
-    assert.deepEqual(splitHostPort('2001:db8::1', 3478), { host: '2001:db8::1', port: 3478 });
-    for (const bad of ['', ':1', 'h:0', 'h:x', 'h:99999', '[::1', '[::1]x']) assert.throws(() => splitHostPort(bad, 1), MeshdError, bad);
+  test('parseServerAddress: host, port with a default; MeshdError otherwise', () => {
+    assert.deepEqual(parseServerAddress('stun.example:3479', 3478), { host: 'stun.example', port: 3479 });
+    assert.deepEqual(parseServerAddress('198.51.100.1', 3478), { host: '198.51.100.1', port: 3478 });
+    assert.deepEqual(parseServerAddress('[2001:db8::1]:9', 3478), { host: '2001:db8::1', port: 9 });
+    assert.deepEqual(parseServerAddress('2001:db8::1', 3478), { host: '2001:db8::1', port: 3478 });
+    for (const bad of ['', ':1', 'h:0', 'h:x', 'h:99999', '[::1', '[::1]x']) assert.throws(() => parseServerAddress(bad, 1), MeshdError, bad);
     fc.assert(
       fc.property(fc.string(), (s) => {
         try {
-          const r = splitHostPort(s, 3478);
+          const r = parseServerAddress(s, 3478);
           return r.port >= 1 && r.port <= 65535 && r.host.length > 0;
         } catch (e) {
           return e instanceof MeshdError;

@@ -3,6 +3,7 @@
  * STUN responder in the foreground until SIGINT/SIGTERM. Prints the relay URL and server key
  * once listening, one log line per minute of counters, and the final counters on exit.
  */
+import { splitHostPort } from '../../util/host-port.js';
 import { hostname } from 'node:os';
 import type { Command } from 'commander';
 import { Option } from 'commander';
@@ -25,21 +26,9 @@ export interface RelayServeOptions {
 /** Parses "addr:port" / "[v6]:port" / ":port" (all addresses). */
 export function parseListen(s: string): { host: string; port: number } {
   const bad = (): UsageError => new UsageError(`--listen "${s}" is not ADDR:PORT`);
-  let host: string;
-  let portText: string;
-  if (s.startsWith('[')) {
-    const close = s.indexOf(']');
-    if (close === -1 || s[close + 1] !== ':') throw bad();
-    host = s.slice(1, close);
-    portText = s.slice(close + 2);
-  } else {
-    const colon = s.lastIndexOf(':');
-    if (colon === -1 || s.indexOf(':') !== colon) throw bad();
-    host = s.slice(0, colon) || '0.0.0.0';
-    portText = s.slice(colon + 1);
-  }
-  if (!/^\d{1,5}$/.test(portText) || Number(portText) > 65535) throw bad();
-  return { host, port: Number(portText) };
+  const hp = splitHostPort(s, { allowZeroPort: true });
+  if (!hp) throw bad();
+  return { host: hp.host || '0.0.0.0', port: hp.port };
 }
 
 function parseStunPort(v: string): number {

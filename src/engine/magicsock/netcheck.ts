@@ -5,6 +5,7 @@
  * mapped addresses are the ones WireGuard uses); `meshd netcheck` runs `netcheckStandalone`
  * with a socket of its own.
  */
+import { joinHostPort, splitHostPort, type HostPort } from '../../util/host-port.js';
 import { createSocket, type Socket } from 'node:dgram';
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
@@ -67,33 +68,11 @@ export interface NetcheckReport {
   durationMs: number;
 }
 
-function ipPortText(ip: string, port: number): string {
-  return ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`;
-}
-
 /** Splits "host:port" / "[v6]:port" / "host" (default port). */
-export function splitHostPort(s: string, defaultPort: number): { host: string; port: number } {
-  let host: string;
-  let portText: string | undefined;
-  if (s.startsWith('[')) {
-    const close = s.indexOf(']');
-    if (close === -1) throw new MeshdError('E_CONFIG_INVALID', `bad address "${s}"`);
-    host = s.slice(1, close);
-    const rest = s.slice(close + 1);
-    if (rest !== '' && !rest.startsWith(':')) throw new MeshdError('E_CONFIG_INVALID', `bad address "${s}"`);
-    portText = rest === '' ? undefined : rest.slice(1);
-  } else if (s.indexOf(':') !== s.lastIndexOf(':')) {
-    host = s; // bare IPv6
-  } else {
-    const colon = s.indexOf(':');
-    host = colon === -1 ? s : s.slice(0, colon);
-    portText = colon === -1 ? undefined : s.slice(colon + 1);
-  }
-  const port = portText === undefined ? defaultPort : Number(portText);
-  if (host === '' || !Number.isInteger(port) || port < 1 || port > 65535 || (portText !== undefined && !/^\d+$/.test(portText))) {
-    throw new MeshdError('E_CONFIG_INVALID', `bad address "${s}" (want host:port)`);
-  }
-  return { host, port };
+export function parseServerAddress(s: string, defaultPort: number): HostPort {
+  const hp = splitHostPort(s, { defaultPort });
+  if (!hp || hp.host === '') throw new MeshdError('E_CONFIG_INVALID', `bad address "${s}" (want host:port)`);
+  return hp;
 }
 
 async function resolveHost(host: string): Promise<string> {
@@ -126,15 +105,15 @@ export async function resolveStunTargets(
     const relayUrl = url.toString();
     jobs.push(
       resolveHost(hostname).then(
-        (host) => void targets.push({ host, port, relayUrl, label: ipPortText(hostname, port) }),
-        (e: Error) => void errors.push({ server: ipPortText(hostname, port), relayUrl, error: `cannot resolve: ${e.message}` }),
+        (host) => void targets.push({ host, port, relayUrl, label: joinHostPort(hostname, port) }),
+        (e: Error) => void errors.push({ server: joinHostPort(hostname, port), relayUrl, error: `cannot resolve: ${e.message}` }),
       ),
     );
   }
   for (const s of stunServers) {
     let hp: { host: string; port: number };
     try {
-      hp = splitHostPort(s, STUN_DEFAULT_PORT);
+      hp = parseServerAddress(s, STUN_DEFAULT_PORT);
     } catch (e) {
       errors.push({ server: s, error: (e as Error).message });
       continue;
@@ -178,12 +157,12 @@ export async function runNetcheck(opts: NetcheckOptions): Promise<NetcheckReport
   const results: StunBindingResult[] = [];
   const probes: StunProbe[] = await Promise.all(
     opts.targets.map(async (t): Promise<StunProbe> => {
-      const server = ipPortText(t.host, t.port);
+      const server = joinHostPort(t.host, t.port);
       const base = { server, ...(t.relayUrl !== undefined ? { relayUrl: t.relayUrl } : {}) };
       try {
         const r = await opts.stun.request({ host: t.host, port: t.port }, { timeoutMs });
         results.push(r);
-        return { ...base, mapped: ipPortText(r.mapped.ip.replace(/^::ffff:(?=\d+\.)/, ''), r.mapped.port), rttMs: Math.round(r.rttMs * 1000) / 1000 };
+        return { ...base, mapped: joinHostPort(r.mapped.ip.replace(/^::ffff:(?=\d+\.)/, ''), r.mapped.port), rttMs: Math.round(r.rttMs * 1000) / 1000 };
       } catch (e) {
         return { ...base, error: (e as Error).message };
       }

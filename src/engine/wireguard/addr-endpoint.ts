@@ -3,6 +3,7 @@
  * IPv6 or IPv4-mapped address, 2-byte big-endian port) so that matching a received datagram's
  * source is an 18-byte compare and sending copies 20 bytes.
  */
+import { splitHostPort } from '../../util/host-port.js';
 import { ADDR_SIZE } from '../packet-batch.js';
 import { MeshdError } from '../../errors.js';
 import type { Endpoint } from './bind.js';
@@ -42,23 +43,10 @@ export class AddrEndpoint implements Endpoint {
   /** Parse "a.b.c.d:port" or "[v6]:port". Hostnames are not resolved here. */
   static parse(s: string): AddrEndpoint {
     const bad = (): MeshdError => new MeshdError('E_CONFIG_INVALID', `invalid endpoint "${s}" (want IP:port or [IPv6]:port)`);
-    let host: string;
-    let portText: string;
-    if (s.startsWith('[')) {
-      const close = s.indexOf(']');
-      if (close === -1 || s[close + 1] !== ':') throw bad();
-      host = s.slice(1, close);
-      portText = s.slice(close + 2);
-    } else {
-      const colon = s.lastIndexOf(':');
-      if (colon === -1 || s.indexOf(':') !== colon) throw bad();
-      host = s.slice(0, colon);
-      portText = s.slice(colon + 1);
-    }
-    const ip = parseIp(host);
-    if (ip === null || !/^\d{1,5}$/.test(portText)) throw bad();
-    const port = Number(portText);
-    if (port < 1 || port > 65535) throw bad();
+    const hp = splitHostPort(s);
+    const ip = hp ? parseIp(hp.host) : null;
+    if (hp === null || ip === null) throw bad();
+    const port = hp.port;
     return AddrEndpoint.fromIpPort(ip, port);
   }
 

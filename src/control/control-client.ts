@@ -159,6 +159,11 @@ export class ControlClient {
     return this.current;
   }
 
+  /** A local address went away: the DWN connection may be dead; reconnect (and re-query) now. */
+  reconnect(): void {
+    this.subscriber?.reconnect();
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.flushTimer);

@@ -5,7 +5,7 @@
  * publishes this node's endpoints when they change, and turns the ACL policy into the packet
  * filter. The engine never sees a DWN; the control client never sees a packet.
  */
-import { hostname } from 'node:os';
+import { hostname, networkInterfaces } from 'node:os';
 import { MeshdError } from '../errors.js';
 import { ControlClient } from '../control/control-client.js';
 import { leaseEmbeddedDwn, type EmbeddedLease } from '../control/embedded.js';
@@ -17,8 +17,11 @@ import { DataPlane, type DataPlaneStatus } from '../engine/dataplane.js';
 import { compileFilter, PacketFilter } from '../engine/filter/index.js';
 import type { LocalEndpoints } from '../engine/magicsock/magicsock.js';
 import { startRelayServer, type RelayServer } from '../engine/relay/server.js';
+import { removeStaleTun } from '../engine/tun/ip-command.js';
 import { wgKeyToBase64 } from '../identity/keys.js';
-import { configFromMap } from './map-to-config.js';
+import { splitHostPort } from '../util/host-port.js';
+import { resetHttpConnections } from './http-connections.js';
+import { configFromMap, peerEndpoints } from './map-to-config.js';
 import type { AgentLike } from './daemon.js';
 import type { Logger } from './log.js';
 
@@ -49,6 +52,8 @@ export interface AgentPeerStatus {
   online: boolean;
   path: 'direct' | 'relay' | 'none';
   endpoint: string | null;
+  /** The 'ip:port' candidates the peer published in its endpoint record (the network map). */
+  endpoints: string[];
   relay: string | null;
   latencyMs: number | null;
   lastHandshake: string | null;
@@ -68,6 +73,10 @@ export interface AgentStatus {
 
 /** A handshake this recent makes a peer "online" even without a fresh endpoint record. */
 const HANDSHAKE_ONLINE_MS = 3 * 60_000;
+/** How often the interface addresses are compared with the last seen (spec 5.5: written at once). */
+const LINK_POLL_MS = 1000;
+/** Longest wait between retries of a failed endpoint write. */
+const PUBLISH_RETRY_MAX_MS = 30_000;
 
 export class MeshAgent implements AgentLike {
   private readonly opts: AgentOptions;
@@ -82,6 +91,9 @@ export class MeshAgent implements AgentLike {
   private unsubscribe: (() => void) | undefined;
   private policyVersion: number | null = null;
   private stopped = false;
+  private linkTimer: NodeJS.Timeout | undefined;
+  private publishSeq = 0;
+  private publishRetry: NodeJS.Timeout | undefined;
 
   constructor(opts: AgentOptions) {
     this.opts = opts;
@@ -132,6 +144,8 @@ export class MeshAgent implements AgentLike {
       this.relayServer = await startRelayServer({ host: r.host, httpPort: r.port, stunPort: r.stunPort });
       this.log.info('relay.serving', { ...this.relayServer.address() });
     }
+    const tunName = this.opts.tunName ?? 'meshd0';
+    if (await removeStaleTun(tunName)) this.log.warn('tun.leftover-removed', { tun: tunName });
     const bits = map.network.meshCIDR.split('/')[1] ?? '16';
     const bits6 = map.network.meshCIDR6.split('/')[1] ?? '48';
     this.dataplane = await DataPlane.start({
@@ -147,6 +161,7 @@ export class MeshAgent implements AgentLike {
     this.dataplane.onLocalEndpointsChanged((ep) => this.publishEndpoints(ep));
     await this.applyMap(map);
     this.publishEndpoints(this.dataplane.localEndpoints());
+    this.watchLinks();
     if (this.relayServer && this.opts.relay) void this.announceRelay(this.opts.relay);
     control
       .publishNodeInfo({ hostname: hostname().slice(0, 253), os: 'linux', version: (await import('../version.js')).MESHD_VERSION })
@@ -168,6 +183,31 @@ export class MeshAgent implements AgentLike {
     } catch (e) {
       this.log.warn('relay.announce-failed', { url, error: (e as Error).message });
     }
+  }
+
+  /**
+   * A new or lost interface address (DHCP renewal, roaming between networks, `ip addr`) changes
+   * our local endpoints: rediscover at once, which republishes the endpoint record and tells
+   * active peers by disco, instead of waiting for the next periodic discovery (20–26 s). When an
+   * address went away, connections bound to it are dead but look open: the DWN's HTTP
+   * connections are dropped and its subscription reconnects first.
+   */
+  private watchLinks(): void {
+    const tun = this.opts.tunName ?? 'meshd0';
+    let last = interfaceAddresses(tun);
+    this.linkTimer = setInterval(() => {
+      const now = interfaceAddresses(tun);
+      if (this.stopped || !this.dataplane || (now.size === last.size && [...now].every((a) => last.has(a)))) return;
+      const lost = [...last].filter((a) => !now.has(a));
+      last = now;
+      this.log.info('link.changed', { addresses: [...now], lost });
+      if (lost.length > 0) {
+        resetHttpConnections();
+        this.control?.reconnect();
+      }
+      this.dataplane.rediscover().catch((e: Error) => this.log.warn('link.rediscover-failed', { error: e.message }));
+    }, LINK_POLL_MS);
+    this.linkTimer.unref();
   }
 
   private onMap(map: NetworkMap, source: string): void {
@@ -198,8 +238,18 @@ export class MeshAgent implements AgentLike {
     return this.applying;
   }
 
-  private publishEndpoints(ep: LocalEndpoints): void {
+  /**
+   * Write the endpoint record. A failed write (DWN unreachable, a connection that died with a
+   * local address) is retried with backoff — 1 s doubling to 30 s — until it succeeds or newer
+   * endpoints replace it; the peers cannot find us at new endpoints they are never told.
+   */
+  private publishEndpoints(ep: LocalEndpoints, attempt = 0): void {
     if (!this.control || this.stopped) return;
+    if (attempt === 0) {
+      this.publishSeq++;
+      clearTimeout(this.publishRetry);
+    }
+    const seq = this.publishSeq;
     const publicEndpoints: PublicEndpoint[] = [];
     for (const s of ep.publicEndpoints) {
       const parsed = splitHostPort(s);
@@ -213,8 +263,14 @@ export class MeshAgent implements AgentLike {
       ...(ep.preferredRelay ? { preferredRelay: ep.preferredRelay } : {}),
     };
     this.control.publishEndpoint(rec).then(
-      () => this.log.info('endpoint.published', { public: ep.publicEndpoints, local: ep.localEndpoints.length, nat: ep.natType }),
-      (e: Error) => this.log.warn('endpoint.publish-failed', { error: e.message }),
+      () => this.log.info('endpoint.published', { public: ep.publicEndpoints, local: ep.localEndpoints.length, nat: ep.natType, attempt }),
+      (e: Error) => {
+        if (this.stopped || seq !== this.publishSeq) return; // newer endpoints were written since
+        const retryInMs = Math.min(PUBLISH_RETRY_MAX_MS, 1000 * 2 ** attempt) * (0.9 + Math.random() * 0.2);
+        this.log.warn('endpoint.publish-failed', { error: e.message, attempt, retryInMs: Math.round(retryInMs) });
+        this.publishRetry = setTimeout(() => this.publishEndpoints(ep, attempt + 1), retryInMs);
+        this.publishRetry.unref();
+      },
     );
   }
 
@@ -238,6 +294,7 @@ export class MeshAgent implements AgentLike {
           online: p.online || (hs > 0 && now - hs < HANDSHAKE_ONLINE_MS),
           path: s?.path ?? 'none',
           endpoint: s?.endpoint ?? null,
+          endpoints: peerEndpoints(p),
           relay: s?.relay ?? null,
           latencyMs: s?.latencyMs ?? null,
           lastHandshake: hs > 0 ? new Date(hs).toISOString() : null,
@@ -270,6 +327,8 @@ export class MeshAgent implements AgentLike {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    clearInterval(this.linkTimer);
+    clearTimeout(this.publishRetry);
     this.unsubscribe?.();
     await this.applying.catch(() => undefined);
     const steps: Array<[string, (() => Promise<void>) | undefined]> = [
@@ -289,9 +348,13 @@ export class MeshAgent implements AgentLike {
   }
 }
 
-function splitHostPort(s: string): { host: string; port: number } | null {
-  const m = /^\[([^\]]+)\]:(\d+)$/.exec(s) ?? /^([^:]+):(\d+)$/.exec(s);
-  if (!m) return null;
-  const port = Number(m[2]);
-  return port >= 1 && port <= 65535 ? { host: m[1]!, port } : null;
+/** The non-loopback interface addresses except the TUN's ("eth0/192.0.2.1"). */
+function interfaceAddresses(tun: string): Set<string> {
+  const out = new Set<string>();
+  for (const [name, list] of Object.entries(networkInterfaces())) {
+    if (name === tun || !list) continue;
+    for (const a of list) if (!a.internal) out.add(`${name}/${a.address}`);
+  }
+  return out;
 }
+

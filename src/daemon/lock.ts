@@ -2,7 +2,7 @@
  * One daemon per home: a lock file holding the daemon's PID, created with O_EXCL. A lock left
  * by a daemon that died (kill -9, crash) is taken over when its PID is no longer alive.
  */
-import { closeSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { MeshdError } from '../errors.js';
 
@@ -10,13 +10,24 @@ export function lockPath(home: string): string {
   return join(home, 'meshd.lock');
 }
 
-function pidAlive(pid: number): boolean {
+/**
+ * True when `pid` is a live process. A zombie (killed, not yet reaped by its parent — for a
+ * detached daemon that is init, which may take a while) is dead.
+ */
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
+    if ((e as NodeJS.ErrnoException).code !== 'EPERM') return false;
   }
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return !existsSync('/proc/self/stat'); // gone meanwhile; without /proc, trust kill(0)
+  }
+  const state = stat.charAt(stat.lastIndexOf(')') + 2);
+  return state !== 'Z' && state !== 'X';
 }
 
 /** The PID of the running daemon for this home, or null. */
@@ -29,7 +40,7 @@ export function runningDaemonPid(home: string): number | null {
   }
   const pid = Number.parseInt(text.trim(), 10);
   if (!Number.isInteger(pid) || pid <= 0) return null;
-  return pidAlive(pid) ? pid : null;
+  return processAlive(pid) ? pid : null;
 }
 
 export interface DaemonLock {

@@ -84,6 +84,17 @@ export class DwnSubscriber {
     this.loop = this.run();
   }
 
+  /**
+   * Drop the connection now and connect again (after the first backoff step, then re-subscribe
+   * and report `up`): for when it is known to be dead, e.g. the local address it was bound to
+   * went away — waiting for the idle timeout would take up to a minute. No-op when stopped.
+   */
+  reconnect(): void {
+    if (this.stopped) return;
+    this.ws?.terminate();
+    this.wake?.();
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
     this.wake?.();

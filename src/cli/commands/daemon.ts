@@ -10,8 +10,8 @@ import { MeshdError, UsageError } from '../../errors.js';
 import { readJoinedNetwork } from '../../control/local-state.js';
 import type { ControlContext } from '../../control/session.js';
 import { callDaemon } from '../../daemon/api.js';
-import { runningDaemonPid } from '../../daemon/lock.js';
-import { logPath, startInBackground } from '../../daemon/background.js';
+import { processAlive, runningDaemonPid } from '../../daemon/lock.js';
+import { logPath, spawnHeldDaemon, waitForRelease } from '../../daemon/background.js';
 import { parsePort } from './network.js';
 import type { AgentStatus } from '../../daemon/agent.js';
 
@@ -95,7 +95,6 @@ export function registerDaemon(program: Command, io: Io): void {
       throw new MeshdError('E_DAEMON_RUNNING', `meshd is already running for ${ctx.home} (pid ${pid})`, { hint: 'use `meshd status`, or `meshd down` to stop it' });
     }
     const cc: ControlContext = { home: ctx.home, profile, progress: (s) => ctx.progress(s) };
-    await prepareNetwork(ctx, cc, o);
     const relay =
       o.relay === undefined || o.relay === false
         ? undefined
@@ -107,6 +106,9 @@ export function registerDaemon(program: Command, io: Io): void {
         import('../../daemon/agent.js'),
         import('../../daemon/log.js'),
       ]);
+      // started early by a background `up`: wait while it creates or joins the network
+      if (!(await waitForRelease())) return;
+      await prepareNetwork(ctx, cc, o);
       const log = createLogger({ file: logPath(ctx.home), stderr: process.env.MESHD_BACKGROUND !== '1', debug: process.env.MESHD_DEBUG === '1' });
       const agent = new MeshAgent({ ctx: cc, log, tunName: o.tun ?? 'meshd0', ...(relay ? { relay } : {}), ...(o.dwnListen ? { dwnListen: o.dwnListen } : {}) });
       const handle = await runDaemon({ home: ctx.home, log, agent });
@@ -119,8 +121,17 @@ export function registerDaemon(program: Command, io: Io): void {
     if (relay) args.push('--relay', `${relay.host.includes(':') ? `[${relay.host}]` : relay.host}:${relay.port}`, '--relay-stun-port', String(relay.stunPort));
     if (relay?.url) args.push('--relay-url', relay.url);
     if (o.dwnListen) args.push('--dwn-listen', o.dwnListen);
+    // The daemon process starts now and loads its modules while this one creates or joins the
+    // network (they are each about half a second of `meshd up`); it waits to be released.
+    const daemon = spawnHeldDaemon(ctx.home, args);
+    try {
+      await prepareNetwork(ctx, cc, o);
+    } catch (e) {
+      daemon.abort();
+      throw e;
+    }
     ctx.progress('Starting the meshd daemon…');
-    await startInBackground(ctx.home, args, { timeoutMs: Number(o.timeout ?? 60) * 1000, onProgress: (s) => ctx.progress(s) });
+    await daemon.release({ timeoutMs: Number(o.timeout ?? 60) * 1000, onProgress: (s) => ctx.progress(s) });
     const s = await callDaemon<AgentStatus & { state: string; pid: number }>(ctx.home, 'GET', '/v0/status');
     ctx.print(s, () => summarizeUp(s));
   });
@@ -139,7 +150,8 @@ export function registerDaemon(program: Command, io: Io): void {
       process.kill(pid, 'SIGTERM'); // socket gone but process alive: ask it the other way
     }
     const deadline = Date.now() + 15_000;
-    while (runningDaemonPid(ctx.home) !== null) {
+    // the lock goes first, then the process exits: wait for both, so nothing of it is left
+    while (runningDaemonPid(ctx.home) !== null || processAlive(pid)) {
       if (Date.now() > deadline) throw new MeshdError('E_TIMEOUT', `meshd (pid ${pid}) did not stop within 15 s`, { hint: `kill ${pid}` });
       await new Promise((r) => setTimeout(r, 100));
     }

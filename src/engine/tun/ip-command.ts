@@ -104,6 +104,11 @@ export async function removeRoute(dev: string, cidr: string, opts: IpOptions = {
 
 /** The link's kind ('tun', 'tap', 'veth', … or '' for plain devices), or null when there is no such link. */
 export async function linkKind(dev: string, opts: IpOptions = {}): Promise<string | null> {
+  return (await linkInfo(dev, opts))?.kind ?? null;
+}
+
+/** Kind of link (as linkKind) and, for TUN devices, whether it is persistent. */
+export async function linkInfo(dev: string, opts: IpOptions = {}): Promise<{ kind: string; persistent: boolean } | null> {
   checkInterfaceName(dev);
   let out: string;
   try {
@@ -119,11 +124,12 @@ export async function linkKind(dev: string, opts: IpOptions = {}): Promise<strin
     throw new MeshdError('E_TUN', `ip -j link show ${dev}: output is not JSON`);
   }
   if (!Array.isArray(parsed) || parsed.length === 0) return null;
-  const info = (parsed[0] as { linkinfo?: { info_kind?: unknown; info_data?: { type?: unknown } } }).linkinfo;
-  if (typeof info?.info_kind !== 'string') return '';
+  const info = (parsed[0] as { linkinfo?: { info_kind?: unknown; info_data?: { type?: unknown; persist?: unknown } } }).linkinfo;
+  if (typeof info?.info_kind !== 'string') return { kind: '', persistent: false };
+  const persistent = info.info_data?.persist === true;
   // TAP devices are also of kind "tun"; tell them apart.
-  if (info.info_kind === 'tun' && info.info_data?.type === 'tap') return 'tap';
-  return info.info_kind;
+  if (info.info_kind === 'tun' && info.info_data?.type === 'tap') return { kind: 'tap', persistent };
+  return { kind: info.info_kind, persistent };
 }
 
 export async function linkExists(dev: string, opts: IpOptions = {}): Promise<boolean> {
@@ -136,18 +142,21 @@ export async function deleteLink(dev: string, opts: IpOptions = {}): Promise<voi
 }
 
 /**
- * Crash recovery: remove a TUN device called `name` left behind (a persistent one, or one a
- * dead process still held). Returns true if one was removed, false if there was none. A link by
- * that name that is not a TUN device is never touched: that is an E_TUN error.
+ * Crash recovery: remove a persistent TUN device called `name` left behind. meshd's own devices
+ * are not persistent — the kernel removes them with the last fd, even after kill -9 — so a
+ * non-persistent one belongs to a live process and is left alone (opening it then fails with
+ * EBUSY). Returns true if one was removed. A link by that name that is not a TUN device is never
+ * touched: that is an E_TUN error.
  */
 export async function removeStaleTun(name: string, opts: IpOptions = {}): Promise<boolean> {
-  const kind = await linkKind(name, opts);
-  if (kind === null) return false;
-  if (kind !== 'tun') {
-    throw new MeshdError('E_TUN', `interface ${name} exists and is not a TUN device (kind ${kind || 'none'})`, {
+  const link = await linkInfo(name, opts);
+  if (link === null) return false;
+  if (link.kind !== 'tun') {
+    throw new MeshdError('E_TUN', `interface ${name} exists and is not a TUN device (kind ${link.kind || 'none'})`, {
       hint: 'choose another interface name',
     });
   }
+  if (!link.persistent) return false;
   try {
     await deleteLink(name, opts);
   } catch (e) {

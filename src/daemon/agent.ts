@@ -91,6 +91,7 @@ export class MeshAgent implements AgentLike {
   private unsubscribe: (() => void) | undefined;
   private policyVersion: number | null = null;
   private stopped = false;
+  private dwnRestarts = 0;
   private linkTimer: NodeJS.Timeout | undefined;
   private publishSeq = 0;
   private publishRetry: NodeJS.Timeout | undefined;
@@ -107,8 +108,7 @@ export class MeshAgent implements AgentLike {
     const { ctx } = this.opts;
     const joined = requireJoinedNetwork(ctx.profile.dir);
     if (joined.embedded) {
-      this.lease = await leaseEmbeddedDwn(ctx.home, joined.endpoint, this.opts.dwnListen);
-      this.log.info('dwn.embedded', { endpoint: joined.endpoint, started: this.lease.server !== undefined });
+      await this.leaseDwn(joined.endpoint);
     }
     const control = await ControlClient.open({ ctx, joined });
     this.control = control;
@@ -166,6 +166,35 @@ export class MeshAgent implements AgentLike {
     control
       .publishNodeInfo({ hostname: hostname().slice(0, 253), os: 'linux', version: (await import('../version.js')).MESHD_VERSION })
       .catch((e: Error) => this.log.warn('nodeinfo.publish-failed', { error: e.message }));
+  }
+
+  /**
+   * Keep the embedded DWN this node hosts running: when its process dies, start it again after
+   * 1 s, doubling to 30 s while it keeps dying (a server that ran for a minute starts afresh).
+   * Nodes keep their tunnels meanwhile; their control clients reconnect and re-query.
+   */
+  private async leaseDwn(endpoint: string): Promise<void> {
+    const lease = await leaseEmbeddedDwn(this.opts.ctx.home, endpoint, this.opts.dwnListen);
+    this.lease = lease;
+    const startedAt = Date.now();
+    this.log.info('dwn.embedded', { endpoint, started: lease.server !== undefined, pid: lease.server?.pid });
+    void lease.server?.exited.then((code) => {
+      if (this.stopped || this.lease !== lease) return;
+      this.dwnRestarts = Date.now() - startedAt > 60_000 ? 0 : this.dwnRestarts + 1;
+      this.restartDwnLater(endpoint, `exited (${code})`);
+    });
+  }
+
+  private restartDwnLater(endpoint: string, why: string): void {
+    const delay = Math.min(30_000, 1000 * 2 ** Math.max(0, this.dwnRestarts - 1));
+    this.log.error('dwn.embedded-down', { why, restartInMs: delay });
+    setTimeout(() => {
+      if (this.stopped) return;
+      this.leaseDwn(endpoint).catch((e: Error) => {
+        this.dwnRestarts++;
+        this.restartDwnLater(endpoint, e.message);
+      });
+    }, delay).unref();
   }
 
   /** Write (or refresh) the relay record for the relay this node runs. */

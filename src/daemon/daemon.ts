@@ -53,16 +53,28 @@ export async function runDaemon(opts: { home: string; log: Logger; agent: AgentL
         process.off('SIGINT', onSignal);
         process.off('SIGTERM', onSignal);
         process.off('SIGHUP', onSignal);
+        process.off('unhandledRejection', onRejection);
+        process.off('uncaughtException', onException);
       }
       resolveStopped();
     })();
     return stopping;
   };
   const onSignal = (sig: NodeJS.Signals) => void stop(sig);
+  // A rejected promise nobody handled is a bug to log, not a reason to drop every tunnel. An
+  // uncaught exception leaves state unknown: stop cleanly (device, routes, lock) and exit 1.
+  const onRejection = (e: unknown) => log.error('daemon.unhandled-rejection', { error: e instanceof Error ? e.message : String(e), stack: e instanceof Error ? e.stack : undefined });
+  const onException = (e: Error) => {
+    log.error('daemon.uncaught-exception', { error: e.message, stack: e.stack });
+    process.exitCode = 1;
+    void stop('uncaught exception');
+  };
   if (opts.handleSignals !== false) {
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
     process.on('SIGHUP', onSignal);
+    process.on('unhandledRejection', onRejection);
+    process.on('uncaughtException', onException);
   }
 
   try {

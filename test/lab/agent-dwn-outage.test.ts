@@ -1,15 +1,19 @@
 /**
  * The agent without its DWN (issue 6, spec 5.5): three hosts by the quick start, then the
- * owner's embedded DWN server is killed (SIGKILL, by pid: the child of the owner's daemon).
+ * DWN goes away twice.
  *
- *   - existing tunnels keep working, and the nodes know they are disconnected;
- *   - a daemon restarted while the DWN is down brings its tunnels back from the cached map;
- *   - when the server returns (`meshd dwn serve` on the owner's storage) the nodes reconnect and
- *     updates flow again: a peer added after the return becomes reachable from everyone.
+ *   - its server process is killed (SIGKILL, by pid: the child of the owner's daemon): existing
+ *     tunnels keep working, the nodes notice, and the owner's daemon starts the DWN again;
+ *   - the owner goes down and its DWN with it: a daemon restarted meanwhile brings its tunnels
+ *     back from the cached map;
+ *   - the owner comes back: the nodes reconnect and updates flow again — a peer added after the
+ *     return becomes reachable from everyone.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { pidAlive, type LabProcess } from '../../src/lab/index.js';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pidAlive } from '../../src/lab/index.js';
 import { missingPrereqs, requirePrereqs } from '../helpers/prereqs.js';
 import {
   AGENT_PREREQS,
@@ -17,10 +21,8 @@ import {
   buildMesh,
   childPids,
   daemonStatus,
-  DWN_PORT,
   dwnHealthy,
   joinNode,
-  MESHD_BIN,
   meshdJson,
   meshdOk,
   peerOf,
@@ -36,8 +38,6 @@ describe('meshd agent: the DWN goes away and comes back', { timeout: 150_000 }, 
   let a!: MeshNode;
   let b!: MeshNode;
   let c!: MeshNode;
-  let dwnPid = 0;
-  let dwnServe: LabProcess | undefined;
 
   before(async () => {
     if (missingPrereqs(AGENT_PREREQS).length > 0) return;
@@ -47,34 +47,65 @@ describe('meshd agent: the DWN goes away and comes back', { timeout: 150_000 }, 
   });
   after(() => mesh?.close());
 
-  test('the embedded DWN is killed: existing tunnels keep working', async (t) => {
+  async function embeddedDwnPid(n: MeshNode, daemonPid: number): Promise<number> {
+    for (const pid of await childPids(n.ns, daemonPid)) {
+      const args = (await n.ns.exec(['ps', '-o', 'args=', '-p', String(pid)])).stdout.trim();
+      if (args.includes('server-child')) return pid;
+    }
+    return 0;
+  }
+
+  function logLines(n: MeshNode): string[] {
+    try {
+      return readFileSync(join(n.home, 'meshd.log'), 'utf8').split('\n');
+    } catch {
+      return [];
+    }
+  }
+
+  async function waitConnected(nodes: MeshNode[], ms: number): Promise<void> {
+    for (const n of nodes) {
+      const st = await waitUntil(async () => {
+        const s = await daemonStatus(n);
+        return s.control?.connected === true && s.network?.mapSource === 'dwn' ? s : undefined;
+      }, ms, 250);
+      assert.ok(st, `${n.name} did not reconnect to the DWN`);
+    }
+  }
+
+  test('the embedded DWN is killed: tunnels keep working, and the owner\'s daemon restarts it', async (t) => {
     if (!requirePrereqs(t, AGENT_PREREQS)) return;
     const owner = await daemonStatus(a);
-    for (const pid of await childPids(a.ns, owner.pid)) {
-      const args = (await a.ns.run(['ps', '-o', 'args=', '-p', String(pid)])).trim();
-      if (args.includes('server-child')) dwnPid = pid;
-    }
+    const dwnPid = await embeddedDwnPid(a, owner.pid);
     assert.ok(dwnPid > 0, `no DWN server among the children of the owner's daemon (pid ${owner.pid})`);
     assert.ok(await dwnHealthy(b.ns, mesh!.endpoint), 'the DWN does not answer before the kill');
+    const logMarks = mesh!.nodes.map((n) => logLines(n).length);
     process.kill(dwnPid, 'SIGKILL');
     assert.ok(await waitUntil(() => !pidAlive(dwnPid), 5000), 'the DWN server did not die');
-    assert.equal(await dwnHealthy(b.ns, mesh!.endpoint), false, 'the DWN still answers');
 
     // every node notices (its subscription drops) …
-    for (const n of mesh!.nodes) {
-      const down = await waitUntil(async () => (await daemonStatus(n)).control?.connected === false, 10_000, 200);
-      assert.ok(down, `${n.name} still believes it is connected to the DWN`);
+    for (const [i, n] of mesh!.nodes.entries()) {
+      const noticed = await waitUntil(() => logLines(n).slice(logMarks[i]).some((l) => l.includes('"dwn.disconnected"')), 10_000, 100);
+      assert.ok(noticed, `${n.name} did not notice that the DWN went away`);
     }
     // … and keeps its tunnels
     await assertFullMesh(mesh!.nodes, 5000);
     assert.equal(await pingCount(b.ns, c.meshIP, 5), 5);
-    const owner2 = await daemonStatus(a);
-    assert.equal(owner2.pid, owner.pid, 'the owner daemon restarted');
+    // the owner's daemon (not restarted itself) brings its DWN back, and every node reconnects
+    const back = await waitUntil(async () => {
+      const pid = await embeddedDwnPid(a, owner.pid);
+      return pid > 0 && pid !== dwnPid && (await dwnHealthy(b.ns, mesh!.endpoint)) ? pid : undefined;
+    }, 20_000, 250);
+    assert.ok(back, 'the owner daemon did not restart its DWN');
+    assert.equal((await daemonStatus(a)).pid, owner.pid, 'the owner daemon restarted');
+    await waitConnected(mesh!.nodes, 35_000);
   });
 
   test('a daemon restarted while the DWN is down brings its tunnels back from the cached map', async (t) => {
     if (!requirePrereqs(t, AGENT_PREREQS)) return;
-    assert.ok(dwnPid > 0 && !pidAlive(dwnPid), 'needs the DWN down (previous test)');
+    // the owner goes away, and its DWN with it
+    await meshdOk(a, ['down']);
+    assert.equal(await dwnHealthy(b.ns, mesh!.endpoint), false, 'the DWN still answers with its owner down');
     const before = await daemonStatus(c);
     await meshdOk(c, ['down']);
     const link = await c.ns.exec(['ip', 'link', 'show', 'meshd0']);
@@ -88,26 +119,17 @@ describe('meshd agent: the DWN goes away and comes back', { timeout: 150_000 }, 
     assert.equal(s.control?.connected, false);
     assert.equal(s.network?.mapHash, before.network?.mapHash, 'a different map than the last one applied');
     for (const other of [a, b]) assert.ok(peerOf(s, other), `c lost ${other.name} from its map`);
-    await assertFullMesh(mesh!.nodes, 10_000);
+    await assertFullMesh([b, c], 10_000);
   });
 
   test('the DWN returns: nodes reconnect and a peer added afterwards is reachable from everyone', async (t) => {
     if (!requirePrereqs(t, AGENT_PREREQS)) return;
-    // the owner brings its DWN back on the same storage
-    dwnServe = a.ns.spawn([process.execPath, MESHD_BIN, '--home', a.home, 'dwn', 'serve', '--listen', '0.0.0.0', '--port', String(DWN_PORT)], { label: 'dwn-serve' });
-    await dwnServe.waitFor('DWN listening', 30_000);
+    // the owner comes back, and its DWN with it (same storage)
+    await meshdJson<DaemonStatus>(a, ['up', '--dwn-listen', '0.0.0.0']);
     assert.ok(await dwnHealthy(b.ns, mesh!.endpoint), 'the DWN does not answer after its return');
     const returnedAt = Date.now();
-
-    for (const n of mesh!.nodes) {
-      // reconnect backoff: 1 s doubling to 30 s (spec 5.5); after ~10 s down, the next try is
-      // at most ~16 s away
-      const st = await waitUntil(async () => {
-        const s = await daemonStatus(n);
-        return s.control?.connected === true && s.network?.mapSource === 'dwn' ? s : undefined;
-      }, 35_000, 250);
-      assert.ok(st, `${n.name} did not reconnect to the DWN`);
-    }
+    // reconnect backoff: 1 s doubling to 30 s (spec 5.5)
+    await waitConnected(mesh!.nodes, 35_000);
     t.diagnostic(`all nodes reconnected ${Date.now() - returnedAt} ms after the DWN returned`);
 
     // an update that exists only on the DWN: a new peer
@@ -126,6 +148,5 @@ describe('meshd agent: the DWN goes away and comes back', { timeout: 150_000 }, 
       const p = peerOf(await daemonStatus(n), d);
       assert.ok(p && p.meshIP === d.meshIP, `${n.name} does not list d`);
     }
-    await dwnServe.stop();
   });
 });

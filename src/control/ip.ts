@@ -3,7 +3,7 @@
  * null rather than throwing), canonical text, containment. Values are bigints so IPv4 and IPv6
  * share one code path.
  */
-import { isIPv4, isIPv6 } from 'node:net';
+import { formatIp as formatIpBytes, parseIp as parseIpBytes } from '../util/ip.js';
 
 export interface IpAddr {
   family: 4 | 6;
@@ -16,74 +16,29 @@ export interface Cidr {
   bits: number;
 }
 
-function parseV4(s: string): bigint | null {
-  if (!isIPv4(s)) return null;
+function toValue(b: Uint8Array): bigint {
   let v = 0n;
-  for (const part of s.split('.')) v = (v << 8n) | BigInt(Number(part));
+  for (let i = 0; i < b.length; i++) v = (v << 8n) | BigInt(b[i]!);
   return v;
 }
 
-function parseV6(s: string): bigint | null {
-  if (!isIPv6(s) || s.includes('%')) return null;
-  let text = s;
-  const lastColon = text.lastIndexOf(':');
-  const last = text.slice(lastColon + 1);
-  if (last.includes('.')) {
-    const v4 = parseV4(last);
-    if (v4 === null) return null;
-    text = `${text.slice(0, lastColon + 1)}${(v4 >> 16n).toString(16)}:${(v4 & 0xffffn).toString(16)}`;
-  }
-  const double = text.indexOf('::');
-  const parts = (x: string) => (x === '' ? [] : x.split(':'));
-  let groups: string[];
-  if (double >= 0) {
-    const h = parts(text.slice(0, double));
-    const r = parts(text.slice(double + 2));
-    if (h.length + r.length > 7) return null;
-    groups = [...h, ...new Array<string>(8 - h.length - r.length).fill('0'), ...r];
-  } else {
-    groups = parts(text);
-  }
-  if (groups.length !== 8 || groups.some((g) => !/^[0-9a-fA-F]{1,4}$/.test(g))) return null;
-  let v = 0n;
-  for (const g of groups) v = (v << 16n) | BigInt(parseInt(g, 16));
-  return v;
+function toBytes(a: IpAddr): Uint8Array {
+  const b = new Uint8Array(a.family === 4 ? 4 : 16);
+  let v = a.value;
+  for (let i = b.length - 1; i >= 0; i--, v >>= 8n) b[i] = Number(v & 0xffn);
+  return b;
 }
 
+/** Strict IPv4 or IPv6 text (no leading zeros in IPv4, no zone); null when malformed. */
 export function parseIp(s: string): IpAddr | null {
   if (typeof s !== 'string' || s.length > 64) return null;
-  const v4 = parseV4(s);
-  if (v4 !== null) return { family: 4, value: v4 };
-  const v6 = parseV6(s);
-  return v6 === null ? null : { family: 6, value: v6 };
+  const b = parseIpBytes(s);
+  return b === null ? null : { family: b.length === 4 ? 4 : 6, value: toValue(b) };
 }
 
+/** Dotted quad, or RFC 5952 IPv6 (IPv4-mapped addresses in hex: ::ffff:102:304). */
 export function formatIp(a: IpAddr): string {
-  if (a.family === 4) {
-    const v = Number(a.value);
-    return `${(v >>> 24) & 255}.${(v >>> 16) & 255}.${(v >>> 8) & 255}.${v & 255}`;
-  }
-  const groups: number[] = [];
-  for (let i = 7; i >= 0; i--) groups.push(Number((a.value >> BigInt(i * 16)) & 0xffffn));
-  // RFC 5952: compress the longest run (≥ 2) of zero groups
-  let bestStart = -1;
-  let bestLen = 0;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen && j - i >= 2) {
-      bestStart = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (bestStart < 0) return hex.join(':');
-  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;
+  return formatIpBytes(toBytes(a));
 }
 
 export function canonicalIp(s: string): string | null {

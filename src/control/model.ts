@@ -25,15 +25,23 @@ export function currentNetwork(set: RecordSet, networkId: string, anchor: string
   return newest(set.network.filter((r) => r.recordId === networkId && r.author === anchor));
 }
 
-/** Node records written by the owner under this network, newest state per device DID. */
-export function nodeRecords(set: RecordSet, networkId: string, anchor: string): Decoded<'node'>[] {
-  const byDid = new Map<string, Decoded<'node'>>();
-  for (const r of set.node) {
+/**
+ * The owner's records under this network about one DID each (addressed to that DID): the
+ * newest per DID, sorted by DID.
+ */
+function newestPerDid<K extends 'node' | 'member'>(records: Decoded<K>[], networkId: string, anchor: string): Decoded<K>[] {
+  const byDid = new Map<string, Decoded<K>>();
+  for (const r of records) {
     if (r.author !== anchor || r.parentContextId !== networkId || r.recipient !== r.data.did) continue;
     const prev = byDid.get(r.data.did);
     if (!prev || r.timestamp > prev.timestamp) byDid.set(r.data.did, r);
   }
   return [...byDid.values()].sort((a, b) => a.data.did.localeCompare(b.data.did));
+}
+
+/** Node records written by the owner under this network, newest state per device DID. */
+export function nodeRecords(set: RecordSet, networkId: string, anchor: string): Decoded<'node'>[] {
+  return newestPerDid(set.node, networkId, anchor);
 }
 
 export function isNodeActive(n: NodeRecord, now: number): boolean {
@@ -42,13 +50,7 @@ export function isNodeActive(n: NodeRecord, now: number): boolean {
 }
 
 export function memberRecords(set: RecordSet, networkId: string, anchor: string): Decoded<'member'>[] {
-  const byDid = new Map<string, Decoded<'member'>>();
-  for (const r of set.member) {
-    if (r.author !== anchor || r.parentContextId !== networkId || r.recipient !== r.data.did) continue;
-    const prev = byDid.get(r.data.did);
-    if (!prev || r.timestamp > prev.timestamp) byDid.set(r.data.did, r);
-  }
-  return [...byDid.values()].sort((a, b) => a.data.did.localeCompare(b.data.did));
+  return newestPerDid(set.member, networkId, anchor);
 }
 
 export interface ActiveNode {

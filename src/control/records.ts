@@ -181,22 +181,19 @@ const httpUrl: Check<string> = string({ min: 1, max: 2048, test: isHttpUrl, what
 const hostname: Check<string> = string({ min: 1, max: 253, pattern: /^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$/, what: 'a host name' });
 const domain: Check<string> = string({ min: 1, max: 253, pattern: /^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?)+$/, what: 'a domain name' });
 const port: Check<number> = integer({ min: 1, max: 65535 });
-const base64Key32: Check<string> = string({
-  max: 64,
-  test: (s) => {
-    const b = Buffer.from(s, 'base64');
-    return b.length === 32 && b.toString('base64') === s;
-  },
-  what: 'a base64 32-byte key',
-});
-const base64urlKey32: Check<string> = string({
-  max: 64,
-  test: (s) => {
-    const b = Buffer.from(s, 'base64url');
-    return b.length === 32 && b.toString('base64url') === s;
-  },
-  what: 'a base64url 32-byte key',
-});
+/** A 32-byte key in its canonical text in `encoding`. */
+function key32(encoding: 'base64' | 'base64url'): Check<string> {
+  return string({
+    max: 64,
+    test: (s) => {
+      const b = Buffer.from(s, encoding);
+      return b.length === 32 && b.toString(encoding) === s;
+    },
+    what: `a ${encoding} 32-byte key`,
+  });
+}
+const base64Key32: Check<string> = key32('base64');
+const base64urlKey32: Check<string> = key32('base64url');
 
 /** "ip:port" or "[ipv6]:port". */
 const hostPort: Check<string> = string({

@@ -13,6 +13,8 @@
  * - addrs holds a peer address per slot: 16 bytes of IPv6 (IPv4 as ::ffff:a.b.c.d), then a
  *   2-byte big-endian port, then 2 reserved bytes (ADDR_SIZE = 20).
  */
+import { formatIp16, parseIp16At } from '../util/ip.js';
+
 export const HEADROOM = 16;
 /** Room after the payload: up to 15 bytes of padding plus the 16-byte Poly1305 tag. */
 export const TAILROOM = 32;
@@ -76,22 +78,14 @@ export class PacketBatch {
   }
 }
 
-/** Write an IPv4 or IPv6 address and port into addrs slot i. */
+/**
+ * Write an IPv4 or IPv6 address (an IPv6 "%zone" is dropped) and port into addrs slot i. Text
+ * that is not an IP address leaves the unspecified address (::) in the slot.
+ */
 export function writeAddr(addrs: Uint8Array, i: number, ip: string, port: number): void {
   const o = i * ADDR_SIZE;
   addrs.fill(0, o, o + ADDR_SIZE);
-  if (ip.includes(':')) {
-    const parts = expandIPv6(ip);
-    for (let k = 0; k < 8; k++) {
-      addrs[o + 2 * k] = parts[k]! >> 8;
-      addrs[o + 2 * k + 1] = parts[k]! & 0xff;
-    }
-  } else {
-    addrs[o + 10] = 0xff;
-    addrs[o + 11] = 0xff;
-    const p = ip.split('.');
-    for (let k = 0; k < 4; k++) addrs[o + 12 + k] = Number(p[k]);
-  }
+  if (!parseIp16At(ip, addrs, o)) addrs.fill(0, o, o + 16);
   addrs[o + 16] = port >> 8;
   addrs[o + 17] = port & 0xff;
 }
@@ -99,60 +93,5 @@ export function writeAddr(addrs: Uint8Array, i: number, ip: string, port: number
 /** Read addrs slot i back as { ip, port } (IPv4-mapped addresses come back as dotted quads). */
 export function readAddr(addrs: Uint8Array, i: number): { ip: string; port: number } {
   const o = i * ADDR_SIZE;
-  const port = (addrs[o + 16]! << 8) | addrs[o + 17]!;
-  let mapped = addrs[o + 10] === 0xff && addrs[o + 11] === 0xff;
-  for (let k = 0; k < 10 && mapped; k++) if (addrs[o + k] !== 0) mapped = false;
-  if (mapped) return { ip: `${addrs[o + 12]}.${addrs[o + 13]}.${addrs[o + 14]}.${addrs[o + 15]}`, port };
-  const groups: string[] = [];
-  for (let k = 0; k < 8; k++) groups.push(((addrs[o + 2 * k]! << 8) | addrs[o + 2 * k + 1]!).toString(16));
-  return { ip: compressIPv6(groups), port };
-}
-
-function expandIPv6(ip: string): number[] {
-  const zone = ip.indexOf('%');
-  const s = zone === -1 ? ip : ip.slice(0, zone);
-  let head: string[];
-  let tail: string[];
-  const dbl = s.indexOf('::');
-  if (dbl === -1) {
-    head = s.split(':');
-    tail = [];
-  } else {
-    head = s.slice(0, dbl) === '' ? [] : s.slice(0, dbl).split(':');
-    tail = s.slice(dbl + 2) === '' ? [] : s.slice(dbl + 2).split(':');
-  }
-  const toGroups = (parts: string[]): number[] => {
-    const out: number[] = [];
-    for (const p of parts) {
-      if (p.includes('.')) {
-        const q = p.split('.').map(Number);
-        out.push((q[0]! << 8) | q[1]!, (q[2]! << 8) | q[3]!);
-      } else out.push(parseInt(p, 16));
-    }
-    return out;
-  };
-  const h = toGroups(head);
-  const t = toGroups(tail);
-  const zeros = new Array<number>(8 - h.length - t.length).fill(0);
-  return [...h, ...zeros, ...t];
-}
-
-function compressIPv6(groups: string[]): string {
-  let bestStart = -1;
-  let bestLen = 0;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== '0') {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === '0') j++;
-    if (j - i > bestLen && j - i > 1) {
-      bestStart = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  if (bestStart === -1) return groups.join(':');
-  return `${groups.slice(0, bestStart).join(':')}::${groups.slice(bestStart + bestLen).join(':')}`;
+  return { ip: formatIp16(addrs, o), port: (addrs[o + 16]! << 8) | addrs[o + 17]! };
 }

@@ -7,6 +7,7 @@
 import { createHash } from 'node:crypto';
 import { canonicalDid } from './did-jwk.js';
 import { UsageError } from '../errors.js';
+import { parseIPv4 } from '../util/ip.js';
 
 export const DEFAULT_MESH_CIDR = '10.200.0.0/16';
 export const DEFAULT_MESH_CIDR6 = 'fd0d:e100:d3c5::/48';
@@ -16,16 +17,10 @@ export interface Ipv4Cidr {
   bits: number;
 }
 
+/** Strict dotted quad → unsigned 32-bit number, or null. */
 export function parseIpv4(s: string): number | null {
-  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(s);
-  if (!m) return null;
-  let v = 0;
-  for (let i = 1; i <= 4; i++) {
-    const o = Number(m[i]);
-    if (o > 255 || (m[i]!.length > 1 && m[i]!.startsWith('0'))) return null;
-    v = v * 256 + o;
-  }
-  return v;
+  const b = parseIPv4(s);
+  return b === null ? null : ((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0;
 }
 
 export function formatIpv4(v: number): string {

@@ -20,9 +20,8 @@
  */
 import { createCipheriv, createDecipheriv } from 'node:crypto';
 import { endianness } from 'node:os';
-import { MeshdError } from '../../errors.js';
 import type { NativeAddon } from '../native/addon.js';
-import { pureTsRequested, tryLoadNative } from '../native/load.js';
+import { chooseNative, type ImplementationChoice } from '../native/load.js';
 
 export const AEAD_KEY_SIZE = 32;
 export const AEAD_TAG_SIZE = 16;
@@ -40,33 +39,32 @@ export type CounterArray = BigUint64Array | Uint32Array;
 
 export type AeadImplementation = 'native' | 'node-crypto';
 
+/**
+ * Seal or open packets start..start+count-1 (default: 0..p.count-1) in place. keyIndex, counters
+ * and ok are indexed by packet index i. Returns how many succeeded.
+ */
+export type AeadBatchOp = (
+  p: PacketRanges,
+  keys: Uint8Array,
+  keyIndex: Uint32Array | null,
+  counters: CounterArray,
+  ok: Uint8Array,
+  start?: number,
+  count?: number,
+) => number;
+
 export interface AeadBatch {
   readonly kind: AeadImplementation;
-  /**
-   * Seal packets start..start+count-1 (default: 0..p.count-1) in place. keyIndex, counters and ok
-   * are indexed by packet index i. Returns the number sealed.
-   */
-  seal(
-    p: PacketRanges,
-    keys: Uint8Array,
-    keyIndex: Uint32Array | null,
-    counters: CounterArray,
-    ok: Uint8Array,
-    start?: number,
-    count?: number,
-  ): number;
-  /** Open packets start..start+count-1 in place; same conventions. Returns the number opened. */
-  open(
-    p: PacketRanges,
-    keys: Uint8Array,
-    keyIndex: Uint32Array | null,
-    counters: CounterArray,
-    ok: Uint8Array,
-    start?: number,
-    count?: number,
-  ): number;
+  /** Seal in place (the tag goes after each packet). Returns the number sealed. */
+  readonly seal: AeadBatchOp;
+  /** Open in place (the tag is stripped). Returns the number opened. */
+  readonly open: AeadBatchOp;
 }
 
+/**
+ * Validates one call's arguments (once per batch, never per packet) and returns how many whole
+ * keys `keys` holds.
+ */
 function checkShape(
   p: PacketRanges,
   keys: Uint8Array,
@@ -75,7 +73,7 @@ function checkShape(
   ok: Uint8Array,
   start: number,
   count: number,
-): void {
+): number {
   const end = start + count;
   if (!Number.isInteger(start) || !Number.isInteger(count) || start < 0 || count < 0) {
     throw new RangeError('start and count must be non-negative integers');
@@ -85,6 +83,7 @@ function checkShape(
   }
   if (keyIndex !== null && end > keyIndex.length) throw new RangeError('keyIndex shorter than the batch');
   if (keys.length < AEAD_KEY_SIZE) throw new RangeError('keys must hold at least one 32-byte key');
+  return Math.floor(keys.length / AEAD_KEY_SIZE);
 }
 
 /** The addon's batch AEAD (OpenSSL through Node's exported symbols). */
@@ -145,30 +144,7 @@ export class NodeCryptoAeadBatch implements AeadBatch {
     start = 0,
     count = p.count - start,
   ): number {
-    checkShape(p, keys, keyIndex, counters, ok, start, count);
-    const counterBytes = new Uint8Array(counters.buffer, counters.byteOffset, counters.byteLength);
-    const nKeys = Math.floor(keys.length / AEAD_KEY_SIZE);
-    const buf = p.buf;
-    let sealed = 0;
-    for (let i = start; i < start + count; i++) {
-      ok[i] = 0;
-      const k = keyIndex === null ? 0 : keyIndex[i]!;
-      const off = p.offsets[i]!;
-      const len = p.lengths[i]!;
-      if (k >= nKeys || off + len + AEAD_TAG_SIZE > buf.length) continue;
-      const key = keys.subarray(k * AEAD_KEY_SIZE, (k + 1) * AEAD_KEY_SIZE);
-      const cipher = createCipheriv('chacha20-poly1305', key, this.#setNonce(counterBytes, i), {
-        authTagLength: AEAD_TAG_SIZE,
-      });
-      const ct = cipher.update(buf.subarray(off, off + len));
-      cipher.final();
-      buf.set(ct, off);
-      buf.set(cipher.getAuthTag(), off + len);
-      p.lengths[i] = len + AEAD_TAG_SIZE;
-      ok[i] = 1;
-      sealed++;
-    }
-    return sealed;
+    return this.#run(true, p, keys, keyIndex, counters, ok, start, count);
   }
 
   open(
@@ -180,64 +156,76 @@ export class NodeCryptoAeadBatch implements AeadBatch {
     start = 0,
     count = p.count - start,
   ): number {
-    checkShape(p, keys, keyIndex, counters, ok, start, count);
+    return this.#run(false, p, keys, keyIndex, counters, ok, start, count);
+  }
+
+  /** The loop seal and open share: validation, key and nonce per packet, ok[] and lengths[]. */
+  #run(
+    sealing: boolean,
+    p: PacketRanges,
+    keys: Uint8Array,
+    keyIndex: Uint32Array | null,
+    counters: CounterArray,
+    ok: Uint8Array,
+    start: number,
+    count: number,
+  ): number {
+    const nKeys = checkShape(p, keys, keyIndex, counters, ok, start, count);
     const counterBytes = new Uint8Array(counters.buffer, counters.byteOffset, counters.byteLength);
-    const nKeys = Math.floor(keys.length / AEAD_KEY_SIZE);
     const buf = p.buf;
-    let opened = 0;
+    let done = 0;
     for (let i = start; i < start + count; i++) {
       ok[i] = 0;
       const k = keyIndex === null ? 0 : keyIndex[i]!;
       const off = p.offsets[i]!;
       const len = p.lengths[i]!;
-      if (k >= nKeys || len < AEAD_TAG_SIZE || off + len > buf.length) continue;
-      const ctLen = len - AEAD_TAG_SIZE;
+      if (k >= nKeys || !fits(sealing, off, len, buf.length)) continue;
       const key = keys.subarray(k * AEAD_KEY_SIZE, (k + 1) * AEAD_KEY_SIZE);
-      const decipher = createDecipheriv('chacha20-poly1305', key, this.#setNonce(counterBytes, i), {
-        authTagLength: AEAD_TAG_SIZE,
-      });
-      decipher.setAuthTag(buf.subarray(off + ctLen, off + len));
-      const pt = decipher.update(buf.subarray(off, off + ctLen));
-      try {
-        decipher.final();
-      } catch {
-        continue;
-      }
-      buf.set(pt, off);
-      p.lengths[i] = ctLen;
+      const nonce = this.#setNonce(counterBytes, i);
+      const newLen = sealing ? sealOne(buf, off, len, key, nonce) : openOne(buf, off, len, key, nonce);
+      if (newLen < 0) continue;
+      p.lengths[i] = newLen;
       ok[i] = 1;
-      opened++;
+      done++;
     }
-    return opened;
+    return done;
   }
 }
 
-export interface AeadBatchOptions {
-  /** 'auto' (default): native unless MESHD_PURE_TS=1 or the addon is unavailable. */
-  implementation?: 'auto' | AeadImplementation;
-  /** An already loaded addon (or null for none); default: load it. */
-  addon?: NativeAddon | null;
-  env?: NodeJS.ProcessEnv;
+/** Room for the tag after the packet (seal), or a whole tag inside the packet (open)? */
+function fits(sealing: boolean, off: number, len: number, bufLength: number): boolean {
+  return sealing ? off + len + AEAD_TAG_SIZE <= bufLength : len >= AEAD_TAG_SIZE && off + len <= bufLength;
 }
+
+/** Encrypts buf[off, off+len) in place and writes the tag after it; returns the sealed length. */
+function sealOne(buf: Uint8Array, off: number, len: number, key: Uint8Array, nonce: Buffer): number {
+  const cipher = createCipheriv('chacha20-poly1305', key, nonce, { authTagLength: AEAD_TAG_SIZE });
+  const ct = cipher.update(buf.subarray(off, off + len));
+  cipher.final();
+  buf.set(ct, off);
+  buf.set(cipher.getAuthTag(), off + len);
+  return len + AEAD_TAG_SIZE;
+}
+
+/** Opens ciphertext ‖ tag at buf[off, off+len) in place; returns the plaintext length, or -1. */
+function openOne(buf: Uint8Array, off: number, len: number, key: Uint8Array, nonce: Buffer): number {
+  const ctLen = len - AEAD_TAG_SIZE;
+  const decipher = createDecipheriv('chacha20-poly1305', key, nonce, { authTagLength: AEAD_TAG_SIZE });
+  decipher.setAuthTag(buf.subarray(off + ctLen, off + len));
+  const pt = decipher.update(buf.subarray(off, off + ctLen));
+  try {
+    decipher.final();
+  } catch {
+    return -1;
+  }
+  buf.set(pt, off);
+  return ctLen;
+}
+
+export type AeadBatchOptions = ImplementationChoice<'node-crypto'>;
 
 /** Pick the AEAD implementation. Asking for 'native' when the addon is unavailable throws E_NATIVE. */
 export function createAeadBatch(options: AeadBatchOptions = {}): AeadBatch {
-  const env = options.env ?? process.env;
-  const want = options.implementation ?? 'auto';
-  if (want === 'node-crypto' || (want === 'auto' && pureTsRequested(env))) return new NodeCryptoAeadBatch();
-  let addon: NativeAddon | null;
-  let reason = 'no addon given';
-  if (options.addon !== undefined) addon = options.addon;
-  else {
-    const loaded = tryLoadNative(env);
-    addon = loaded.addon;
-    if (loaded.addon === null) reason = loaded.reason;
-  }
-  if (addon !== null) return new NativeAeadBatch(addon);
-  if (want === 'native') {
-    throw new MeshdError('E_NATIVE', `native AEAD unavailable: ${reason}`, {
-      hint: 'build it with `npx node-gyp rebuild --directory=native`, or set MESHD_PURE_TS=1',
-    });
-  }
-  return new NodeCryptoAeadBatch();
+  const addon = chooseNative(options, 'node-crypto', 'AEAD');
+  return addon === null ? new NodeCryptoAeadBatch() : new NativeAeadBatch(addon);
 }

@@ -4,6 +4,7 @@
  * policy compilation (not the hot path) and throws MeshdError('E_ACL_INVALID') on bad input.
  */
 import { MeshdError } from '../../errors.js';
+import { parseIPv4, parseIPv6 } from '../../util/ip.js';
 import type { Prefix, SourceCheck } from './types.js';
 
 type Words = [number, number, number, number];
@@ -25,76 +26,14 @@ function isDigits(s: string, max: number): boolean {
 
 /** "a.b.c.d" → int32, or null. Leading zeros are refused (they are octal to some tools). */
 export function parseIPv4Word(s: string): number | null {
-  const parts = s.split('.');
-  if (parts.length !== 4) return null;
-  let v = 0;
-  for (const p of parts) {
-    if (!isDigits(p, 3) || (p.length > 1 && p[0] === '0')) return null;
-    const o = Number(p);
-    if (o > 255) return null;
-    v = (v << 8) | o;
-  }
-  return v | 0;
-}
-
-function parseHexGroup(s: string): number | null {
-  if (s.length === 0 || s.length > 4) return null;
-  let v = 0;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    let d: number;
-    if (c >= 48 && c <= 57) d = c - 48;
-    else if (c >= 97 && c <= 102) d = c - 87;
-    else if (c >= 65 && c <= 70) d = c - 55;
-    else return null;
-    v = (v << 4) | d;
-  }
-  return v;
-}
-
-/** Groups of one side of "::" (16-bit values), or null. A dotted IPv4 tail counts as two. */
-function parseGroups(part: string, allowV4Tail: boolean): number[] | null {
-  if (part === '') return [];
-  const items = part.split(':');
-  const out: number[] = [];
-  for (let i = 0; i < items.length; i++) {
-    const it = items[i]!;
-    if (it.includes('.')) {
-      if (!allowV4Tail || i !== items.length - 1) return null;
-      const w = parseIPv4Word(it);
-      if (w === null) return null;
-      out.push((w >>> 16) & 0xffff, w & 0xffff);
-    } else {
-      const g = parseHexGroup(it);
-      if (g === null) return null;
-      out.push(g);
-    }
-  }
-  return out;
+  const b = parseIPv4(s);
+  return b === null ? null : readWord(b, 0);
 }
 
 /** IPv6 text (no zone, no brackets) → four int32 words, or null. */
 export function parseIPv6Words(s: string): Words | null {
-  if (s.length < 2 || s.length > 45) return null;
-  const dbl = s.indexOf('::');
-  let groups: number[];
-  if (dbl === -1) {
-    const g = parseGroups(s, true);
-    if (g === null || g.length !== 8) return null;
-    groups = g;
-  } else {
-    if (s.indexOf('::', dbl + 1) !== -1) return null;
-    const head = parseGroups(s.slice(0, dbl), false);
-    const tail = parseGroups(s.slice(dbl + 2), true);
-    if (head === null || tail === null || head.length + tail.length > 7) return null;
-    groups = [...head, ...new Array<number>(8 - head.length - tail.length).fill(0), ...tail];
-  }
-  return [
-    ((groups[0]! << 16) | groups[1]!) | 0,
-    ((groups[2]! << 16) | groups[3]!) | 0,
-    ((groups[4]! << 16) | groups[5]!) | 0,
-    ((groups[6]! << 16) | groups[7]!) | 0,
-  ];
+  const b = parseIPv6(s);
+  return b === null ? null : [readWord(b, 0), readWord(b, 4), readWord(b, 8), readWord(b, 12)];
 }
 
 /** Mask word i of a prefix of `bits` bits. */

@@ -4,7 +4,7 @@
  * allocates, and it throws MeshdError('E_ENGINE') on bad arguments.
  */
 import { MeshdError } from '../../errors.js';
-import { parseIPv4Word, parseIPv6Words } from './cidr.js';
+import { parseIPv4, parseIPv6 } from '../../util/ip.js';
 import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP } from './packet.js';
 
 export interface CraftOptions {
@@ -28,18 +28,10 @@ export interface CraftOptions {
 }
 
 function addrBytes(s: string): Buffer {
-  if (s.includes(':')) {
-    const w = parseIPv6Words(s);
-    if (w === null) throw new MeshdError('E_ENGINE', `craft: bad IPv6 address ${s}`);
-    const b = Buffer.alloc(16);
-    for (let i = 0; i < 4; i++) b.writeInt32BE(w[i]!, 4 * i);
-    return b;
-  }
-  const w = parseIPv4Word(s);
-  if (w === null) throw new MeshdError('E_ENGINE', `craft: bad IPv4 address ${s}`);
-  const b = Buffer.alloc(4);
-  b.writeInt32BE(w, 0);
-  return b;
+  const v6 = s.includes(':');
+  const b = v6 ? parseIPv6(s) : parseIPv4(s);
+  if (b === null) throw new MeshdError('E_ENGINE', `craft: bad IPv${v6 ? 6 : 4} address ${s}`);
+  return Buffer.from(b.buffer, b.byteOffset, b.length);
 }
 
 /** Internet checksum (RFC 1071) over the given byte ranges, concatenated. */

@@ -25,6 +25,7 @@
  * socket reads per packet (bestAddr, trustUntil, lastSend, heartbeatAt) are plain fields.
  */
 import { randomBytes } from 'node:crypto';
+import { hexOf as hex, sameBytes } from '../../util/bytes.js';
 import { ADDR_SIZE } from '../packet-batch.js';
 import type { Endpoint } from '../wireguard/bind.js';
 import { isRelaySource, parseAddr, addrOf, isUsableCandidate, relaySourceId, type ParsedAddr } from './addr.js';
@@ -145,16 +146,6 @@ export interface EndpointCounters {
   callMeMaybeReceived: number;
   pathChanges: number;
   pathLosses: number;
-}
-
-function hex(b: Uint8Array): string {
-  return Buffer.from(b.buffer, b.byteOffset, b.length).toString('hex');
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
 
 /** Is a (with its latency) worth switching to from b? Lower latency wins by more than 1 %. */

@@ -21,6 +21,7 @@
 import { networkInterfaces } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { MeshdError } from '../../errors.js';
+import { hexOf as hexKey, sameBytes } from '../../util/bytes.js';
 import { boxPublicKey, generateBoxKeyPair } from '../crypto/nacl-box.js';
 import { ADDR_SIZE, PacketBatch } from '../packet-batch.js';
 import { openBatchUdpSocket, type BatchUdpSocket, type UdpImplementation, type UdpStats } from '../udp/batch-udp-socket.js';
@@ -148,16 +149,6 @@ export interface MagicSockStatus {
 
 function b64(k: Uint8Array): string {
   return Buffer.from(k.buffer, k.byteOffset, k.length).toString('base64');
-}
-
-function hexKey(k: Uint8Array): string {
-  return Buffer.from(k.buffer, k.byteOffset, k.length).toString('hex');
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
 
 /** The byte test the spec gives for WireGuard: type 1–4, then three zero bytes. */

@@ -12,9 +12,10 @@
  *   two or more servers.
  */
 import { randomBytes } from 'node:crypto';
-import { isIPv4, isIPv6 } from 'node:net';
+import { isIPv4 } from 'node:net';
 import { crc32 } from 'node:zlib';
 import { MeshdError } from '../../errors.js';
+import { formatIPv4, formatIPv6, formatIp16, isV4MappedAt, parseIp16At, parseIpZoned } from '../../util/ip.js';
 
 export const STUN_MAGIC_COOKIE = 0x2112a442;
 export const STUN_HEADER_LEN = 20;
@@ -74,87 +75,25 @@ export interface StunAddress extends IpPort {
 
 /** 4 bytes for an IPv4 address, 16 for IPv6 (zone stripped); null when ip is not an address. */
 export function ipToBytes(ip: string): Uint8Array | null {
-  if (isIPv4(ip)) {
-    const out = new Uint8Array(4);
-    const parts = ip.split('.');
-    for (let i = 0; i < 4; i++) out[i] = Number(parts[i]);
-    return out;
-  }
-  const zone = ip.indexOf('%');
-  const s = zone === -1 ? ip : ip.slice(0, zone);
-  if (!isIPv6(s)) return null;
-  const out = new Uint8Array(16);
-  const dbl = s.indexOf('::');
-  const head = dbl === -1 ? s : s.slice(0, dbl);
-  const tail = dbl === -1 ? '' : s.slice(dbl + 2);
-  const groups = (part: string): number[] => {
-    if (part === '') return [];
-    const res: number[] = [];
-    for (const g of part.split(':')) {
-      if (g.includes('.')) {
-        const q = g.split('.').map(Number);
-        res.push((q[0]! << 8) | q[1]!, (q[2]! << 8) | q[3]!);
-      } else res.push(parseInt(g, 16));
-    }
-    return res;
-  };
-  const h = groups(head);
-  const t = groups(tail);
-  const all = dbl === -1 ? h : [...h, ...new Array<number>(8 - h.length - t.length).fill(0), ...t];
-  if (all.length !== 8) return null;
-  for (let i = 0; i < 8; i++) {
-    out[2 * i] = all[i]! >> 8;
-    out[2 * i + 1] = all[i]! & 0xff;
-  }
-  return out;
+  return parseIpZoned(ip);
 }
 
 /** 16 bytes, IPv4 as the IPv4-mapped IPv6 address ::ffff:a.b.c.d (disco's and DERP's layout). */
 export function ipToBytes16(ip: string): Uint8Array | null {
-  const b = ipToBytes(ip);
-  if (b === null || b.length === 16) return b;
   const out = new Uint8Array(16);
-  out[10] = 0xff;
-  out[11] = 0xff;
-  out.set(b, 12);
-  return out;
+  return parseIp16At(ip, out, 0) ? out : null;
 }
 
-function isV4Mapped(b: Uint8Array, off: number): boolean {
-  for (let i = 0; i < 10; i++) if (b[off + i] !== 0) return false;
-  return b[off + 10] === 0xff && b[off + 11] === 0xff;
-}
-
-/** Text form of 4 or 16 address bytes at b[off..]; IPv6 in RFC 5952 form. */
+/** Text form of 4 or 16 address bytes at b[off..]; IPv6 in RFC 5952 form, IPv4-mapped as ::ffff:a.b.c.d. */
 export function formatIp(b: Uint8Array, off = 0, len = b.length - off): string {
-  if (len === 4) return `${b[off]}.${b[off + 1]}.${b[off + 2]}.${b[off + 3]}`;
-  if (isV4Mapped(b, off)) return `::ffff:${b[off + 12]}.${b[off + 13]}.${b[off + 14]}.${b[off + 15]}`;
-  const g: number[] = [];
-  for (let i = 0; i < 8; i++) g.push((b[off + 2 * i]! << 8) | b[off + 2 * i + 1]!);
-  let bestStart = -1;
-  let bestLen = 0;
-  for (let i = 0; i < 8; ) {
-    if (g[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && g[j] === 0) j++;
-    if (j - i > bestLen && j - i >= 2) {
-      bestStart = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = (a: number[]): string => a.map((x) => x.toString(16)).join(':');
-  if (bestStart === -1) return hex(g);
-  return `${hex(g.slice(0, bestStart))}::${hex(g.slice(bestStart + bestLen))}`;
+  if (len === 4) return formatIPv4(b, off);
+  if (isV4MappedAt(b, off)) return `::ffff:${formatIPv4(b, off + 12)}`;
+  return formatIPv6(b, off);
 }
 
 /** 16 wire bytes → address text, IPv4-mapped addresses unmapped to dotted quads. */
 export function ipFromBytes16(b: Uint8Array, off = 0): string {
-  if (isV4Mapped(b, off)) return `${b[off + 12]}.${b[off + 13]}.${b[off + 14]}.${b[off + 15]}`;
-  return formatIp(b, off, 16);
+  return formatIp16(b, off);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -13,6 +13,19 @@ export const NATIVE_ABI_VERSION = 1;
 /** An opaque readiness-watcher handle from pollStart. */
 export type PollHandle = object;
 
+/** aeadSeal and aeadOpen: packets start..start+count-1 of buf, in place (see AeadBatch). */
+export type NativeAeadBatchCall = (
+  buf: Uint8Array,
+  offsets: Uint32Array,
+  lengths: Uint32Array,
+  start: number,
+  count: number,
+  keys: Uint8Array,
+  keyIndex: Uint32Array | null,
+  counters: BigUint64Array | Uint32Array,
+  ok: Uint8Array,
+) => number;
+
 export interface NativeAddon {
   readonly abiVersion: number;
 
@@ -80,29 +93,9 @@ export interface NativeAddon {
   ): number;
 
   /** ChaCha20-Poly1305 seal in place (appends the tag); returns how many were sealed. */
-  aeadSeal(
-    buf: Uint8Array,
-    offsets: Uint32Array,
-    lengths: Uint32Array,
-    start: number,
-    count: number,
-    keys: Uint8Array,
-    keyIndex: Uint32Array | null,
-    counters: BigUint64Array | Uint32Array,
-    ok: Uint8Array,
-  ): number;
+  aeadSeal: NativeAeadBatchCall;
   /** ChaCha20-Poly1305 open in place (verifies and strips the tag); returns how many opened. */
-  aeadOpen(
-    buf: Uint8Array,
-    offsets: Uint32Array,
-    lengths: Uint32Array,
-    start: number,
-    count: number,
-    keys: Uint8Array,
-    keyIndex: Uint32Array | null,
-    counters: BigUint64Array | Uint32Array,
-    ok: Uint8Array,
-  ): number;
+  aeadOpen: NativeAeadBatchCall;
   opensslVersion(): string;
 }
 

@@ -7,6 +7,7 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { MeshdError } from '../../errors.js';
 import { NATIVE_ABI_VERSION, type NativeAddon } from './addon.js';
 
 export type NativeLoadResult = { addon: NativeAddon; path: string } | { addon: null; reason: string };
@@ -82,4 +83,40 @@ export function loadNative(env: NodeJS.ProcessEnv = process.env): NativeAddon | 
 /** True when MESHD_PURE_TS=1 asks for the pure TypeScript crypto and UDP paths. */
 export function pureTsRequested(env: NodeJS.ProcessEnv = process.env): boolean {
   return env.MESHD_PURE_TS === '1';
+}
+
+/** How a component with a native and a pure-TS implementation is asked to pick one. */
+export interface ImplementationChoice<PureTs extends string> {
+  /** 'auto' (default): native unless MESHD_PURE_TS=1 or the addon is unavailable. */
+  implementation?: 'auto' | 'native' | PureTs;
+  /** An already loaded addon (or null for none); default: load it. */
+  addon?: NativeAddon | null;
+  env?: NodeJS.ProcessEnv;
+}
+
+/**
+ * The addon to use, or null for the pure-TS implementation (named `pureTs`): null when that is
+ * asked for, or for 'auto' under MESHD_PURE_TS=1 or without a usable addon. Asking for 'native'
+ * when the addon is unavailable throws E_NATIVE ("native <what> unavailable: <reason>").
+ */
+export function chooseNative<PureTs extends string>(
+  options: ImplementationChoice<PureTs>,
+  pureTs: PureTs,
+  what: string,
+): NativeAddon | null {
+  const env = options.env ?? process.env;
+  const want = options.implementation ?? 'auto';
+  if (want === pureTs || (want === 'auto' && pureTsRequested(env))) return null;
+  let addon: NativeAddon | null;
+  let reason = 'no addon given';
+  if (options.addon !== undefined) addon = options.addon;
+  else {
+    const loaded = tryLoadNative(env);
+    addon = loaded.addon;
+    if (loaded.addon === null) reason = loaded.reason;
+  }
+  if (addon !== null || want !== 'native') return addon;
+  throw new MeshdError('E_NATIVE', `native ${what} unavailable: ${reason}`, {
+    hint: 'build it with `npx node-gyp rebuild --directory=native`, or set MESHD_PURE_TS=1',
+  });
 }

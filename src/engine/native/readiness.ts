@@ -5,7 +5,7 @@
  * starve the event loop: the poll is level-triggered and fires again on the next turn).
  */
 import type { PacketBatch } from '../packet-batch.js';
-import type { NativeAddon, PollHandle } from './addon.js';
+import { errnoName, type NativeAddon, type PollHandle } from './addon.js';
 
 /** Batches drained per readiness callback before yielding to the event loop. */
 export const MAX_ROUNDS_PER_WAKEUP = 16;
@@ -65,4 +65,80 @@ export function drainBatches(
     if (n < batch.capacity) break;
   }
   return total;
+}
+
+/** The counters a batched fd reader and writer keep (TunStats and UdpStats both have them). */
+export interface FdBatchStats {
+  rxErrors: number;
+  txPackets: number;
+  txDropped: number;
+  txErrors: number;
+  lastError: string | null;
+}
+
+/**
+ * The reading side of a TUN device or UDP socket: at most one watcher on its fd, draining it
+ * batch by batch while the owner is open, polling errors counted in the owner's stats, and
+ * whether it keeps the process alive.
+ */
+export class FdBatchReader {
+  readonly #addon: NativeAddon;
+  readonly #stats: FdBatchStats;
+  #watcher: FdWatcher | null = null;
+  #keepAlive = true;
+
+  constructor(addon: NativeAddon, stats: FdBatchStats) {
+    this.#addon = addon;
+    this.#stats = stats;
+  }
+
+  /**
+   * Replace any running watcher with one on fd: whenever it is readable and isOpen() holds,
+   * drain it with `read` into `batch` and hand each non-empty batch to onBatch.
+   */
+  start(
+    fd: number,
+    read: (batch: PacketBatch) => number,
+    isOpen: () => boolean,
+    batch: PacketBatch,
+    onBatch: (batch: PacketBatch) => void,
+  ): void {
+    this.stop();
+    this.#watcher = new FdWatcher(
+      this.#addon,
+      fd,
+      () => {
+        if (isOpen()) drainBatches(read, batch, onBatch);
+      },
+      (errno) => {
+        this.#stats.rxErrors++;
+        this.#stats.lastError = errnoName(-errno);
+      },
+    );
+    if (!this.#keepAlive) this.#watcher.setKeepAlive(false);
+  }
+
+  stop(): void {
+    this.#watcher?.stop();
+    this.#watcher = null;
+  }
+
+  /** Whether a running watcher keeps the process alive (default true; remembered for the next). */
+  setKeepAlive(keep: boolean): void {
+    this.#keepAlive = keep;
+    this.#watcher?.setKeepAlive(keep);
+  }
+}
+
+/**
+ * Add one batched write to stats: `written` packets went out; result holds the addon's
+ * [n, dropped (queue full), refused, last errno].
+ */
+export function countBatchWrite(stats: FdBatchStats, written: number, result: Int32Array): void {
+  stats.txPackets += written;
+  if (result[1] !== 0) stats.txDropped += result[1]!;
+  if (result[2] !== 0) {
+    stats.txErrors += result[2]!;
+    stats.lastError = errnoName(result[3]!);
+  }
 }

@@ -14,6 +14,7 @@ import type { Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { WebSocket } from 'ws';
 import { MeshdError } from '../../errors.js';
+import { equalBytes, hexOf as hex } from '../../util/bytes.js';
 import { boxPublicKey } from '../crypto/nacl-box.js';
 import {
   DEFAULT_MAX_FRAME_LEN,
@@ -96,15 +97,6 @@ export class RelayClientError extends MeshdError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('E_RELAY', message, options);
   }
-}
-
-const hex = (k: Uint8Array): string => Buffer.from(k.buffer, k.byteOffset, k.length).toString('hex');
-
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  let d = 0;
-  for (let i = 0; i < a.length; i++) d |= a[i]! ^ b[i]!;
-  return d === 0;
 }
 
 /** One connection attempt and, after login, the live connection. */

@@ -11,7 +11,7 @@
 import { MeshdError } from '../../errors.js';
 import { errnoName, nativeErrorCode, type NativeAddon } from '../native/addon.js';
 import { tryLoadNative } from '../native/load.js';
-import { drainBatches, FdWatcher } from '../native/readiness.js';
+import { countBatchWrite, FdBatchReader } from '../native/readiness.js';
 import { HEADROOM, TAILROOM, type PacketBatch } from '../packet-batch.js';
 import {
   addAddress,
@@ -56,14 +56,14 @@ export class TunDevice {
   readonly stats: TunStats = { rxPackets: 0, rxErrors: 0, txPackets: 0, txDropped: 0, txErrors: 0, lastError: null };
   readonly #addon: NativeAddon;
   #fd: number;
-  #watcher: FdWatcher | null = null;
-  #keepAlive = true;
+  readonly #reader: FdBatchReader;
   readonly #result = new Int32Array(4);
 
   private constructor(addon: NativeAddon, fd: number, name: string) {
     this.#addon = addon;
     this.#fd = fd;
     this.name = name;
+    this.#reader = new FdBatchReader(addon, this.stats);
   }
 
   /** Create (or attach to) the TUN device. Throws E_NATIVE without the addon, E_TUN if the kernel refuses. */
@@ -133,12 +133,7 @@ export class TunDevice {
     if (count <= 0) return 0;
     const r = this.#result;
     const written = this.#addon.fdWrite(fd, batch.buf, batch.offsets, batch.lengths, start, count, r);
-    this.stats.txPackets += written;
-    if (r[1] !== 0) this.stats.txDropped += r[1]!;
-    if (r[2] !== 0) {
-      this.stats.txErrors += r[2]!;
-      this.stats.lastError = errnoName(r[3]!);
-    }
+    countBatchWrite(this.stats, written, r);
     return written;
   }
 
@@ -148,31 +143,16 @@ export class TunDevice {
    */
   startReading(batch: PacketBatch, onBatch: (batch: PacketBatch) => void): void {
     const fd = this.#checkOpen();
-    this.stopReading();
-    const read = (b: PacketBatch): number => this.readBatch(b);
-    this.#watcher = new FdWatcher(
-      this.#addon,
-      fd,
-      () => {
-        if (this.#fd >= 0) drainBatches(read, batch, onBatch);
-      },
-      (errno) => {
-        this.stats.rxErrors++;
-        this.stats.lastError = errnoName(-errno);
-      },
-    );
-    if (!this.#keepAlive) this.#watcher.setKeepAlive(false);
+    this.#reader.start(fd, (b) => this.readBatch(b), () => this.#fd >= 0, batch, onBatch);
   }
 
   stopReading(): void {
-    this.#watcher?.stop();
-    this.#watcher = null;
+    this.#reader.stop();
   }
 
   /** Whether a reading device keeps the process alive (default true). */
   setKeepAlive(keep: boolean): void {
-    this.#keepAlive = keep;
-    this.#watcher?.setKeepAlive(keep);
+    this.#reader.setKeepAlive(keep);
   }
 
   setMtu(mtu: number): Promise<void> {

@@ -11,8 +11,7 @@
  */
 import { isIP } from 'node:net';
 import { MeshdError } from '../../errors.js';
-import type { NativeAddon } from '../native/addon.js';
-import { pureTsRequested, tryLoadNative } from '../native/load.js';
+import { chooseNative, type ImplementationChoice } from '../native/load.js';
 import type { PacketBatch } from '../packet-batch.js';
 import { DgramUdpSocket } from './dgram-udp-socket.js';
 import { NativeUdpSocket } from './native-udp-socket.js';
@@ -51,7 +50,7 @@ export interface BatchUdpSocket {
   close(): Promise<void>;
 }
 
-export interface BatchUdpOptions {
+export interface BatchUdpOptions extends ImplementationChoice<'dgram'> {
   /** Address to bind: default '::' (all addresses, IPv4 and IPv6). */
   address?: string;
   /** Port to bind; 0 (default) picks an ephemeral one. */
@@ -59,11 +58,6 @@ export interface BatchUdpOptions {
   /** Kernel buffer sizes in bytes (default 4 MiB each; as root they may exceed the sysctl limits). */
   recvBufferSize?: number;
   sendBufferSize?: number;
-  /** 'auto' (default): native unless MESHD_PURE_TS=1 or the addon is unavailable. */
-  implementation?: 'auto' | UdpImplementation;
-  /** An already loaded addon (or null for none); default: load it. */
-  addon?: NativeAddon | null;
-  env?: NodeJS.ProcessEnv;
 }
 
 export const DEFAULT_SOCKET_BUFFER = 4 * 1024 * 1024;
@@ -89,22 +83,6 @@ function resolveOptions(o: BatchUdpOptions): ResolvedUdpOptions {
 /** Open and bind a batch UDP socket with the implementation the options and environment ask for. */
 export async function openBatchUdpSocket(options: BatchUdpOptions = {}): Promise<BatchUdpSocket> {
   const resolved = resolveOptions(options);
-  const env = options.env ?? process.env;
-  const want = options.implementation ?? 'auto';
-  if (want === 'dgram' || (want === 'auto' && pureTsRequested(env))) return DgramUdpSocket.open(resolved);
-  let addon: NativeAddon | null;
-  let reason = 'no addon given';
-  if (options.addon !== undefined) addon = options.addon;
-  else {
-    const loaded = tryLoadNative(env);
-    addon = loaded.addon;
-    if (loaded.addon === null) reason = loaded.reason;
-  }
-  if (addon !== null) return NativeUdpSocket.open(addon, resolved);
-  if (want === 'native') {
-    throw new MeshdError('E_NATIVE', `native UDP unavailable: ${reason}`, {
-      hint: 'build it with `npx node-gyp rebuild --directory=native`, or set MESHD_PURE_TS=1',
-    });
-  }
-  return DgramUdpSocket.open(resolved);
+  const addon = chooseNative(options, 'dgram', 'UDP');
+  return addon === null ? DgramUdpSocket.open(resolved) : NativeUdpSocket.open(addon, resolved);
 }

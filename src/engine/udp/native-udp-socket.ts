@@ -4,7 +4,7 @@
  */
 import { MeshdError } from '../../errors.js';
 import { errnoName, nativeErrorCode, type NativeAddon } from '../native/addon.js';
-import { drainBatches, FdWatcher } from '../native/readiness.js';
+import { countBatchWrite, FdBatchReader } from '../native/readiness.js';
 import { ADDR_SIZE, readAddr, writeAddr, type PacketBatch } from '../packet-batch.js';
 import type { BatchUdpSocket } from './batch-udp-socket.js';
 import { emptyUdpStats, type ResolvedUdpOptions, type UdpStats } from './udp-stats.js';
@@ -17,14 +17,14 @@ export class NativeUdpSocket implements BatchUdpSocket {
   readonly stats: UdpStats = emptyUdpStats();
   readonly #addon: NativeAddon;
   #fd: number;
-  #watcher: FdWatcher | null = null;
-  #keepAlive = true;
+  readonly #reader: FdBatchReader;
   /** Per-call results from the addon, reused: [n, a, b, lastErrno]. */
   readonly #result = new Int32Array(4);
 
   private constructor(addon: NativeAddon, fd: number, family: 4 | 6, address: string, port: number) {
     this.#addon = addon;
     this.#fd = fd;
+    this.#reader = new FdBatchReader(addon, this.stats);
     this.family = family;
     this.address = address;
     this.port = port;
@@ -75,41 +75,21 @@ export class NativeUdpSocket implements BatchUdpSocket {
     if (count <= 0) return 0;
     const r = this.#result;
     const sent = this.#addon.udpSend(fd, this.family, batch.buf, batch.offsets, batch.lengths, batch.addrs, start, count, r);
-    this.stats.txPackets += sent;
-    if (r[1] !== 0) this.stats.txDropped += r[1]!;
-    if (r[2] !== 0) {
-      this.stats.txErrors += r[2]!;
-      this.stats.lastError = errnoName(r[3]!);
-    }
+    countBatchWrite(this.stats, sent, r);
     return sent;
   }
 
   startReceiving(batch: PacketBatch, onBatch: (batch: PacketBatch) => void): void {
     const fd = this.#checkOpen();
-    this.stopReceiving();
-    const read = (b: PacketBatch): number => this.receiveBatch(b);
-    this.#watcher = new FdWatcher(
-      this.#addon,
-      fd,
-      () => {
-        if (this.#fd >= 0) drainBatches(read, batch, onBatch);
-      },
-      (errno) => {
-        this.stats.rxErrors++;
-        this.stats.lastError = errnoName(-errno);
-      },
-    );
-    if (!this.#keepAlive) this.#watcher.setKeepAlive(false);
+    this.#reader.start(fd, (b) => this.receiveBatch(b), () => this.#fd >= 0, batch, onBatch);
   }
 
   stopReceiving(): void {
-    this.#watcher?.stop();
-    this.#watcher = null;
+    this.#reader.stop();
   }
 
   setKeepAlive(keep: boolean): void {
-    this.#keepAlive = keep;
-    this.#watcher?.setKeepAlive(keep);
+    this.#reader.setKeepAlive(keep);
   }
 
   async close(): Promise<void> {

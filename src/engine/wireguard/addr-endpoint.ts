@@ -7,7 +7,8 @@ import { splitHostPort } from '../../util/host-port.js';
 import { ADDR_SIZE } from '../packet-batch.js';
 import { MeshdError } from '../../errors.js';
 import type { Endpoint } from './bind.js';
-import { formatIp, parseIp } from './ip-prefix.js';
+import { formatIp16, isV4MappedAt } from '../../util/ip.js';
+import { parseIp } from './ip-prefix.js';
 
 export class AddrEndpoint implements Endpoint {
   /** 20 bytes, addrs layout. */
@@ -51,14 +52,12 @@ export class AddrEndpoint implements Endpoint {
   }
 
   get isIPv4(): boolean {
-    const a = this.addr;
-    for (let k = 0; k < 10; k++) if (a[k] !== 0) return false;
-    return a[10] === 0xff && a[11] === 0xff;
+    return isV4MappedAt(this.addr, 0);
   }
 
   /** The IP as text (dotted quad for IPv4-mapped). */
   get ip(): string {
-    return this.isIPv4 ? formatIp(this.addr.subarray(12, 16)) : formatIp(this.addr.subarray(0, 16));
+    return formatIp16(this.addr, 0);
   }
 
   get port(): number {

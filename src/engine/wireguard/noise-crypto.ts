@@ -8,6 +8,7 @@ import { createCipheriv, createDecipheriv, createPrivateKey, createPublicKey, di
 import { blake2s } from '@noble/hashes/blake2.js';
 import { hmac } from '@noble/hashes/hmac.js';
 import { xchacha20poly1305 } from '@noble/ciphers/chacha.js';
+import { equalBytes } from '../../util/bytes.js';
 
 export const KEY_SIZE = 32;
 
@@ -177,12 +178,7 @@ export function compareBytes(a: Uint8Array, b: Uint8Array): number {
 }
 
 /** Constant-time equality for secrets and MACs. */
-export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  let acc = 0;
-  for (let i = 0; i < a.length; i++) acc |= a[i]! ^ b[i]!;
-  return acc === 0;
-}
+export { equalBytes };
 
 export function isZero(a: Uint8Array): boolean {
   let acc = 0;

@@ -20,6 +20,7 @@ import { startRelayServer, type RelayServer } from '../engine/relay/server.js';
 import { removeStaleTun } from '../engine/tun/ip-command.js';
 import { wgKeyToBase64 } from '../identity/keys.js';
 import { splitHostPort } from '../util/host-port.js';
+import { MESHD_VERSION } from '../version.js';
 import { resetHttpConnections } from './http-connections.js';
 import { configFromMap, peerEndpoints } from './map-to-config.js';
 import type { AgentLike } from './daemon.js';
@@ -96,8 +97,11 @@ export class MeshAgent implements AgentLike {
   private publishSeq = 0;
   private publishRetry: NodeJS.Timeout | undefined;
 
+  private readonly tunName: string;
+
   constructor(opts: AgentOptions) {
     this.opts = opts;
+    this.tunName = opts.tunName ?? 'meshd0';
   }
 
   private get log(): Logger {
@@ -144,27 +148,27 @@ export class MeshAgent implements AgentLike {
       this.relayServer = await startRelayServer({ host: r.host, httpPort: r.port, stunPort: r.stunPort });
       this.log.info('relay.serving', { ...this.relayServer.address() });
     }
-    const tunName = this.opts.tunName ?? 'meshd0';
+    const tunName = this.tunName;
     if (await removeStaleTun(tunName)) this.log.warn('tun.leftover-removed', { tun: tunName });
     const bits = map.network.meshCIDR.split('/')[1] ?? '16';
     const bits6 = map.network.meshCIDR6.split('/')[1] ?? '48';
     this.dataplane = await DataPlane.start({
       privateKey: ctx.profile.keys.xPrivate,
-      tunName: this.opts.tunName ?? 'meshd0',
+      tunName,
       addresses: [`${self.meshIP}/${bits}`, `${self.meshIP6}/${bits6}`],
       listenPort: map.network.listenPort,
       mtu: this.opts.mtu,
       filter: this.filter,
       log: (event, fields) => this.log.debug(event, fields),
     });
-    this.log.info('dataplane.up', { tun: this.opts.tunName ?? 'meshd0', meshIP: self.meshIP, port: this.dataplane.listenPort });
+    this.log.info('dataplane.up', { tun: tunName, meshIP: self.meshIP, port: this.dataplane.listenPort });
     this.dataplane.onLocalEndpointsChanged((ep) => this.publishEndpoints(ep));
     await this.applyMap(map);
     this.publishEndpoints(this.dataplane.localEndpoints());
     this.watchLinks();
     if (this.relayServer && this.opts.relay) void this.announceRelay(this.opts.relay);
     control
-      .publishNodeInfo({ hostname: hostname().slice(0, 253), os: 'linux', version: (await import('../version.js')).MESHD_VERSION })
+      .publishNodeInfo({ hostname: hostname().slice(0, 253), os: 'linux', version: MESHD_VERSION })
       .catch((e: Error) => this.log.warn('nodeinfo.publish-failed', { error: e.message }));
   }
 
@@ -222,7 +226,7 @@ export class MeshAgent implements AgentLike {
    * connections are dropped and its subscription reconnects first.
    */
   private watchLinks(): void {
-    const tun = this.opts.tunName ?? 'meshd0';
+    const tun = this.tunName;
     let last = interfaceAddresses(tun);
     this.linkTimer = setInterval(() => {
       const now = interfaceAddresses(tun);

@@ -43,7 +43,7 @@ describe('meshd agent: the DWN goes away and comes back', { timeout: 150_000 }, 
     if (missingPrereqs(AGENT_PREREQS).length > 0) return;
     mesh = await buildMesh(3);
     [a, b, c] = mesh.nodes as [MeshNode, MeshNode, MeshNode];
-    await assertFullMesh(mesh.nodes);
+    await assertFullMesh(mesh.nodes, 20_000);
   });
   after(() => mesh?.close());
 

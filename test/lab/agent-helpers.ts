@@ -11,7 +11,7 @@
  * Daemons run detached inside the namespaces; the lab kills whatever is left in them by pid.
  */
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
@@ -226,7 +226,22 @@ export async function assertFullMesh(nodes: MeshNode[], timeoutMs = 10_000): Pro
   for (const x of nodes) for (const y of nodes) if (x !== y) pairs.push([x, y]);
   const results = await Promise.all(pairs.map(([x, y]) => pingUntil(x.ns, y.meshIP, timeoutMs)));
   const failed = pairs.filter((_, i) => results[i] === null).map(([x, y]) => `${x.name}→${y.name}`);
-  assert.deepEqual(failed, [], `no ping answer within ${timeoutMs} ms`);
+  assert.deepEqual(failed, [], `no ping answer within ${timeoutMs} ms\n${failed.length > 0 ? diagnose(nodes) : ''}`);
+}
+
+/** The last lines of every node's daemon log, for a failure message that can be acted on. */
+function diagnose(nodes: MeshNode[], lines = 25): string {
+  return nodes
+    .map((n) => {
+      let log: string[];
+      try {
+        log = readFileSync(join(n.home, 'meshd.log'), 'utf8').trimEnd().split('\n').slice(-lines);
+      } catch (e) {
+        log = [`(no log: ${(e as Error).message})`];
+      }
+      return `--- ${n.name} ${n.meshIP} meshd.log ---\n${log.join('\n')}`;
+    })
+    .join('\n');
 }
 
 /** True when a DWN answers `GET /health` at `endpoint`, asked from inside `ns`. */

@@ -48,7 +48,7 @@ describe('meshd agent: three hosts, live updates, ACLs, revocation', { timeout: 
     if (missingPrereqs(AGENT_PREREQS).length > 0) return;
     mesh = await buildMesh(3);
     [a, b, c] = mesh.nodes as [MeshNode, MeshNode, MeshNode];
-    await assertFullMesh(mesh.nodes);
+    await assertFullMesh(mesh.nodes, 20_000);
   });
   after(() => mesh?.close());
 

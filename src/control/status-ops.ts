@@ -1,6 +1,9 @@
 /** `status` from the records (when no daemon runs): identity, network, peers, skipped records. */
 import { wgKeyToBase64 } from '../identity/keys.js';
-import { readJoinedNetwork } from './local-state.js';
+import { DwnError } from '../errors.js';
+import { joinHostPort } from '../util/host-port.js';
+import { readCachedMap, readJoinedNetwork, type JoinedNetwork } from './local-state.js';
+import type { NetworkMap } from './netmap.js';
 import { peerListing, type PeerListing } from './peer-ops.js';
 import type { SkipCounters } from './reader.js';
 import { NetworkSession, type ControlContext } from './session.js';
@@ -19,7 +22,9 @@ export interface RecordsStatus {
   peers: PeerListing['peers'];
   pending: PeerListing['pending'];
   skipped: SkipCounters;
-  source: 'records';
+  /** 'cache': the DWN could not be reached; this is the last network map this device applied. */
+  source: 'records' | 'cache';
+  warning?: string;
 }
 
 export async function recordsStatus(ctx: ControlContext): Promise<RecordsStatus> {
@@ -28,6 +33,16 @@ export async function recordsStatus(ctx: ControlContext): Promise<RecordsStatus>
   const joined = readJoinedNetwork(p.dir);
   const none = { invalid: 0, decryptFailed: 0, unknownEpoch: 0, notForMe: 0, badSignature: 0, wrongAuthor: 0 };
   if (!joined) return { identity, network: null, peers: [], pending: [], skipped: none, source: 'records' };
+  try {
+    return await statusFromRecords(ctx, joined, identity);
+  } catch (e) {
+    const cached = unreachable(e) ? readCachedMap(p.dir, joined.networkId) : undefined;
+    if (!cached) throw e;
+    return fromCachedMap(identity, joined, cached, none, (e as Error).message);
+  }
+}
+
+async function statusFromRecords(ctx: ControlContext, joined: JoinedNetwork, identity: RecordsStatus['identity']): Promise<RecordsStatus> {
   const s = await NetworkSession.open(ctx, { joined });
   try {
     await s.load(s.role === 'owner' ? ['network', 'node', 'nodeInfo', 'endpoint', 'member', 'nodeRequest'] : ['keyDelivery', 'network', 'node', 'nodeInfo', 'endpoint']);
@@ -52,4 +67,37 @@ export async function recordsStatus(ctx: ControlContext): Promise<RecordsStatus>
   } finally {
     await s.close();
   }
+}
+
+function unreachable(e: unknown): boolean {
+  return e instanceof DwnError && (e.code === 'E_DWN_UNREACHABLE' || e.code === 'E_DWN_TIMEOUT');
+}
+
+/** The status a device can still give with its DWN unreachable: its last network map. */
+function fromCachedMap(identity: RecordsStatus['identity'], joined: JoinedNetwork, map: NetworkMap, skipped: SkipCounters, why: string): RecordsStatus {
+  const rows = [...(map.self ? [map.self] : []), ...map.peers].map((n) => ({
+    did: n.did,
+    self: n.did === map.self?.did,
+    meshIP: n.meshIP,
+    meshIP6: n.meshIP6,
+    owner: n.owner,
+    hostname: n.hostname,
+    os: n.os,
+    online: n.online,
+    endpoints: n.endpoints.map((e) => joinHostPort(e.address, e.port)),
+    endpointUpdatedAt: n.endpointUpdatedAt,
+    path: null,
+    lastHandshake: null,
+    rxBytes: null,
+    txBytes: null,
+  }));
+  return {
+    identity,
+    network: { networkId: map.networkId, name: map.network.name, anchor: map.anchor, endpoint: joined.endpoint, roles: joined.roles, epoch: map.epoch, meshCIDR: map.network.meshCIDR },
+    peers: rows,
+    pending: [],
+    skipped,
+    source: 'cache',
+    warning: `${why}; showing the network map cached at ${map.generatedAt}`,
+  };
 }

@@ -5,6 +5,7 @@
 import type { CompiledFilter as AclFilter, CompiledMatch } from '../control/acl.js';
 import type { MapPeer, NetworkMap } from '../control/netmap.js';
 import type { FilterRuleSpec, FilterSpec } from '../engine/filter/index.js';
+import { joinHostPort } from '../util/host-port.js';
 
 export interface PeerConfig {
   publicKey: string;
@@ -32,14 +33,10 @@ function hostPrefix(ip: string): string {
   return ip.includes(':') ? `${ip}/128` : `${ip}/32`;
 }
 
-function formatEndpoint(address: string, port: number): string {
-  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
-}
-
 /** Candidate endpoints of a peer: its public endpoints (by priority), then its local ones. */
 export function peerEndpoints(p: MapPeer): string[] {
   const out: string[] = [];
-  for (const e of p.endpoints) out.push(formatEndpoint(e.address, e.port));
+  for (const e of p.endpoints) out.push(joinHostPort(e.address, e.port));
   for (const l of p.localEndpoints) out.push(l);
   return [...new Set(out)];
 }

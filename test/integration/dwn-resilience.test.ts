@@ -179,6 +179,15 @@ describe('a DWN that is down', () => {
     }
     await lost;
     assert.equal(obsClient.map?.hash, lastHash, 'map kept while the DWN is down');
+    // a device that has a cached map still answers `status` from it, and says so
+    const st = await cli(['status', '--json', '--home', obs.home]);
+    assert.equal(st.code, 0, st.stderr.join('|'));
+    const sj = JSON.parse(st.stdout) as { source: string; warning: string; peers: { did: string }[] };
+    assert.equal(sj.source, 'cache');
+    assert.ok(sj.warning.includes(dwn.url), sj.warning);
+    assert.ok(sj.peers.some((p) => p.did === bad.profile.did));
+    const human = await cli(['status', '--home', obs.home]);
+    assert.match(human.stdout, /Warning: cannot reach the DWN at .*cached at/);
     assert.equal(obsClient.stats.connected, false);
     // a restarted node brings its map back from the cache
     const restarted = await ControlClient.open({ ctx: obs, backoff: { initialMs: 200, maxMs: 1000 } });

@@ -15,12 +15,13 @@ export function formatRecordsStatus(s: RecordsStatus): string {
     return lines.join('\n');
   }
   const n = s.network;
+  if (s.warning) lines.push(`Warning: ${s.warning}`);
   lines.push(
     `Network: "${n.name}" ${n.networkId}`,
     `Owner: ${n.anchor}${n.roles.includes('owner') ? ' (this device)' : ''}`,
     `DWN: ${n.endpoint}`,
     `Roles: ${n.roles.join(', ')}; key epoch ${n.epoch}; mesh ${n.meshCIDR}`,
-    'Engine: not running (records view)',
+    `Engine: not running (${s.source === 'cache' ? 'cached map' : 'records view'})`,
     '',
     formatPeerListing({ networkId: n.networkId, peers: s.peers, members: [], pending: s.pending }),
   );

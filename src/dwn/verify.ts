@@ -7,17 +7,14 @@ import { authenticate, Cid, Message, RecordsWrite, type RecordsWriteMessage } fr
 import { DidJwk, DidResolverCacheNoop, UniversalResolver } from '@web5/dids';
 import { MeshdError } from '../errors.js';
 
-let resolver: UniversalResolver | undefined;
-function jwkResolver(): UniversalResolver {
-  resolver ??= new UniversalResolver({ didResolvers: [DidJwk], cache: DidResolverCacheNoop });
-  return resolver;
-}
+/** Authors are did:jwk: resolved offline, nothing cached (the DID carries the key). */
+const JWK_RESOLVER = new UniversalResolver({ didResolvers: [DidJwk], cache: DidResolverCacheNoop });
 
 /** Verify a RecordsWrite's structure and signature; returns the author DID. Throws E_RECORD_INVALID. */
 export async function verifyRecordsWriteMessage(message: RecordsWriteMessage): Promise<string> {
   try {
     await RecordsWrite.parse(message);
-    await authenticate(message.authorization, jwkResolver());
+    await authenticate(message.authorization, JWK_RESOLVER);
   } catch (e) {
     throw new MeshdError('E_RECORD_INVALID', `record ${String(message?.recordId ?? '?')} has an invalid signature or structure: ${(e as Error).message}`);
   }

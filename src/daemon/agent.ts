@@ -19,7 +19,7 @@ import type { LocalEndpoints } from '../engine/magicsock/magicsock.js';
 import { startRelayServer, type RelayServer } from '../engine/relay/server.js';
 import { removeStaleTun } from '../engine/tun/ip-command.js';
 import { wgKeyToBase64 } from '../identity/keys.js';
-import { splitHostPort } from '../util/host-port.js';
+import { joinHostPort, splitHostPort } from '../util/host-port.js';
 import { MESHD_VERSION } from '../version.js';
 import { resetHttpConnections } from './http-connections.js';
 import { configFromMap, peerEndpoints } from './map-to-config.js';
@@ -204,7 +204,7 @@ export class MeshAgent implements AgentLike {
   /** Write (or refresh) the relay record for the relay this node runs. */
   private async announceRelay(r: NonNullable<AgentOptions['relay']>): Promise<void> {
     const unspecified = r.host === '0.0.0.0' || r.host === '::' || r.host === '';
-    const url = r.url ?? (unspecified ? undefined : `http://${r.host.includes(':') ? `[${r.host}]` : r.host}:${r.port}/derp`);
+    const url = r.url ?? (unspecified ? undefined : `http://${joinHostPort(r.host, r.port)}/derp`);
     if (!url) {
       this.log.warn('relay.not-announced', { hint: 'give --relay-url URL (or --relay ADDR:PORT with a reachable address) so other nodes can use this relay' });
       return;

@@ -13,6 +13,7 @@ import { callDaemon } from '../../daemon/api.js';
 import { processAlive, runningDaemonPid } from '../../daemon/lock.js';
 import { logPath, spawnHeldDaemon, waitForRelease } from '../../daemon/background.js';
 import { parsePort } from './network.js';
+import { joinHostPort, splitHostPort } from '../../util/host-port.js';
 import type { AgentStatus } from '../../daemon/agent.js';
 
 interface UpOptions {
@@ -30,11 +31,10 @@ interface UpOptions {
   timeout?: string;
 }
 
-function parseListen(s: string, defPort: number): { host: string; port: number } {
-  const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(s) ?? /^([^:[\]]+)(?::(\d+))?$/.exec(s) ?? /^:(\d+)$/.exec(s);
-  if (!m) throw new UsageError(`invalid listen address "${s}"`, { hint: 'use ADDR[:PORT], e.g. 0.0.0.0:3340' });
-  if (m.length === 2) return { host: '0.0.0.0', port: parsePort(m[1]!) };
-  return { host: m[1]!, port: m[2] !== undefined ? parsePort(m[2]) : defPort };
+function parseListen(s: string, defaultPort: number): { host: string; port: number } {
+  const hp = splitHostPort(s, { defaultPort });
+  if (!hp) throw new UsageError(`invalid listen address "${s}"`, { hint: 'use ADDR[:PORT], e.g. 0.0.0.0:3340' });
+  return { host: hp.host || '0.0.0.0', port: hp.port };
 }
 
 export function summarizeUp(s: AgentStatus): string {
@@ -118,7 +118,7 @@ export function registerDaemon(program: Command, io: Io): void {
     }
 
     const args = ['up', '--foreground', '--home', ctx.home, '--profile', profile.name, '--tun', o.tun ?? 'meshd0'];
-    if (relay) args.push('--relay', `${relay.host.includes(':') ? `[${relay.host}]` : relay.host}:${relay.port}`, '--relay-stun-port', String(relay.stunPort));
+    if (relay) args.push('--relay', joinHostPort(relay.host, relay.port), '--relay-stun-port', String(relay.stunPort));
     if (relay?.url) args.push('--relay-url', relay.url);
     if (o.dwnListen) args.push('--dwn-listen', o.dwnListen);
     // The daemon process starts now and loads its modules while this one creates or joins the

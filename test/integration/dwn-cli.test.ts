@@ -3,6 +3,7 @@
  * the embedded DWN: `network create` without --endpoint, later commands starting it on demand,
  * and `meshd dwn serve` bound to 127.0.0.1.
  */
+import { runCliCaptured } from '../helpers/in-process-cli.js';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -12,11 +13,6 @@ import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startTestDwn, type TestDwn } from '../helpers/dwn-server.js';
 import { initProfile } from '../../src/identity/profile.js';
-import { createRootProgram, reportError, type Io } from '../../src/cli/program.js';
-import { registerNetwork } from '../../src/cli/commands/network.js';
-import { registerPeer } from '../../src/cli/commands/peer.js';
-import { registerAcl } from '../../src/cli/commands/acl.js';
-import { registerStatus } from '../../src/cli/commands/status.js';
 import { createNetwork } from '../../src/control/network-ops.js';
 import { isDwnUp } from '../../src/control/embedded.js';
 
@@ -24,25 +20,7 @@ const tag = `${process.pid}x${Math.random().toString(36).slice(2, 8)}`;
 let dwn: TestDwn;
 let root: string;
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string[];
-}
-
-async function meshd(args: string[]): Promise<Run> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const io: Io = { stdout: (s) => out.push(s), stderr: (s) => err.push(...s.replace(/\n$/, '').split('\n')) };
-  const program = createRootProgram(io);
-  for (const r of [registerNetwork, registerPeer, registerAcl, registerStatus]) r(program, io);
-  try {
-    await program.parseAsync(args, { from: 'user' });
-    return { code: 0, stdout: out.join('\n'), stderr: err };
-  } catch (e) {
-    return { code: reportError(e, io), stdout: out.join('\n'), stderr: err };
-  }
-}
+const meshd = runCliCaptured;
 
 async function json<T>(args: string[]): Promise<T> {
   const r = await meshd([...args, '--json']);

@@ -4,6 +4,7 @@
  * stored, endpoint updates propagate live, removal revokes and rotates the key, and the server
  * refuses non-owners' writes of owner records.
  */
+import { waitForMap } from '../helpers/control.js';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -22,7 +23,6 @@ import { decryptJwe, deriveNetworkKey, encryptJson } from '../../src/control/cry
 import { Keyring } from '../../src/control/keyring.js';
 import { DATA_FORMAT, PATHS, PROTOCOL_URI, ROLE_MEMBER, ROLE_NODE } from '../../src/control/protocol.js';
 import type { ControlContext } from '../../src/control/session.js';
-import type { NetworkMap } from '../../src/control/netmap.js';
 
 const tag = `${process.pid}x${Math.random().toString(36).slice(2, 8)}`;
 const NET_NAME = `meshnet-${tag}`;
@@ -56,23 +56,6 @@ function endpointOf(i: number, port: number) {
     natType: 'endpoint-independent' as const,
     discoKey: Buffer.alloc(32, i + 1).toString('base64'),
   };
-}
-
-function waitFor(client: ControlClient, pred: (m: NetworkMap) => boolean, timeoutMs: number): Promise<NetworkMap> {
-  return new Promise((resolve, reject) => {
-    if (client.map && pred(client.map)) return resolve(client.map);
-    const timer = setTimeout(() => {
-      off();
-      reject(new Error(`condition not met within ${timeoutMs} ms`));
-    }, timeoutMs);
-    const off = client.on((e) => {
-      if (e.type === 'map' && pred(e.map)) {
-        clearTimeout(timer);
-        off();
-        resolve(e.map);
-      }
-    });
-  });
 }
 
 before(async () => {
@@ -111,7 +94,7 @@ describe('a network of three identities on a real DWN', () => {
     for (const [i, n] of all.entries()) await n.client!.publishEndpoint(endpointOf(i, 41000 + i));
     for (const [i, n] of all.entries()) {
       const others = all.filter((x) => x !== n);
-      const m = await waitFor(
+      const m = await waitForMap(
         n.client!,
         (m) => others.every((o) => m.peers.some((p) => p.did === o.ctx.profile.did && p.endpoints.length > 0 && p.hostname === hostnameOf(o))),
         5000,
@@ -144,7 +127,7 @@ describe('a network of three identities on a real DWN', () => {
   });
 
   test("the server's storage and anonymous queries show no plaintext", async () => {
-    await waitFor(owner.client!, (m) => m.peers.every((p) => p.endpoints.length > 0), 5000);
+    await waitForMap(owner.client!, (m) => m.peers.every((p) => p.endpoints.length > 0), 5000);
     const secrets = [
       NET_NAME,
       ...devices().map(hostnameOf),
@@ -222,7 +205,7 @@ describe('a network of three identities on a real DWN', () => {
     for (let i = 0; i < 20; i++) {
       const port = 42000 + i;
       const seen = watchers.map((w) =>
-        waitFor(w.client!, (m) => m.peers.some((p) => p.did === dev.ctx.profile.did && p.endpoints[0]?.port === port), 5000).then(() => Date.now()),
+        waitForMap(w.client!, (m) => m.peers.some((p) => p.did === dev.ctx.profile.did && p.endpoints[0]?.port === port), 5000).then(() => Date.now()),
       );
       const t0 = Date.now();
       await dev.client!.publishEndpoint(endpointOf(1, port));
@@ -243,15 +226,15 @@ describe('a network of three identities on a real DWN', () => {
     assert.deepEqual(r.removed, [removed]);
     assert.equal(r.epoch, 1);
     await Promise.all(
-      [owner, dev].map((n) => waitFor(n.client!, (m) => m.epoch === 1 && !m.peers.some((p) => p.did === removed) && m.peers.length === 1, 5000)),
+      [owner, dev].map((n) => waitForMap(n.client!, (m) => m.epoch === 1 && !m.peers.some((p) => p.did === removed) && m.peers.length === 1, 5000)),
     );
     const elapsed = Date.now() - t0;
     console.log(`# peer remove: dropped from every map ${elapsed} ms after the command started`);
     assert.ok(elapsed < 5000, `${elapsed} ms`);
     // the removed device's own control client loses its role and empties its map
-    await waitFor(mdev.client!, (m) => m.peers.length === 0 && m.self === null, 5000);
+    await waitForMap(mdev.client!, (m) => m.peers.length === 0 && m.self === null, 5000);
     // the remaining device re-encrypts its own records under the new epoch
-    await waitFor(dev.client!, () => true, 100);
+    await waitForMap(dev.client!, () => true, 100);
     const deadline = Date.now() + 5000;
     let after: Awaited<ReturnType<typeof ownerRecords>> = [];
     while (Date.now() < deadline) {

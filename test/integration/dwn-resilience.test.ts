@@ -4,6 +4,8 @@
  * down commands fail with one line naming the endpoint, the control client keeps (and after a
  * restart, reloads) the cached map, and recovers when the server returns.
  */
+import { runCliCaptured } from '../helpers/in-process-cli.js';
+import { waitForMap } from '../helpers/control.js';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -20,12 +22,6 @@ import { ControlClient } from '../../src/control/control-client.js';
 import { deriveNetworkKey, deviceKid, encryptJson, networkKid, x25519PublicOf } from '../../src/control/crypto.js';
 import { DATA_FORMAT, PATHS, PROTOCOL_URI } from '../../src/control/protocol.js';
 import type { ControlContext } from '../../src/control/session.js';
-import type { NetworkMap } from '../../src/control/netmap.js';
-import { createRootProgram, reportError, type Io } from '../../src/cli/program.js';
-import { registerNetwork } from '../../src/cli/commands/network.js';
-import { registerPeer } from '../../src/cli/commands/peer.js';
-import { registerAcl } from '../../src/cli/commands/acl.js';
-import { registerStatus } from '../../src/cli/commands/status.js';
 
 const tag = `${process.pid}x${Math.random().toString(36).slice(2, 8)}`;
 let dwn: TestDwn;
@@ -34,37 +30,6 @@ let owner: ControlContext, bad: ControlContext, obs: ControlContext;
 let networkId: string;
 let obsClient: ControlClient;
 let badClient: ControlClient;
-
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string[] }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const io: Io = { stdout: (s) => out.push(s), stderr: (s) => err.push(...s.replace(/\n$/, '').split('\n')) };
-  const program = createRootProgram(io);
-  for (const r of [registerNetwork, registerPeer, registerAcl, registerStatus]) r(program, io);
-  try {
-    await program.parseAsync(args, { from: 'user' });
-    return { code: 0, stdout: out.join('\n'), stderr: err };
-  } catch (e) {
-    return { code: reportError(e, io), stdout: out.join('\n'), stderr: err };
-  }
-}
-
-function waitFor(client: ControlClient, pred: (m: NetworkMap) => boolean, timeoutMs: number): Promise<NetworkMap> {
-  return new Promise((resolve, reject) => {
-    if (client.map && pred(client.map)) return resolve(client.map);
-    const timer = setTimeout(() => {
-      off();
-      reject(new Error(`condition not met within ${timeoutMs} ms`));
-    }, timeoutMs);
-    const off = client.on((e) => {
-      if (e.type === 'map' && pred(e.map)) {
-        clearTimeout(timer);
-        off();
-        resolve(e.map);
-      }
-    });
-  });
-}
 
 async function until(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -102,7 +67,7 @@ before(async () => {
   obsClient = await ControlClient.open({ ctx: obs, backoff });
   obsClient.start();
   await badClient.publishEndpoint(endpoint(43000));
-  await waitFor(obsClient, (m) => m.peers.some((p) => p.did === bad.profile.did && p.endpoints[0]?.port === 43000), 5000);
+  await waitForMap(obsClient, (m) => m.peers.some((p) => p.did === bad.profile.did && p.endpoints[0]?.port === 43000), 5000);
 });
 
 after(async () => {
@@ -151,7 +116,7 @@ describe('bad records from a peer', () => {
     assert.equal(peer.endpoints[0]?.port, 43000);
     // still live: a good update after the bad ones goes through
     await badClient.publishEndpoint(endpoint(43001));
-    await waitFor(obsClient, (m) => m.peers.some((p) => p.did === bad.profile.did && p.endpoints[0]?.port === 43001), 5000);
+    await waitForMap(obsClient, (m) => m.peers.some((p) => p.did === bad.profile.did && p.endpoints[0]?.port === 43001), 5000);
     // and a re-query does not count the same bad records again
     await obsClient.refresh();
     assert.deepEqual(obsClient.stats.skipped, s);
@@ -171,7 +136,7 @@ describe('a DWN that is down', () => {
     });
     await dwn.halt();
     for (const args of [['peer', 'list'], ['status'], ['acl', 'show'], ['peer', 'add', bad.profile.did]]) {
-      const r = await cli([...args, '--home', owner.home]);
+      const r = await runCliCaptured([...args, '--home', owner.home]);
       assert.equal(r.code, 1, `${args.join(' ')}: ${r.stderr.join('|')}`);
       assert.equal(r.stderr.length, 1, `one line: ${r.stderr.join('|')}`);
       assert.ok(r.stderr[0]!.includes(dwn.url), r.stderr[0]);
@@ -180,13 +145,13 @@ describe('a DWN that is down', () => {
     await lost;
     assert.equal(obsClient.map?.hash, lastHash, 'map kept while the DWN is down');
     // a device that has a cached map still answers `status` from it, and says so
-    const st = await cli(['status', '--json', '--home', obs.home]);
+    const st = await runCliCaptured(['status', '--json', '--home', obs.home]);
     assert.equal(st.code, 0, st.stderr.join('|'));
     const sj = JSON.parse(st.stdout) as { source: string; warning: string; peers: { did: string }[] };
     assert.equal(sj.source, 'cache');
     assert.ok(sj.warning.includes(dwn.url), sj.warning);
     assert.ok(sj.peers.some((p) => p.did === bad.profile.did));
-    const human = await cli(['status', '--home', obs.home]);
+    const human = await runCliCaptured(['status', '--home', obs.home]);
     assert.match(human.stdout, /Warning: cannot reach the DWN at .*cached at/);
     assert.equal(obsClient.stats.connected, false);
     // a restarted node brings its map back from the cache
@@ -210,7 +175,7 @@ describe('a DWN that is down', () => {
     await dwn.restart();
     await back;
     await badClient.publishEndpoint(endpoint(43002));
-    await waitFor(obsClient, (m) => m.peers.some((p) => p.did === bad.profile.did && p.endpoints[0]?.port === 43002), 5000);
+    await waitForMap(obsClient, (m) => m.peers.some((p) => p.did === bad.profile.did && p.endpoints[0]?.port === 43002), 5000);
     assert.equal(obsClient.stats.connected, true);
   });
 });

@@ -1,22 +1,26 @@
 /**
- * The control client (spec 5.5): DWN records in, network maps out, live.
+ * The control client: DWN records in, network maps out, live.
  *
  * It subscribes (one WebSocket, one subscription per record kind this identity follows, as its
- * role), debounces bursts of events (≈250 ms after the last, at most 1 s after the first),
- * re-queries the affected kinds, decrypts, validates and rebuilds the map; a map whose hash
- * changed is emitted and cached on disk. After every (re)connect it re-queries everything.
- * With the DWN unreachable it keeps (and at start, emits) the last good map from the cache.
+ * role) and reads what each event names — one record, not the whole kind — debouncing bursts
+ * (≈250 ms after the last event, at most 1 s after the first; a slot that changes many times in
+ * a burst is read once). A heartbeat re-write of bytes it already holds costs no read. After
+ * every (re)connect, and when the network key rotates, it re-queries everything. A map whose
+ * hash changed is emitted and cached on disk. With the DWN unreachable it keeps (and at start,
+ * emits) the last good map from the cache. Run by the owner, it also revokes devices whose
+ * expiry has come.
  */
-import type { RecordEvent } from '@tbd54566975/dwn-sdk-js';
+import type { RecordEvent, RecordsWriteMessage } from '@tbd54566975/dwn-sdk-js';
 import { DwnError, MeshdError } from '../errors.js';
 import type { BackoffOptions } from '../dwn/backoff.js';
 import { DwnSubscriber, type SubscriberStatus, type SubscriptionSpec } from '../dwn/subscriber.js';
-import { myNodeRecord, publishEndpoint, publishNodeInfo, reencryptOwnRecords } from './device-records.js';
+import { myNodeRecord, publishEndpoint, publishNodeInfo, reencryptOwnRecords, touchEndpoint } from './device-records.js';
 import { readCachedMap, requireJoinedNetwork, writeCachedMap, type JoinedNetwork } from './local-state.js';
-import { currentNetwork } from './model.js';
+import { currentNetwork, nodeRecords } from './model.js';
+import { revoke } from './peer-ops.js';
 import { buildNetworkMap, mapHash, type NetworkMap } from './netmap.js';
-import { PROTOCOL_URI, kindOfPath, type RecordKind } from './protocol.js';
-import { queryFor, readableKinds, type SkipCounters } from './reader.js';
+import { PROTOCOL_URI, kindOfPath } from './protocol.js';
+import { queryFor, readableKinds, slotOf, type SkipCounters } from './reader.js';
 import type { EndpointRecord, NodeInfoRecord } from './records.js';
 import { NetworkSession, type ControlContext } from './session.js';
 
@@ -29,7 +33,7 @@ export interface ControlClientOptions {
   maxDelayMs?: number;
   /** How often online flags are re-evaluated without any event. Default 15 s. */
   recheckMs?: number;
-  /** How often a published endpoint is re-written (heartbeat). Default 60 s. */
+  /** How often a published endpoint is re-written (heartbeat). Default 4 min, well inside the online window. */
   heartbeatMs?: number;
   backoff?: BackoffOptions;
   /** Keep the last good map on disk (default true). */
@@ -41,7 +45,8 @@ export type ControlEvent =
   | { type: 'map'; map: NetworkMap; source: 'cache' | 'dwn' }
   | { type: 'connection'; up: boolean; reconnect?: boolean; retryInMs?: number; error?: string }
   | { type: 'error'; error: MeshdError | Error; during: string }
-  | { type: 'revoked' };
+  | { type: 'revoked' }
+  | { type: 'expired'; dids: string[] };
 
 export interface ControlStats {
   networkId: string;
@@ -55,7 +60,16 @@ export interface ControlStats {
   lastError: string | null;
   skipped: SkipCounters;
   revoked: boolean;
+  /** DWN requests by purpose since start (reads named by events, full re-queries, writes). */
+  requests: { eventReads: number; fullLoads: number; writes: number };
+  /** Devices this owner revoked because their expiry came. */
+  expired: number;
 }
+
+/** Pending event slots kept at most; past that a full re-query replaces them. */
+const MAX_PENDING = 10_000;
+/** Delay after an expiry time before the owner revokes (clock skew between machines). */
+const EXPIRY_SLACK_MS = 1000;
 
 const REVOKED_DETAIL = /RoleRecordNotFound|ActionNotAllowed/;
 
@@ -66,8 +80,12 @@ export class ControlClient {
   private subscriber: DwnSubscriber | undefined;
   private current: NetworkMap | undefined;
   private source: 'cache' | 'dwn' | null = null;
-  private dirty = new Set<RecordKind>();
+  /** Records named by events since the last flush, newest message per slot. */
+  private pending = new Map<string, RecordsWriteMessage>();
+  private fullLoadWanted = false;
   private firstDirtyAt: number | undefined;
+  private expiryTimer: NodeJS.Timeout | undefined;
+  private expiredCount = 0;
   private flushTimer: NodeJS.Timeout | undefined;
   private recheckTimer: NodeJS.Timeout | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
@@ -75,14 +93,15 @@ export class ControlClient {
   private lastEndpoint: Omit<EndpointRecord, 'updatedAt'> | undefined;
   private loadedOnce = false;
   private stopped = false;
-  private readonly counters = { refreshes: 0, events: 0 };
+  private readonly counters = { refreshes: 0, events: 0, eventReads: 0, fullLoads: 0, writes: 0 };
   private lastRefreshAt: string | null = null;
   private lastError: string | null = null;
   private revoked = false;
 
   private constructor(session: NetworkSession, opts: ControlClientOptions) {
     this.session = session;
-    this.opts = { debounceMs: 250, maxDelayMs: 1000, recheckMs: 15_000, heartbeatMs: 60_000, ...opts };
+    this.opts = { debounceMs: 250, maxDelayMs: 1000, recheckMs: 15_000, heartbeatMs: 4 * 60_000, ...opts };
+    if (opts.now) session.now = opts.now;
   }
 
   /** Open the profile's joined network as a device (or as the owner, who is a device too). */
@@ -131,6 +150,8 @@ export class ControlClient {
       lastError: this.lastError,
       skipped: { ...this.session.skips.counters },
       revoked: this.revoked,
+      requests: { eventReads: this.counters.eventReads, fullLoads: this.counters.fullLoads, writes: this.counters.writes },
+      expired: this.expiredCount,
     };
   }
 
@@ -169,6 +190,7 @@ export class ControlClient {
     clearTimeout(this.flushTimer);
     clearInterval(this.recheckTimer);
     clearInterval(this.heartbeatTimer);
+    clearTimeout(this.expiryTimer);
     await this.subscriber?.stop();
     await this.running.catch(() => {});
     await this.session.close();
@@ -209,7 +231,8 @@ export class ControlClient {
     if (st.type === 'up') {
       this.emit({ type: 'connection', up: true, reconnect: st.reconnect });
       // the subscription may have missed events: the full re-query is the truth
-      this.schedule(readableKinds(this.session.role), true);
+      this.fullLoadWanted = true;
+      this.schedule(true);
     } else if (st.type === 'down') {
       this.lastError = st.error.message;
       this.emit({ type: 'connection', up: false, retryInMs: st.retryInMs, error: st.error.message });
@@ -222,15 +245,29 @@ export class ControlClient {
 
   private onRecordEvent(e: RecordEvent): void {
     this.counters.events++;
-    const path = (e.message.descriptor as { protocolPath?: string }).protocolPath;
+    const msg = e.message as RecordsWriteMessage;
+    const path = (msg.descriptor as { protocolPath?: string }).protocolPath;
     const kind = path ? kindOfPath(path) : undefined;
-    // a delete names no path: re-query everything
-    this.schedule(kind ? [kind] : readableKinds(this.session.role), false);
+    if (!kind || msg.descriptor.method !== 'Write' || typeof msg.recordId !== 'string') {
+      // a delete (only the owner is told of them; a prune takes a subtree): re-query everything
+      this.fullLoadWanted = true;
+    } else {
+      const slot = slotOf(kind, msg.recordId, msg.contextId);
+      const prev = this.pending.get(slot);
+      if (!prev || prev.descriptor.messageTimestamp < msg.descriptor.messageTimestamp) {
+        const withInitial = e.initialWrite ? ({ ...msg, initialWrite: e.initialWrite } as RecordsWriteMessage) : msg;
+        this.pending.set(slot, withInitial);
+      }
+      if (this.pending.size > MAX_PENDING) {
+        this.pending.clear();
+        this.fullLoadWanted = true;
+      }
+    }
+    this.schedule(false);
   }
 
-  private schedule(kinds: RecordKind[], immediate: boolean): void {
+  private schedule(immediate: boolean): void {
     if (this.stopped) return;
-    for (const k of kinds) this.dirty.add(k);
     const now = this.now();
     this.firstDirtyAt ??= now;
     clearTimeout(this.flushTimer);
@@ -239,43 +276,106 @@ export class ControlClient {
   }
 
   private flush(): void {
-    const kinds = [...this.dirty];
-    this.dirty.clear();
+    const full = this.fullLoadWanted || !this.loadedOnce;
+    const messages = [...this.pending.values()];
+    this.pending.clear();
+    this.fullLoadWanted = false;
     this.firstDirtyAt = undefined;
-    if (kinds.length === 0) return;
-    this.running = this.running.then(async () => {
-      await this.refresh(kinds);
-    }).catch(() => {});
+    if (!full && messages.length === 0) return;
+    this.running = this.running
+      .then(async () => {
+        await this.refresh(full ? undefined : messages);
+      })
+      .catch(() => {});
   }
 
-  /** Re-query `kinds` (default: everything) and rebuild the map. Errors are reported, not thrown. */
-  async refresh(kinds: RecordKind[] = readableKinds(this.session.role)): Promise<NetworkMap | undefined> {
+  /**
+   * Read what `messages` name (default: re-query everything) and rebuild the map. A key
+   * delivery, or a network record under a key not held yet, makes it re-query everything: the
+   * network key rotated. Errors are reported, not thrown.
+   */
+  async refresh(messages?: RecordsWriteMessage[]): Promise<NetworkMap | undefined> {
     if (this.stopped) return this.current;
     const s = this.session;
+    const all = readableKinds(s.role);
     try {
-      const all = readableKinds(s.role);
-      await s.load(this.loadedOnce ? kinds : all);
-      this.loadedOnce = true;
-      const net = currentNetwork(s.set, s.joined.networkId, s.joined.anchor);
-      if (s.role !== 'owner' && (!net || !s.acc.keyring.hasEpoch(net.data.epoch)) && !kinds.includes('keyDelivery')) {
-        // a record under a key this device has not seen yet: fetch deliveries, then read again
-        await s.load(all);
+      const epochBefore = s.epochs.epoch;
+      let full = messages === undefined;
+      if (!full) {
+        this.counters.eventReads += messages!.length;
+        const changed = await s.ingest(messages!);
+        const net = currentNetwork(s.set, s.joined.networkId, s.joined.anchor);
+        const netNamed = messages!.some((m) => m.descriptor.protocolPath === 'network');
+        full = changed.has('keyDelivery') || (netNamed && !changed.has('network') && s.role !== 'owner') || !net;
       }
+      if (full) {
+        this.counters.fullLoads++;
+        await s.load(all);
+        const net = currentNetwork(s.set, s.joined.networkId, s.joined.anchor);
+        if (s.role !== 'owner' && (!net || !s.acc.keyring.hasEpoch(net.data.epoch))) await s.load(all);
+      }
+      this.loadedOnce = true;
       this.counters.refreshes++;
       this.lastRefreshAt = new Date(this.now()).toISOString();
       this.lastError = null;
       this.revoked = false;
       this.rebuild();
-      if (s.role !== 'owner' && net) {
+      const net = currentNetwork(s.set, s.joined.networkId, s.joined.anchor);
+      if (s.role !== 'owner' && net && net.data.epoch !== epochBefore) {
         // after a key rotation, this device re-writes its own records under the new key
         await reencryptOwnRecords(s).catch((e: Error) => this.emit({ type: 'error', error: e, during: 're-encrypting own records' }));
       }
+      if (s.role === 'owner') this.scheduleExpiry();
     } catch (e) {
       this.lastError = (e as Error).message;
       this.emit({ type: 'error', error: e as Error, during: 'refreshing the network map' });
       if (e instanceof DwnError && e.status === 401 && REVOKED_DETAIL.test(e.detail ?? e.message)) this.markRevoked();
     }
     return this.current;
+  }
+
+  /**
+   * The owner's daemon enforces expiry: at the earliest `expiresAt` among active devices it
+   * revokes every device whose time has come (tombstone, key rotation, records deleted).
+   */
+  private scheduleExpiry(): void {
+    clearTimeout(this.expiryTimer);
+    if (this.stopped) return;
+    const s = this.session;
+    let next = Infinity;
+    for (const n of nodeRecords(s.set, s.joined.networkId, s.joined.anchor)) {
+      if (n.data.status !== 'active' || n.data.expiresAt === undefined) continue;
+      const at = Date.parse(n.data.expiresAt);
+      if (Number.isFinite(at) && at < next) next = at;
+    }
+    if (next === Infinity) return;
+    const wait = Math.min(2 ** 31 - 1, Math.max(0, next + EXPIRY_SLACK_MS - this.now()));
+    this.expiryTimer = setTimeout(() => {
+      const p = this.running.then(() => this.revokeExpired());
+      this.running = p.catch(() => {});
+    }, wait);
+    this.expiryTimer.unref();
+  }
+
+  private async revokeExpired(): Promise<void> {
+    if (this.stopped) return;
+    const s = this.session;
+    const now = this.now();
+    const due = nodeRecords(s.set, s.joined.networkId, s.joined.anchor)
+      .filter((n) => n.data.status === 'active' && n.data.expiresAt !== undefined && Date.parse(n.data.expiresAt) <= now)
+      .map((n) => n.data.did);
+    try {
+      if (due.length > 0) {
+        await s.load(readableKinds(s.role));
+        await revoke(s, due, []);
+        this.expiredCount += due.length;
+        this.emit({ type: 'expired', dids: due });
+        this.rebuild();
+      }
+    } catch (e) {
+      this.emit({ type: 'error', error: e as Error, during: 'revoking expired devices' });
+    }
+    this.scheduleExpiry();
   }
 
   /** Rebuild from the records already read (online flags move with time). */
@@ -320,11 +420,17 @@ export class ControlClient {
     this.loadedOnce = true;
   }
 
-  /** Publish this device's endpoints now (and keep re-publishing them as a heartbeat). */
+  /**
+   * Publish this device's endpoints now (and keep them fresh with a heartbeat). Unchanged
+   * endpoints are re-written as the same bytes, which readers take without reading anything.
+   */
   async publishEndpoint(ep: Omit<EndpointRecord, 'updatedAt'>): Promise<void> {
+    const same = this.lastEndpoint !== undefined && JSON.stringify(this.lastEndpoint) === JSON.stringify(ep);
     this.lastEndpoint = ep;
     const write = async () => {
       await this.ensureLoaded();
+      this.counters.writes++;
+      if (same && (await touchEndpoint(this.session))) return;
       await publishEndpoint(this.session, { ...ep, updatedAt: new Date(this.now()).toISOString() });
     };
     const p = this.running.then(write);

@@ -1,16 +1,18 @@
 /**
- * Record encryption (spec 5.4): JWE JSON serialisation, `alg` ECDH-ES+A256KW, `enc` A256GCM,
+ * Record encryption: JWE JSON serialisation, `alg` ECDH-ES+A256KW, `enc` A256GCM,
  * over X25519 keys, through `jose`.
  *
  * Key hierarchy: HKDF-SHA-256 from the owner's X25519 private key, one step per path segment
  * (salt empty, info = the segment): ["protocolPath", <protocol URI>, "network", <networkId>,
  * "epoch", <n>] gives the network key of epoch n (32 bytes, used as an X25519 private key).
  *
- * Each recipient carries a `kid` in its per-recipient header so a reader knows which of its keys
- * to try: `net:<epoch>` for a network key, `x25519:<base64url public key>` for a device key.
+ * Each recipient entry carries an opaque `kid`: `n:` + a hash of the network public key for the
+ * network key of an epoch (readers map it to the epoch they hold), `d:` + random bytes for an
+ * entry to one device's own key (that device tries its key on each). No key, epoch or device
+ * appears in clear. Data is padded to size buckets before and after encryption.
  */
-import { createPublicKey, hkdfSync } from 'node:crypto';
-import { flattenedDecrypt, GeneralEncrypt, type FlattenedJWE, type GeneralJWE } from 'jose';
+import { createHash, createPublicKey, hkdfSync, randomBytes } from 'node:crypto';
+import { flattenedDecrypt, GeneralEncrypt, type FlattenedJWE, type GeneralJWE, type JWEHeaderParameters } from 'jose';
 import { MeshdError } from '../errors.js';
 import { x25519PrivateKeyObject, x25519PublicKeyObject } from '../identity/keys.js';
 import { PROTOCOL_URI } from './protocol.js';
@@ -42,19 +44,23 @@ export function x25519PublicOf(priv: Uint8Array): Uint8Array {
   return new Uint8Array(der.subarray(der.length - 32));
 }
 
-export function networkKid(epoch: number): string {
-  return `net:${epoch}`;
+/** Prefix of a recipient entry opened by a network key; the rest names no key in clear. */
+export const NETWORK_KID_PREFIX = 'n:';
+/** Prefix of a recipient entry opened by one device's own key (its reader tries it). */
+export const DIRECT_KID_PREFIX = 'd:';
+
+/**
+ * The kid of a network key's recipient entry: a hash of the network public key, which is never
+ * published, so the operator learns only which records share a key, not whose key it is.
+ */
+export function networkKid(networkPublic: Uint8Array): string {
+  const h = createHash('sha256').update('meshd/network-kid/v1').update(networkPublic).digest();
+  return NETWORK_KID_PREFIX + h.subarray(0, 16).toString('base64url');
 }
 
-export function deviceKid(xPublic: Uint8Array): string {
-  return `x25519:${Buffer.from(xPublic).toString('base64url')}`;
-}
-
-/** The epoch a `net:N` kid names, or undefined. */
-export function epochOfKid(kid: unknown): number | undefined {
-  if (typeof kid !== 'string') return undefined;
-  const m = /^net:(\d{1,7})$/.exec(kid);
-  return m ? Number(m[1]) : undefined;
+/** A fresh random kid for an entry to one device's key: unlinkable to the device. */
+export function directKid(): string {
+  return DIRECT_KID_PREFIX + randomBytes(16).toString('base64url');
 }
 
 export interface JweRecipient {
@@ -63,42 +69,75 @@ export interface JweRecipient {
   publicKey: Uint8Array;
 }
 
-/** Encrypt a JSON value to every recipient; returns the JWE (JSON serialisation) as bytes. */
+/**
+ * Sizes data is padded to, so that stored sizes say little about contents: the plaintext JSON
+ * (inside the ciphertext) and the whole JWE text (what the DWN stores) each round up to the
+ * next bucket with trailing spaces, which JSON ignores. The last JWE bucket stays under the
+ * 30,000 bytes a query returns inline.
+ */
+export const PLAINTEXT_BUCKETS = [256, 512, 1024, 2048, 4096, 8192, 16_384, 20_000] as const;
+export const JWE_BUCKETS = [1024, 2048, 4096, 8192, 16_384, 28_672] as const;
+
+/** `text` padded with spaces to the smallest bucket that holds it (unchanged when none does). */
+export function padToBucket(text: string, buckets: readonly number[]): string {
+  const n = Buffer.byteLength(text);
+  for (const b of buckets) if (n <= b) return text + ' '.repeat(b - n);
+  return text;
+}
+
+/** Encrypt a JSON value to every recipient; returns the padded JWE (JSON serialisation) as bytes. */
 export async function encryptJson(value: unknown, recipients: readonly JweRecipient[]): Promise<Uint8Array> {
   if (recipients.length === 0) throw new RangeError('encryptJson needs at least one recipient');
-  const enc = new GeneralEncrypt(encoder.encode(JSON.stringify(value))).setProtectedHeader({ enc: ENC });
+  const plain = padToBucket(JSON.stringify(value), PLAINTEXT_BUCKETS);
+  const enc = new GeneralEncrypt(encoder.encode(plain)).setProtectedHeader({ enc: ENC });
   for (const r of recipients) {
     enc.addRecipient(x25519PublicKeyObject(r.publicKey)).setUnprotectedHeader({ alg: ALG, kid: r.kid });
   }
   const jwe = await enc.encrypt();
-  return encoder.encode(JSON.stringify(jwe));
+  return encoder.encode(padToBucket(JSON.stringify(jwe), JWE_BUCKETS));
 }
 
 /** Why a record could not be decrypted: counted separately by readers. */
-export type DecryptFailure = 'malformed' | 'unknown-epoch' | 'no-key' | 'failed';
+export type DecryptFailure = 'malformed' | 'unknown-key' | 'no-key' | 'failed';
 
 export class DecryptError extends MeshdError {
   readonly reason: DecryptFailure;
-  readonly epoch: number | undefined;
-  constructor(reason: DecryptFailure, message: string, epoch?: number) {
+  constructor(reason: DecryptFailure, message: string) {
     super('E_DECRYPT', message);
     this.reason = reason;
-    this.epoch = epoch;
   }
 }
 
-/** The private keys a reader holds, by kid. */
-export type KeyLookup = (kid: string) => Uint8Array | undefined;
+/** The keys a reader holds. */
+export interface ReaderKeys {
+  /** The network key and its epoch for a network kid, when this reader holds it. */
+  network(kid: string): { epoch: number; key: Uint8Array } | undefined;
+  /** This device's own X25519 private key (tried on every direct entry). */
+  readonly selfPrivate: Uint8Array;
+}
+
+/**
+ * Which recipient entry may open a record:
+ * - 'network': only the single network-key entry, so every member reads the same plaintext
+ *   whatever other entries the writer added (no equivocation between readers);
+ * - 'direct': only entries to this device's own key (private records, and records it wrote);
+ * - 'network-or-direct': the reader's own records, read back through its direct entry.
+ */
+export type DecryptVia = 'network' | 'direct' | 'network-or-direct';
 
 export interface Decrypted {
   text: string;
-  /** The kid of the recipient entry that opened it. */
-  kid: string;
-  /** The network epoch the record was written under (from the `net:` recipient), if any. */
+  /** Which kind of entry opened it. */
+  via: 'network' | 'direct';
+  /** The epoch of the record's network-key entry, when the reader knows that key. */
   epoch: number | undefined;
+  /** The record carries a network-key entry (member-readable). */
+  networkEntry: boolean;
 }
 
-function parseJwe(bytes: Uint8Array): GeneralJWE {
+type ParsedJwe = Omit<GeneralJWE, 'recipients'> & { recipients: Array<{ header?: JWEHeaderParameters; encrypted_key?: string }> };
+
+function parseJwe(bytes: Uint8Array): ParsedJwe {
   if (bytes.length > 1_000_000) throw new DecryptError('malformed', 'record data is too large');
   let v: unknown;
   try {
@@ -114,63 +153,57 @@ function parseJwe(bytes: Uint8Array): GeneralJWE {
   ) {
     throw new DecryptError('malformed', 'record data is not a JWE in JSON serialisation');
   }
-  return o as GeneralJWE;
+  return o as ParsedJwe;
 }
 
-/** The network epoch a JWE is encrypted under, without decrypting it. */
-export function jweEpoch(bytes: Uint8Array): number | undefined {
-  try {
-    const jwe = parseJwe(bytes);
-    for (const r of jwe.recipients) {
-      const e = epochOfKid(r.header?.kid);
-      if (e !== undefined) return e;
-    }
-  } catch {
-    // not a JWE
-  }
-  return undefined;
+function kidOf(r: ParsedJwe['recipients'][number]): string | undefined {
+  const kid: unknown = r?.header?.kid;
+  return typeof kid === 'string' ? kid : undefined;
 }
 
-/** Decrypt a JWE with whichever of the reader's keys it names. Throws DecryptError. */
-export async function decryptJwe(bytes: Uint8Array, keys: KeyLookup): Promise<Decrypted> {
+async function openEntry(jwe: ParsedJwe, r: ParsedJwe['recipients'][number], key: Uint8Array): Promise<string> {
+  const flat: FlattenedJWE = {
+    protected: jwe.protected,
+    iv: jwe.iv,
+    ciphertext: jwe.ciphertext,
+    tag: jwe.tag,
+    ...(jwe.aad !== undefined ? { aad: jwe.aad } : {}),
+    ...(jwe.unprotected !== undefined ? { unprotected: jwe.unprotected } : {}),
+    ...(r.header !== undefined ? { header: r.header } : {}),
+    ...(r.encrypted_key !== undefined ? { encrypted_key: r.encrypted_key } : {}),
+  };
+  const out = await flattenedDecrypt(flat, x25519PrivateKeyObject(key), {
+    keyManagementAlgorithms: [ALG],
+    contentEncryptionAlgorithms: [ENC],
+  });
+  return Buffer.from(out.plaintext).toString('utf8');
+}
+
+/** Decrypt a JWE through the entry `via` allows. Throws DecryptError. */
+export async function decryptJwe(bytes: Uint8Array, keys: ReaderKeys, via: DecryptVia): Promise<Decrypted> {
   const jwe = parseJwe(bytes);
-  let epoch: number | undefined;
-  let unknownEpoch: number | undefined;
-  for (const r of jwe.recipients) {
-    const e = epochOfKid(r.header?.kid);
-    if (e !== undefined) epoch = e;
-  }
-  for (const r of jwe.recipients) {
-    const kid = r.header?.kid;
-    if (typeof kid !== 'string') continue;
-    const priv = keys(kid);
-    if (!priv) {
-      const e = epochOfKid(kid);
-      if (e !== undefined) unknownEpoch = e;
-      continue;
+  const net = jwe.recipients.filter((r) => kidOf(r)?.startsWith(NETWORK_KID_PREFIX));
+  // Two network entries could wrap two content keys: readers could be shown different data.
+  if (net.length > 1) throw new DecryptError('malformed', 'record names more than one network key');
+  const netEntry = net[0];
+  const held = netEntry ? keys.network(kidOf(netEntry)!) : undefined;
+  const epoch = held?.epoch;
+  if (via !== 'network') {
+    for (const r of jwe.recipients) {
+      if (!kidOf(r)?.startsWith(DIRECT_KID_PREFIX)) continue;
+      try {
+        return { text: await openEntry(jwe, r, keys.selfPrivate), via: 'direct', epoch, networkEntry: netEntry !== undefined };
+      } catch {
+        // another device's entry (or a bad one): try the next
+      }
     }
-    const flat: FlattenedJWE = {
-      protected: jwe.protected,
-      iv: jwe.iv,
-      ciphertext: jwe.ciphertext,
-      tag: jwe.tag,
-      ...(jwe.aad !== undefined ? { aad: jwe.aad } : {}),
-      ...(jwe.unprotected !== undefined ? { unprotected: jwe.unprotected } : {}),
-      ...(r.header !== undefined ? { header: r.header } : {}),
-      ...(r.encrypted_key !== undefined ? { encrypted_key: r.encrypted_key } : {}),
-    };
-    try {
-      const out = await flattenedDecrypt(flat, x25519PrivateKeyObject(priv), {
-        keyManagementAlgorithms: [ALG],
-        contentEncryptionAlgorithms: [ENC],
-      });
-      return { text: Buffer.from(out.plaintext).toString('utf8'), kid, epoch };
-    } catch (e) {
-      throw new DecryptError('failed', `record does not decrypt (${(e as { code?: string }).code ?? (e as Error).message})`, epoch);
-    }
+    if (via === 'direct') throw new DecryptError('no-key', 'record is not encrypted to this device');
   }
-  if (unknownEpoch !== undefined) {
-    throw new DecryptError('unknown-epoch', `record is encrypted under network key epoch ${unknownEpoch}, which this device does not hold`, unknownEpoch);
+  if (!netEntry) throw new DecryptError('no-key', 'record is not encrypted to the network key');
+  if (!held) throw new DecryptError('unknown-key', 'record is encrypted under a network key this device does not hold');
+  try {
+    return { text: await openEntry(jwe, netEntry, held.key), via: 'network', epoch, networkEntry: true };
+  } catch (e) {
+    throw new DecryptError('failed', `record does not decrypt (${(e as { code?: string }).code ?? (e as Error).message})`);
   }
-  throw new DecryptError('no-key', 'record is not encrypted to any key this device holds', epoch);
 }

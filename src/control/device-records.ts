@@ -34,54 +34,46 @@ export function myNodeRecord(s: NetworkSession): Decoded<'node'> {
   return n;
 }
 
-function mine<K extends 'nodeInfo' | 'endpoint'>(s: NetworkSession, xs: Decoded<K>[], node: Decoded<'node'>): Decoded<K> | undefined {
-  let best: Decoded<K> | undefined;
-  for (const x of xs) {
-    if (x.author === s.me && x.parentContextId === node.contextId && (!best || x.timestamp > best.timestamp)) best = x;
-  }
-  return best;
+/** This device's own record in its node's slot (whatever its epoch), or undefined. */
+function mine<K extends 'nodeInfo' | 'endpoint'>(s: NetworkSession, kind: K, node: Decoded<'node'>): Decoded<K> | undefined {
+  const r = s.nodeRecordOf(kind, node.contextId);
+  return r && r.author === s.me ? r : undefined;
 }
 
-async function publish<K extends 'nodeInfo' | 'endpoint'>(s: NetworkSession, kind: K, data: K extends 'nodeInfo' ? NodeInfoRecord : EndpointRecord): Promise<Decoded<K>> {
+async function publish<K extends 'nodeInfo' | 'endpoint'>(s: NetworkSession, kind: K, data: K extends 'nodeInfo' ? NodeInfoRecord : EndpointRecord): Promise<void> {
   const node = myNodeRecord(s);
-  const epoch = s.network().data.epoch;
-  const recipients = s.recipients(epoch);
-  const existing = mine(s, s.set[kind] as Decoded<K>[], node);
+  const recipients = s.recipients(s.network().data.epoch);
+  const existing = mine(s, kind, node);
   const typed = data as Decoded<K>['data'];
-  let ref;
-  if (existing) {
-    await s.update(existing, typed, recipients);
-    ref = existing;
-  } else {
-    ref = await s.writeNew(kind, typed, { parentContextId: node.contextId, recipients });
-  }
-  const now = new Date().toISOString();
-  const rec = {
-    ...ref,
-    parentId: node.recordId,
-    author: s.me,
-    timestamp: now,
-    epoch,
-    data: typed,
-  } as Decoded<K>;
-  // keep the session's view current so the next publish updates instead of creating
-  const list = (s.set[kind] as Decoded<K>[]).filter((x) => x.recordId !== rec.recordId);
-  list.push(rec);
-  (s.set as Record<string, unknown>)[kind] = list;
-  return rec;
+  if (existing) await s.update(existing, typed, recipients);
+  else await s.writeNew(kind, typed, { parentContextId: node.contextId, recipients });
 }
 
 /** Create or update this device's nodeInfo. Needs 'network', 'node', 'nodeInfo' loaded. */
-export function publishNodeInfo(s: NetworkSession, info: NodeInfoRecord): Promise<Decoded<'nodeInfo'>> {
+export function publishNodeInfo(s: NetworkSession, info: NodeInfoRecord): Promise<void> {
   return publish(s, 'nodeInfo', info);
 }
 
 /** Create or update this device's endpoint record. Needs 'network', 'node', 'endpoint' loaded. */
-export function publishEndpoint(s: NetworkSession, ep: EndpointRecord): Promise<Decoded<'endpoint'>> {
+export function publishEndpoint(s: NetworkSession, ep: EndpointRecord): Promise<void> {
   return publish(s, 'endpoint', ep);
 }
 
-/** Re-write this device's own nodeInfo/endpoint under the current epoch when they are older. */
+/**
+ * Re-write the same endpoint bytes as a newer version (a heartbeat readers take without reading
+ * data). False when there is nothing to re-write under the current epoch: publish instead.
+ */
+export async function touchEndpoint(s: NetworkSession): Promise<boolean> {
+  const node = myNodeRecord(s);
+  const rec = mine(s, 'endpoint', node);
+  if (!rec || rec.epoch !== s.network().data.epoch) return false;
+  return s.touch(rec);
+}
+
+/**
+ * Re-write this device's own nodeInfo/endpoint under the current epoch when they are under an
+ * older one. Never downwards: the current epoch only goes up.
+ */
 export async function reencryptOwnRecords(s: NetworkSession): Promise<number> {
   const net = s.network();
   const node = myNodeRecord(s);
@@ -89,10 +81,9 @@ export async function reencryptOwnRecords(s: NetworkSession): Promise<number> {
   if (!s.acc.keyring.hasEpoch(epoch)) return 0;
   let n = 0;
   for (const kind of ['nodeInfo', 'endpoint'] as const) {
-    const rec = mine(s, s.set[kind] as Decoded<typeof kind>[], node);
-    if (rec && rec.epoch !== epoch) {
+    const rec = mine(s, kind, node);
+    if (rec && (rec.epoch === undefined || rec.epoch < epoch)) {
       await s.update(rec, rec.data, s.recipients(epoch));
-      rec.epoch = epoch;
       n++;
     }
   }

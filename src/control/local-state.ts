@@ -3,7 +3,8 @@
  *
  *   network.json        the network this device joined: id, owner, DWN endpoint, roles
  *   netmap-cache.json   the last good network map, so a restarted node can bring its tunnels
- *                       back while the DWN is unreachable (spec 5.5)
+ *                       back while the DWN is unreachable
+ *   network-epoch.json  the highest network-key epoch accepted (never goes down)
  *
  * Both are written atomically; a damaged file is an error, never silently replaced.
  */
@@ -72,6 +73,7 @@ export function writeJoinedNetwork(profileDir: string, j: JoinedNetwork): void {
 export function forgetNetwork(profileDir: string): void {
   rmSync(networkFile(profileDir), { force: true });
   rmSync(mapCacheFile(profileDir), { force: true });
+  rmSync(epochFile(profileDir), { force: true });
 }
 
 interface CacheFile {
@@ -94,4 +96,33 @@ export function readCachedMap(profileDir: string, networkId: string): NetworkMap
 export function writeCachedMap(profileDir: string, map: NetworkMap): void {
   ensurePrivateDir(profileDir);
   writeJsonFile(mapCacheFile(profileDir), { version: 1, savedAt: new Date().toISOString(), map } satisfies CacheFile);
+}
+
+interface EpochFile {
+  version: 1;
+  networkId: string;
+  epoch: number;
+}
+
+export function epochFile(profileDir: string): string {
+  return join(profileDir, 'network-epoch.json');
+}
+
+/**
+ * The highest network-key epoch this device has accepted for `networkId` (0 when none): a
+ * network record with a lower epoch is a replay and is refused, across restarts too.
+ */
+export function readEpochFloor(profileDir: string, networkId: string): number {
+  const path = epochFile(profileDir);
+  const v = readJsonFile<Partial<EpochFile>>(path);
+  if (v === undefined) return 0;
+  if (typeof v !== 'object' || v === null || v.version !== 1 || typeof v.networkId !== 'string' || !Number.isInteger(v.epoch) || (v.epoch as number) < 0) {
+    throw new StateError('E_STATE_CORRUPT', path, `state file ${path} is corrupt`, { hint: 'remove it deliberately; the device then trusts the next network record it reads' });
+  }
+  return v.networkId === networkId ? (v.epoch as number) : 0;
+}
+
+export function writeEpochFloor(profileDir: string, networkId: string, epoch: number): void {
+  ensurePrivateDir(profileDir);
+  writeJsonFile(epochFile(profileDir), { version: 1, networkId, epoch } satisfies EpochFile);
 }

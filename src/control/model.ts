@@ -12,7 +12,7 @@ import { cidrContains, parseCidr, parseIp } from './ip.js';
 export type RecordSet = { [K in RecordKind]: Decoded<K>[] };
 
 export function emptyRecordSet(): RecordSet {
-  return { network: [], node: [], member: [], nodeInfo: [], endpoint: [], aclPolicy: [], relay: [], nodeRequest: [], keyDelivery: [] };
+  return { network: [], node: [], member: [], nodeInfo: [], endpoint: [], aclPolicy: [], relay: [], relayProposal: [], nodeRequest: [], keyDelivery: [] };
 }
 
 function newest<T extends { timestamp: string }>(xs: T[]): T | undefined {
@@ -21,8 +21,17 @@ function newest<T extends { timestamp: string }>(xs: T[]): T | undefined {
   return best;
 }
 
+/**
+ * The owner's network record with the highest epoch. A version counts only when it is encrypted
+ * under the key of the epoch it names (a reader that cannot map its key skips it).
+ */
 export function currentNetwork(set: RecordSet, networkId: string, anchor: string): Decoded<'network'> | undefined {
-  return newest(set.network.filter((r) => r.recordId === networkId && r.author === anchor));
+  let best: Decoded<'network'> | undefined;
+  for (const r of set.network) {
+    if (r.recordId !== networkId || r.author !== anchor || r.epoch !== r.data.epoch) continue;
+    if (!best || r.data.epoch > best.data.epoch || (r.data.epoch === best.data.epoch && r.timestamp > best.timestamp)) best = r;
+  }
+  return best;
 }
 
 /**
@@ -108,11 +117,10 @@ export function currentPolicy(set: RecordSet, networkId: string, anchor: string)
   return best;
 }
 
-/** Relays written by the owner or by an active member. */
+/** Relays the owner wrote (proposals by devices and members count only once the owner adopts them). */
 export function currentRelays(set: RecordSet, networkId: string, anchor: string): Decoded<'relay'>[] {
-  const members = new Set(memberRecords(set, networkId, anchor).filter((m) => m.data.status === 'active').map((m) => m.data.did));
   return set.relay
-    .filter((r) => r.parentContextId === networkId && (r.author === anchor || members.has(r.author)))
+    .filter((r) => r.parentContextId === networkId && r.author === anchor)
     .sort((a, b) => a.data.region.localeCompare(b.data.region) || a.data.url.localeCompare(b.data.url));
 }
 

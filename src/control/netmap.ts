@@ -13,8 +13,11 @@ import { activeNodes, currentNetwork, currentPolicy, currentRelays, type ActiveN
 import type { Capability, EndpointSource, NatType } from './records.js';
 
 export const MAP_FORMAT_VERSION = 1;
-/** A peer is online when its endpoint record was refreshed this recently (spec 5.5). */
-export const ONLINE_WINDOW_MS = 5 * 60_000;
+/**
+ * A peer is "online" by its records when its endpoint record was written this recently (the
+ * heartbeat re-writes it every few minutes); a recent handshake counts first, in the agent.
+ */
+export const ONLINE_WINDOW_MS = 10 * 60_000;
 export const DEFAULT_LISTEN_PORT = 51820;
 
 export interface MapEndpoint {
@@ -44,7 +47,7 @@ export interface MapPeer {
   discoKey: string | null;
   preferredRelay: string | null;
   endpointUpdatedAt: string | null;
-  /** Endpoint refreshed within the last 5 minutes. */
+  /** Endpoint record written within the online window. */
   online: boolean;
   expiresAt: string | null;
 }
@@ -103,7 +106,8 @@ export function wireguardKeyOf(did: string): string {
 function toPeer(n: ActiveNode, now: number): MapPeer {
   const d = n.record.data;
   const ep = n.endpoint?.data;
-  const updated = ep ? Date.parse(ep.updatedAt) : NaN;
+  // the record's own (signed) time moves with heartbeats; the data's updatedAt with changes
+  const updated = ep ? Math.max(Date.parse(ep.updatedAt), Date.parse(n.endpoint!.timestamp)) : NaN;
   return {
     did: d.did,
     wireguardKey: wireguardKeyOf(d.did),
@@ -120,7 +124,7 @@ function toPeer(n: ActiveNode, now: number): MapPeer {
     natType: ep?.natType ?? 'unknown',
     discoKey: ep?.discoKey ?? null,
     preferredRelay: ep?.preferredRelay ?? null,
-    endpointUpdatedAt: ep?.updatedAt ?? null,
+    endpointUpdatedAt: Number.isFinite(updated) ? new Date(updated).toISOString() : null,
     online: Number.isFinite(updated) && now - updated <= ONLINE_WINDOW_MS && updated - now <= ONLINE_WINDOW_MS,
     expiresAt: d.expiresAt ?? null,
   };

@@ -8,7 +8,8 @@ import { DEFAULT_MESH_CIDR, DEFAULT_MESH_CIDR6, parseIpv4Cidr } from '../identit
 import { MeshdError, UsageError } from '../errors.js';
 import { initialPolicy } from './acl.js';
 import { assignMeshAddresses } from './addressing.js';
-import { deviceKid, encryptJson } from './crypto.js';
+import { encryptJson } from './crypto.js';
+import { Keyring } from './keyring.js';
 import { localNodeInfo, myNodeRecord, publishNodeInfo } from './device-records.js';
 import { embeddedEndpoint } from './embedded.js';
 import { forgetNetwork, readJoinedNetwork, writeJoinedNetwork, type JoinedNetwork } from './local-state.js';
@@ -75,7 +76,7 @@ export async function createNetwork(ctx: ControlContext, o: CreateNetworkOptions
     await owner.configureProtocol(protocolDefinition());
     // The network id is the network record's id, which depends on its data; so the record is
     // written first encrypted to the owner alone, then rewritten under the epoch-0 network key.
-    const selfRecipient = [{ kid: deviceKid(ctx.profile.keys.xPublic), publicKey: ctx.profile.keys.xPublic }];
+    const selfRecipient = new Keyring(ctx.profile.keys).privateRecipients();
     const first = await owner.write({
       protocol: PROTOCOL_URI,
       protocolPath: PATHS.network,

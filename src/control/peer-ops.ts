@@ -1,13 +1,14 @@
 /**
  * `peer add`, `peer approve`, `peer remove`, `peer list` as functions. Adding and approving
- * deliver the current network key; removing revokes and rotates the key (spec 5.4, 5.6).
+ * deliver the current network key; removing revokes, rotates the key, and deletes what the DWN
+ * held for the removed device (its node record with everything under it, its key delivery).
  */
 import { canonicalDid, parseDidJwk } from '../identity/did-jwk.js';
 import { x25519PublicFromEd25519 } from '../identity/keys.js';
 import { DidError, MeshdError, UsageError } from '../errors.js';
 import { assignMeshAddresses } from './addressing.js';
-import { deviceKid } from './crypto.js';
 import { activeNodes, currentPolicy, currentRelays, isNodeActive, memberRecords, nodeRecords, pendingRequests } from './model.js';
+import type { Decoded } from './reader.js';
 import { ONLINE_WINDOW_MS } from './netmap.js';
 import type { NodeRecord } from './records.js';
 import { requireJoinedNetwork } from './local-state.js';
@@ -22,27 +23,41 @@ export function parsePeerDid(did: string): string {
   }
 }
 
+/** The owner's key delivery to `did`: one record per recipient, rewritten at each rotation. */
+function deliveryTo(s: NetworkSession, did: string): Decoded<'keyDelivery'> | undefined {
+  let best: Decoded<'keyDelivery'> | undefined;
+  for (const d of s.set.keyDelivery) {
+    if (d.recipient === did && d.author === s.joined.anchor && (!best || d.timestamp > best.timestamp)) best = d;
+  }
+  return best;
+}
+
 /** Deliver the network key of `epoch` to `did` (a device or a member). */
 async function deliverKey(s: NetworkSession, did: string, epoch: number): Promise<void> {
   const key = s.acc.keyring.networkKey(epoch)!;
-  await s.writeNew(
-    'keyDelivery',
-    { epoch, networkKey: Buffer.from(key).toString('base64url') },
-    {
-      parentContextId: s.joined.networkId,
-      recipient: did,
-      recipients: [
-        { kid: deviceKid(x25519OfDid(did)), publicKey: x25519OfDid(did) },
-        { kid: s.acc.keyring.selfKid, publicKey: s.acc.keyring.selfPublic },
-      ],
-      tags: { epoch },
-    },
-  );
+  const data = { epoch, networkKey: Buffer.from(key).toString('base64url') };
+  const recipients = s.acc.keyring.privateRecipients(x25519OfDid(did));
+  const existing = deliveryTo(s, did);
+  if (existing?.data.epoch === epoch) return;
+  if (existing) await s.update(existing, data, recipients);
+  else await s.writeNew('keyDelivery', data, { parentContextId: s.joined.networkId, recipient: did, recipients });
 }
 
 function hasDelivery(s: NetworkSession, did: string, epoch: number): boolean {
-  return s.set.keyDelivery.some((d) => d.recipient === did && d.data.epoch === epoch && d.author === s.joined.anchor);
+  return deliveryTo(s, did)?.data.epoch === epoch;
 }
+
+/** Run `fn` over `items`, at most `width` at a time (DWN writes are independent). */
+async function inParallel<T>(items: readonly T[], width: number, fn: (x: T) => Promise<unknown>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await fn(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(width, items.length) }, worker));
+}
+
+/** Parallel DWN writes per batch: enough to hide round trips, few enough to be polite. */
+const WRITE_WIDTH = 8;
 
 export interface AddPeerResult {
   did: string;
@@ -162,49 +177,73 @@ export async function removePeer(ctx: ControlContext, didText: string): Promise<
     requireOwner(s, 'remove peers');
     if (did === s.joined.anchor) throw new UsageError('the network owner cannot remove itself');
     await s.load(['network', 'node', 'member', 'nodeInfo', 'endpoint', 'aclPolicy', 'relay', 'nodeRequest', 'keyDelivery']);
-    const id = s.joined.networkId;
-    const anchor = s.joined.anchor;
-    const now = Date.now();
-    const net = s.network();
-    const nodes = nodeRecords(s.set, id, anchor);
-    const members = memberRecords(s.set, id, anchor);
-    const member = members.find((m) => m.data.did === did && m.data.status === 'active');
-    const revokedNodes = nodes.filter((n) => n.data.status === 'active' && (n.data.did === did || (member !== undefined && n.data.owner === did)));
-    if (!member && revokedNodes.length === 0) {
+    const nodes = nodeRecords(s.set, s.joined.networkId, s.joined.anchor);
+    const member = memberRecords(s.set, s.joined.networkId, s.joined.anchor).find((m) => m.data.did === did && m.data.status === 'active');
+    const revoked = nodes.filter((n) => n.data.status === 'active' && (n.data.did === did || (member !== undefined && n.data.owner === did)));
+    if (!member && revoked.length === 0) {
       throw new MeshdError('E_NO_NETWORK', `${did.slice(0, 40)}… is not an active device or member of this network`);
     }
-    const removed = new Set<string>([...(member ? [did] : []), ...revokedNodes.map((n) => n.data.did)]);
-    const epoch = net.data.epoch + 1;
-    ctx.progress?.(`revoking ${removed.size} identit${removed.size === 1 ? 'y' : 'ies'}; rotating the network key to epoch ${epoch}`);
-    const recipients = s.recipients(epoch);
-    // 1. the new key to everyone who stays (so they can read what follows)
-    const stay = [
-      ...nodes.filter((n) => isNodeActive(n.data, now) && !removed.has(n.data.did) && n.data.did !== anchor).map((n) => n.data.did),
-      ...members.filter((m) => m.data.status === 'active' && !removed.has(m.data.did)).map((m) => m.data.did),
-    ];
-    for (const d of new Set(stay)) await deliverKey(s, d, epoch);
-    // 2. tombstones: peers drop the revoked nodes on this update
-    for (const n of revokedNodes) await s.update(n, { ...n.data, status: 'revoked' }, recipients);
-    if (member) await s.update(member, { ...member.data, status: 'revoked' }, recipients);
-    // 3. the network record names the new epoch
-    await s.update(net, { ...net.data, epoch }, recipients);
-    // 4. the owner's other records, and its own device records, re-encrypted under the new key
-    for (const n of nodes) if (!removed.has(n.data.did)) await s.update(n, n.data, recipients);
-    for (const m of members) if (!removed.has(m.data.did)) await s.update(m, m.data, recipients);
-    const policy = currentPolicy(s.set, id, anchor);
-    if (policy) await s.update(policy, policy.data, recipients);
-    for (const r of currentRelays(s.set, id, anchor)) if (r.author === anchor) await s.update(r, r.data, recipients);
-    const own = activeNodes(s.set, id, anchor, net.data.meshCIDR, now).active.find((a) => a.record.data.did === anchor);
-    if (own?.info) await s.update(own.info, own.info.data, recipients);
-    if (own?.endpoint) await s.update(own.endpoint, own.endpoint.data, recipients);
-    // 5. the revoked role records go, so the DWN stops authorising them
-    for (const n of revokedNodes) await s.client.delete(n.recordId);
-    if (member) await s.client.delete(member.recordId);
-    for (const r of s.set.nodeRequest) if (removed.has(r.data.did) || removed.has(r.author)) await s.client.delete(r.recordId);
-    return { removed: [...removed].sort(), epoch };
+    return await revoke(s, revoked.map((n) => n.data.did), member ? [did] : []);
   } finally {
     await s.close();
   }
+}
+
+/**
+ * Revoke devices and members in an owner session with everything loaded (`peer remove`, and the
+ * owner's daemon when a device expires):
+ *
+ * 1. the next epoch's key to everyone who stays, in the one delivery record each has;
+ * 2. tombstones (status revoked, under the new key): every node drops the revoked ones on this;
+ * 3. the network record names the new epoch;
+ * 4. the owner's records re-encrypted under the new key (readers accept only the current epoch);
+ * 5. the revoked node and member records deleted with everything under them (their nodeInfo,
+ *    endpoint, requests: whatever they wrote, junk included), and their key deliveries deleted.
+ *
+ * The removed devices hold no key of the new epoch, and nothing is written under the old one.
+ */
+export async function revoke(s: NetworkSession, nodeDids: string[], memberDids: string[]): Promise<RemovePeerResult> {
+  const id = s.joined.networkId;
+  const anchor = s.joined.anchor;
+  const now = Date.now();
+  const net = s.network();
+  const nodes = nodeRecords(s.set, id, anchor);
+  const members = memberRecords(s.set, id, anchor);
+  const removed = new Set<string>([...nodeDids, ...memberDids]);
+  const revokedNodes = nodes.filter((n) => removed.has(n.data.did));
+  const revokedMembers = members.filter((m) => removed.has(m.data.did));
+  const epoch = net.data.epoch + 1;
+  s.ctx.progress?.(`revoking ${removed.size} identit${removed.size === 1 ? 'y' : 'ies'}; rotating the network key to epoch ${epoch}`);
+  const recipients = s.recipients(epoch);
+  const stay = [
+    ...nodes.filter((n) => isNodeActive(n.data, now) && !removed.has(n.data.did) && n.data.did !== anchor).map((n) => n.data.did),
+    ...members.filter((m) => m.data.status === 'active' && !removed.has(m.data.did)).map((m) => m.data.did),
+  ];
+  await inParallel([...new Set(stay)], WRITE_WIDTH, (d) => deliverKey(s, d, epoch));
+  await inParallel(revokedNodes, WRITE_WIDTH, (n) => s.update(n, { ...n.data, status: 'revoked' }, recipients));
+  await inParallel(revokedMembers, WRITE_WIDTH, (m) => s.update(m, { ...m.data, status: 'revoked' }, recipients));
+  await s.update(net, { ...net.data, epoch }, recipients);
+  const own = activeNodes(s.set, id, anchor, net.data.meshCIDR, now).active.find((a) => a.record.data.did === anchor);
+  const policy = currentPolicy(s.set, id, anchor);
+  const rewrites: Array<() => Promise<void>> = [
+    ...nodes.filter((n) => !removed.has(n.data.did)).map((n) => () => s.update(n, n.data, recipients)),
+    ...members.filter((m) => !removed.has(m.data.did)).map((m) => () => s.update(m, m.data, recipients)),
+    ...currentRelays(s.set, id, anchor).map((r) => () => s.update(r, r.data, recipients)),
+    ...(policy ? [() => s.update(policy, policy.data, recipients)] : []),
+    ...(own?.info ? [() => s.update(own.info!, own.info!.data, recipients)] : []),
+    ...(own?.endpoint ? [() => s.update(own.endpoint!, own.endpoint!.data, recipients)] : []),
+  ];
+  await inParallel(rewrites, WRITE_WIDTH, (f) => f());
+  const deletions = [
+    ...revokedNodes.map((n) => n.recordId),
+    ...revokedMembers.map((m) => m.recordId),
+    ...s.set.keyDelivery.filter((d) => d.recipient !== undefined && removed.has(d.recipient)).map((d) => d.recordId),
+  ];
+  await inParallel(deletions, WRITE_WIDTH, async (recordId) => {
+    await s.client.delete(recordId, { prune: true });
+    s.forget(recordId);
+  });
+  return { removed: [...removed].sort(), epoch };
 }
 
 export interface PeerRow {
@@ -252,7 +291,7 @@ export function peerListing(s: NetworkSession, now: number): PeerListing {
   const view = activeNodes(s.set, id, anchor, net.data.meshCIDR, now);
   const peers: PeerRow[] = view.active.map((a) => {
     const ep = a.endpoint?.data;
-    const updated = ep ? Date.parse(ep.updatedAt) : NaN;
+    const updated = ep ? Math.max(Date.parse(ep.updatedAt), Date.parse(a.endpoint!.timestamp)) : NaN;
     return {
       did: a.record.data.did,
       self: a.record.data.did === s.me,
@@ -263,7 +302,7 @@ export function peerListing(s: NetworkSession, now: number): PeerListing {
       os: a.info?.data.os ?? null,
       online: Number.isFinite(updated) && Math.abs(now - updated) <= ONLINE_WINDOW_MS,
       endpoints: (ep?.publicEndpoints ?? []).map((e) => (e.address.includes(':') ? `[${e.address}]:${e.port}` : `${e.address}:${e.port}`)),
-      endpointUpdatedAt: ep?.updatedAt ?? null,
+      endpointUpdatedAt: Number.isFinite(updated) ? new Date(updated).toISOString() : null,
       path: null,
       lastHandshake: null,
       rxBytes: null,

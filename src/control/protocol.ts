@@ -1,14 +1,16 @@
 /**
- * The `wireguard-mesh` DWN protocol (spec 5.2), with the smallest grants that work:
+ * The `wireguard-mesh` DWN protocol, with the smallest grants that work:
  *
- * - the owner (the tenant) writes everything except the two below;
+ * - the owner (the tenant) writes everything except the three below;
  * - a device writes only its own `nodeInfo` and `endpoint`, as the recipient of its
  *   `network/node` record;
  * - a member writes only its own `nodeRequest`s, as the recipient of its `network/member`
- *   record — and may add a `relay` (spec 5.2: "members may add, owner may remove");
+ *   record;
+ * - a device or a member may propose a relay (`relayProposal`, readable by the owner only);
+ *   relays are used only once the owner writes a `relay` record for them;
  * - devices and members read, query and subscribe, invoking their role, to the records the
  *   network map needs; nobody but the owner and the recipient reads a `keyDelivery`, nobody
- *   but the owner and the author reads a `nodeRequest`.
+ *   but the owner and the author reads a `nodeRequest` or a `relayProposal`.
  *
  * Every device is a flat `network/node` role record: dwn-sdk-js 0.5.2 has no nested roles.
  * Shapes accepted by 0.5.2: a role rule grants read, query and subscribe together; a rule set
@@ -30,11 +32,15 @@ export const PATHS = {
   nodeRequest: 'network/member/nodeRequest',
   aclPolicy: 'network/aclPolicy',
   relay: 'network/relay',
+  relayProposal: 'network/relayProposal',
   keyDelivery: 'network/keyDelivery',
 } as const;
 
 export type RecordKind = keyof typeof PATHS;
 export type ProtocolPath = (typeof PATHS)[RecordKind];
+
+/** Kinds every device and member reads: encrypted to the network key of the current epoch. */
+export const MEMBER_READABLE: ReadonlySet<RecordKind> = new Set<RecordKind>(['network', 'node', 'member', 'nodeInfo', 'endpoint', 'aclPolicy', 'relay']);
 
 export const ROLE_NODE = PATHS.node;
 export const ROLE_MEMBER = PATHS.member;
@@ -48,8 +54,9 @@ export const MAX_DATA_SIZE: Record<RecordKind, number> = {
   member: 8_192,
   nodeRequest: 8_192,
   // stays under the 30,000 bytes a query returns inline
-  aclPolicy: 29_000,
+  aclPolicy: 28_672,
   relay: 8_192,
+  relayProposal: 8_192,
   keyDelivery: 8_192,
 };
 
@@ -103,11 +110,17 @@ export function protocolDefinition(): ProtocolDefinition {
         },
         relay: {
           ...size('relay'),
-          $actions: [nodeReads, { role: ROLE_MEMBER, can: ['create', 'update', ...READ] }],
+          $actions: [nodeReads, memberReads],
+        },
+        relayProposal: {
+          ...size('relayProposal'),
+          $actions: [
+            { role: ROLE_NODE, can: ['create', 'update'] },
+            { role: ROLE_MEMBER, can: ['create', 'update'] },
+          ],
         },
         keyDelivery: {
           ...size('keyDelivery'),
-          $tags: { $requiredTags: ['epoch'], epoch: { type: 'integer', minimum: 0 } },
         },
       },
     },

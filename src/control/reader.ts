@@ -2,15 +2,20 @@
  * Reading the network's records as one actor (the owner, a device, or a member): query with the
  * right role and filter, fetch data, verify the signature and data, decrypt, validate. A record
  * that fails any step is skipped and counted by reason — never a crash.
+ *
+ * Member-readable records are opened only through their single network-key entry (a reader's
+ * own records also through its direct entry), so every reader sees the same plaintext whatever
+ * other entries a writer adds. Records dated far in the future are refused: the time in a
+ * message is the author's word and is used to order versions.
  */
 import type { RecordsFilter, RecordsQueryReplyEntry, RecordsWriteMessage } from '@tbd54566975/dwn-sdk-js';
 import { canonicalDid } from '../identity/did-jwk.js';
 import type { DwnClient } from '../dwn/client.js';
 import { verifyRecordData, verifyRecordsWriteMessage } from '../dwn/verify.js';
 import { MeshdError } from '../errors.js';
-import { decryptJwe, DecryptError } from './crypto.js';
+import { decryptJwe, DecryptError, type DecryptVia } from './crypto.js';
 import type { Keyring } from './keyring.js';
-import { PATHS, PROTOCOL_URI, ROLE_MEMBER, ROLE_NODE, kindOfPath, type RecordKind } from './protocol.js';
+import { MEMBER_READABLE, PATHS, PROTOCOL_URI, ROLE_MEMBER, ROLE_NODE, kindOfPath, type RecordKind } from './protocol.js';
 import { parseRecord, type RecordTypes } from './records.js';
 
 export type ActorRole = 'owner' | 'node' | 'member';
@@ -36,20 +41,34 @@ export interface Decoded<K extends RecordKind = RecordKind> {
   dateCreated: string;
   /** messageTimestamp of the newest write of the record. */
   timestamp: string;
-  /** Network epoch the data was encrypted under (undefined: not under a network key). */
+  /** Network epoch of the record's network-key entry (undefined: none this reader holds). */
   epoch: number | undefined;
+  /** CID of the record's data (two versions with the same CID carry the same bytes). */
+  dataCid: string;
   data: RecordTypes[K];
 }
 
-export type SkipReason = 'invalid' | 'decrypt-failed' | 'unknown-epoch' | 'not-for-me' | 'bad-signature' | 'wrong-author';
+export type SkipReason =
+  | 'invalid'
+  | 'decrypt-failed'
+  | 'unknown-key'
+  | 'not-for-me'
+  | 'bad-signature'
+  | 'wrong-author'
+  | 'future-dated'
+  | 'stale-epoch'
+  | 'rollback';
 
 export interface SkipCounters {
   invalid: number;
   decryptFailed: number;
-  unknownEpoch: number;
+  unknownKey: number;
   notForMe: number;
   badSignature: number;
   wrongAuthor: number;
+  futureDated: number;
+  staleEpoch: number;
+  rollback: number;
 }
 
 export interface SkipLog {
@@ -62,7 +81,7 @@ export interface SkipLog {
 
 export function newSkipLog(): SkipLog {
   return {
-    counters: { invalid: 0, decryptFailed: 0, unknownEpoch: 0, notForMe: 0, badSignature: 0, wrongAuthor: 0 },
+    counters: { invalid: 0, decryptFailed: 0, unknownKey: 0, notForMe: 0, badSignature: 0, wrongAuthor: 0, futureDated: 0, staleEpoch: 0, rollback: 0 },
     recent: [],
     seen: new Set(),
   };
@@ -71,11 +90,17 @@ export function newSkipLog(): SkipLog {
 const COUNTER: Record<SkipReason, keyof SkipCounters> = {
   invalid: 'invalid',
   'decrypt-failed': 'decryptFailed',
-  'unknown-epoch': 'unknownEpoch',
+  'unknown-key': 'unknownKey',
   'not-for-me': 'notForMe',
   'bad-signature': 'badSignature',
   'wrong-author': 'wrongAuthor',
+  'future-dated': 'futureDated',
+  'stale-epoch': 'staleEpoch',
+  rollback: 'rollback',
 };
+
+/** How far ahead of this clock a record's time may be before the record is refused. */
+export const MAX_CLOCK_SKEW_MS = 5 * 60_000;
 
 export function recordSkip(log: SkipLog, kind: RecordKind, recordId: string, version: string, reason: SkipReason, message: string): void {
   const key = `${recordId}@${version}:${reason}`;
@@ -97,6 +122,7 @@ export function queryFor(acc: Pick<NetworkAccess, 'networkId' | 'role' | 'client
     case 'member':
       return { filter: { ...filter, recipient: me } };
     case 'nodeRequest':
+    case 'relayProposal':
       return { filter: { ...filter, author: me } };
     default:
       return { filter, protocolRole: acc.role === 'node' ? ROLE_NODE : ROLE_MEMBER };
@@ -106,7 +132,8 @@ export function queryFor(acc: Pick<NetworkAccess, 'networkId' | 'role' | 'client
 /** Record kinds an actor can read (and so follows). */
 export function readableKinds(role: ActorRole): RecordKind[] {
   const common: RecordKind[] = ['keyDelivery', 'network', 'node', 'nodeInfo', 'endpoint', 'aclPolicy', 'relay'];
-  return role === 'node' ? common : [...common, 'member', 'nodeRequest'];
+  if (role === 'node') return common;
+  return role === 'owner' ? [...common, 'member', 'nodeRequest', 'relayProposal'] : [...common, 'member', 'nodeRequest'];
 }
 
 function parentOf(contextId: string): string {
@@ -114,10 +141,38 @@ function parentOf(contextId: string): string {
   return i < 0 ? '' : contextId.slice(0, i);
 }
 
-/** Query all records of `kind` (entries only, data not yet decoded). */
+/** Query all records of `kind`, newest first (entries only, data not yet decoded). */
 export async function queryKind(acc: NetworkAccess, kind: RecordKind): Promise<RecordsQueryReplyEntry[]> {
   const { filter, protocolRole } = queryFor(acc, kind);
   return acc.client.query(filter, protocolRole !== undefined ? { protocolRole } : {});
+}
+
+/** Which recipient entry may open a record of `kind` by `author` for this reader. */
+function viaFor(acc: NetworkAccess, kind: RecordKind, author: string): DecryptVia {
+  if (!MEMBER_READABLE.has(kind)) return 'direct';
+  return author === acc.client.me.did ? 'network-or-direct' : 'network';
+}
+
+/** Verify a message's signature and (for updates) that its creator wrote it; returns the author or undefined (counted). */
+export async function verifiedAuthor(kind: RecordKind, msg: RecordsQueryReplyEntry | RecordsWriteMessage, skips: SkipLog): Promise<string | undefined> {
+  const m = msg as RecordsQueryReplyEntry;
+  const version = m.descriptor?.messageTimestamp ?? '';
+  const recordId = typeof m.recordId === 'string' ? m.recordId : '?';
+  try {
+    const author = canonicalDid(await verifyRecordsWriteMessage(m));
+    if (m.initialWrite) {
+      const creator = canonicalDid(await verifyRecordsWriteMessage(m.initialWrite));
+      if (creator !== author || m.initialWrite.recordId !== recordId) {
+        // in this protocol only a record's creator updates it
+        recordSkip(skips, kind, recordId, version, 'wrong-author', 'record updated by someone other than its creator');
+        return undefined;
+      }
+    }
+    return author;
+  } catch (e) {
+    recordSkip(skips, kind, recordId, version, 'bad-signature', (e as Error).message);
+    return undefined;
+  }
 }
 
 /** Decode one entry; returns undefined (and counts it) when it must be skipped. */
@@ -127,12 +182,18 @@ export async function decodeEntry<K extends RecordKind>(
   entry: RecordsQueryReplyEntry | RecordsWriteMessage,
   skips: SkipLog,
   data?: Uint8Array,
+  now: number = Date.now(),
 ): Promise<Decoded<K> | undefined> {
   const msg = entry as RecordsQueryReplyEntry;
   const version = msg.descriptor?.messageTimestamp ?? '';
   const recordId = typeof msg.recordId === 'string' ? msg.recordId : '?';
   if (kindOfPath(msg.descriptor?.protocolPath ?? '') !== kind) {
     recordSkip(skips, kind, recordId, version, 'invalid', 'unexpected protocol path');
+    return undefined;
+  }
+  const at = Date.parse(version);
+  if (!Number.isFinite(at) || at - now > MAX_CLOCK_SKEW_MS) {
+    recordSkip(skips, kind, recordId, version, 'future-dated', `record is dated ${version}, ahead of this clock`);
     return undefined;
   }
   let bytes = data;
@@ -143,19 +204,10 @@ export async function decodeEntry<K extends RecordKind>(
     if (!r) return undefined;
     bytes = r.data;
   }
-  const initial = msg.initialWrite ?? msg;
-  let author: string;
+  const author = await verifiedAuthor(kind, msg, skips);
+  if (author === undefined) return undefined;
   try {
-    author = canonicalDid(await verifyRecordsWriteMessage(msg));
     await verifyRecordData(msg, bytes);
-    if (msg.initialWrite) {
-      const creator = canonicalDid(await verifyRecordsWriteMessage(msg.initialWrite));
-      if (creator !== author || msg.initialWrite.recordId !== recordId) {
-        // in this protocol only a record's creator updates it
-        recordSkip(skips, kind, recordId, version, 'wrong-author', 'record updated by someone other than its creator');
-        return undefined;
-      }
-    }
   } catch (e) {
     recordSkip(skips, kind, recordId, version, 'bad-signature', (e as Error).message);
     return undefined;
@@ -163,13 +215,13 @@ export async function decodeEntry<K extends RecordKind>(
   let text: string;
   let epoch: number | undefined;
   try {
-    const d = await decryptJwe(bytes, acc.keyring.lookup);
+    const d = await decryptJwe(bytes, acc.keyring, viaFor(acc, kind, author));
     text = d.text;
     epoch = d.epoch;
   } catch (e) {
     if (e instanceof DecryptError) {
       const reason: SkipReason =
-        e.reason === 'unknown-epoch' ? 'unknown-epoch' : e.reason === 'no-key' ? 'not-for-me' : e.reason === 'malformed' ? 'invalid' : 'decrypt-failed';
+        e.reason === 'unknown-key' ? 'unknown-key' : e.reason === 'no-key' ? 'not-for-me' : e.reason === 'malformed' ? 'invalid' : 'decrypt-failed';
       recordSkip(skips, kind, recordId, version, reason, e.message);
       return undefined;
     }
@@ -185,6 +237,7 @@ export async function decodeEntry<K extends RecordKind>(
     }
     throw e;
   }
+  const initial = msg.initialWrite ?? msg;
   const contextId = msg.contextId ?? recordId;
   return {
     kind,
@@ -197,6 +250,7 @@ export async function decodeEntry<K extends RecordKind>(
     dateCreated: initial.descriptor.dateCreated,
     timestamp: msg.descriptor.messageTimestamp,
     epoch,
+    dataCid: msg.descriptor.dataCid,
     data: value,
   };
 }
@@ -209,40 +263,121 @@ function canonicalDidOrRaw(d: string): string {
   }
 }
 
-/** Fetch and decode every record of `kind` the actor can read. */
-export async function fetchKind<K extends RecordKind>(acc: NetworkAccess, kind: K, skips: SkipLog, cache?: DecodeCache): Promise<Decoded<K>[]> {
-  const entries = await queryKind(acc, kind);
-  const out: Decoded<K>[] = [];
-  for (const e of entries) {
-    const key = `${e.recordId}@${e.descriptor.messageTimestamp}@${e.descriptor.dataCid}`;
-    const hit = cache?.get(key) as Decoded<K> | undefined;
-    if (hit && hit.kind === kind) {
-      out.push(hit);
-      continue;
+/**
+ * Where a record sits in the reader's model: a device's nodeInfo or endpoint has one slot per
+ * node (the newest valid record there wins, older ones and junk are never decoded); every other
+ * record is its own slot.
+ */
+export function slotOf(kind: RecordKind, recordId: string, contextId: string | undefined): string {
+  if (kind === 'nodeInfo' || kind === 'endpoint') return nodeSlot(kind, parentOf(contextId ?? recordId));
+  return `${kind}|${recordId}`;
+}
+
+/** The slot of a node's nodeInfo or endpoint (by the node record's contextId). */
+export function nodeSlot(kind: 'nodeInfo' | 'endpoint', nodeContextId: string): string {
+  return `${kind}|${nodeContextId}`;
+}
+
+/** Records already verified and decrypted, by recordId@dataCid (bounded, least recently used out first). */
+export class DecodeCache {
+  private readonly map = new Map<string, Decoded>();
+  constructor(private readonly max = 4096) {}
+
+  static key(recordId: string, dataCid: string): string {
+    return `${recordId}@${dataCid}`;
+  }
+
+  get(key: string): Decoded | undefined {
+    const v = this.map.get(key);
+    if (v !== undefined) {
+      this.map.delete(key);
+      this.map.set(key, v);
     }
-    const d = await decodeEntry(acc, kind, e, skips);
-    if (d) {
-      out.push(d);
-      if (cache) {
-        if (cache.size > 5000) cache.clear();
-        cache.set(key, d);
+    return v;
+  }
+
+  set(key: string, v: Decoded): void {
+    this.map.delete(key);
+    this.map.set(key, v);
+    if (this.map.size > this.max) this.map.delete(this.map.keys().next().value!);
+  }
+
+  get size(): number {
+    return this.map.size;
+  }
+}
+
+/**
+ * Decode one entry through the cache. A hit whose message is a newer version of the same bytes
+ * (a heartbeat re-write) is re-verified (signature only) and takes the new time.
+ */
+export async function decodeCached<K extends RecordKind>(
+  acc: NetworkAccess,
+  kind: K,
+  entry: RecordsQueryReplyEntry | RecordsWriteMessage,
+  skips: SkipLog,
+  cache: DecodeCache,
+  now: number = Date.now(),
+): Promise<Decoded<K> | undefined> {
+  const key = DecodeCache.key(entry.recordId, entry.descriptor.dataCid);
+  const hit = cache.get(key) as Decoded<K> | undefined;
+  if (hit && hit.kind === kind) {
+    if (hit.timestamp === entry.descriptor.messageTimestamp) return hit;
+    const at = Date.parse(entry.descriptor.messageTimestamp);
+    if (!Number.isFinite(at) || at - now > MAX_CLOCK_SKEW_MS) {
+      recordSkip(skips, kind, entry.recordId, entry.descriptor.messageTimestamp, 'future-dated', 'record is dated ahead of this clock');
+      return undefined;
+    }
+    const author = await verifiedAuthor(kind, entry, skips);
+    if (author !== hit.author) return undefined;
+    const next = { ...hit, timestamp: entry.descriptor.messageTimestamp };
+    cache.set(key, next);
+    return next;
+  }
+  const d = await decodeEntry(acc, kind, entry, skips, undefined, now);
+  if (d) cache.set(key, d);
+  return d;
+}
+
+/**
+ * Fetch and decode the records of `kind` the actor can read. For per-node slots only the newest
+ * entry that decodes is kept; the others in that slot are not decoded at all.
+ */
+export async function fetchKind<K extends RecordKind>(acc: NetworkAccess, kind: K, skips: SkipLog, cache: DecodeCache, now: number = Date.now()): Promise<Decoded<K>[]> {
+  const entries = await queryKind(acc, kind);
+  const bySlot = new Map<string, RecordsQueryReplyEntry[]>();
+  for (const e of entries) {
+    if (typeof e?.recordId !== 'string' || typeof e.descriptor?.messageTimestamp !== 'string') continue;
+    const slot = slotOf(kind, e.recordId, e.contextId);
+    const list = bySlot.get(slot);
+    if (list) list.push(e);
+    else bySlot.set(slot, [e]);
+  }
+  const out: Decoded<K>[] = [];
+  for (const list of bySlot.values()) {
+    list.sort((a, b) => (a.descriptor.messageTimestamp < b.descriptor.messageTimestamp ? 1 : a.descriptor.messageTimestamp > b.descriptor.messageTimestamp ? -1 : 0));
+    for (const e of list) {
+      const d = await decodeCached(acc, kind, e, skips, cache, now);
+      if (d) {
+        out.push(d);
+        break;
       }
     }
   }
   return out;
 }
 
-/** Records already verified and decrypted, by recordId@messageTimestamp@dataCid. */
-export type DecodeCache = Map<string, Decoded>;
-
-/** Read this device's key deliveries and add the keys to its keyring; returns the epochs added. */
+/**
+ * Take the network keys delivered to this device (by the owner); returns the epochs added.
+ * Deliveries are one record per recipient, rewritten with the current key at each rotation.
+ */
 export function absorbKeyDeliveries(acc: NetworkAccess, deliveries: Decoded<'keyDelivery'>[]): number[] {
   const added: number[] = [];
+  if (acc.role === 'owner') return added;
   for (const d of deliveries) {
-    if (d.author !== acc.anchor) continue;
-    if (acc.role !== 'owner' && d.recipient !== acc.client.me.did) continue;
+    if (d.author !== acc.anchor || d.recipient !== acc.client.me.did) continue;
     if (!acc.keyring.hasEpoch(d.data.epoch)) added.push(d.data.epoch);
-    if (acc.role !== 'owner') acc.keyring.addNetworkKey(d.data.epoch, new Uint8Array(Buffer.from(d.data.networkKey, 'base64url')));
+    acc.keyring.addNetworkKey(d.data.epoch, new Uint8Array(Buffer.from(d.data.networkKey, 'base64url')));
   }
   return added;
 }

@@ -123,6 +123,8 @@ export interface RecordTypes {
   endpoint: EndpointRecord;
   aclPolicy: AclPolicyRecord;
   relay: RelayRecord;
+  /** A relay a device or member proposes; used once the owner writes a `relay` for it. */
+  relayProposal: RelayRecord;
   nodeRequest: NodeRequestRecord;
   keyDelivery: KeyDeliveryRecord;
 }
@@ -353,6 +355,7 @@ const SCHEMAS: { [K in RecordKind]: Check<RecordTypes[K]> } = {
   endpoint: endpointSchema as Check<EndpointRecord>,
   aclPolicy: aclPolicySchema,
   relay: relaySchema as Check<RelayRecord>,
+  relayProposal: relaySchema as Check<RelayRecord>,
   nodeRequest: nodeRequestSchema as Check<NodeRequestRecord>,
   keyDelivery: keyDeliverySchema as Check<KeyDeliveryRecord>,
 };

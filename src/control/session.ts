@@ -11,9 +11,26 @@ import { encryptJson, type JweRecipient } from './crypto.js';
 import { leaseEmbeddedDwn, type EmbeddedLease } from './embedded.js';
 import { Keyring } from './keyring.js';
 import { requireJoinedNetwork, type JoinedNetwork } from './local-state.js';
+import type { RecordsWriteMessage } from '@tbd54566975/dwn-sdk-js';
+import { EpochGuard } from './epochs.js';
 import { currentNetwork, emptyRecordSet, type RecordSet } from './model.js';
-import { DATA_FORMAT, MAX_DATA_SIZE, PATHS, PROTOCOL_URI, type RecordKind } from './protocol.js';
-import { absorbKeyDeliveries, fetchKind, newSkipLog, type ActorRole, type Decoded, type DecodeCache, type NetworkAccess, type SkipLog } from './reader.js';
+import { DATA_FORMAT, MAX_DATA_SIZE, MEMBER_READABLE, PATHS, PROTOCOL_URI, kindOfPath, type RecordKind } from './protocol.js';
+import {
+  absorbKeyDeliveries,
+  decodeCached,
+  decodeEntry,
+  DecodeCache,
+  fetchKind,
+  newSkipLog,
+  nodeSlot,
+  queryFor,
+  recordSkip,
+  slotOf,
+  type ActorRole,
+  type Decoded,
+  type NetworkAccess,
+  type SkipLog,
+} from './reader.js';
 import { validateRecord, type RecordTypes } from './records.js';
 
 export interface ControlContext {
@@ -58,15 +75,23 @@ export class NetworkSession {
   readonly joined: JoinedNetwork;
   readonly acc: NetworkAccess;
   readonly skips: SkipLog = newSkipLog();
-  private readonly decoded: DecodeCache = new Map();
+  readonly epochs: EpochGuard;
+  private readonly decoded = new DecodeCache();
+  /** Every record read, by slot (see slotOf), before the epoch rules are applied. */
+  private readonly slots = new Map<string, Decoded>();
+  /** The records in force: `slots` with the epoch rules applied. Rebuilt by `derive`. */
   set: RecordSet = emptyRecordSet();
   private readonly lease: EmbeddedLease | undefined;
+  /** Clock (tests move it). */
+  now: () => number = Date.now;
 
   private constructor(ctx: ControlContext, joined: JoinedNetwork, acc: NetworkAccess, lease: EmbeddedLease | undefined) {
     this.ctx = ctx;
     this.joined = joined;
     this.acc = acc;
     this.lease = lease;
+    this.epochs = new EpochGuard(ctx.profile.dir, joined.networkId);
+    acc.keyring.noteEpoch(this.epochs.highest);
   }
 
   /** Open the profile's joined network, acting as `as` (default: owner, else node, else member). */
@@ -101,15 +126,104 @@ export class NetworkSession {
     await this.lease?.release();
   }
 
-  /** Re-read records of the given kinds (key deliveries first, so new keys open the rest). */
+  /**
+   * Re-read every record of the given kinds (key deliveries first, so new keys open the rest):
+   * what the DWN returns replaces what was known of those kinds.
+   */
   async load(kinds: RecordKind[]): Promise<RecordSet> {
     const ordered = [...new Set(kinds)].sort((a, b) => (a === 'keyDelivery' ? -1 : b === 'keyDelivery' ? 1 : 0));
     for (const kind of ordered) {
-      const recs = await fetchKind(this.acc, kind, this.skips, this.decoded);
-      (this.set as Record<RecordKind, Decoded[]>)[kind] = recs;
+      const recs = await fetchKind(this.acc, kind, this.skips, this.decoded, this.now());
+      for (const [slot, r] of this.slots) if (r.kind === kind) this.slots.delete(slot);
+      for (const r of recs) this.slots.set(slotOf(kind, r.recordId, r.contextId), r);
       if (kind === 'keyDelivery') absorbKeyDeliveries(this.acc, recs as Decoded<'keyDelivery'>[]);
     }
-    return this.set;
+    return this.derive();
+  }
+
+  /**
+   * Take in records named by subscription events: each is read (one request) unless its bytes
+   * are already known — a heartbeat re-write costs nothing but a signature check. A version
+   * older than the one held is ignored. Returns the kinds that changed.
+   */
+  async ingest(messages: RecordsWriteMessage[]): Promise<Set<RecordKind>> {
+    const changed = new Set<RecordKind>();
+    for (const msg of messages) {
+      const kind = kindOfPath(msg.descriptor?.protocolPath ?? '');
+      if (!kind || typeof msg.recordId !== 'string') continue;
+      const slot = slotOf(kind, msg.recordId, msg.contextId);
+      const held = this.slots.get(slot);
+      if (held && held.timestamp >= msg.descriptor.messageTimestamp) continue;
+      let d: Decoded | undefined;
+      if (this.decoded.get(DecodeCache.key(msg.recordId, msg.descriptor.dataCid))) {
+        d = await decodeCached(this.acc, kind, msg, this.skips, this.decoded, this.now());
+      } else {
+        const r = await this.client.read(msg.recordId, queryFor(this.acc, kind).protocolRole);
+        if (!r) continue;
+        d = await decodeEntry(this.acc, kind, r.message, this.skips, r.data, this.now());
+        if (d) this.decoded.set(DecodeCache.key(d.recordId, d.dataCid), d);
+      }
+      if (!d) continue;
+      const cur = this.slots.get(slot);
+      if (cur && cur.timestamp >= d.timestamp) continue;
+      this.slots.set(slot, d);
+      changed.add(kind);
+      if (kind === 'keyDelivery') absorbKeyDeliveries(this.acc, [d as Decoded<'keyDelivery'>]);
+    }
+    if (changed.size > 0) this.derive();
+    return changed;
+  }
+
+  /** The newest record read in a node's nodeInfo or endpoint slot, whatever its epoch. */
+  nodeRecordOf<K extends 'nodeInfo' | 'endpoint'>(kind: K, nodeContextId: string): Decoded<K> | undefined {
+    return this.slots.get(nodeSlot(kind, nodeContextId)) as Decoded<K> | undefined;
+  }
+
+  /** Forget a record (a delete the owner was told of). */
+  forget(recordId: string): boolean {
+    let hit = false;
+    for (const [slot, r] of this.slots) {
+      if (r.recordId === recordId) {
+        this.slots.delete(slot);
+        hit = true;
+      }
+    }
+    if (hit) this.derive();
+    return hit;
+  }
+
+  /**
+   * Apply the epoch rules: the network record with the highest epoch not below the floor sets
+   * the current epoch; member-readable records under another epoch (past the grace) are left out.
+   */
+  derive(): RecordSet {
+    const now = this.now();
+    const set = emptyRecordSet();
+    const all = [...this.slots.values()];
+    for (const r of all) {
+      if (r.kind !== 'network') continue;
+      const n = r as Decoded<'network'>;
+      if (!this.epochs.admits(n.data.epoch)) {
+        recordSkip(this.skips, 'network', n.recordId, n.timestamp, 'rollback', `network record names epoch ${n.data.epoch}, below epoch ${this.epochs.highest} seen before`);
+        continue;
+      }
+      set.network.push(n);
+    }
+    const net = currentNetwork(set, this.joined.networkId, this.joined.anchor);
+    if (net) {
+      this.epochs.accept(net.data.epoch, now);
+      this.acc.keyring.noteEpoch(net.data.epoch);
+    }
+    for (const r of all) {
+      if (r.kind === 'network') continue;
+      if (MEMBER_READABLE.has(r.kind) && !this.epochs.usable(r.epoch, now)) {
+        recordSkip(this.skips, r.kind, r.recordId, r.timestamp, 'stale-epoch', `record is under epoch ${r.epoch ?? 'unknown'}, not the current ${this.epochs.epoch ?? 'unknown'}`);
+        continue;
+      }
+      (set[r.kind] as Decoded[]).push(r);
+    }
+    this.set = set;
+    return set;
   }
 
   network(): Decoded<'network'> {
@@ -149,21 +263,37 @@ export class NetworkSession {
       ...(o.tags !== undefined ? { tags: o.tags } : {}),
       ...(o.protocolRole !== undefined ? { protocolRole: o.protocolRole } : {}),
     });
-    const contextId = w.contextId ?? w.recordId;
-    return {
+    const ref: RecordRef<K> = {
       kind,
       recordId: w.recordId,
-      contextId,
+      contextId: w.contextId ?? w.recordId,
       parentContextId: o.parentContextId ?? '',
       recipient: o.recipient,
       dateCreated: w.message.descriptor.dateCreated,
     };
+    this.remember(ref, data, w.message, bytes, o.recipients);
+    return ref;
   }
 
   /** Write a new version of an existing record this identity created. */
-  async update<K extends RecordKind>(rec: RecordRef<K>, data: RecordTypes[K], recipients: JweRecipient[], tags?: Record<string, string | number>): Promise<void> {
+  async update<K extends RecordKind>(rec: RecordRef<K>, data: RecordTypes[K], recipients: JweRecipient[]): Promise<void> {
     const bytes = await this.encrypt(rec.kind, data, recipients);
-    await this.client.write({
+    await this.rewrite(rec, bytes, data, recipients);
+  }
+
+  /**
+   * Write the same bytes again as a new version of `rec` (a heartbeat): readers that hold the
+   * bytes see a newer time and read nothing. False when this session never wrote the record.
+   */
+  async touch<K extends RecordKind>(rec: RecordRef<K>): Promise<boolean> {
+    const own = this.own.get(rec.recordId);
+    if (!own) return false;
+    await this.rewrite(rec, own.bytes, own.data as RecordTypes[K], own.recipients);
+    return true;
+  }
+
+  private async rewrite<K extends RecordKind>(rec: RecordRef<K>, bytes: Uint8Array, data: RecordTypes[K], recipients: JweRecipient[]): Promise<void> {
+    const w = await this.client.write({
       protocol: PROTOCOL_URI,
       protocolPath: PATHS[rec.kind],
       data: bytes,
@@ -172,8 +302,34 @@ export class NetworkSession {
       dateCreated: rec.dateCreated,
       ...(rec.parentContextId !== '' ? { parentContextId: rec.parentContextId } : {}),
       ...(rec.recipient !== undefined ? { recipient: rec.recipient } : {}),
-      ...(tags !== undefined ? { tags } : {}),
     });
+    this.remember(rec, data, w.message, bytes, recipients);
+  }
+
+  /** What this session wrote last, per record (its own records only: a few). */
+  private readonly own = new Map<string, { bytes: Uint8Array; data: unknown; recipients: JweRecipient[] }>();
+
+  /** Put a record this identity just wrote into the model, as a reader would decode it. */
+  private remember<K extends RecordKind>(ref: RecordRef<K>, data: RecordTypes[K], message: RecordsWriteMessage, bytes: Uint8Array, recipients: JweRecipient[]): void {
+    this.own.set(ref.recordId, { bytes, data, recipients });
+    if (this.own.size > 256) this.own.delete(this.own.keys().next().value!);
+    let epoch: number | undefined;
+    for (const r of recipients) epoch ??= this.acc.keyring.network(r.kid)?.epoch;
+    const d: Decoded<K> = {
+      ...ref,
+      parentId: message.descriptor.parentId,
+      author: this.me,
+      timestamp: message.descriptor.messageTimestamp,
+      epoch,
+      dataCid: message.descriptor.dataCid,
+      data,
+    };
+    this.decoded.set(DecodeCache.key(d.recordId, d.dataCid), d);
+    const slot = slotOf(ref.kind, ref.recordId, ref.contextId);
+    const cur = this.slots.get(slot);
+    if (cur && cur.recordId === ref.recordId && cur.timestamp > d.timestamp) return;
+    this.slots.set(slot, d);
+    this.derive();
   }
 }
 

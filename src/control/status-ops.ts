@@ -5,7 +5,7 @@ import { joinHostPort } from '../util/host-port.js';
 import { readCachedMap, readJoinedNetwork, type JoinedNetwork } from './local-state.js';
 import type { NetworkMap } from './netmap.js';
 import { peerListing, type PeerListing } from './peer-ops.js';
-import type { SkipCounters } from './reader.js';
+import { newSkipLog, type SkipCounters } from './reader.js';
 import { NetworkSession, type ControlContext } from './session.js';
 
 export interface RecordsStatus {
@@ -31,7 +31,7 @@ export async function recordsStatus(ctx: ControlContext): Promise<RecordsStatus>
   const p = ctx.profile;
   const identity = { profile: p.name, did: p.did, wireguardPublicKey: wgKeyToBase64(p.keys.xPublic) };
   const joined = readJoinedNetwork(p.dir);
-  const none = { invalid: 0, decryptFailed: 0, unknownEpoch: 0, notForMe: 0, badSignature: 0, wrongAuthor: 0 };
+  const none = newSkipLog().counters;
   if (!joined) return { identity, network: null, peers: [], pending: [], skipped: none, source: 'records' };
   try {
     return await statusFromRecords(ctx, joined, identity);

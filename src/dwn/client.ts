@@ -43,8 +43,10 @@ export interface WrittenRecord {
 
 export interface QueryOptions {
   protocolRole?: string;
-  /** Stop after this many entries (pages are followed until then). Default 10,000. */
+  /** Stop after this many entries (pages are followed until then). Default 100,000. */
   max?: number;
+  /** Default newest first, so that a flood of old records cannot push new ones past `max`. */
+  dateSort?: DateSort;
 }
 
 export class DwnClient {
@@ -104,13 +106,13 @@ export class DwnClient {
 
   /** All records matching `filter` (newest state of each), following pagination. */
   async query(filter: RecordsFilter, opts: QueryOptions = {}): Promise<RecordsQueryReplyEntry[]> {
-    const max = opts.max ?? 10_000;
+    const max = opts.max ?? 100_000;
     const out: RecordsQueryReplyEntry[] = [];
     let cursor: unknown;
     do {
       const q = await RecordsQuery.create({
         filter,
-        dateSort: DateSort.CreatedAscending,
+        dateSort: opts.dateSort ?? DateSort.CreatedDescending,
         pagination: { limit: 100, ...(cursor ? { cursor: cursor as never } : {}) },
         ...(opts.protocolRole !== undefined ? { protocolRole: opts.protocolRole } : {}),
         signer: this.signer(),
@@ -123,7 +125,10 @@ export class DwnClient {
     return out;
   }
 
-  /** Read one record with its data; undefined when the DWN has no such record. */
+  /**
+   * Read one record with its data; undefined when the DWN has no such record. For an update the
+   * message carries `initialWrite` (the creator's first version), as query entries do.
+   */
   async read(recordId: string, protocolRole?: string): Promise<{ message: RecordsWriteMessage; data: Uint8Array } | undefined> {
     const r = await RecordsRead.create({
       filter: { recordId },
@@ -133,9 +138,10 @@ export class DwnClient {
     const { reply, data } = await this.rpc.processMessage(this.target, r.message);
     if (reply.status.code === 404) return undefined;
     expectOk(reply, this.endpoint, 'reading a record');
-    const entry = reply.entry as { recordsWrite?: RecordsWriteMessage } | undefined;
+    const entry = reply.entry as { recordsWrite?: RecordsWriteMessage; initialWrite?: RecordsWriteMessage } | undefined;
     if (!entry?.recordsWrite) return undefined;
-    return { message: entry.recordsWrite, data: data ?? new Uint8Array() };
+    const message = entry.initialWrite ? { ...entry.recordsWrite, initialWrite: entry.initialWrite } : entry.recordsWrite;
+    return { message, data: data ?? new Uint8Array() };
   }
 
   async delete(recordId: string, opts: { protocolRole?: string; prune?: boolean } = {}): Promise<void> {

@@ -251,9 +251,9 @@ describe('a network of three identities on a real DWN', () => {
     devRing.addNetworkKey(1, deriveNetworkKey(owner.ctx.profile.keys.xPrivate, networkId, 1));
     for (const rec of after) {
       const data = new Uint8Array(Buffer.from(rec.encodedData!, 'base64url'));
-      await assert.rejects(decryptJwe(data, ring.lookup), (e: unknown) => (e as { code?: string }).code === 'E_DECRYPT', `${rec.descriptor.protocolPath} readable by the removed device`);
+      await assert.rejects(decryptJwe(data, ring, 'network-or-direct'), (e: unknown) => (e as { code?: string }).code === 'E_DECRYPT', `${rec.descriptor.protocolPath} readable by the removed device`);
       if (rec.descriptor.protocolPath !== PATHS.keyDelivery) {
-        const d = await decryptJwe(data, devRing.lookup); // and a remaining device can read it
+        const d = await decryptJwe(data, devRing, 'network'); // and a remaining device can read it
         assert.equal(d.epoch, 1);
       }
     }

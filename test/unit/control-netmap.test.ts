@@ -33,6 +33,7 @@ function rec<K extends RecordKind>(kind: K, data: RecordTypes[K], o: { author?: 
     dateCreated: new Date(T0).toISOString(),
     timestamp: new Date(o.at ?? T0).toISOString(),
     epoch: 0,
+    dataCid: `cid-${id}`,
     data,
   };
 }
@@ -44,7 +45,7 @@ function node(n: number, extra: Partial<RecordTypes['node']> = {}, at = T0) {
 
 function world(): RecordSet {
   const s = emptyRecordSet();
-  s.network.push(rec('network', { name: 'home', meshCIDR: '10.200.0.0/16', epoch: 2 }, { id: NET }));
+  s.network.push({ ...rec('network', { name: 'home', meshCIDR: '10.200.0.0/16', epoch: 2 }, { id: NET }), epoch: 2 });
   for (const n of [1, 2, 3]) s.node.push(node(n));
   const n2 = s.node[1]!;
   s.nodeInfo.push(rec('nodeInfo', { hostname: 'two', os: 'linux', version: '1' }, { author: did(2), parent: n2.contextId }));

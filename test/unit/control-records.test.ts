@@ -25,6 +25,7 @@ const valid: Record<RecordKind, unknown> = {
   },
   aclPolicy: { version: 2, defaultAction: 'drop', groups: { admins: [did(1)] }, rules: [{ action: 'accept', src: ['group:admins'], dst: ['*'], proto: 'tcp', dstPorts: ['22', '8000-9000'] }] },
   relay: { url: 'https://relay.example/derp', region: 'eu', stunPort: 3478, latitude: 52.1, longitude: 4.3 },
+  relayProposal: { url: 'https://relay.example/derp', region: 'eu' },
   nodeRequest: { did: did(4), hostname: 'phone', note: 'my phone' },
   keyDelivery: { epoch: 3, networkKey: Buffer.alloc(32, 1).toString('base64url') },
 };

@@ -1,0 +1,38 @@
+/**
+ * Monotonic epochs: the highest epoch accepted survives a restart, a lower one is refused, and
+ * records under the previous epoch stay usable only for the grace after a rotation.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { EpochGuard } from '../../src/control/epochs.js';
+import { readEpochFloor } from '../../src/control/local-state.js';
+
+test('epochs only go up, across restarts; the previous epoch has a bounded grace', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'meshd-epochs-'));
+  try {
+    const g = new EpochGuard(dir, 'net1', 1000);
+    assert.equal(g.epoch, undefined);
+    assert.equal(g.usable(0, 0), false, 'nothing is usable before a network record');
+    assert.equal(g.accept(3, 10_000), true);
+    assert.equal(g.usable(3, 10_000), true);
+    assert.equal(g.usable(2, 10_000), false, 'no grace for an epoch that was never current here');
+    assert.equal(g.accept(4, 20_000), true);
+    assert.equal(g.usable(3, 20_500), true, 'previous epoch inside the grace');
+    assert.equal(g.usable(3, 21_001), false, 'previous epoch after the grace');
+    assert.equal(g.usable(5, 20_500), false, 'a future epoch is not usable');
+    assert.equal(g.admits(3), false);
+    assert.equal(g.accept(3, 30_000), false, 'a replayed lower epoch is refused');
+    assert.equal(g.epoch, 4);
+    assert.equal(readEpochFloor(dir, 'net1'), 4);
+    assert.equal(readEpochFloor(dir, 'other-net'), 0);
+    const restarted = new EpochGuard(dir, 'net1');
+    assert.equal(restarted.highest, 4);
+    assert.equal(restarted.admits(3), false, 'the floor survives a restart');
+    assert.equal(restarted.admits(4), true);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -10,6 +10,7 @@ import { Option } from 'commander';
 import { UsageError } from '../../errors.js';
 import { startRelayServer, type RelayServerStats } from '../../engine/relay/server.js';
 import { action, subcommand, type CommandContext, type Io } from '../program.js';
+import { controlContext } from './network.js';
 
 export const DEFAULT_RELAY_LISTEN = '0.0.0.0:3340';
 export const DEFAULT_RELAY_STUN_PORT = 3478;
@@ -97,5 +98,21 @@ export function registerRelay(program: Command, io: Io): void {
   action(serve, io, async (ctx) => {
     const o = serve.opts<{ listen: string; stunPort: string; stun: boolean }>();
     await runRelayServe(ctx, { listen: o.listen, stunPort: o.stun === false ? null : parseStunPort(o.stunPort) });
+  });
+
+  action(subcommand(relay, 'proposals', 'relays proposed by devices and members (owner)'), io, async (ctx) => {
+    const { listRelayProposals } = await import('../../control/relay-ops.js');
+    const rows = await listRelayProposals(controlContext(ctx));
+    ctx.print({ proposals: rows }, () =>
+      rows.length === 0
+        ? 'No relay proposals.'
+        : rows.map((r) => `${r.approved ? 'in use  ' : 'proposed'}  ${r.url}  (${r.region}, by ${r.proposedBy.slice(0, 24)}…)`).join('\n'),
+    );
+  });
+
+  action(subcommand(relay, 'approve <url>', 'let every node use a proposed relay (owner)'), io, async (ctx, url: string) => {
+    const { approveRelay } = await import('../../control/relay-ops.js');
+    const r = await approveRelay(controlContext(ctx), url);
+    ctx.print(r, `relay ${r.url} approved: every node of the network may use it now.`);
   });
 }

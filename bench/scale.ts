@@ -246,7 +246,7 @@ interface IdleReport {
   seconds: number;
   daemonCpuPct: { median: number; max: number };
   dwnCpuPct: number;
-  perNodePerMin: { median: number; max: number; owner: number; total: number; byMethod: Record<string, number> };
+  perNodePerMin: { median: number; max: number; owner: number; total: number; byMethod: Record<string, number>; byNode: Record<string, Record<string, number>> };
   rssMiB: { median: number; max: number };
 }
 
@@ -270,6 +270,14 @@ async function idle(c: Ctx, seconds: number): Promise<IdleReport> {
     const d = v - (cBefore.byMethod[k] ?? 0);
     if (d > 0) byMethod[k] = Math.round(perMin(d) * 10) / 10;
   }
+  const byNode: Record<string, Record<string, number>> = {};
+  for (const x of c.nodes) {
+    const a = cAfter.byAuthorMethod[x.did] ?? {};
+    const b = cBefore.byAuthorMethod[x.did] ?? {};
+    const d: Record<string, number> = {};
+    for (const [k, v] of Object.entries(a)) if (v - (b[k] ?? 0) > 0) d[k] = v - (b[k] ?? 0);
+    if (Object.keys(d).length > 0) byNode[x.name] = d;
+  }
   return {
     seconds: secs,
     daemonCpuPct: { median: median(cpu), max: Math.max(...cpu) },
@@ -280,6 +288,7 @@ async function idle(c: Ctx, seconds: number): Promise<IdleReport> {
       owner: perMin((cAfter.byAuthor[c.owner.did] ?? 0) - (cBefore.byAuthor[c.owner.did] ?? 0)),
       total: perMin(cAfter.total - cBefore.total),
       byMethod,
+      byNode,
     },
     rssMiB: { median: median(rss), max: Math.max(...rss) },
   };
@@ -290,6 +299,10 @@ function printIdle(label: string, r: IdleReport): void {
   out(`${label}idle CPU per daemon (${r.seconds.toFixed(0)} s): median ${r.daemonCpuPct.median.toFixed(2)} %, max ${r.daemonCpuPct.max.toFixed(2)} % of one core`);
   out(`${label}idle CPU of the DWN server: ${r.dwnCpuPct.toFixed(2)} % of one core`);
   out(`${label}DWN requests per node per idle minute: median ${p.median.toFixed(1)}, max ${p.max.toFixed(1)} (owner ${p.owner.toFixed(1)}; all nodes ${p.total.toFixed(1)}/min: ${JSON.stringify(p.byMethod)})`);
+  const busiest = Object.entries(p.byNode)
+    .sort((a, b) => Object.values(b[1]).reduce((x, y) => x + y, 0) - Object.values(a[1]).reduce((x, y) => x + y, 0))
+    .slice(0, 5);
+  if (busiest.length > 0) out(`${label}  busiest nodes (requests in the window): ${busiest.map(([k, v]) => `${k} ${JSON.stringify(v)}`).join('; ')}`);
   out(`${label}daemon RSS: median ${r.rssMiB.median.toFixed(1)} MiB, max ${r.rssMiB.max.toFixed(1)} MiB`);
 }
 

@@ -1,0 +1,469 @@
+/**
+ * Scale benchmark (root; not run in CI): N real `meshd` daemons (bin/meshd.js), each a host in
+ * its own network namespace on one lab LAN, brought into one network by the quick start. The
+ * owner's DWN sits behind the man-in-the-middle proxy (test/helpers/dwn-proxy.ts), run in the
+ * owner's namespace: it listens on OWNER:8787 (and so 127.0.0.1:8787, where the owner's daemon
+ * finds its "embedded" DWN) and forwards to a dwn-server on 127.0.0.1:8788, so every DWN request
+ * of every node, the owner's included, is counted by signer.
+ *
+ * Prints: time for the owner to add N−1 devices (`peer add` each), join time of the last device
+ * (`up` started → first ping to the owner), time to a full mesh (every ordered pair, or for big N
+ * a sample of pairs plus every node → owner; it says which), endpoint change → every other
+ * daemon's map (median, p95), removal → every data plane (max), idle CPU per daemon and of the
+ * DWN server, DWN requests per node per idle minute, daemon RSS. `--flood K` then makes one
+ * member write K junk endpoint records under its own node record (with its own identity, from
+ * its home) and repeats the steady-state measurements.
+ *
+ *   node dist/bench/scale.js [--nodes 50] [--flood 0] [--idle-seconds 60] [--sample-pairs 200]
+ *                            [--concurrency 8] [--keep]
+ *
+ * Daemon state is read from their control sockets (`GET /v0/status`, what `meshd status --json`
+ * shows): a Unix socket in each home, reachable from here without entering the namespace.
+ * Everything runs in one Lab: namespaces, daemons, proxy and DWN are removed on every exit path.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import { Internet, Lab, onPath, ping, type Host, type LabProcess, type Netns } from '../src/lab/index.js';
+import { callDaemon } from '../src/daemon/api.js';
+import type { AgentStatus } from '../src/daemon/agent.js';
+import { addHost, median, meshdJson, meshdOk, waitUntil, DWN_PORT, type MeshNode } from '../test/lab/agent-helpers.js';
+import type { ProxyCounters } from '../test/helpers/dwn-proxy.js';
+
+const PROXY_JS = fileURLToPath(new URL('../test/helpers/dwn-proxy.js', import.meta.url));
+const SELF_JS = fileURLToPath(import.meta.url);
+const UPSTREAM_PORT = 8788;
+
+type Status = AgentStatus & { state: string; pid: number };
+
+function log(s: string): void {
+  process.stderr.write(`[scale ${new Date().toISOString().slice(11, 19)}] ${s}\n`);
+}
+
+async function mapLimit<T, R>(items: T[], limit: number, fn: (x: T, i: number) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!, i);
+    }
+  });
+  await Promise.all(workers);
+  return out;
+}
+
+function pct(xs: number[], p: number): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
+}
+
+const ms = (x: number): string => (Number.isFinite(x) ? `${(x / 1000).toFixed(2)} s` : 'n/a');
+
+function status(n: MeshNode, timeoutMs = 5000): Promise<Status> {
+  return callDaemon<Status>(n.home, 'GET', '/v0/status', undefined, timeoutMs);
+}
+
+/** utime + stime of a process, in clock ticks. */
+function cpuTicks(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return Number(f[11]) + Number(f[12]);
+}
+
+function rssKiB(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) : NaN;
+}
+
+const CLK_TCK = 100;
+
+/** The proxy program in the owner's namespace; `counters()` asks it over stdin. */
+class ProxyHandle {
+  private seq = 0;
+  constructor(
+    readonly proc: LabProcess,
+    readonly dwnPid: number,
+  ) {}
+  async counters(): Promise<ProxyCounters> {
+    const id = `c${++this.seq}x${Date.now()}`;
+    this.proc.stdin!.write(`counters ${id}\n`);
+    const m = await this.proc.waitFor(new RegExp(`\\{"event":"counters","id":"${id}".*\\}`), 10_000);
+    return (JSON.parse(m[0]) as { counters: ProxyCounters }).counters;
+  }
+}
+
+interface Ctx {
+  lab: Lab;
+  internet: Internet;
+  nodes: MeshNode[];
+  owner: MeshNode;
+  networkId: string;
+  endpoint: string;
+  proxy: ProxyHandle;
+  concurrency: number;
+}
+
+/**
+ * Probes `addr` from `ns` until one answers; resolves with the wall-clock ms of that answer, or
+ * null after `timeoutMs`. ICMP echo when `ping` is installed, else a TCP connection to a closed
+ * port (answered by RST): src/lab/ping.ts. Resolution is one probe (at most ~1 s when the
+ * address does not answer yet).
+ */
+async function firstAnswer(ns: Netns, addr: string, timeoutMs: number): Promise<number | null> {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    const r = await ping(ns, addr, { timeoutMs: 1000 }).catch(() => undefined);
+    if (r?.ok) return Date.now();
+    await sleep(50);
+  }
+  return null;
+}
+
+// ---- set-up --------------------------------------------------------------------------------
+
+async function startOwner(lab: Lab, internet: Internet): Promise<{ owner: MeshNode; networkId: string; endpoint: string; proxy: ProxyHandle }> {
+  const host = await addHost(internet, 'owner');
+  const home = join(lab.workDir, 'home-owner');
+  const proc = host.ns.node(PROXY_JS, ['--listen', `0.0.0.0:${DWN_PORT}`, '--serve', join(lab.workDir, 'owner-dwn'), '--serve-port', String(UPSTREAM_PORT)], {
+    label: 'dwn-proxy',
+    stdin: 'pipe',
+  });
+  const ready = JSON.parse((await proc.waitFor(/\{"event":"ready".*\}/, 60_000))[0]) as { dwnPid: number };
+  const up = await meshdJson<{ identity: { did: string; wireguardKey: string; meshIP: string; meshIP6: string }; network: { id: string } }>(
+    { ns: host.ns, home, name: 'owner' },
+    ['up', '--create', 'scale'],
+  );
+  const owner: MeshNode = { name: 'owner', host, ns: host.ns, home, ...up.identity };
+  return { owner, networkId: up.network.id, endpoint: `http://${host.addr}:${DWN_PORT}`, proxy: new ProxyHandle(proc, ready.dwnPid) };
+}
+
+interface Prepared {
+  name: string;
+  host: Host;
+  home: string;
+  did: string;
+}
+
+async function upNode(c: Ctx, p: Prepared): Promise<MeshNode> {
+  const up = await meshdJson<{ identity: { did: string; wireguardKey: string; meshIP: string; meshIP6: string } }>({ ns: p.host.ns, home: p.home, name: p.name }, [
+    'up',
+    '--endpoint',
+    c.endpoint,
+    '--anchor',
+    c.owner.did,
+    '--network',
+    c.networkId,
+  ]);
+  return { name: p.name, host: p.host, ns: p.host.ns, home: p.home, ...up.identity };
+}
+
+// ---- measurements ----------------------------------------------------------------------------
+
+/** Every ordered pair when small, else a random sample plus every node → owner. */
+function pingPlan(nodes: MeshNode[], owner: MeshNode, sample: number): { pairs: [MeshNode, MeshNode][]; full: boolean } {
+  const all: [MeshNode, MeshNode][] = [];
+  for (const x of nodes) for (const y of nodes) if (x !== y) all.push([x, y]);
+  if (all.length <= sample + nodes.length) return { pairs: all, full: true };
+  const toOwner = nodes.filter((n) => n !== owner).map((n): [MeshNode, MeshNode] => [n, owner]);
+  const rest = all.filter(([, y]) => y !== owner);
+  for (let i = rest.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [rest[i], rest[j]] = [rest[j]!, rest[i]!];
+  }
+  return { pairs: [...toOwner, ...rest.slice(0, sample)], full: false };
+}
+
+async function fullMesh(c: Ctx, t0: number, sample: number): Promise<{ ms: number; pairs: number; full: boolean; failed: string[] }> {
+  const plan = pingPlan(c.nodes, c.owner, sample);
+  log(`pinging ${plan.pairs.length} pairs (${plan.full ? 'every ordered pair' : `sample of ${plan.pairs.length - (c.nodes.length - 1)} pairs + every node → owner`})`);
+  const done = await mapLimit(plan.pairs, Math.max(4, c.concurrency * 2), ([x, y]) => firstAnswer(x.ns, y.meshIP, 120_000));
+  const failed = plan.pairs.filter((_, i) => done[i] === null).map(([x, y]) => `${x.name}→${y.name}`);
+  const last = Math.max(...done.filter((x): x is number => x !== null));
+  return { ms: last - t0, pairs: plan.pairs.length, full: plan.full, failed };
+}
+
+/** Moves `node` to a new address on the LAN; returns ms until every other daemon's map has it. */
+async function endpointChange(c: Ctx, node: MeshNode): Promise<{ times: number[]; missing: string[] }> {
+  const others = c.nodes.filter((n) => n !== node);
+  const newAddr = c.internet.allocate('public');
+  const ns = node.ns;
+  await ns.sysctl('net.ipv4.conf.eth0.promote_secondaries', '1');
+  const t0 = Date.now();
+  await ns.ip('addr', 'add', `${newAddr}/24`, 'dev', 'eth0');
+  await ns.ip('addr', 'del', `${node.host.addr}/24`, 'dev', 'eth0');
+  await ns.ip('route', 'replace', 'default', 'via', node.host.gateway ?? '198.51.100.1');
+  (node as { host: Host }).host = { ...node.host, addr: newAddr };
+  const seen = new Map<MeshNode, number>();
+  const deadline = t0 + 120_000;
+  while (seen.size < others.length && Date.now() < deadline) {
+    const pending = others.filter((o) => !seen.has(o));
+    await mapLimit(pending, c.concurrency * 2, async (o) => {
+      try {
+        const s = await status(o);
+        const p = s.peers.find((x) => x.did === node.did);
+        if (p && p.endpoints.some((e) => e.startsWith(`${newAddr}:`))) seen.set(o, Date.now() - t0);
+      } catch {
+        /* daemon busy: next round */
+      }
+    });
+    if (seen.size < others.length) await sleep(100);
+  }
+  return { times: [...seen.values()], missing: others.filter((o) => !seen.has(o)).map((o) => o.name) };
+}
+
+/** Owner removes `node`; ms until no other daemon has it in its data plane (peer list). */
+async function removal(c: Ctx, node: MeshNode): Promise<{ max: number; missing: string[] }> {
+  const others = c.nodes.filter((n) => n !== node && n !== c.owner);
+  const t0 = Date.now();
+  await meshdOk(c.owner, ['peer', 'remove', node.did, '--json']);
+  const ownerGone = await waitUntil(async () => !(await status(c.owner)).peers.some((p) => p.did === node.did), 120_000, 100);
+  const gone = new Map<MeshNode, number>();
+  if (ownerGone) gone.set(c.owner, Date.now() - t0);
+  const deadline = t0 + 180_000;
+  while (gone.size < others.length + 1 && Date.now() < deadline) {
+    await mapLimit(
+      others.filter((o) => !gone.has(o)),
+      c.concurrency * 2,
+      async (o) => {
+        try {
+          if (!(await status(o)).peers.some((p) => p.did === node.did)) gone.set(o, Date.now() - t0);
+        } catch {
+          /* next round */
+        }
+      },
+    );
+    if (gone.size < others.length + 1) await sleep(100);
+  }
+  c.nodes = c.nodes.filter((n) => n !== node);
+  return { max: Math.max(...gone.values()), missing: [c.owner, ...others].filter((o) => !gone.has(o)).map((o) => o.name) };
+}
+
+interface IdleReport {
+  seconds: number;
+  daemonCpuPct: { median: number; max: number };
+  dwnCpuPct: number;
+  perNodePerMin: { median: number; max: number; owner: number; total: number; byMethod: Record<string, number>; byNode: Record<string, Record<string, number>> };
+  rssMiB: { median: number; max: number };
+}
+
+async function idle(c: Ctx, seconds: number): Promise<IdleReport> {
+  const pids = new Map<MeshNode, number>();
+  await mapLimit(c.nodes, c.concurrency * 2, async (n) => pids.set(n, (await status(n)).pid));
+  const before = new Map([...pids].map(([n, pid]) => [n, cpuTicks(pid)]));
+  const dwnBefore = cpuTicks(c.proxy.dwnPid);
+  const cBefore = await c.proxy.counters();
+  const t0 = Date.now();
+  await sleep(seconds * 1000);
+  const secs = (Date.now() - t0) / 1000;
+  const cAfter = await c.proxy.counters();
+  const cpu = [...pids].map(([n, pid]) => ((cpuTicks(pid) - before.get(n)!) / CLK_TCK / secs) * 100);
+  const dwnCpu = ((cpuTicks(c.proxy.dwnPid) - dwnBefore) / CLK_TCK / secs) * 100;
+  const rss = [...pids.values()].map((pid) => rssKiB(pid) / 1024);
+  const perMin = (k: number): number => (k / secs) * 60;
+  const members = c.nodes.filter((n) => n !== c.owner).map((n) => perMin((cAfter.byAuthor[n.did] ?? 0) - (cBefore.byAuthor[n.did] ?? 0)));
+  const byMethod: Record<string, number> = {};
+  for (const [k, v] of Object.entries(cAfter.byMethod)) {
+    const d = v - (cBefore.byMethod[k] ?? 0);
+    if (d > 0) byMethod[k] = Math.round(perMin(d) * 10) / 10;
+  }
+  const byNode: Record<string, Record<string, number>> = {};
+  for (const x of c.nodes) {
+    const a = cAfter.byAuthorMethod[x.did] ?? {};
+    const b = cBefore.byAuthorMethod[x.did] ?? {};
+    const d: Record<string, number> = {};
+    for (const [k, v] of Object.entries(a)) if (v - (b[k] ?? 0) > 0) d[k] = v - (b[k] ?? 0);
+    if (Object.keys(d).length > 0) byNode[x.name] = d;
+  }
+  return {
+    seconds: secs,
+    daemonCpuPct: { median: median(cpu), max: Math.max(...cpu) },
+    dwnCpuPct: dwnCpu,
+    perNodePerMin: {
+      median: members.length ? median(members) : NaN,
+      max: members.length ? Math.max(...members) : NaN,
+      owner: perMin((cAfter.byAuthor[c.owner.did] ?? 0) - (cBefore.byAuthor[c.owner.did] ?? 0)),
+      total: perMin(cAfter.total - cBefore.total),
+      byMethod,
+      byNode,
+    },
+    rssMiB: { median: median(rss), max: Math.max(...rss) },
+  };
+}
+
+function printIdle(label: string, r: IdleReport): void {
+  const p = r.perNodePerMin;
+  out(`${label}idle CPU per daemon (${r.seconds.toFixed(0)} s): median ${r.daemonCpuPct.median.toFixed(2)} %, max ${r.daemonCpuPct.max.toFixed(2)} % of one core`);
+  out(`${label}idle CPU of the DWN server: ${r.dwnCpuPct.toFixed(2)} % of one core`);
+  out(`${label}DWN requests per node per idle minute: median ${p.median.toFixed(1)}, max ${p.max.toFixed(1)} (owner ${p.owner.toFixed(1)}; all nodes ${p.total.toFixed(1)}/min: ${JSON.stringify(p.byMethod)})`);
+  const busiest = Object.entries(p.byNode)
+    .sort((a, b) => Object.values(b[1]).reduce((x, y) => x + y, 0) - Object.values(a[1]).reduce((x, y) => x + y, 0))
+    .slice(0, 5);
+  if (busiest.length > 0) out(`${label}  busiest nodes (requests in the window): ${busiest.map(([k, v]) => `${k} ${JSON.stringify(v)}`).join('; ')}`);
+  out(`${label}daemon RSS: median ${r.rssMiB.median.toFixed(1)} MiB, max ${r.rssMiB.max.toFixed(1)} MiB`);
+}
+
+async function steadyState(c: Ctx, label: string, idleSeconds: number, mover: MeshNode): Promise<void> {
+  log(`${label}endpoint change of ${mover.name}`);
+  const ec = await endpointChange(c, mover);
+  out(
+    `${label}endpoint change → every map (${ec.times.length}/${ec.times.length + ec.missing.length} daemons): median ${ms(median(ec.times))}, p95 ${ms(pct(ec.times, 95))}, max ${ms(Math.max(...ec.times))}${ec.missing.length ? `; never seen by ${ec.missing.join(',')}` : ''}`,
+  );
+  log(`${label}idle for ${idleSeconds} s`);
+  printIdle(label, await idle(c, idleSeconds));
+}
+
+// ---- flood (a member writes junk endpoint records under its own node record) ------------------
+
+async function flood(c: Ctx, node: MeshNode, count: number): Promise<number> {
+  const t0 = Date.now();
+  const r = await node.ns.exec([process.execPath, SELF_JS, '--flood-writer', node.home, c.endpoint, c.owner.did, c.networkId, String(count)], {
+    timeoutMs: 30 * 60_000,
+  });
+  if (r.code !== 0) throw new Error(`flood writer failed: ${r.stderr.trim()}`);
+  log(`flood: ${r.stdout.trim()}`);
+  return Date.now() - t0;
+}
+
+/** Runs inside the member's namespace: K junk endpoint records with the member's own identity. */
+async function floodWriter(home: string, endpoint: string, anchor: string, networkId: string, count: number): Promise<void> {
+  const { openProfile } = await import('../src/identity/profile.js');
+  const { DwnClient } = await import('../src/dwn/client.js');
+  const { PATHS, PROTOCOL_URI, DATA_FORMAT, ROLE_NODE } = await import('../src/control/protocol.js');
+  const { randomBytes } = await import('node:crypto');
+  const p = openProfile(home);
+  const client = new DwnClient(endpoint, anchor, { did: p.did, edSeed: p.keys.edSeed }, { timeoutMs: 60_000 });
+  const nodes = await client.query({ protocol: PROTOCOL_URI, protocolPath: PATHS.node, contextId: networkId }, { protocolRole: ROLE_NODE });
+  const mine = nodes.find((e) => e.descriptor.recipient === p.did);
+  if (!mine?.contextId) throw new Error(`no node record for ${p.did}`);
+  let written = 0;
+  const t0 = Date.now();
+  await mapLimit(Array.from({ length: count }), 8, async () => {
+    await client.write({
+      protocol: PROTOCOL_URI,
+      protocolPath: PATHS.endpoint,
+      parentContextId: mine.contextId,
+      data: new Uint8Array(Buffer.from(`{"junk":"${randomBytes(96).toString('base64url')}"}`)),
+      dataFormat: DATA_FORMAT,
+    });
+    written++;
+  });
+  process.stdout.write(`${written} junk endpoint records in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
+}
+
+// ---- main ------------------------------------------------------------------------------------
+
+function out(s: string): void {
+  process.stdout.write(s + '\n');
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      nodes: { type: 'string', default: '50' },
+      flood: { type: 'string', default: '0' },
+      'idle-seconds': { type: 'string', default: '60' },
+      'sample-pairs': { type: 'string', default: '200' },
+      concurrency: { type: 'string', default: '8' },
+      keep: { type: 'boolean', default: false },
+    },
+  });
+  const n = Number(values.nodes);
+  const floodCount = Number(values.flood);
+  const idleSeconds = Number(values['idle-seconds']);
+  const sample = Number(values['sample-pairs']);
+  const concurrency = Number(values.concurrency);
+  if (!Number.isInteger(n) || n < 3 || n > 240) throw new Error('--nodes must be an integer from 3 to 240');
+  if (!Number.isInteger(floodCount) || floodCount < 0) throw new Error('--flood must be a non-negative integer');
+  if (process.getuid?.() !== 0) throw new Error('needs root (network namespaces)');
+
+  const started = Date.now();
+  const lab = await Lab.create({ keepWorkDir: values.keep });
+  try {
+    const internet = await Internet.create(lab);
+    log(`lab ${lab.runTag}: owner + DWN behind the proxy`);
+    const o = await startOwner(lab, internet);
+    const c: Ctx = { lab, internet, nodes: [o.owner], owner: o.owner, networkId: o.networkId, endpoint: o.endpoint, proxy: o.proxy, concurrency };
+
+    log(`${n - 1} hosts and identities`);
+    const names = Array.from({ length: n - 1 }, (_, i) => `n${i + 1}`);
+    const hosts: Host[] = [];
+    for (const name of names) hosts.push(await addHost(internet, name));
+    const prepared = await mapLimit(names, concurrency, async (name, i): Promise<Prepared> => {
+      const home = join(lab.workDir, `home-${name}`);
+      const init = await meshdJson<{ did: string }>({ ns: hosts[i]!.ns, home, name }, ['init']);
+      return { name, host: hosts[i]!, home, did: init.did };
+    });
+
+    log(`owner adds ${n - 1} devices`);
+    const tAdd = Date.now();
+    for (const [i, p] of prepared.entries()) {
+      await meshdOk(c.owner, ['peer', 'add', p.did]);
+      if ((i + 1) % 10 === 0) log(`  ${i + 1}/${prepared.length} added`);
+    }
+    const addMs = Date.now() - tAdd;
+    out(`nodes: ${n} (owner + ${n - 1}); DWN behind the proxy at ${c.endpoint}`);
+    out(`owner adds ${n - 1} devices (peer add each): ${ms(addMs)} (${ms(addMs / (n - 1))} per device)`);
+
+    log(`joining ${n - 2} devices, ${concurrency} at a time`);
+    const tJoin = Date.now();
+    const joined = await mapLimit(prepared.slice(0, -1), concurrency, async (p, i) => {
+      const node = await upNode(c, p);
+      if ((i + 1) % 10 === 0) log(`  ${i + 1} up`);
+      return node;
+    });
+    c.nodes.push(...joined);
+    out(`${n - 2} devices joined (${concurrency} at a time): ${ms(Date.now() - tJoin)}`);
+
+    const lastP = prepared.at(-1)!;
+    log(`joining the last device ${lastP.name} (timed to its first ping to the owner)`);
+    const tLast = Date.now();
+    const answered = firstAnswer(lastP.host.ns, c.owner.meshIP, 120_000);
+    const last = await upNode(c, lastP);
+    const upMs = Date.now() - tLast;
+    const firstPing = (await answered) ?? undefined;
+    c.nodes.push(last);
+    out(`last device join: \`up\` returned ${ms(upMs)}, first ping to the owner ${firstPing !== undefined ? ms(firstPing - tLast) : 'none within 120 s'} (probe: ${onPath('ping') ? 'ICMP' : 'TCP RST'})`);
+
+    const mesh = await fullMesh(c, tLast, sample);
+    out(
+      `full mesh (${mesh.full ? `every ordered pair, ${mesh.pairs}` : `${mesh.pairs} pairs: every node → owner + ${mesh.pairs - (n - 1)} random pairs`}) after the last \`up\` started: ${ms(mesh.ms)}${mesh.failed.length ? `; NO ANSWER: ${mesh.failed.slice(0, 20).join(' ')}` : ''}`,
+    );
+
+    const members = c.nodes.filter((x) => x !== c.owner);
+    await steadyState(c, '', idleSeconds, members[0]!);
+
+    if (floodCount > 0) {
+      const flooder = members[1]!;
+      log(`flood: ${flooder.name} writes ${floodCount} junk endpoint records`);
+      const fMs = await flood(c, flooder, floodCount);
+      out(`flood: ${flooder.name} wrote ${floodCount} junk endpoint records in ${ms(fMs)}`);
+      await sleep(5000);
+      await steadyState(c, `[after flood] `, idleSeconds, members[2] ?? members[0]!);
+    }
+
+    const victim = members.at(-1)!;
+    log(`removing ${victim.name}`);
+    const rm = await removal(c, victim);
+    out(`removal → every data plane (${c.nodes.length} daemons): max ${ms(rm.max)}${rm.missing.length ? `; still present at ${rm.missing.join(',')}` : ''}`);
+    out(`total bench time ${ms(Date.now() - started)}`);
+  } finally {
+    log('cleaning up');
+    await lab.close();
+  }
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const i = process.argv.indexOf('--flood-writer');
+  const run =
+    i >= 0
+      ? floodWriter(process.argv[i + 1]!, process.argv[i + 2]!, process.argv[i + 3]!, process.argv[i + 4]!, Number(process.argv[i + 5]))
+      : main();
+  run.catch((e: unknown) => {
+    process.stderr.write(`bench/scale: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    process.exitCode = 1;
+  });
+}

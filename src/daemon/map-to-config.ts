@@ -110,8 +110,12 @@ function isPort(n: unknown): n is number {
 /** Candidate endpoints of a peer as text: its public endpoints (by priority), then its local ones. */
 export function peerEndpoints(p: MapPeer): string[] {
   const out: string[] = [];
-  for (const e of p.endpoints) out.push(joinHostPort(e.address, e.port));
-  for (const l of p.localEndpoints) out.push(l);
+  const pub: unknown = p.endpoints;
+  const local: unknown = p.localEndpoints;
+  for (const e of Array.isArray(pub) ? (pub as Partial<MapPeer['endpoints'][number]>[]) : []) {
+    if (typeof e?.address === 'string' && typeof e.port === 'number') out.push(joinHostPort(e.address, e.port));
+  }
+  for (const l of Array.isArray(local) ? (local as unknown[]) : []) if (typeof l === 'string') out.push(l);
   return [...new Set(out)];
 }
 
@@ -248,6 +252,7 @@ export function configFromMap(map: NetworkMap, opts: { persistentKeepalive?: num
     if (publicKey === null) return skip('wireguardKey', `WireGuard key ${describe(p.wireguardKey)} is not a base64 32-byte key; peer left out`);
     const publicKeyBase64 = Buffer.from(publicKey).toString('base64');
     if (seen.has(publicKeyBase64)) return skip('wireguardKey', `WireGuard key ${publicKeyBase64} is listed twice; the later peer left out`);
+    if (publicKeyBase64 === map.self?.wireguardKey) return skip('wireguardKey', 'peer has this node\'s own WireGuard key; peer left out');
 
     const allowedIps: IpPrefix[] = [];
     const v4 = hostPrefix(p.meshIP);

@@ -43,6 +43,7 @@ test('peers: self left out, host prefixes, endpoints public first then local, ty
     preferredRelay: 'http://r1/derp',
   });
   assert.deepEqual(peerEndpoints(other), ['[2001:db8::1]:41641', '198.51.100.7:41641', '192.168.1.10:41641']);
+  assert.deepEqual(peerEndpoints({ ...other, endpoints: [null, { address: 7 }], localEndpoints: 'x' } as unknown as MapPeer), []);
   const cfg = configFromMap(map({ self, peers: [self, other], relays: [relay('http://r1/derp')] }));
   assert.deepEqual(cfg.problems, []);
   assert.equal(cfg.peers.length, 1);
@@ -150,11 +151,13 @@ test('a peer with a malformed key is left out alone: the good peers next to it c
       peer('did:c', KEY_C, '10.200.0.4'),
       peer('did:dup', KEY_C, '10.200.0.11'), // the same key again
       peer('did:noip', KEY_D, 'nope', { meshIP6: '' }),
+      peer('did:me-too', KEY_A, '10.200.0.12'), // our own key under another DID
     ],
+    self: peer('did:self', KEY_A, '10.200.0.2'),
   }));
   assert.deepEqual(cfg.peers.map((p) => p.did), ['did:b', 'did:c']);
   const skipped = cfg.problems.filter((p) => p.peerSkipped).map((p) => [p.peer, p.field]);
-  assert.deepEqual(skipped, [['did:bad', 'wireguardKey'], ['did:bad2', 'wireguardKey'], ['did:dup', 'wireguardKey'], ['did:noip', 'meshIP']]);
+  assert.deepEqual(skipped, [['did:bad', 'wireguardKey'], ['did:bad2', 'wireguardKey'], ['did:dup', 'wireguardKey'], ['did:noip', 'meshIP'], ['did:me-too', 'wireguardKey']]);
 });
 
 const junk = fc.oneof(
@@ -178,6 +181,7 @@ test('property: configFromMap never throws on junk in what peers write, and keep
         const bad = { ...peer('did:x', KEY_A, '10.200.0.9'), ...fields, endpoints, localEndpoints } as unknown as MapPeer;
         const good = peer('did:good', KEY_B, '10.200.0.3', { preferredRelay: 'http://r2/derp' });
         const cfg = configFromMap(map({ peers: [good, bad], relays: relays as unknown as MapRelay[] }));
+        assert.ok(Array.isArray(peerEndpoints(bad))); // the agent's status shows them as text
         const g = cfg.peers.find((p) => p.did === 'did:good');
         assert.ok(g);
         assert.equal(g.homeRelay, 'http://r2/derp');

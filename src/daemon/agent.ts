@@ -122,7 +122,10 @@ export class MeshAgent implements AgentLike {
       else if (e.type === 'error') this.log.warn('control.error', { during: e.during, error: e.error.message });
       else if (e.type === 'revoked') {
         this.log.warn('control.revoked', { hint: 'this device was removed from the network' });
-        void this.dataplane?.setConfig({ peers: [] });
+        this.dataplane?.setConfig({ peers: [] }).then(
+          (r) => this.log.info('map.applied', { reason: 'revoked', peers: r.applied, removed: r.removed }),
+          (err: Error) => this.log.error('map.apply-failed', { reason: 'revoked', error: err.message }),
+        );
       }
     });
     const cached = control.start();
@@ -249,7 +252,11 @@ export class MeshAgent implements AgentLike {
     void this.applyMap(map);
   }
 
-  /** Apply maps one at a time, in order; the newest wins. */
+  /**
+   * Apply maps one at a time, in order; the newest wins. A map is applied as far as it can be:
+   * a peer field that does not parse, or a peer the data plane cannot take, is logged
+   * (`map.peer-skipped`) and left out while the rest of the map applies.
+   */
   private applyMap(map: NetworkMap): Promise<void> {
     this.map = map;
     this.applying = this.applying.then(async () => {
@@ -257,13 +264,33 @@ export class MeshAgent implements AgentLike {
       const latest = this.map!;
       if (latest.hash === this.appliedHash) return;
       const cfg = configFromMap(latest);
+      for (const p of cfg.problems) this.log.warn('map.peer-skipped', { peer: p.peer, field: p.field, reason: p.reason, peerSkipped: p.peerSkipped });
+      let policy: ReturnType<typeof compileFilter> | null;
       try {
-        const policy = cfg.filter ? compileFilter(cfg.filter) : null;
-        this.filter.setPolicy(policy);
-        this.policyVersion = latest.filter.policyVersion;
-        await this.dataplane.setConfig({ peers: cfg.peers.map((p) => ({ ...p, discoKey: p.discoKey || null })), relays: cfg.relays });
+        policy = cfg.filter ? compileFilter(cfg.filter) : null;
+      } catch (e) {
+        // A policy that does not compile must not open everything: nothing inbound is accepted.
+        this.log.error('map.policy-invalid', { error: (e as Error).message, policy: latest.filter.policyVersion });
+        policy = compileFilter({ defaultAction: 'drop', rules: [] });
+      }
+      this.filter.setPolicy(policy);
+      this.policyVersion = latest.filter.policyVersion;
+      try {
+        const res = await this.dataplane.setConfig({ peers: cfg.peers, relays: cfg.relays });
+        for (const f of res.failed) this.log.warn('map.peer-skipped', { peer: f.publicKey, field: 'dataplane', reason: f.error, peerSkipped: true });
+        if (res.relayError !== null) this.log.warn('map.relays-failed', { error: res.relayError });
         this.appliedHash = latest.hash;
-        this.log.info('map.applied', { hash: latest.hash.slice(0, 12), peers: cfg.peers.length, policy: this.policyVersion });
+        this.log.info('map.applied', {
+          hash: latest.hash.slice(0, 12),
+          peers: res.applied,
+          added: res.added,
+          updated: res.updated,
+          removed: res.removed,
+          skipped: cfg.problems.filter((p) => p.peerSkipped).length + res.failed.length,
+          problems: cfg.problems.length + res.failed.length,
+          relays: cfg.relays.length,
+          policy: this.policyVersion,
+        });
       } catch (e) {
         this.log.error('map.apply-failed', { error: (e as Error).message });
       }

@@ -7,7 +7,8 @@
  * the endpoint record.
  *
  *   const dp = await DataPlane.start({ privateKey, tunName: 'meshd0', addresses: ['10.200.1.2/16'] });
- *   await dp.setConfig({ peers: [...], relays: [{ url: 'http://relay:3340/derp' }] });
+ *   const r = await dp.setConfig({ peers: [...], relays: [{ url: 'http://relay:3340/derp' }] });
+ *   r.failed;  // peers that could not be applied (the others were)
  *   dp.status();  await dp.stop();
  *
  * Packet filter: `filter` (a PacketFilter) becomes the engine's per-packet hooks (filterHooks);
@@ -48,26 +49,51 @@ export interface DataPlaneOptions {
   env?: NodeJS.ProcessEnv;
 }
 
+/**
+ * One peer, as typed values: the control plane's text was parsed before it got here (the agent's
+ * map-to-config), and the data plane parses none of it again.
+ */
 export interface DataPlanePeer {
-  /** WireGuard public key, base64. */
-  publicKey: string;
-  allowedIps: string[];
-  /** Disco public key, base64 (from the endpoint record); absent/null = plain WireGuard peer. */
-  discoKey?: string | null;
-  /** 'ip:port' candidates from the peer's endpoint record (public + local). */
-  endpoints?: string[];
-  /** The peer's home relay URL. */
-  homeRelay?: string | null;
+  /** WireGuard public key, 32 bytes. */
+  publicKey: Uint8Array;
+  allowedIps: readonly IpPrefix[];
+  /** Disco public key, 32 bytes (from the endpoint record); null = plain WireGuard peer. */
+  discoKey: Uint8Array | null;
+  /** Candidate endpoints from the peer's endpoint record (public, then local). */
+  endpoints: readonly AddrEndpoint[];
+  /** The peer's home relay URL, one of `relays`; null: reach it through ours. */
+  homeRelay: string | null;
   persistentKeepalive?: number;
 }
 
 export interface DataPlaneConfig {
-  peers: DataPlanePeer[];
-  relays?: RelayConfig[];
+  peers: readonly DataPlanePeer[];
+  /** The relays this node may connect to (http(s) URLs). */
+  relays?: readonly RelayConfig[];
   /** This node's preferred relay; absent = the lowest-latency one. */
   homeRelay?: string | null;
   /** Extra STUN servers, 'ip:port'. */
-  stunServers?: string[];
+  stunServers?: readonly string[];
+}
+
+/** A peer of a config that could not be applied; it is not in the data plane. */
+export interface DataPlanePeerFailure {
+  /** Base64 (or a description when the key itself is unusable). */
+  publicKey: string;
+  error: string;
+}
+
+/** What `setConfig` did. Peers that failed are left out; everything else was applied. */
+export interface DataPlaneApplyResult {
+  /** Peers in the data plane after this config. */
+  applied: number;
+  added: number;
+  updated: number;
+  removed: number;
+  unchanged: number;
+  failed: DataPlanePeerFailure[];
+  /** Set when the relay / STUN configuration could not be applied (the peers still were). */
+  relayError: string | null;
 }
 
 export interface DataPlanePeerStatus {
@@ -105,16 +131,19 @@ export interface DataPlaneStatus {
   relays: RelayStatus[];
   stun: StunProbe[];
   lastDiscovery: string | null;
-  counters: { engine: EngineStats; magicsock: MagicSockCounters; socket: UdpStats; udpImplementation: UdpImplementation };
+  counters: {
+    engine: EngineStats;
+    magicsock: MagicSockCounters;
+    socket: UdpStats;
+    udpImplementation: UdpImplementation;
+    /** Configurations applied, and peers left out of them because applying them failed. */
+    config: { applies: number; peerFailures: number };
+  };
   peers: DataPlanePeerStatus[];
 }
 
 function configError(msg: string): MeshdError {
   return new MeshdError('E_CONFIG_INVALID', msg);
-}
-
-function parseKey32(s: string, what: string): Uint8Array {
-  return parseWgKey(s, what);
 }
 
 function covers(outer: IpPrefix, inner: IpPrefix): boolean {
@@ -125,8 +154,48 @@ function covers(outer: IpPrefix, inner: IpPrefix): boolean {
 }
 
 interface AppliedPeer {
-  text: string;
+  config: DataPlanePeer;
   endpoint: Endpoint | null;
+}
+
+function sameBytes(a: Uint8Array | null, b: Uint8Array | null): boolean {
+  if (a === null || b === null) return a === b;
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+function sameList<T>(a: readonly T[], b: readonly T[], eq: (x: T, y: T) => boolean): boolean {
+  return a.length === b.length && a.every((x, i) => eq(x, b[i]!));
+}
+
+const samePrefix = (a: IpPrefix, b: IpPrefix): boolean => a.bits === b.bits && sameBytes(a.addr, b.addr);
+const sameAddr = (a: AddrEndpoint, b: AddrEndpoint): boolean => sameBytes(a.addr, b.addr);
+
+/** Same configuration, compared by value. */
+function samePeer(a: DataPlanePeer, b: DataPlanePeer): boolean {
+  return (
+    sameList(a.allowedIps, b.allowedIps, samePrefix) &&
+    sameBytes(a.discoKey, b.discoKey) &&
+    sameList(a.endpoints, b.endpoints, sameAddr) &&
+    a.homeRelay === b.homeRelay &&
+    (a.persistentKeepalive ?? 0) === (b.persistentKeepalive ?? 0)
+  );
+}
+
+/** Same endpoint: the same object, or plain addresses equal by value (never by their text). */
+function sameEndpoint(a: Endpoint | null, b: Endpoint | null): boolean {
+  if (a === b) return true;
+  return a instanceof AddrEndpoint && b instanceof AddrEndpoint && sameAddr(a, b);
+}
+
+function copyPeer(p: DataPlanePeer): DataPlanePeer {
+  return {
+    publicKey: new Uint8Array(p.publicKey),
+    allowedIps: p.allowedIps.map((x) => ({ addr: new Uint8Array(x.addr), bits: x.bits })),
+    discoKey: p.discoKey === null ? null : new Uint8Array(p.discoKey),
+    endpoints: [...p.endpoints],
+    homeRelay: p.homeRelay,
+    ...(p.persistentKeepalive !== undefined ? { persistentKeepalive: p.persistentKeepalive } : {}),
+  };
 }
 
 export class DataPlane {
@@ -137,7 +206,8 @@ export class DataPlane {
   private routes = new Set<string>();
   private readonly ownPrefixes: IpPrefix[];
   private stopped = false;
-  private configQueue: Promise<void> = Promise.resolve();
+  private configQueue: Promise<unknown> = Promise.resolve();
+  private readonly configCounters = { applies: 0, peerFailures: 0 };
 
   private constructor(
     private readonly tun: TunDevice,
@@ -228,92 +298,116 @@ export class DataPlane {
   }
 
   /**
-   * Apply a complete configuration: peers added, changed and removed (unchanged peers are not
-   * touched), relays and STUN servers set, routes for allowed IPs outside our own prefixes.
-   * Calls are applied in order.
+   * Apply a complete configuration: peers removed, relays and STUN servers set, peers added and
+   * changed (unchanged peers are not touched), routes for allowed IPs outside our own prefixes.
+   * Each peer is applied on its own: one that fails is left out (and reported in `failed`)
+   * while the rest apply; peers missing from `cfg` are always removed. Calls are applied in
+   * order. Rejects only when the data plane is stopped.
    */
-  setConfig(cfg: DataPlaneConfig): Promise<void> {
+  setConfig(cfg: DataPlaneConfig): Promise<DataPlaneApplyResult> {
     const run = this.configQueue.then(() => this.apply(cfg));
     this.configQueue = run.catch(() => undefined);
     return run;
   }
 
-  private async apply(cfg: DataPlaneConfig): Promise<void> {
+  private async apply(cfg: DataPlaneConfig): Promise<DataPlaneApplyResult> {
     if (this.stopped) throw new MeshdError('E_ENGINE', 'data plane is stopped');
-    // Validate everything before changing anything.
-    const wanted = new Map<string, { peer: DataPlanePeer; key: Uint8Array; disco: Uint8Array | null; prefixes: IpPrefix[] }>();
+    this.configCounters.applies++;
+    const result: DataPlaneApplyResult = { applied: 0, added: 0, updated: 0, removed: 0, unchanged: 0, failed: [], relayError: null };
+    const fail = (publicKey: string, error: unknown): void => {
+      const message = error instanceof Error ? error.message : String(error);
+      result.failed.push({ publicKey, error: message });
+      this.configCounters.peerFailures++;
+      this.log('peer-failed', { peer: publicKey, error: message });
+    };
+
+    // Which peers are wanted; a peer that cannot be one is failed here, alone.
+    const wanted = new Map<string, DataPlanePeer>();
     for (const p of cfg.peers) {
-      const key = parseKey32(p.publicKey, 'peer public key');
-      const k64 = Buffer.from(key).toString('base64');
-      if (wanted.has(k64)) throw configError(`peer ${k64} listed twice`);
-      if (k64 === this.publicKey) throw configError('a peer has our own public key');
-      const disco = p.discoKey === undefined || p.discoKey === null || p.discoKey === '' ? null : parseKey32(p.discoKey, `peer ${k64} disco key`);
-      const prefixes = p.allowedIps.map((a) => {
-        const x = parsePrefix(a.trim());
-        if (x === null) throw configError(`peer ${k64}: "${a}" is not an IP prefix`);
-        return x;
-      });
-      for (const e of p.endpoints ?? []) {
-        try {
-          AddrEndpoint.parse(e);
-        } catch {
-          throw configError(`peer ${k64}: endpoint "${e}" is not ip:port`);
-        }
+      if (!(p.publicKey instanceof Uint8Array) || p.publicKey.length !== 32) {
+        fail(String(p.publicKey).slice(0, 60), configError('peer public key must be 32 bytes'));
+        continue;
       }
-      if (p.homeRelay) {
-        try {
-          new URL(p.homeRelay);
-        } catch {
-          throw configError(`peer ${k64}: bad home relay URL "${p.homeRelay}"`);
-        }
-      }
-      wanted.set(k64, { peer: p, key, disco, prefixes });
-    }
-    for (const r of cfg.relays ?? []) {
-      try {
-        new URL(r.url);
-      } catch {
-        throw configError(`bad relay URL "${r.url}"`);
-      }
+      const k64 = Buffer.from(p.publicKey).toString('base64');
+      if (wanted.has(k64)) fail(k64, configError(`peer ${k64} listed twice; the first is used`));
+      else if (k64 === this.publicKey) fail(k64, configError('a peer has our own public key'));
+      else wanted.set(k64, p);
     }
 
-    this.magic.setNetwork({
-      relays: cfg.relays ?? [],
-      ...(cfg.homeRelay !== undefined ? { homeRelay: cfg.homeRelay } : {}),
-      stunServers: cfg.stunServers ?? [],
-    });
-
+    // Removals first, whatever else happens.
     for (const k64 of [...this.applied.keys()]) {
       if (wanted.has(k64)) continue;
-      this.engine.removePeer(k64);
-      this.magic.removePeer(Buffer.from(k64, 'base64'));
-      this.applied.delete(k64);
+      this.dropPeer(k64);
+      result.removed++;
       this.log('peer-removed', { peer: k64 });
     }
-    for (const [k64, w] of wanted) {
-      const p = w.peer;
-      const text = JSON.stringify([p.allowedIps, p.discoKey ?? null, p.endpoints ?? [], p.homeRelay ?? null, p.persistentKeepalive ?? 0]);
-      const prev = this.applied.get(k64);
-      if (prev !== undefined && prev.text === text) continue;
-      const endpoint = this.magic.upsertPeer({
-        publicKey: w.key,
-        discoKey: w.disco,
-        endpoints: p.endpoints ?? [],
-        homeRelay: p.homeRelay ?? null,
+
+    try {
+      this.magic.setNetwork({
+        relays: cfg.relays ?? [],
+        ...(cfg.homeRelay !== undefined ? { homeRelay: cfg.homeRelay } : {}),
+        stunServers: cfg.stunServers ?? [],
       });
-      const engineCfg = {
-        publicKey: k64,
-        allowedIps: w.prefixes.map(formatPrefix),
-        persistentKeepalive: p.persistentKeepalive ?? 0,
-        // A plain peer's endpoint changes only when its configured one did (roaming is kept).
-        ...(prev === undefined || prev.endpoint !== endpoint || endpoint instanceof AddrEndpoint ? { endpoint } : {}),
-      };
-      if (prev === undefined) this.engine.addPeer(engineCfg);
-      else this.engine.updatePeer(engineCfg);
-      this.applied.set(k64, { text, endpoint });
-      this.log(prev === undefined ? 'peer-added' : 'peer-updated', { peer: k64, magic: w.disco !== null });
+    } catch (e) {
+      result.relayError = (e as Error).message;
+      this.log('relays-failed', { error: result.relayError });
     }
-    await this.syncRoutes([...wanted.values()].flatMap((w) => w.prefixes));
+
+    for (const [k64, p] of wanted) {
+      const prev = this.applied.get(k64);
+      if (prev !== undefined && samePeer(prev.config, p)) {
+        result.unchanged++;
+        continue;
+      }
+      try {
+        this.applyPeer(k64, p, prev);
+      } catch (e) {
+        // Whatever part of it was set up goes: a peer is either fully configured or absent.
+        this.dropPeer(k64);
+        fail(k64, e);
+        continue;
+      }
+      if (prev === undefined) result.added++;
+      else result.updated++;
+      this.log(prev === undefined ? 'peer-added' : 'peer-updated', { peer: k64, magic: p.discoKey !== null });
+    }
+    result.applied = this.applied.size;
+    await this.syncRoutes([...this.applied.values()].flatMap((a) => a.config.allowedIps));
+    return result;
+  }
+
+  private applyPeer(k64: string, p: DataPlanePeer, prev: AppliedPeer | undefined): void {
+    const endpoint = this.magic.upsertPeer({
+      publicKey: p.publicKey,
+      discoKey: p.discoKey,
+      // The magic socket's own canonical text of the already-parsed endpoints.
+      endpoints: p.endpoints.map((e) => e.toString()),
+      homeRelay: p.homeRelay,
+    });
+    // A plain peer's endpoint is set only when its configured one changed (roaming is kept); a
+    // magic peer's PeerEndpoint object stays the same while it stays a magic peer.
+    const endpointChanged = prev === undefined || !sameEndpoint(prev.endpoint, endpoint);
+    const engineCfg = {
+      publicKey: p.publicKey,
+      // The engine's own canonical text of the already-parsed prefixes.
+      allowedIps: p.allowedIps.map(formatPrefix),
+      persistentKeepalive: p.persistentKeepalive ?? 0,
+      ...(endpointChanged ? { endpoint } : {}),
+    };
+    if (prev === undefined) this.engine.addPeer(engineCfg);
+    else this.engine.updatePeer(engineCfg);
+    this.applied.set(k64, { config: copyPeer(p), endpoint: endpointChanged ? endpoint : prev.endpoint });
+  }
+
+  /** Take a peer out of the engine and the magic socket (whatever of it is there). */
+  private dropPeer(k64: string): void {
+    const key = Buffer.from(k64, 'base64');
+    this.applied.delete(k64);
+    try {
+      this.engine.removePeer(key);
+    } finally {
+      this.magic.removePeer(key);
+    }
   }
 
   private async syncRoutes(prefixes: IpPrefix[]): Promise<void> {
@@ -415,7 +509,13 @@ export class DataPlane {
       relays: m.relays,
       stun: m.stun,
       lastDiscovery: m.lastDiscovery,
-      counters: { engine: this.engine.stats(), magicsock: m.counters, socket: m.socket, udpImplementation: m.udp },
+      counters: {
+        engine: this.engine.stats(),
+        magicsock: m.counters,
+        socket: m.socket,
+        udpImplementation: m.udp,
+        config: { ...this.configCounters },
+      },
       peers,
     };
   }

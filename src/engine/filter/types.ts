@@ -27,9 +27,12 @@ export interface FilterRuleSpec {
   action: FilterAction;
   /** WireGuard public keys (base64, 32 bytes) of the senders, or '*'. */
   srcPeers?: readonly string[] | '*';
-  /** Inner source prefixes: "10.200.0.0/16", "10.200.3.7" (= /32), "fd0d:e100:d3c5::/48". */
+  /**
+   * Inner source prefixes: "10.200.0.0/16", "10.200.3.7" (= /32), "fd0d:e100:d3c5::/48". An
+   * empty srcPeers with an empty srcCidrs matches no sender.
+   */
   srcCidrs?: readonly string[];
-  /** Inner destination prefixes (this node's addresses or the subnets it routes), or '*'. */
+  /** Inner destination prefixes (this node's addresses or the subnets it routes), or '*'. Empty: no destination. */
   dstCidrs?: readonly string[] | '*';
   proto?: FilterProto;
   /** "22", "8000-9000" or "*". */

@@ -6,23 +6,73 @@
  * cannot be configured; this process is the server's alone, so the one HTTP server it creates is
  * bound to MESHD_DWN_HOST (default 127.0.0.1) by wrapping `http.Server.prototype.listen` here.
  *
+ * On PostgreSQL the server's tables declare DID columns as varchar(100), shorter than an Ed25519
+ * did:jwk (114 characters; SQLite does not enforce the length). Once the server has created its
+ * tables and before it listens, those columns are widened to text (only where still varchar).
+ *
  * Readiness is reported to the parent over the IPC channel: `{ type: 'ready', port, address }`
  * or `{ type: 'error', message }`. When the parent goes away the channel closes and the server
  * stops, so a crashed parent never leaves a server behind.
  */
 import http from 'node:http';
+import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 
 const host = process.env.MESHD_DWN_HOST && process.env.MESHD_DWN_HOST.length > 0 ? process.env.MESHD_DWN_HOST : '127.0.0.1';
+
+/** The tables and columns (holding DIDs) the server's SQL store declares varchar(100). */
+const DID_COLUMNS: Record<string, readonly string[]> = {
+  messageStoreMessages: ['tenant', 'author', 'recipient'],
+  eventLogMessages: ['tenant', 'author', 'recipient'],
+};
+
+interface PgClient {
+  connect(): Promise<void>;
+  query(sql: string, params?: unknown[]): Promise<{ rows: Array<Record<string, unknown>> }>;
+  end(): Promise<void>;
+}
+
+/** Widen the DID columns to text where they are still varchar (PGPASSWORD comes from the environment). */
+async function widenDidColumns(connectionString: string): Promise<void> {
+  // the `pg` the server itself uses, resolved from the server's package
+  const serverRequire = createRequire(createRequire(import.meta.url).resolve('@web5/dwn-server'));
+  const pg = serverRequire('pg') as { Client: new (o: { connectionString: string }) => PgClient };
+  const client = new pg.Client({ connectionString });
+  await client.connect();
+  try {
+    const { rows } = await client.query(
+      `SELECT table_name, column_name FROM information_schema.columns
+        WHERE table_schema = current_schema() AND data_type = 'character varying' AND table_name = ANY($1::text[])`,
+      [Object.keys(DID_COLUMNS)],
+    );
+    for (const [table, columns] of Object.entries(DID_COLUMNS)) {
+      const narrow = columns.filter((c) => rows.some((r) => r.table_name === table && r.column_name === c));
+      if (narrow.length === 0) continue;
+      const alters = narrow.map((c) => `ALTER COLUMN "${c}" TYPE text`).join(', ');
+      await client.query(`ALTER TABLE "${table}" ${alters}`);
+    }
+  } finally {
+    await client.end();
+  }
+}
+
+const storageUrl = process.env.DWN_STORAGE_MESSAGES ?? '';
+/** Runs after the server has opened its stores, before it listens. */
+const beforeListen: () => Promise<void> = storageUrl.startsWith('postgres:') ? () => widenDidColumns(storageUrl) : async () => {};
 
 type ListenFn = (...args: unknown[]) => http.Server;
 const originalListen = http.Server.prototype.listen as unknown as ListenFn;
 let bound: http.Server | undefined;
 (http.Server.prototype as unknown as { listen: ListenFn }).listen = function (this: http.Server, ...args: unknown[]) {
   if (typeof args[0] === 'number' && (args.length === 1 || typeof args[1] === 'function')) {
-    bound = this as http.Server;
-    this.once('error', (e: Error) => fail(`cannot listen on ${host}:${String(args[0])}: ${e.message}`));
-    return originalListen.call(this, args[0], host, ...args.slice(1));
+    const server = this as http.Server;
+    bound = server;
+    server.once('error', (e: Error) => fail(`cannot listen on ${host}:${String(args[0])}: ${e.message}`));
+    beforeListen().then(
+      () => originalListen.call(server, args[0], host, ...args.slice(1)),
+      (e: unknown) => fail(`cannot prepare the PostgreSQL tables: ${e instanceof Error ? e.message : String(e)}`),
+    );
+    return server;
   }
   return originalListen.apply(this, args);
 };

@@ -17,7 +17,8 @@ export type Prereq =
   | 'wireguard-go'
   | 'turnserver'
   | 'iperf3'
-  | 'native';
+  | 'native'
+  | 'postgres';
 
 const BINARIES: Partial<Record<Prereq, string>> = {
   ip: 'ip',
@@ -36,6 +37,9 @@ function missing(p: Prereq): string | null {
       return process.getuid?.() === 0 && onPath('ip') ? null : 'needs root and iproute2 for network namespaces';
     case 'tun':
       return existsSync('/dev/net/tun') ? null : 'needs /dev/net/tun';
+    case 'postgres':
+      if (!process.env.MESHD_TEST_POSTGRES_URL) return 'needs MESHD_TEST_POSTGRES_URL (a PostgreSQL role that may create databases)';
+      return onPath('psql') ? null : 'needs psql (Debian package postgresql-client)';
     case 'native':
       return existsSync(new URL('../../../native/build/Release/meshd_native.node', import.meta.url))
         ? null

@@ -1,4 +1,4 @@
-/** `meshd dwn serve`: the embedded DWN in the foreground (spec 5.7). */
+/** `meshd dwn serve`: the embedded DWN in the foreground. */
 import type { Command } from 'commander';
 import { action, subcommand, type Io } from '../program.js';
 import { UsageError } from '../../errors.js';
@@ -6,22 +6,28 @@ import { parsePort } from './network.js';
 
 export function registerDwn(program: Command, io: Io): void {
   const dwn = subcommand(program, 'dwn', 'the embedded DWN server');
-  const serve = subcommand(dwn, 'serve', 'run the embedded DWN (storage in the state directory) until interrupted')
+  const serve = subcommand(dwn, 'serve', 'run the embedded DWN (storage in the state directory unless --storage) until interrupted')
     .option('--port <port>', 'TCP port', '8787')
-    .option('--listen <addr>', 'address to listen on', '127.0.0.1');
+    .option('--listen <addr>', 'address to listen on', '127.0.0.1')
+    .option(
+      '--storage <url>',
+      'postgres://USER:PASSWORD@HOST:PORT/DATABASE, sqlite://DIR/FILE.db or level://DIR (default: SQLite in the state directory)',
+    );
   action(serve, io, async (ctx) => {
-    const o = serve.opts<{ port: string; listen: string }>();
+    const o = serve.opts<{ port: string; listen: string; storage?: string }>();
     const port = parsePort(o.port);
     const { isIP } = await import('node:net');
     if (isIP(o.listen) === 0) throw new UsageError(`--listen "${o.listen}" is not an IP address`);
-    const { startDwnServer } = await import('../../dwn/server.js');
+    const { describeDwnStorage, parseDwnStorage, startDwnServer } = await import('../../dwn/server.js');
+    const storage = o.storage !== undefined ? parseDwnStorage(o.storage) : undefined;
     const { embeddedDataDir } = await import('../../control/embedded.js');
     const { ensurePrivateDir } = await import('../../identity/state-files.js');
     ensurePrivateDir(ctx.home);
     const dataDir = embeddedDataDir(ctx.home);
-    const server = await startDwnServer({ dataDir, port, host: o.listen, inheritLogs: !ctx.json, logLevel: 'warn' });
-    const info = { url: server.url, host: server.host, port: server.port, dataDir, pid: server.pid };
-    ctx.print(info, `DWN listening on ${server.url} (storage: ${dataDir}); Ctrl-C stops it.`);
+    const server = await startDwnServer({ dataDir, port, host: o.listen, inheritLogs: !ctx.json, logLevel: 'warn', ...(storage ? { storage } : {}) });
+    const where = describeDwnStorage(server.storage);
+    const info = { url: server.url, host: server.host, port: server.port, dataDir, storage: where, pid: server.pid };
+    ctx.print(info, `DWN listening on ${server.url} (storage: ${where}); Ctrl-C stops it.`);
     const stop = new Promise<string>((resolve) => {
       process.once('SIGINT', () => resolve('SIGINT'));
       process.once('SIGTERM', () => resolve('SIGTERM'));

@@ -134,8 +134,23 @@ export class NetworkSession {
     const ordered = [...new Set(kinds)].sort((a, b) => (a === 'keyDelivery' ? -1 : b === 'keyDelivery' ? 1 : 0));
     for (const kind of ordered) {
       const recs = await fetchKind(this.acc, kind, this.skips, this.decoded, this.now());
-      for (const [slot, r] of this.slots) if (r.kind === kind) this.slots.delete(slot);
-      for (const r of recs) this.slots.set(slotOf(kind, r.recordId, r.contextId), r);
+      const held = new Map<string, Decoded>();
+      for (const [slot, r] of this.slots) {
+        if (r.kind !== kind) continue;
+        held.set(slot, r);
+        this.slots.delete(slot);
+      }
+      for (const r of recs) {
+        // what is missing from the answer was deleted; an older version than one held is a replay
+        const slot = slotOf(kind, r.recordId, r.contextId);
+        const h = held.get(slot);
+        if (h && h.recordId === r.recordId && h.timestamp > r.timestamp) {
+          recordSkip(this.skips, kind, r.recordId, r.timestamp, 'rollback', `the DWN returned a version older than ${h.timestamp}`);
+          this.slots.set(slot, h);
+        } else {
+          this.slots.set(slot, r);
+        }
+      }
       if (kind === 'keyDelivery') absorbKeyDeliveries(this.acc, recs as Decoded<'keyDelivery'>[]);
     }
     return this.derive();

@@ -65,7 +65,8 @@ export interface AgentPeerStatus {
 export interface AgentStatus {
   identity: { did: string; wireguardKey: string; meshIP: string | null; meshIP6: string | null };
   network: { id: string; name: string; anchor: string; epoch: number; endpoint: string; mapHash: string; mapSource: string | null } | null;
-  dataplane: Omit<DataPlaneStatus, 'peers'> | null;
+  /** The data plane's own view; `peerKeys`: the WireGuard keys it has as peers right now. */
+  dataplane: (Omit<DataPlaneStatus, 'peers'> & { peerKeys: string[] }) | null;
   control: ControlClient['stats'] | null;
   filter: ReturnType<PacketFilter['counters']> & { policyVersion: number | null };
   relayServer: { url: string; stunPort: number | null } | null;
@@ -364,8 +365,8 @@ export class MeshAgent implements AgentLike {
       });
     let dataplane: AgentStatus['dataplane'] = null;
     if (dp) {
-      const { peers: _peers, ...rest } = dp;
-      dataplane = rest;
+      const { peers: dpPeers, ...rest } = dp;
+      dataplane = { ...rest, peerKeys: dpPeers.map((p) => p.publicKey) };
     }
     const joined = this.control?.session.joined;
     return {

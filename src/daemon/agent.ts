@@ -115,7 +115,8 @@ export class MeshAgent implements AgentLike {
     if (joined.embedded) {
       await this.leaseDwn(joined.endpoint);
     }
-    const control = await ControlClient.open({ ctx, joined });
+    const heartbeatMs = endpointHeartbeatMs(process.env);
+    const control = await ControlClient.open({ ctx, joined, ...(heartbeatMs !== undefined ? { heartbeatMs } : {}) });
     this.control = control;
     this.unsubscribe = control.on((e) => {
       if (e.type === 'map') this.onMap(e.map, e.source);
@@ -407,6 +408,17 @@ export class MeshAgent implements AgentLike {
       }
     }
   }
+}
+
+/**
+ * The endpoint heartbeat interval from MESHD_ENDPOINT_HEARTBEAT_MS (tests and benchmarks that
+ * need heartbeats inside a short window); undefined: the control client's default.
+ */
+export function endpointHeartbeatMs(env: NodeJS.ProcessEnv): number | undefined {
+  const v = env.MESHD_ENDPOINT_HEARTBEAT_MS;
+  if (v === undefined || v === '') return undefined;
+  const n = Number(v);
+  return Number.isInteger(n) && n >= 1000 && n <= 24 * 3_600_000 ? n : undefined;
 }
 
 /** The non-loopback interface addresses except the TUN's ("eth0/192.0.2.1"). */

@@ -2,32 +2,43 @@
  * Error classes with stable, machine-readable codes. Every failure a user can meet is one of
  * these; the CLI prints `message` (plus `hint` when there is one) on one line and exits 1.
  */
-export type ErrorCode =
-  | 'E_USAGE'
-  | 'E_STATE_CORRUPT'
-  | 'E_STATE_IO'
-  | 'E_NO_IDENTITY'
-  | 'E_PROFILE'
-  | 'E_DID_INVALID'
-  | 'E_DID_RESOLVE'
-  | 'E_DWN_UNREACHABLE'
-  | 'E_DWN_REJECTED'
-  | 'E_DWN_TIMEOUT'
-  | 'E_NOT_OWNER'
-  | 'E_NO_NETWORK'
-  | 'E_RECORD_INVALID'
-  | 'E_DECRYPT'
-  | 'E_ACL_INVALID'
-  | 'E_ENGINE'
-  | 'E_TUN'
-  | 'E_NATIVE'
-  | 'E_RELAY'
-  | 'E_DAEMON'
-  | 'E_DAEMON_RUNNING'
-  | 'E_NO_DAEMON'
-  | 'E_CONFIG_INVALID'
-  | 'E_TIMEOUT'
-  | 'E_LAB';
+export const ERROR_CODES = [
+  'E_USAGE',
+  'E_STATE_CORRUPT',
+  'E_STATE_IO',
+  'E_NO_IDENTITY',
+  'E_PROFILE',
+  'E_DID_INVALID',
+  'E_DID_RESOLVE',
+  'E_DWN_UNREACHABLE',
+  'E_DWN_REJECTED',
+  'E_DWN_TIMEOUT',
+  'E_NOT_OWNER',
+  'E_NO_NETWORK',
+  'E_RECORD_INVALID',
+  'E_DECRYPT',
+  'E_ACL_INVALID',
+  'E_ENGINE',
+  'E_TUN',
+  'E_NATIVE',
+  'E_RELAY',
+  'E_DAEMON',
+  'E_DAEMON_RUNNING',
+  'E_NO_DAEMON',
+  'E_WRONG_PROFILE',
+  'E_CONFIG_INVALID',
+  'E_TIMEOUT',
+  'E_LAB',
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+const CODES: ReadonlySet<string> = new Set<string>(ERROR_CODES);
+
+/** `code` when it is one of ours (e.g. from the daemon's answer), else `fallback`. */
+export function errorCodeOr(code: unknown, fallback: ErrorCode): ErrorCode {
+  return typeof code === 'string' && CODES.has(code) ? (code as ErrorCode) : fallback;
+}
 
 export class MeshdError extends Error {
   readonly code: ErrorCode;

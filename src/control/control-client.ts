@@ -415,6 +415,29 @@ export class ControlClient {
     this.emit({ type: 'map', map: m, source: 'dwn' });
   }
 
+  /**
+   * Run an owner operation (`peer add/approve/remove` through the daemon) on this client's
+   * session, which events keep current: no re-read of the network per command. Runs in order
+   * with map refreshes; the map is rebuilt after it.
+   */
+  ownerOp<T>(fn: (s: NetworkSession) => Promise<T>): Promise<T> {
+    if (this.session.role !== 'owner') {
+      return Promise.reject(new MeshdError('E_NOT_OWNER', 'this device is not the network owner', { hint: `the owner is ${this.session.joined.anchor}` }));
+    }
+    const p = this.running.then(async () => {
+      await this.ensureLoaded();
+      const r = await fn(this.session);
+      this.rebuild();
+      this.scheduleExpiry();
+      return r;
+    });
+    this.running = p.then(
+      () => undefined,
+      () => undefined,
+    );
+    return p;
+  }
+
   private async ensureLoaded(): Promise<void> {
     if (!this.loadedOnce) await this.session.load(readableKinds(this.session.role));
     this.loadedOnce = true;

@@ -8,7 +8,7 @@ import { x25519PublicFromEd25519 } from '../identity/keys.js';
 import { DidError, MeshdError, UsageError } from '../errors.js';
 import { assignMeshAddresses } from './addressing.js';
 import { activeNodes, currentPolicy, currentRelays, isNodeActive, memberRecords, nodeRecords, pendingRequests } from './model.js';
-import type { Decoded } from './reader.js';
+import { readableKinds, type Decoded } from './reader.js';
 import { ONLINE_WINDOW_MS } from './netmap.js';
 import type { NodeRecord } from './records.js';
 import { requireJoinedNetwork } from './local-state.js';
@@ -70,21 +70,26 @@ export interface AddPeerResult {
   already: boolean;
 }
 
-async function addNode(s: NetworkSession, did: string, owner: string, expiresAt?: string): Promise<AddPeerResult> {
+/**
+ * Add (or re-add) `did` as a device owned by `owner`. `reserved` holds the addresses handed out
+ * by other additions still in flight in the same batch.
+ */
+async function addNode(s: NetworkSession, did: string, owner: string, reserved: Set<string>, expiresAt?: string): Promise<AddPeerResult> {
   const net = s.network();
   const epoch = net.data.epoch;
   const all = nodeRecords(s.set, s.joined.networkId, s.joined.anchor);
   const existing = all.find((n) => n.data.did === did);
-  if (existing && isNodeActive(existing.data, Date.now()) && existing.data.owner === owner) {
+  if (existing && isNodeActive(existing.data, Date.now()) && existing.data.owner === owner && existing.data.expiresAt === expiresAt) {
     if (!hasDelivery(s, did, epoch)) await deliverKey(s, did, epoch);
     return { did, role: 'node', meshIP: existing.data.meshIP, meshIP6: existing.data.meshIP6, epoch, already: true };
   }
-  const taken = new Set<string>();
+  const taken = new Set<string>(reserved);
   for (const n of all) if (n.data.did !== did) taken.add(n.data.meshIP).add(n.data.meshIP6);
   const addrs =
     existing && !taken.has(existing.data.meshIP) && !taken.has(existing.data.meshIP6)
       ? { meshIP: existing.data.meshIP, meshIP6: existing.data.meshIP6 }
       : assignMeshAddresses(did, net.data.meshCIDR, taken);
+  reserved.add(addrs.meshIP).add(addrs.meshIP6);
   const data: NodeRecord = { did, ...addrs, owner, status: 'active', addedAt: new Date().toISOString(), ...(expiresAt ? { expiresAt } : {}) };
   // the key first: the device can read its node record as soon as it appears
   await deliverKey(s, did, epoch);
@@ -93,37 +98,81 @@ async function addNode(s: NetworkSession, did: string, owner: string, expiresAt?
   return { did, role: 'node', ...addrs, epoch, already: false };
 }
 
+async function addMember(s: NetworkSession, did: string): Promise<AddPeerResult> {
+  const epoch = s.network().data.epoch;
+  const existing = memberRecords(s.set, s.joined.networkId, s.joined.anchor).find((m) => m.data.did === did);
+  if (existing?.data.status === 'active') {
+    if (!hasDelivery(s, did, epoch)) await deliverKey(s, did, epoch);
+    return { did, role: 'member', meshIP: null, meshIP6: null, epoch, already: true };
+  }
+  await deliverKey(s, did, epoch);
+  const data = { did, status: 'active' as const, addedAt: new Date().toISOString() };
+  if (existing) await s.update(existing, data, s.recipients(epoch));
+  else await s.writeNew('member', data, { parentContextId: s.joined.networkId, recipient: did, recipients: s.recipients(epoch) });
+  return { did, role: 'member', meshIP: null, meshIP6: null, epoch, already: false };
+}
+
+export interface AddPeersOptions {
+  member?: boolean;
+  expiresAt?: string;
+}
+
+/** Parse the DIDs and expiry of an add before anything is written (usage errors first). */
+export function checkAddRequest(dids: readonly string[], o: AddPeersOptions): { dids: string[]; expiresAt: string | undefined } {
+  if (dids.length === 0) throw new UsageError('no DID given');
+  if (dids.length > MAX_BATCH) throw new UsageError(`at most ${MAX_BATCH} DIDs at once`);
+  const parsed = [...new Set(dids.map(parsePeerDid))];
+  const t = o.expiresAt === undefined ? undefined : new Date(Date.parse(o.expiresAt));
+  if (t !== undefined && Number.isNaN(t.getTime())) throw new UsageError(`invalid expiry time "${o.expiresAt}"`, { hint: 'use an ISO 8601 time such as 2030-01-31T00:00:00Z' });
+  return { dids: parsed, expiresAt: t?.toISOString() };
+}
+
+/** Most DIDs one `peer add` takes. */
+export const MAX_BATCH = 1000;
+
 /**
- * Add a device (or with `member`, a person) to the network. Run by a member (not the owner) it
- * files a request for one of the member's devices instead, for the owner to approve.
+ * Add devices (or with `member`, people) in an owner session with network, node, member and
+ * keyDelivery loaded — `meshd peer add` opens one; the owner's daemon uses its own, which is
+ * always loaded. Additions run a few at a time; addresses never clash within the batch.
  */
-export async function addPeer(ctx: ControlContext, didText: string, o: { member?: boolean; expiresAt?: string } = {}): Promise<AddPeerResult> {
-  const did = parsePeerDid(didText);
-  const expiresAt = o.expiresAt === undefined ? undefined : new Date(Date.parse(o.expiresAt));
-  if (expiresAt !== undefined && Number.isNaN(expiresAt.getTime())) throw new UsageError(`invalid expiry time "${o.expiresAt}"`, { hint: 'use an ISO 8601 time such as 2030-01-31T00:00:00Z' });
+export async function addPeersIn(s: NetworkSession, didTexts: readonly string[], o: AddPeersOptions = {}): Promise<AddPeerResult[]> {
+  const { dids, expiresAt } = checkAddRequest(didTexts, o);
+  requireOwner(s, o.member ? 'add members' : 'add peers');
+  if (dids.includes(s.joined.anchor)) throw new UsageError('the network owner is already in the network');
+  const reserved = new Set<string>();
+  const out = new Map<string, AddPeerResult>();
+  await inParallel(dids, WRITE_WIDTH, async (did) => {
+    out.set(did, o.member ? await addMember(s, did) : await addNode(s, did, s.joined.anchor, reserved, expiresAt));
+  });
+  return dids.map((d) => out.get(d)!);
+}
+
+/**
+ * Add devices (or with `member`, people) to the network. Run by a member (not the owner) it
+ * files a request for each of the member's devices instead, for the owner to approve.
+ */
+export async function addPeers(ctx: ControlContext, didTexts: readonly string[], o: AddPeersOptions = {}): Promise<AddPeerResult[]> {
+  const { dids } = checkAddRequest(didTexts, o);
   const joined = requireJoinedNetwork(ctx.profile.dir);
   const asMember = !joined.roles.includes('owner') && joined.roles.includes('member') && !o.member;
   const s = await NetworkSession.open(ctx, { joined, ...(asMember ? { as: 'member' as const } : {}) });
   try {
-    if (asMember) return await requestDevice(s, did);
-    requireOwner(s, o.member ? 'add members' : 'add peers');
-    if (did === s.joined.anchor) throw new UsageError('the network owner is already in the network');
-    await s.load(['network', 'node', 'member', 'keyDelivery']);
-    if (!o.member) return await addNode(s, did, s.joined.anchor, expiresAt?.toISOString());
-    const epoch = s.network().data.epoch;
-    const existing = memberRecords(s.set, s.joined.networkId, s.joined.anchor).find((m) => m.data.did === did);
-    if (existing?.data.status === 'active') {
-      if (!hasDelivery(s, did, epoch)) await deliverKey(s, did, epoch);
-      return { did, role: 'member', meshIP: null, meshIP6: null, epoch, already: true };
+    if (asMember) {
+      const out: AddPeerResult[] = [];
+      for (const did of dids) out.push(await requestDevice(s, did));
+      return out;
     }
-    await deliverKey(s, did, epoch);
-    const data = { did, status: 'active' as const, addedAt: new Date().toISOString() };
-    if (existing) await s.update(existing, data, s.recipients(epoch));
-    else await s.writeNew('member', data, { parentContextId: s.joined.networkId, recipient: did, recipients: s.recipients(epoch) });
-    return { did, role: 'member', meshIP: null, meshIP6: null, epoch, already: false };
+    requireOwner(s, o.member ? 'add members' : 'add peers');
+    await s.load(['network', 'node', 'member', 'keyDelivery']);
+    return await addPeersIn(s, dids, o);
   } finally {
     await s.close();
   }
+}
+
+/** Add one device or person: `addPeers` for one DID. */
+export async function addPeer(ctx: ControlContext, didText: string, o: AddPeersOptions = {}): Promise<AddPeerResult> {
+  return (await addPeers(ctx, [didText], o))[0]!;
 }
 
 /** A member asks the owner to add one of the member's devices (a nodeRequest record). */
@@ -138,25 +187,29 @@ async function requestDevice(s: NetworkSession, device: string): Promise<AddPeer
   return { did: device, role: 'request', meshIP: null, meshIP6: null, epoch, already: Boolean(already) };
 }
 
+/** Approve a member's request for a device (network, node, member, nodeRequest, keyDelivery loaded). */
+export async function approvePeerIn(s: NetworkSession, didText: string): Promise<AddPeerResult> {
+  const did = parsePeerDid(didText);
+  requireOwner(s, 'approve devices');
+  const now = Date.now();
+  const req = pendingRequests(s.set, s.joined.networkId, s.joined.anchor, now).find((r) => r.data.did === did);
+  if (!req) {
+    const node = nodeRecords(s.set, s.joined.networkId, s.joined.anchor).find((n) => n.data.did === did);
+    if (node && isNodeActive(node.data, now)) return await addNode(s, did, node.data.owner, new Set(), node.data.expiresAt);
+    throw new MeshdError('E_NO_NETWORK', `no member has requested the device ${did.slice(0, 40)}…`, {
+      hint: 'the member runs `meshd peer add DID` first (or add the device yourself with `meshd peer add DID`)',
+    });
+  }
+  return await addNode(s, did, req.author, new Set());
+}
+
 /** Approve a member's request for a device: add it as a node owned by that member. */
 export async function approvePeer(ctx: ControlContext, didText: string): Promise<AddPeerResult> {
-  const did = parsePeerDid(didText);
   const s = await NetworkSession.open(ctx);
   try {
     requireOwner(s, 'approve devices');
     await s.load(['network', 'node', 'member', 'nodeRequest', 'keyDelivery']);
-    const now = Date.now();
-    const req = pendingRequests(s.set, s.joined.networkId, s.joined.anchor, now).find((r) => r.data.did === did);
-    if (!req) {
-      const node = nodeRecords(s.set, s.joined.networkId, s.joined.anchor).find((n) => n.data.did === did);
-      if (node && isNodeActive(node.data, now)) {
-        return await addNode(s, did, node.data.owner);
-      }
-      throw new MeshdError('E_NO_NETWORK', `no member has requested the device ${did.slice(0, 40)}…`, {
-        hint: 'the member runs `meshd peer add DID` first (or add the device yourself with `meshd peer add DID`)',
-      });
-    }
-    return await addNode(s, did, req.author);
+    return await approvePeerIn(s, didText);
   } finally {
     await s.close();
   }
@@ -169,25 +222,34 @@ export interface RemovePeerResult {
   epoch: number;
 }
 
+/** Revoke a device or a member (and the member's devices) in an owner session with everything loaded. */
+export async function removePeerIn(s: NetworkSession, didText: string): Promise<RemovePeerResult> {
+  const did = parsePeerDid(didText);
+  requireOwner(s, 'remove peers');
+  if (did === s.joined.anchor) throw new UsageError('the network owner cannot remove itself');
+  const nodes = nodeRecords(s.set, s.joined.networkId, s.joined.anchor);
+  const member = memberRecords(s.set, s.joined.networkId, s.joined.anchor).find((m) => m.data.did === did && m.data.status === 'active');
+  const revoked = nodes.filter((n) => n.data.status === 'active' && (n.data.did === did || (member !== undefined && n.data.owner === did)));
+  if (!member && revoked.length === 0) {
+    throw new MeshdError('E_NO_NETWORK', `${did.slice(0, 40)}… is not an active device or member of this network`);
+  }
+  return revoke(s, revoked.map((n) => n.data.did), member ? [did] : []);
+}
+
 /** Revoke a device or a member (and the member's devices), rotate the network key. */
 export async function removePeer(ctx: ControlContext, didText: string): Promise<RemovePeerResult> {
-  const did = parsePeerDid(didText);
   const s = await NetworkSession.open(ctx);
   try {
     requireOwner(s, 'remove peers');
-    if (did === s.joined.anchor) throw new UsageError('the network owner cannot remove itself');
-    await s.load(['network', 'node', 'member', 'nodeInfo', 'endpoint', 'aclPolicy', 'relay', 'nodeRequest', 'keyDelivery']);
-    const nodes = nodeRecords(s.set, s.joined.networkId, s.joined.anchor);
-    const member = memberRecords(s.set, s.joined.networkId, s.joined.anchor).find((m) => m.data.did === did && m.data.status === 'active');
-    const revoked = nodes.filter((n) => n.data.status === 'active' && (n.data.did === did || (member !== undefined && n.data.owner === did)));
-    if (!member && revoked.length === 0) {
-      throw new MeshdError('E_NO_NETWORK', `${did.slice(0, 40)}… is not an active device or member of this network`);
-    }
-    return await revoke(s, revoked.map((n) => n.data.did), member ? [did] : []);
+    await s.load(OWNER_KINDS);
+    return await removePeerIn(s, didText);
   } finally {
     await s.close();
   }
 }
+
+/** Everything the owner reads. */
+const OWNER_KINDS = readableKinds('owner');
 
 /**
  * Revoke devices and members in an owner session with everything loaded (`peer remove`, and the

@@ -384,7 +384,36 @@ export class MeshAgent implements AgentLike {
   }
 
   routes() {
-    return { 'GET /v0/peers': () => ({ peers: this.status().peers }) };
+    return {
+      'GET /v0/peers': () => ({ peers: this.status().peers }),
+      // owner operations on the daemon's loaded session (the CLI falls back to its own session)
+      'POST /v0/peers/add': (body: unknown) => {
+        const b = ownerRequest(body, this.opts.ctx.profile.did);
+        return this.ownerControl().ownerOp(async (s) => {
+          const { addPeersIn } = await import('../control/peer-ops.js');
+          return { results: await addPeersIn(s, b.dids, { member: b.member === true, ...(typeof b.expiresAt === 'string' ? { expiresAt: b.expiresAt } : {}) }) };
+        });
+      },
+      'POST /v0/peers/approve': (body: unknown) => {
+        const b = ownerRequest(body, this.opts.ctx.profile.did);
+        return this.ownerControl().ownerOp(async (s) => {
+          const { approvePeerIn } = await import('../control/peer-ops.js');
+          return approvePeerIn(s, b.dids[0]!);
+        });
+      },
+      'POST /v0/peers/remove': (body: unknown) => {
+        const b = ownerRequest(body, this.opts.ctx.profile.did);
+        return this.ownerControl().ownerOp(async (s) => {
+          const { removePeerIn } = await import('../control/peer-ops.js');
+          return removePeerIn(s, b.dids[0]!);
+        });
+      },
+    };
+  }
+
+  private ownerControl(): ControlClient {
+    if (!this.control) throw new MeshdError('E_DAEMON', 'the daemon is still starting');
+    return this.control;
   }
 
   async stop(): Promise<void> {
@@ -408,6 +437,19 @@ export class MeshAgent implements AgentLike {
       }
     }
   }
+}
+
+/**
+ * The body of an owner operation sent to the daemon: `{as, dids, member?, expiresAt?}`. `as`
+ * must be the daemon's own identity: a command run with another profile does the work itself.
+ */
+function ownerRequest(body: unknown, self: string): { dids: string[]; member?: unknown; expiresAt?: unknown } {
+  const b = body as { as?: unknown; dids?: unknown; member?: unknown; expiresAt?: unknown } | null;
+  if (typeof b !== 'object' || b === null || !Array.isArray(b.dids) || b.dids.length === 0 || !b.dids.every((d) => typeof d === 'string')) {
+    throw new MeshdError('E_USAGE', 'expected {"as": DID, "dids": [DID, …]}');
+  }
+  if (b.as !== self) throw new MeshdError('E_WRONG_PROFILE', 'the daemon runs another identity');
+  return { dids: b.dids as string[], member: b.member, expiresAt: b.expiresAt };
 }
 
 /**

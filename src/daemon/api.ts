@@ -5,7 +5,7 @@
 import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { chmodSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { MeshdError } from '../errors.js';
+import { errorCodeOr, MeshdError, UsageError } from '../errors.js';
 
 export function socketPath(home: string): string {
   return join(home, 'meshd.sock');
@@ -90,7 +90,10 @@ export function callDaemon<T = unknown>(home: string, method: 'GET' | 'POST', pa
           }
           const err = (v as { error?: { code?: string; message?: string; hint?: string } }).error;
           if (res.statusCode !== 200 || err) {
-            return reject(new MeshdError('E_DAEMON', err?.message ?? `daemon answered ${res.statusCode}`, err?.hint ? { hint: err.hint } : undefined));
+            const code = errorCodeOr(err?.code, 'E_DAEMON');
+            const message = err?.message ?? `daemon answered ${res.statusCode}`;
+            const opts = err?.hint ? { hint: err.hint } : undefined;
+            return reject(code === 'E_USAGE' ? new UsageError(message, opts) : new MeshdError(code, message, opts));
           }
           resolve(v as T);
         });

@@ -103,7 +103,6 @@ export function registerPeer(program: Command, io: Io): void {
   action(subcommand(peer, 'remove <did>', 'revoke a device or member and rotate the network key (owner)'), io, async (ctx, did: string) => {
     const { removePeer } = await import('../../control/peer-ops.js');
     const cc = controlContext(ctx);
-    ctx.progress('revoking and rotating the network key…');
     const r = (await viaDaemon<RemovePeerResult>(ctx.home, cc.profile.did, 'remove', { dids: [did] })) ?? (await removePeer(cc, did));
     ctx.print(r, () => `Removed ${r.removed.join(', ')}\nNetwork key rotated to epoch ${r.epoch}.`);
   });

@@ -2,7 +2,8 @@
  * The state of a WireGuard device that every path reads and writes: peers, the allowed-IPs and
  * index tables, our static identity, counters, the under-load window and the per-batch scratch
  * arrays of the two transport paths. No behaviour beyond a few one-line helpers: the paths are
- * free functions taking this object (send.ts, receive.ts, handshake.ts, keypair.ts, timers.ts),
+ * free functions taking this object (send.ts, receive.ts, handshake.ts, keypair-rotation.ts,
+ * timers.ts),
  * and device.ts wires them behind the Device class.
  */
 import { PacketBatch } from '../packet-batch.js';
@@ -15,7 +16,7 @@ import type { Keypair } from './keypair.js';
 import type { StaticIdentity } from './noise.js';
 import type { Peer } from './peer.js';
 import { RateLimiter } from './ratelimiter.js';
-import { systemClock, type Clock, type Ticker } from './timers.js';
+import { systemClock, type Clock, type Ticker } from './clock.js';
 import { AllowedIps } from './allowed-ips.js';
 import { createAeadBatch, type AeadBatch } from '../crypto/aead-batch.js';
 import { randomBytes } from 'node:crypto';

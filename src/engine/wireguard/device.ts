@@ -5,8 +5,8 @@
  *   send.ts       TUN batch → route → seal in place → bind; staged packets and keepalives
  *   receive.ts    bind batch → open in place → checks → TUN; hands handshake messages over
  *   handshake.ts  sending and consuming handshake messages, cookies, the under-load state
- *   keypair.ts    keypairs and their rotation between current, previous and next
- *   timers.ts     the clock, the per-peer timers, the hooks that arm them and the tick
+ *   keypair-rotation.ts  keypairs moving between current, previous and next
+ *   timers.ts     the hooks that arm the per-peer timers, and the tick that fires them
  *
  * and holds the configuration API (identity, peers, statistics). Everything runs on the event
  * loop, synchronously per batch: no promises or timers per packet, no per-packet Buffers on the
@@ -20,7 +20,7 @@ import { CookieChecker } from './cookie.js';
 import { DeviceState, type DeviceCounters, type DeviceOptions, type PacketHooks } from './device-state.js';
 import { sendHandshakeInitiation } from './handshake.js';
 import type { IpPrefix } from './ip-prefix.js';
-import { zeroKeys } from './keypair.js';
+import { zeroKeys } from './keypair-rotation.js';
 import { staticIdentity } from './noise.js';
 import { Peer } from './peer.js';
 import { receiveDatagrams } from './receive.js';

@@ -7,7 +7,7 @@
 import { ADDR_SIZE } from '../packet-batch.js';
 import { HANDSHAKE_INITIATION_RATE, INITIATION_SIZE, MESSAGE_COOKIE_REPLY, MESSAGE_INITIATION, MESSAGE_RESPONSE, RESPONSE_SIZE, UNDER_LOAD_AFTER_TIME } from './constants.js';
 import type { DeviceState } from './device-state.js';
-import { beginSymmetricSession } from './keypair.js';
+import { beginSymmetricSession } from './keypair-rotation.js';
 import { encodeCookieReply, readU32LE } from './messages.js';
 import { consumeInitiation, consumeResponse, createInitiation, createResponse, openInitiation } from './noise.js';
 import { compareBytes, tai64n } from './noise-crypto.js';

@@ -10,7 +10,7 @@ import type { PacketBatch } from '../packet-batch.js';
 import { MESSAGE_TRANSPORT, TAG_SIZE, TRANSPORT_HEADER_SIZE } from './constants.js';
 import type { DeviceState } from './device-state.js';
 import { handleHandshakeMessage, sendHandshakeInitiation } from './handshake.js';
-import { receivedWithKeypair } from './keypair.js';
+import { receivedWithKeypair } from './keypair-rotation.js';
 import { messageType, transportCounter, transportReceiver } from './messages.js';
 import type { Peer } from './peer.js';
 import { sendStagedPackets } from './send.js';

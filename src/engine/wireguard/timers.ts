@@ -1,99 +1,16 @@
 /**
- * Time for the data plane: an injectable clock, the per-peer protocol timers, the hooks that arm
- * and disarm them, and the tick that fires them, named as wireguard-go's timers.go names them.
- * A timer is a deadline field (Infinity when not pending); one periodic tick per device fires
- * whatever is due. Nothing here schedules a callback per packet: arming a timer on the hot path
- * is a field write.
+ * The per-peer protocol timers: the hooks that arm and disarm them and the tick that fires them,
+ * named as wireguard-go's timers.go names them. A timer is a deadline field of the peer
+ * (PeerTimers, peer.ts; Infinity when not pending); one periodic tick per device fires whatever
+ * is due. Nothing here schedules a callback per packet: arming a timer on the hot path is a
+ * field write. The clock lives in clock.ts and is re-exported here.
  */
-import { zeroKeys } from './keypair.js';
+import { jitter } from './clock.js';
+import { zeroKeys } from './keypair-rotation.js';
 import type { DeviceState } from './device-state.js';
 import type { Peer } from './peer.js';
 
-export interface Ticker {
-  cancel(): void;
-}
-
-export interface Clock {
-  /** Monotonic milliseconds. */
-  now(): number;
-  /** Wall-clock nanoseconds since the Unix epoch (for TAI64N). */
-  wallNanos(): bigint;
-  /** Call `fn` every `ms` until cancelled. */
-  every(ms: number, fn: () => void): Ticker;
-}
-
-export const systemClock: Clock = {
-  now: () => performance.now(),
-  wallNanos: () => BigInt(Date.now()) * 1_000_000n,
-  every(ms, fn) {
-    const h = setInterval(fn, ms);
-    return { cancel: () => clearInterval(h) };
-  },
-};
-
-/** A clock that moves only when told to; tickers fire as time passes over them. */
-export class ManualClock implements Clock {
-  private t = 0;
-  private wall: bigint;
-  private readonly tickers = new Set<{ ms: number; next: number; fn: () => void }>();
-
-  constructor(startWallNanos = 1_700_000_000_000_000_000n) {
-    this.wall = startWallNanos;
-  }
-
-  now(): number {
-    return this.t;
-  }
-
-  wallNanos(): bigint {
-    return this.wall + BigInt(Math.round(this.t * 1e6));
-  }
-
-  every(ms: number, fn: () => void): Ticker {
-    const entry = { ms, next: this.t + ms, fn };
-    this.tickers.add(entry);
-    return { cancel: () => this.tickers.delete(entry) };
-  }
-
-  /** Move time forward by `ms`, firing tickers at each of their due times in order. */
-  advance(ms: number): void {
-    const end = this.t + ms;
-    for (;;) {
-      let due: { ms: number; next: number; fn: () => void } | null = null;
-      for (const e of this.tickers) if (e.next <= end && (due === null || e.next < due.next)) due = e;
-      if (due === null) break;
-      this.t = Math.max(this.t, due.next);
-      due.next += due.ms;
-      due.fn();
-    }
-    this.t = end;
-  }
-}
-
-/** The five per-peer timers and their bookkeeping. */
-export class PeerTimers {
-  retransmitHandshake = Infinity;
-  sendKeepalive = Infinity;
-  newHandshake = Infinity;
-  zeroKeyMaterial = Infinity;
-  persistentKeepalive = Infinity;
-  handshakeAttempts = 0;
-  needAnotherKeepalive = false;
-  sentLastMinuteHandshake = false;
-
-  stopAll(): void {
-    this.retransmitHandshake = Infinity;
-    this.sendKeepalive = Infinity;
-    this.newHandshake = Infinity;
-    this.zeroKeyMaterial = Infinity;
-    this.persistentKeepalive = Infinity;
-  }
-}
-
-/** Uniform jitter in [0, max) ms. */
-export function jitter(max: number): number {
-  return Math.random() * max;
-}
+export { ManualClock, jitter, systemClock, type Clock, type Ticker } from './clock.js';
 
 // ---------------------------------------------------------------- hooks (called by the paths)
 

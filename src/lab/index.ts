@@ -83,7 +83,8 @@
 export { LabError } from './errors.js';
 export { exec, execSync, run, nsArgv, onPath, DEFAULT_EXEC_TIMEOUT_MS, type ExecOptions, type ExecResult, type NsRef } from './exec.js';
 export { LabProcess, type ProcessExit, type SpawnOptions } from './process.js';
-export { Lab, Netns, type Host, type LabOptions } from './lab.js';
+export { Lab, Netns, type LabOptions } from './lab.js';
+export type { Host, HostRouter } from './host.js';
 export { NETNS_PREFIX, WG_IF_PREFIX, MAX_IFNAME, parseLabName, type ParsedLabName } from './names.js';
 export { sweepLeftovers, listNetns, netnsPids, pidAlive, WG_SOCKET_DIR, type SweepReport } from './sweep.js';
 export { Internet, INTERNET_NETWORKS, type InternetNetwork, type Attachment, type AttachOptions } from './internet.js';

@@ -9,7 +9,7 @@ import fc from 'fast-check';
 import { compileFilter } from '../../src/engine/filter/compile.js';
 import { sourceCheckFromPrefixes } from '../../src/engine/filter/cidr.js';
 import { PacketFilter } from '../../src/engine/filter/filter.js';
-import { craftEcho, craftPacket, craftTcp, craftUdp } from '../../src/engine/filter/craft.js';
+import { craftEcho, craftPacket, craftTcp, craftUdp } from '../helpers/craft.js';
 import { Verdict, type FilterRuleSpec, type FilterSpec } from '../../src/engine/filter/types.js';
 
 const VERDICTS = new Set<number>(Object.values(Verdict));

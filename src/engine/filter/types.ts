@@ -89,14 +89,6 @@ export const Verdict = {
 } as const;
 export type Verdict = (typeof Verdict)[keyof typeof Verdict];
 
-export const VERDICT_NAMES: Readonly<Record<Verdict, string>> = {
-  0: 'accept',
-  1: 'drop: acl',
-  2: 'drop: spoofed source',
-  3: 'drop: malformed',
-  4: 'drop: fragment',
-};
-
 /**
  * Is `buf[srcOffset ..]` (4 bytes for IPv4, 16 for IPv6: the inner source address of a packet
  * from one peer) an address that peer may send from (its mesh addresses and allowed IPs)?

@@ -27,7 +27,6 @@ export const STUN_BINDING_SUCCESS = 0x0101;
 export const STUN_BINDING_ERROR = 0x0111;
 
 export const ATTR_MAPPED_ADDRESS = 0x0001;
-export const ATTR_MESSAGE_INTEGRITY = 0x0008;
 export const ATTR_ERROR_CODE = 0x0009;
 export const ATTR_XOR_MAPPED_ADDRESS = 0x0020;
 /** Pre-RFC 5389 drafts used 0x8020; some servers still send it. */

@@ -1,6 +1,6 @@
 /**
  * meshd test lab: network namespaces, links, NAT routers and reference peers, made and removed by
- * the tests, benchmarks and demo that use them (root, iproute2, iptables; see SPEC section 8).
+ * the tests, benchmarks and demo that use them (they need root, iproute2 and iptables).
  * Import everything from here: `import { Lab, natLab, … } from '../../src/lab/index.js'`.
  *
  * LIFECYCLE

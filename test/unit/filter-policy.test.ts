@@ -199,7 +199,7 @@ for (const six of [false, true]) {
       }
     });
 
-    test('no policy = allow all (spec 5.3)', () => {
+    test('no policy = allow all', () => {
       const m = mesh(six);
       const h = harness(null);
       assert.equal(h.f.currentPolicy, null);

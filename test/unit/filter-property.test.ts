@@ -1,6 +1,6 @@
 /**
  * Property tests: the filter never throws on arbitrary bytes, and on random policies and packets
- * it agrees with a naive reference matcher written from spec 5.3 (strings, node:net BlockList).
+ * it agrees with a naive reference matcher of the ACL semantics (strings, node:net BlockList).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -166,7 +166,7 @@ function inPorts(ports: readonly string[], port: number): boolean {
   });
 }
 
-/** Spec 5.3 read literally: first matching rule wins, else defaultAction (drop). */
+/** The ACL semantics read literally: first matching rule wins, else defaultAction (drop). */
 function reference(spec: FilterSpec, p: Pkt): boolean {
   const key = PEERS[p.peer]!.key;
   for (const r of spec.rules) {

@@ -1,5 +1,5 @@
 /**
- * The packet filter's contracts (spec 5.3 aclPolicy, 6.4 packet filter).
+ * The packet filter's contracts: the owner's ACL policy as the data plane applies it.
  *
  * Three layers of the same policy:
  * - `FilterSpec`: JSON-friendly, what the control plane builds from the owner's aclPolicy after
@@ -38,7 +38,7 @@ export interface FilterRuleSpec {
 }
 
 export interface FilterSpec {
-  /** Default 'drop' (spec 5.3). */
+  /** Default 'drop': what no rule accepts is dropped. */
   defaultAction?: FilterAction;
   rules: readonly FilterRuleSpec[];
 }

@@ -68,7 +68,7 @@ export interface MagicSockOptions {
 }
 
 
-/** The byte test the spec gives for WireGuard: type 1–4, then three zero bytes. */
+/** The byte test for WireGuard on the shared socket: type 1–4, then three zero bytes. */
 function isWireGuardAt(buf: Uint8Array, o: number, len: number): boolean {
   const t = buf[o]!;
   return len >= 4 && t >= 1 && t <= 4 && buf[o + 1] === 0 && buf[o + 2] === 0 && buf[o + 3] === 0;

@@ -194,7 +194,7 @@ export class ServerConn {
       this.write(frame(FrameType.ServerInfo, sealServerInfo(this.server.privateKey, this.key, { version: PROTOCOL_VERSION })), false);
       this.server.register(this);
       const ka = this.server.keepAliveMs;
-      // Tailscale adds jitter above 60 s; the spec wants "at least every 60 s", so jitter below.
+      // Tailscale adds jitter above 60 s; keepalives must come at least every 60 s, so jitter below.
       this.keepAliveTimer = setInterval(() => this.sendKeepAlive(), Math.max(1, Math.floor(ka - Math.random() * ka * 0.1)));
       this.keepAliveTimer.unref();
       return;

@@ -1,9 +1,28 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 import globals from 'globals';
+import { importX } from 'eslint-plugin-import-x';
+import { createTypeScriptImportResolver } from 'eslint-import-resolver-typescript';
+
+/** `no-restricted-imports` patterns for relative imports that reach into one of `dirs` under src/. */
+function forbid(dirs, why) {
+  return {
+    'no-restricted-imports': [
+      'error',
+      {
+        patterns: dirs.map((d) => ({
+          // any number of ../ then the folder: covers ../control/x.js from src/engine and ../../control/x.js deeper down
+          regex: `^(\\.\\./)+${d}(/|$)`,
+          message: `${why} may not import from src/${d}.`,
+        })),
+      },
+    ],
+  };
+}
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'native/build/**'] },
+  // test/lint/fixtures break the rules on purpose (test/unit/lint-boundaries.test.ts lints them)
+  { ignores: ['dist/**', 'node_modules/**', 'native/build/**', 'test/lint/fixtures/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
@@ -13,4 +32,19 @@ export default tseslint.config(
       'no-constant-condition': ['error', { checkLoops: false }],
     },
   },
+  {
+    // import cycles fail lint; `import type` is erased at compile time and so never part of one
+    files: ['src/**/*.ts', 'test/**/*.ts', 'bench/**/*.ts'],
+    plugins: { 'import-x': importX },
+    settings: {
+      'import-x/extensions': importX.flatConfigs.typescript.settings['import-x/extensions'],
+      'import-x/parsers': importX.flatConfigs.typescript.settings['import-x/parsers'],
+      'import-x/resolver-next': [createTypeScriptImportResolver({ project: 'tsconfig.json' })],
+    },
+    rules: { 'import-x/no-cycle': ['error', { ignoreExternal: true }] },
+  },
+  // layer boundaries (each folder's README.md says what it owns and may import)
+  { files: ['src/engine/**/*.ts'], rules: forbid(['control', 'dwn', 'daemon', 'cli'], 'The data plane (src/engine)') },
+  { files: ['src/control/**/*.ts'], rules: forbid(['engine', 'daemon', 'cli'], 'The control plane (src/control)') },
+  { files: ['src/dwn/**/*.ts'], rules: forbid(['control', 'engine', 'daemon', 'cli'], 'The DWN layer (src/dwn)') },
 );

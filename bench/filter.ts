@@ -9,7 +9,7 @@
 import { compileFilter } from '../src/engine/filter/compile.js';
 import { sourceCheckFromPrefixes } from '../src/engine/filter/cidr.js';
 import { PacketFilter } from '../src/engine/filter/filter.js';
-import { craftTcp, craftUdp } from '../src/engine/filter/craft.js';
+import { craftTcp, craftUdp } from '../test/helpers/craft.js';
 import { PacketInfo, parsePacket, TCP_ACK, TCP_PSH, TCP_SYN } from '../src/engine/filter/packet.js';
 import { Verdict, type FilterRuleSpec, type FilterSpec } from '../src/engine/filter/types.js';
 

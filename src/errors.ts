@@ -89,7 +89,3 @@ export class DwnError extends MeshdError {
     this.detail = options?.detail;
   }
 }
-
-export function isMeshdError(e: unknown): e is MeshdError {
-  return e instanceof MeshdError;
-}

@@ -54,15 +54,6 @@ export function parseDidJwk(did: string): Uint8Array {
   return new Uint8Array(x);
 }
 
-export function isDidJwk(did: string): boolean {
-  try {
-    parseDidJwk(did);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** True when two DIDs name the same key (did:jwk) or are the same string (other methods). */
 export function sameDid(a: string, b: string): boolean {
   if (a === b) return true;

@@ -1,6 +1,6 @@
 /**
  * meshd test lab: network namespaces, links, NAT routers and reference peers, made and removed by
- * the tests, benchmarks and demo that use them (root, iproute2, iptables; see SPEC section 8).
+ * the tests, benchmarks and demo that use them (they need root, iproute2 and iptables).
  * Import everything from here: `import { Lab, natLab, … } from '../../src/lab/index.js'`.
  *
  * LIFECYCLE
@@ -83,7 +83,8 @@
 export { LabError } from './errors.js';
 export { exec, execSync, run, nsArgv, onPath, DEFAULT_EXEC_TIMEOUT_MS, type ExecOptions, type ExecResult, type NsRef } from './exec.js';
 export { LabProcess, type ProcessExit, type SpawnOptions } from './process.js';
-export { Lab, Netns, type Host, type LabOptions } from './lab.js';
+export { Lab, Netns, type LabOptions } from './lab.js';
+export type { Host, HostRouter } from './host.js';
 export { NETNS_PREFIX, WG_IF_PREFIX, MAX_IFNAME, parseLabName, type ParsedLabName } from './names.js';
 export { sweepLeftovers, listNetns, netnsPids, pidAlive, WG_SOCKET_DIR, type SweepReport } from './sweep.js';
 export { Internet, INTERNET_NETWORKS, type InternetNetwork, type Attachment, type AttachOptions } from './internet.js';

@@ -8,7 +8,8 @@
  * These ranges exist only inside the lab's namespaces.
  */
 import { LabError } from './errors.js';
-import type { Host, Lab, Netns } from './lab.js';
+import type { Host } from './host.js';
+import type { Lab, Netns } from './lab.js';
 
 export type InternetNetwork = 'public' | 'isp';
 

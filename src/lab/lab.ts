@@ -14,7 +14,6 @@ import { onProcessExit } from './exit-guard.js';
 import { NETNS_PREFIX, netnsName, newRunTag, wgIfName } from './names.js';
 import { LabProcess, type SpawnOptions } from './process.js';
 import { listNetns, netnsPids, parsePids, pidAlive, sweepLeftovers } from './sweep.js';
-import type { NatRouter } from './nat-router.js';
 
 export interface LabOptions {
   /** Remove leftovers of crashed earlier runs of this harness first (default true). */
@@ -23,21 +22,6 @@ export interface LabOptions {
   keepWorkDir?: boolean;
   /** Grace period for SIGTERM before SIGKILL when closing (default 1000 ms). */
   stopGraceMs?: number;
-}
-
-/** A machine of the lab: a namespace with one address on one link. */
-export interface Host {
-  readonly role: string;
-  readonly ns: Netns;
-  /** IPv4 address on its link (a LAN address when behind a NAT router). */
-  readonly addr: string;
-  readonly prefixLen: number;
-  /** Interface that carries `addr`. */
-  readonly ifname: string;
-  /** Default gateway, when it has one. */
-  readonly gateway: string | undefined;
-  /** The NAT router in front of it, when there is one. */
-  readonly router: NatRouter | undefined;
 }
 
 /** A network namespace owned by a lab. */

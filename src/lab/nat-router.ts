@@ -15,7 +15,8 @@
  * Mappings are dropped without the `conntrack` tool: removing the WAN address makes the kernel
  * flush every masqueraded flow on that address (the masquerade address notifier).
  */
-import type { Host, Netns } from './lab.js';
+import type { Host } from './host.js';
+import type { Netns } from './lab.js';
 import { INTERNET_NETWORKS, type Internet } from './internet.js';
 
 export type NatKind = 'cone' | 'symmetric';

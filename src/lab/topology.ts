@@ -3,7 +3,8 @@
  * (everything in it, including what else was built in it).
  */
 import { Internet } from './internet.js';
-import { Lab, type Host, type LabOptions } from './lab.js';
+import type { Host } from './host.js';
+import { Lab, type LabOptions } from './lab.js';
 import { natRouter, type NatKind, type NatRouter } from './nat-router.js';
 
 export interface TwoHosts {

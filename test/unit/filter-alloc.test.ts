@@ -10,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { compileFilter } from '../../src/engine/filter/compile.js';
 import { sourceCheckFromPrefixes } from '../../src/engine/filter/cidr.js';
 import { PacketFilter } from '../../src/engine/filter/filter.js';
-import { craftEcho, craftIcmpError, craftTcp, craftUdp, fragmentPacket } from '../../src/engine/filter/craft.js';
+import { craftEcho, craftIcmpError, craftTcp, craftUdp, fragmentPacket } from '../helpers/craft.js';
 
 test('inbound and outbound do not allocate per packet', async () => {
   const key = Buffer.alloc(32, 1).toString('base64');

@@ -22,7 +22,7 @@ import {
   craftUdp,
   fragmentPacket,
   internetChecksum,
-} from '../../src/engine/filter/craft.js';
+} from '../helpers/craft.js';
 
 function parse(b: Uint8Array, off = 0, len = b.length): PacketInfo | null {
   const p = new PacketInfo();

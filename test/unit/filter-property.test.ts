@@ -1,6 +1,6 @@
 /**
  * Property tests: the filter never throws on arbitrary bytes, and on random policies and packets
- * it agrees with a naive reference matcher written from spec 5.3 (strings, node:net BlockList).
+ * it agrees with a naive reference matcher of the ACL semantics (strings, node:net BlockList).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -9,7 +9,7 @@ import fc from 'fast-check';
 import { compileFilter } from '../../src/engine/filter/compile.js';
 import { sourceCheckFromPrefixes } from '../../src/engine/filter/cidr.js';
 import { PacketFilter } from '../../src/engine/filter/filter.js';
-import { craftEcho, craftPacket, craftTcp, craftUdp } from '../../src/engine/filter/craft.js';
+import { craftEcho, craftPacket, craftTcp, craftUdp } from '../helpers/craft.js';
 import { Verdict, type FilterRuleSpec, type FilterSpec } from '../../src/engine/filter/types.js';
 
 const VERDICTS = new Set<number>(Object.values(Verdict));
@@ -166,7 +166,7 @@ function inPorts(ports: readonly string[], port: number): boolean {
   });
 }
 
-/** Spec 5.3 read literally: first matching rule wins, else defaultAction (drop). */
+/** The ACL semantics read literally: first matching rule wins, else defaultAction (drop). */
 function reference(spec: FilterSpec, p: Pkt): boolean {
   const key = PEERS[p.peer]!.key;
   for (const r of spec.rules) {

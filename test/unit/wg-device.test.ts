@@ -14,7 +14,7 @@ import { parsePrefix } from '../../src/engine/wireguard/ip-prefix.js';
 import { AddrEndpoint } from '../../src/engine/wireguard/addr-endpoint.js';
 import { publicKeyOf, privateKeyObject, clampPrivateKey } from '../../src/engine/wireguard/noise-crypto.js';
 import { totalDrops } from '../../src/engine/wireguard/counters.js';
-import { paddedLength } from '../../src/engine/wireguard/device.js';
+import { paddedLength } from '../../src/engine/wireguard/send.js';
 import { CookieGenerator } from '../../src/engine/wireguard/cookie.js';
 import { MemoryNet, MemoryTun, ipv4Packet, ipv6Packet, makeDevice } from './wg-fixtures.js';
 

@@ -2,9 +2,9 @@
 import type { AgentPeerStatus } from '../../daemon/agent.js';
 import type { Command } from 'commander';
 import { action, subcommand, type Io } from '../program.js';
-import { abbreviate } from '../../identity/did-jwk.js';
 import { controlContext } from './network.js';
-import type { AddPeerResult, PeerListing, RemovePeerResult } from '../../control/peer-ops.js';
+import { formatDaemonPeers, formatPeerListing } from './peer-format.js';
+import type { AddPeerResult, RemovePeerResult } from '../../control/peer-ops.js';
 import { readFileSync } from 'node:fs';
 import { MeshdError, UsageError } from '../../errors.js';
 
@@ -16,31 +16,6 @@ function describeAdd(r: AddPeerResult): string {
   }
   if (r.role === 'member') return `${r.already ? 'Already a member' : 'Added member'} ${r.did} (network key epoch ${r.epoch} delivered).`;
   return `${r.already ? 'Already in the network' : 'Added'} ${r.did}\nMesh IP: ${r.meshIP} (${r.meshIP6})`;
-}
-
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
-}
-
-export function formatPeerListing(l: PeerListing): string {
-  const rows = [['DID', 'MESH IP', 'HOST', 'ONLINE', 'PATH', 'HANDSHAKE', 'RX', 'TX']];
-  for (const p of l.peers) {
-    rows.push([
-      abbreviate(p.did, 16) + (p.self ? ' (this device)' : ''),
-      p.meshIP,
-      p.hostname ?? '-',
-      p.online ? 'yes' : 'no',
-      p.path ?? (p.endpoints[0] ?? '-'),
-      p.lastHandshake ?? '-',
-      p.rxBytes === null ? '-' : String(p.rxBytes),
-      p.txBytes === null ? '-' : String(p.txBytes),
-    ]);
-  }
-  const out = [l.peers.length === 0 ? 'No peers.' : table(rows)];
-  if (l.members.length > 0) out.push('', 'Members:', ...l.members.map((m) => `  ${m.did} (${m.status})`));
-  if (l.pending.length > 0) out.push('', 'Waiting for approval (meshd peer approve DID):', ...l.pending.map((p) => `  ${p.did} requested by ${abbreviate(p.member, 16)}`));
-  return out.join('\n');
 }
 
 /** DIDs from a file: one per line, blank lines and `#` comments ignored. */
@@ -108,11 +83,7 @@ export function registerPeer(program: Command, io: Io): void {
   });
 
   action(subcommand(peer, 'list', 'list the peers of the network'), io, async (ctx) => {
-    const [{ runningDaemonPid }, { callDaemon }, { formatDaemonPeers }] = await Promise.all([
-      import('../../daemon/lock.js'),
-      import('../../daemon/api.js'),
-      import('./status.js'),
-    ]);
+    const [{ runningDaemonPid }, { callDaemon }] = await Promise.all([import('../../daemon/lock.js'), import('../../daemon/api.js')]);
     if (runningDaemonPid(ctx.home) !== null) {
       const d = await callDaemon<{ peers: AgentPeerStatus[] }>(ctx.home, 'GET', '/v0/peers');
       ctx.print({ source: 'daemon', peers: d.peers }, () => formatDaemonPeers(d.peers));

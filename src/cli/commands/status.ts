@@ -3,9 +3,9 @@ import type { Command } from 'commander';
 import { action, subcommand, type Io } from '../program.js';
 import { callDaemon } from '../../daemon/api.js';
 import { runningDaemonPid } from '../../daemon/lock.js';
-import type { AgentPeerStatus, AgentStatus } from '../../daemon/agent.js';
+import type { AgentStatus } from '../../daemon/agent.js';
 import { controlContext } from './network.js';
-import { formatPeerListing } from './peer.js';
+import { formatDaemonPeers, formatPeerListing } from './peer-format.js';
 import type { RecordsStatus } from '../../control/status-ops.js';
 
 export function formatRecordsStatus(s: RecordsStatus): string {
@@ -28,37 +28,6 @@ export function formatRecordsStatus(s: RecordsStatus): string {
   const skipped = Object.entries(s.skipped).filter(([, v]) => v > 0);
   if (skipped.length > 0) lines.push('', `Skipped records: ${skipped.map(([k, v]) => `${k} ${v}`).join(', ')}`);
   return lines.join('\n');
-}
-
-function ago(iso: string | null, now: number): string {
-  if (!iso) return 'never';
-  const s = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
-  return s < 120 ? `${s}s ago` : s < 7200 ? `${Math.round(s / 60)}m ago` : `${Math.round(s / 3600)}h ago`;
-}
-
-function bytes(n: number): string {
-  return n < 1024 ? `${n} B` : n < 1048576 ? `${(n / 1024).toFixed(1)} KiB` : n < 1073741824 ? `${(n / 1048576).toFixed(1)} MiB` : `${(n / 1073741824).toFixed(2)} GiB`;
-}
-
-export function formatPath(p: AgentPeerStatus): string {
-  if (p.path === 'direct') return `direct ${p.endpoint ?? ''}${p.latencyMs !== null ? ` (${p.latencyMs.toFixed(1)} ms)` : ''}`;
-  if (p.path === 'relay') return `relay ${p.relay ?? ''}`;
-  return '-';
-}
-
-export function formatDaemonPeers(peers: AgentPeerStatus[], now = Date.now()): string {
-  if (peers.length === 0) return 'No peers yet. Add one with `meshd peer add DID` (owner).';
-  const rows = peers.map((p) => [
-    p.meshIP,
-    p.hostname ?? '-',
-    p.online ? 'online' : 'offline',
-    formatPath(p),
-    `handshake ${ago(p.lastHandshake, now)}`,
-    `rx ${bytes(p.rxBytes)} tx ${bytes(p.txBytes)}`,
-    p.did,
-  ]);
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n');
 }
 
 export function formatDaemonStatus(s: AgentStatus & { pid?: number }): string {

@@ -1,5 +1,5 @@
 /**
- * The packet filter's contracts (spec 5.3 aclPolicy, 6.4 packet filter).
+ * The packet filter's contracts: the owner's ACL policy as the data plane applies it.
  *
  * Three layers of the same policy:
  * - `FilterSpec`: JSON-friendly, what the control plane builds from the owner's aclPolicy after
@@ -41,7 +41,7 @@ export interface FilterRuleSpec {
 }
 
 export interface FilterSpec {
-  /** Default 'drop' (spec 5.3). */
+  /** Default 'drop': what no rule accepts is dropped. */
   defaultAction?: FilterAction;
   rules: readonly FilterRuleSpec[];
 }
@@ -91,14 +91,6 @@ export const Verdict = {
   DropFragment: 4,
 } as const;
 export type Verdict = (typeof Verdict)[keyof typeof Verdict];
-
-export const VERDICT_NAMES: Readonly<Record<Verdict, string>> = {
-  0: 'accept',
-  1: 'drop: acl',
-  2: 'drop: spoofed source',
-  3: 'drop: malformed',
-  4: 'drop: fragment',
-};
 
 /**
  * Is `buf[srcOffset ..]` (4 bytes for IPv4, 16 for IPv6: the inner source address of a packet

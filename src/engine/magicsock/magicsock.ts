@@ -1,6 +1,6 @@
 /**
  * The magic socket: one UDP socket carrying WireGuard, disco and STUN, plus relay connections,
- * behind the WireGuard device's Bind interface (SPEC 6.3).
+ * behind the WireGuard device's Bind interface.
  *
  * Demultiplexing by first bytes: WireGuard (type 1–4 then three zero bytes) goes to the device;
  * disco (the 6-byte magic) to the peer that owns the sender's disco key; STUN responses to the
@@ -14,60 +14,38 @@
  * source with the peer's best address). No allocation, no promise, no timer per packet.
  *
  * Relay: packets come back tagged with a synthetic source (addr.ts) so `matches` and
- * `endpointFor` work for them. Endpoint discovery (netcheck.ts) runs STUN through this socket
- * every 20–26 s (5 s while UDP seems blocked, soon after a direct path dies), collects local
- * interface addresses, classifies the NAT and picks the home relay by latency.
+ * `endpointFor` work for them. Who is who lives in peer-table.ts; endpoint discovery (STUN
+ * through this socket, local addresses, NAT type, home relay) in discovery.ts.
  */
-import { networkInterfaces } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { MeshdError } from '../../errors.js';
 import { hexOf as hexKey, sameBytes } from '../../util/bytes.js';
 import { boxPublicKey, generateBoxKeyPair } from '../crypto/nacl-box.js';
 import { ADDR_SIZE, PacketBatch } from '../packet-batch.js';
-import { openBatchUdpSocket, type BatchUdpSocket, type UdpImplementation, type UdpStats } from '../udp/batch-udp-socket.js';
+import { openBatchUdpSocket, type BatchUdpSocket, type UdpImplementation } from '../udp/batch-udp-socket.js';
 import { AddrEndpoint } from '../wireguard/addr-endpoint.js';
 import type { Bind, Endpoint, ReceiveHandler } from '../wireguard/bind.js';
 import { systemClock, type Ticker } from '../wireguard/timers.js';
-import {
-  addrAt,
-  isRelaySource,
-  parseAddr,
-  relaySourceId,
-  v4Key,
-  writeRelaySource,
-  type ParsedAddr,
-} from './addr.js';
-import {
-  RESTUN_MAX_MS,
-  RESTUN_MIN_MS,
-  RESTUN_NO_UDP_MS,
-  RESTUN_ON_PATH_LOSS_MIN_MS,
-  SESSION_ACTIVE_TIMEOUT_MS,
-  STUN_TIMEOUT_MS,
-  TICK_MS,
-} from './constants.js';
-import {
-  DiscoError,
-  discoSender,
-  discoSharedKey,
-  isDiscoPacket,
-  openDiscoPacket,
-  sealDiscoPacket,
-  type DiscoMessage,
-} from './disco.js';
+import { addrAt, isRelaySource, parseAddr, relaySourceId, writeRelaySource, type ParsedAddr } from './addr.js';
+import { SESSION_ACTIVE_TIMEOUT_MS, STUN_TIMEOUT_MS, TICK_MS } from './constants.js';
+import { DiscoError, discoSender, isDiscoPacket, openDiscoPacket, sealDiscoPacket, type DiscoMessage } from './disco.js';
+import { EndpointDiscovery, type LocalEndpoints, type MagicLog } from './discovery.js';
 import { PeerEndpoint, type Candidate, type EndpointEvent, type EndpointIo, type EndpointStatus } from './endpoint.js';
-import { resolveStunTargets, runNetcheck, type NetcheckReport, type StunProbe } from './netcheck.js';
-import { RelaySet, normalizeRelayUrl, type RelayConfig, type RelayStatus } from './relay-set.js';
-import { StunClient, type IpPort, type NatMapping } from './stun.js';
+import type { MagicSockCounters, MagicSockStatus } from './magicsock-status.js';
+import type { NetcheckReport } from './netcheck.js';
+import { b64, PeerTable, type MagicPeerConfig } from './peer-table.js';
+import { RelaySet, normalizeRelayUrl, type RelayConfig } from './relay-set.js';
+import { StunClient } from './stun.js';
 
 export type { RelayConfig } from './relay-set.js';
+export type { LocalEndpoints, MagicLog } from './discovery.js';
+export type { MagicPeerStatus, MagicSockCounters, MagicSockStatus } from './magicsock-status.js';
+export type { MagicPeerConfig } from './peer-table.js';
 
 export interface MagicClock {
   now(): number;
   every(ms: number, fn: () => void): Ticker;
 }
-
-export type MagicLog = (event: string, fields: Record<string, unknown>) => void;
 
 export interface MagicSockOptions {
   /** Our WireGuard private key (X25519): the relays route to its public key. */
@@ -89,69 +67,8 @@ export interface MagicSockOptions {
   env?: NodeJS.ProcessEnv;
 }
 
-export interface MagicPeerConfig {
-  publicKey: Uint8Array;
-  /** null: a plain WireGuard peer (first endpoint used as is, no disco, no relay). */
-  discoKey: Uint8Array | null;
-  endpoints: readonly string[];
-  /** The peer's home relay URL (null: reach it through ours). */
-  homeRelay?: string | null;
-}
 
-export interface LocalEndpoints {
-  /** "ip:port" as STUN servers saw us. */
-  publicEndpoints: string[];
-  /** "ip:port" of our interface addresses with the socket's port. */
-  localEndpoints: string[];
-  natType: NatMapping;
-  /** Base64 disco public key. */
-  discoKey: string;
-  preferredRelay: string | null;
-}
-
-export interface MagicSockCounters {
-  wgReceived: number;
-  discoReceived: number;
-  discoUnknownSender: number;
-  discoBad: number;
-  stunReceived: number;
-  unknownDatagrams: number;
-  relayWgReceived: number;
-  relayDiscoReceived: number;
-  relayUnknownPeer: number;
-  directSent: number;
-  relaySent: number;
-  relayDropped: number;
-  unroutable: number;
-}
-
-export interface MagicPeerStatus extends EndpointStatus {
-  publicKey: string;
-}
-
-export interface MagicSockStatus {
-  listenPort: number;
-  udp: UdpImplementation;
-  discoKey: string;
-  publicEndpoints: string[];
-  localEndpoints: string[];
-  natType: NatMapping;
-  /** Some STUN server answered in the last discovery (null: none asked yet). */
-  udpWorks: boolean | null;
-  homeRelay: string | null;
-  relays: RelayStatus[];
-  stun: StunProbe[];
-  lastDiscovery: string | null;
-  counters: MagicSockCounters;
-  socket: UdpStats;
-  peers: MagicPeerStatus[];
-}
-
-function b64(k: Uint8Array): string {
-  return Buffer.from(k.buffer, k.byteOffset, k.length).toString('base64');
-}
-
-/** The byte test the spec gives for WireGuard: type 1–4, then three zero bytes. */
+/** The byte test for WireGuard on the shared socket: type 1–4, then three zero bytes. */
 function isWireGuardAt(buf: Uint8Array, o: number, len: number): boolean {
   const t = buf[o]!;
   return len >= 4 && t >= 1 && t <= 4 && buf[o + 1] === 0 && buf[o + 2] === 0 && buf[o + 3] === 0;
@@ -212,34 +129,11 @@ export class MagicSock implements Bind {
   private ticker: Ticker | null = null;
   private closed = false;
 
-  private nextId = 1;
-  private readonly byKey = new Map<string, PeerEndpoint>();
-  private readonly byDisco = new Map<string, PeerEndpoint>();
-  private readonly byId = new Map<number, PeerEndpoint>();
-  private readonly byV4 = new Map<number, PeerEndpoint>();
-  private readonly byOther = new Map<string, PeerEndpoint>();
-  private readonly plainPeers = new Map<string, Endpoint | null>();
+  private readonly peers: PeerTable;
+  /** Magic peers with path work to do (ticked until they say they are idle). */
   private readonly active = new Set<PeerEndpoint>();
 
-  // Endpoint discovery
-  private stunServers: string[] = [];
-  private configuredHome: string | null = null;
-  private publicEndpoints: string[] = [];
-  private localEndpoints: string[] = [];
-  private ourEndpointList: IpPort[] = [];
-  private natType: NatMapping = 'unknown';
-  private udpWorks: boolean | null = null;
-  private lastReport: NetcheckReport | null = null;
-  private lastDiscoveryAt: Date | null = null;
-  private lastDiscoveryStart = -Infinity;
-  private discovering: Promise<void> | null = null;
-  private discoverAgain = false;
-  private discoveryTimer: NodeJS.Timeout | null = null;
-  private readonly endpointListeners = new Set<(e: LocalEndpoints) => void>();
-  private lastPublished = '';
-  private readonly excluded: Set<string>;
-  private readonly excludeIp: (ip: string) => boolean;
-  private readonly stunTimeoutMs: number;
+  private readonly discovery: EndpointDiscovery;
 
   private constructor(
     private readonly socket: BatchUdpSocket,
@@ -256,9 +150,6 @@ export class MagicSock implements Bind {
       this.discoPrivateKey = generateBoxKeyPair().privateKey;
     }
     this.discoPublicKey = boxPublicKey(this.discoPrivateKey);
-    this.excluded = new Set(opts.excludeInterfaces ?? []);
-    this.excludeIp = opts.excludeIp ?? (() => false);
-    this.stunTimeoutMs = opts.stunTimeoutMs ?? STUN_TIMEOUT_MS;
     this.stun = new StunClient({ send: (packet, port, host) => this.sendStun(packet, port, host) });
     this.relays = new RelaySet({
       privateKey,
@@ -270,16 +161,29 @@ export class MagicSock implements Bind {
       now: () => this.clock.now(),
       nodeKey: this.publicKey,
       sendDisco: (ep, to, msg) => this.sendDisco(ep, to, msg),
-      ourEndpoints: () => this.ourEndpointList,
+      ourEndpoints: () => this.discovery.ourEndpointList,
       relayUrlFor: (ep) => this.relayUrlFor(ep),
-      ownerOf: (addrs, i) => this.ownerOf(addrs, i),
-      candidateAdded: (ep, c) => this.mapCandidate(ep, c),
-      candidateRemoved: (ep, c) => this.unmapCandidate(ep, c),
+      ownerOf: (addrs, i) => this.peers.ownerOf(addrs, i),
+      candidateAdded: (ep, c) => this.peers.mapCandidate(ep, c),
+      candidateRemoved: (ep, c) => this.peers.unmapCandidate(ep, c),
       activate: (ep) => void this.active.add(ep),
       event: (ep, e) => this.onEndpointEvent(ep, e),
     };
-    this.refreshLocalEndpoints();
-    this.rebuildOurEndpoints();
+    this.peers = new PeerTable(this.io, this.discoPrivateKey);
+    this.discovery = new EndpointDiscovery(
+      {
+        socket,
+        relays: this.relays,
+        stun: this.stun,
+        discoKeyBase64: b64(this.discoPublicKey),
+        now: () => this.clock.now(),
+        log: (event, fields) => this.log(event, fields),
+        endpointsChanged: (now) => {
+          for (const ep of this.active) ep.onLocalEndpointsChanged(now);
+        },
+      },
+      { excludeInterfaces: opts.excludeInterfaces ?? [], excludeIp: opts.excludeIp ?? (() => false), stunTimeoutMs: opts.stunTimeoutMs ?? STUN_TIMEOUT_MS },
+    );
   }
 
   static async open(opts: MagicSockOptions): Promise<MagicSock> {
@@ -309,10 +213,10 @@ export class MagicSock implements Bind {
 
   endpointFor(addrs: Uint8Array, i: number): Endpoint {
     if (isRelaySource(addrs, i)) {
-      const ep = this.byId.get(relaySourceId(addrs, i));
+      const ep = this.peers.byId.get(relaySourceId(addrs, i));
       if (ep !== undefined) return ep;
     }
-    return this.ownerOf(addrs, i) ?? AddrEndpoint.fromAddrs(addrs, i);
+    return this.peers.ownerOf(addrs, i) ?? AddrEndpoint.fromAddrs(addrs, i);
   }
 
   parseEndpoint(s: string): Endpoint {
@@ -369,10 +273,9 @@ export class MagicSock implements Bind {
     this.closed = true;
     this.ticker?.cancel();
     this.ticker = null;
-    if (this.discoveryTimer) clearTimeout(this.discoveryTimer);
-    this.discoveryTimer = null;
+    this.discovery.close();
     this.stun.close();
-    for (const ep of this.byKey.values()) ep.close();
+    for (const ep of this.peers.byKey.values()) ep.close();
     this.active.clear();
     this.socket.stopReceiving();
     await Promise.allSettled([this.relays.stop(), this.socket.close()]);
@@ -386,68 +289,19 @@ export class MagicSock implements Bind {
    * address endpoint for its first endpoint (or null).
    */
   upsertPeer(cfg: MagicPeerConfig): Endpoint | null {
-    if (cfg.publicKey.length !== 32) throw new MeshdError('E_CONFIG_INVALID', 'peer public key must be 32 bytes');
-    const key = b64(cfg.publicKey);
-    if (cfg.discoKey === null) {
-      this.removeMagicPeer(key);
-      let ep: Endpoint | null = null;
-      for (const s of cfg.endpoints) {
-        const a = parseAddr(s);
-        if (a !== null) {
-          ep = AddrEndpoint.parse(a.key);
-          break;
-        }
-      }
-      this.plainPeers.set(key, ep);
-      return ep;
-    }
-    if (cfg.discoKey.length !== 32) throw new MeshdError('E_CONFIG_INVALID', 'peer disco key must be 32 bytes');
-    this.plainPeers.delete(key);
-    let ep = this.byKey.get(key);
-    if (ep === undefined) {
-      ep = new PeerEndpoint(this.io, this.nextId++, cfg.publicKey);
-      this.byKey.set(key, ep);
-      this.byId.set(ep.id, ep);
-    }
-    const oldDisco = ep.discoKey;
-    if (oldDisco === null || !sameBytes(oldDisco, cfg.discoKey)) {
-      if (oldDisco !== null) this.byDisco.delete(hexKey(oldDisco));
-      let shared: Uint8Array;
-      try {
-        shared = discoSharedKey(this.discoPrivateKey, cfg.discoKey);
-      } catch (e) {
-        throw new MeshdError('E_CONFIG_INVALID', `peer ${key}: ${(e as Error).message}`);
-      }
-      ep.sharedKey = shared;
-      this.byDisco.set(hexKey(cfg.discoKey), ep);
-    }
-    ep.setConfig({
-      discoKey: cfg.discoKey,
-      endpoints: cfg.endpoints,
-      relayUrl: cfg.homeRelay ? normalizeRelayUrl(cfg.homeRelay) : null,
-    });
-    return ep;
+    const { endpoint, removed } = this.peers.upsert(cfg);
+    if (removed !== null) this.active.delete(removed);
+    return endpoint;
   }
 
   removePeer(publicKey: Uint8Array): void {
-    const key = b64(publicKey);
-    this.plainPeers.delete(key);
-    this.removeMagicPeer(key);
-  }
-
-  private removeMagicPeer(key: string): void {
-    const ep = this.byKey.get(key);
-    if (ep === undefined) return;
-    ep.close();
-    this.byKey.delete(key);
-    this.byId.delete(ep.id);
-    if (ep.discoKey !== null && this.byDisco.get(hexKey(ep.discoKey)) === ep) this.byDisco.delete(hexKey(ep.discoKey));
-    this.active.delete(ep);
+    const removed = this.peers.remove(b64(publicKey));
+    if (removed !== null) this.active.delete(removed);
   }
 
   /** The PeerEndpoint of a peer (base64 key), if it has one. */
   peerEndpoint(publicKeyBase64: string): PeerEndpoint | undefined {
-    return this.byKey.get(publicKeyBase64);
+    return this.peers.byKey.get(publicKeyBase64);
   }
 
   /**
@@ -456,7 +310,7 @@ export class MagicSock implements Bind {
    * candidate and return the PeerEndpoint to put back; null when the peer is not ours.
    */
   adoptRoamed(publicKeyBase64: string, endpoint: Endpoint): PeerEndpoint | null {
-    const ep = this.byKey.get(publicKeyBase64);
+    const ep = this.peers.byKey.get(publicKeyBase64);
     if (ep === undefined || endpoint === ep) return null;
     if (endpoint instanceof AddrEndpoint) ep.onWireGuardFrom(addrAt(endpoint.addr, 0), this.clock.now());
     return ep;
@@ -466,21 +320,22 @@ export class MagicSock implements Bind {
 
   /** Set the relays and STUN servers; homeRelay fixes the home (else: lowest latency). */
   setNetwork(cfg: { relays: readonly RelayConfig[]; homeRelay?: string | null; stunServers?: readonly string[] }): void {
-    const before = JSON.stringify([this.relays.relays, this.configuredHome, this.stunServers]);
+    const d = this.discovery;
+    const before = JSON.stringify([this.relays.relays, d.configuredHome, d.stunServers]);
     this.relays.setRelays(cfg.relays);
-    this.configuredHome = cfg.homeRelay ? normalizeRelayUrl(cfg.homeRelay) : null;
-    this.stunServers = [...(cfg.stunServers ?? [])];
+    d.configuredHome = cfg.homeRelay ? normalizeRelayUrl(cfg.homeRelay) : null;
+    d.stunServers = [...(cfg.stunServers ?? [])];
     const urls = this.relays.relays.map((r) => r.url);
     const current = this.relays.home;
     let home: string | null;
-    if (this.configuredHome !== null) home = this.configuredHome;
+    if (d.configuredHome !== null) home = d.configuredHome;
     else if (current !== null && urls.includes(current)) home = current;
     else home = urls[0] ?? null;
     this.relays.setHome(home);
     const keep = new Set<string>();
-    for (const ep of this.byKey.values()) if (ep.relayUrl !== null) keep.add(ep.relayUrl);
+    for (const ep of this.peers.byKey.values()) if (ep.relayUrl !== null) keep.add(ep.relayUrl);
     this.relays.closeUnused(keep);
-    if (JSON.stringify([this.relays.relays, this.configuredHome, this.stunServers]) !== before && this.handler !== null) {
+    if (JSON.stringify([this.relays.relays, d.configuredHome, d.stunServers]) !== before && this.handler !== null) {
       void this.discover('network-config');
     }
   }
@@ -490,23 +345,16 @@ export class MagicSock implements Bind {
   }
 
   onLocalEndpointsChanged(cb: (e: LocalEndpoints) => void): () => void {
-    this.endpointListeners.add(cb);
-    return () => this.endpointListeners.delete(cb);
+    return this.discovery.onChanged(cb);
   }
 
   localEndpointInfo(): LocalEndpoints {
-    return {
-      publicEndpoints: [...this.publicEndpoints],
-      localEndpoints: [...this.localEndpoints],
-      natType: this.natType,
-      discoKey: b64(this.discoPublicKey),
-      preferredRelay: this.relays.home,
-    };
+    return this.discovery.info();
   }
 
   /** The last netcheck report of this socket (null before the first). */
   get netcheck(): NetcheckReport | null {
-    return this.lastReport;
+    return this.discovery.lastReport;
   }
 
   /**
@@ -515,110 +363,7 @@ export class MagicSock implements Bind {
    */
   discover(reason: string): Promise<void> {
     if (this.closed) return Promise.resolve();
-    if (this.discovering !== null) {
-      this.discoverAgain = true;
-      return this.discovering;
-    }
-    this.discovering = this.runDiscovery(reason).finally(() => {
-      this.discovering = null;
-      if (this.discoverAgain && !this.closed) {
-        this.discoverAgain = false;
-        void this.discover('again');
-      }
-    });
-    return this.discovering;
-  }
-
-  private async runDiscovery(reason: string): Promise<void> {
-    if (this.discoveryTimer) clearTimeout(this.discoveryTimer);
-    this.discoveryTimer = null;
-    this.lastDiscoveryStart = this.clock.now();
-    let report: NetcheckReport | null = null;
-    try {
-      const { targets, errors } = await resolveStunTargets(this.relays.relays, this.stunServers);
-      report = await runNetcheck({ stun: this.stun, targets, errors, relays: this.relays.relays, timeoutMs: this.stunTimeoutMs });
-    } catch (e) {
-      this.log('discovery-failed', { reason, error: (e as Error).message });
-    }
-    if (this.closed) return;
-    this.refreshLocalEndpoints();
-    if (report !== null) {
-      this.lastReport = report;
-      this.lastDiscoveryAt = new Date();
-      this.udpWorks = report.udp;
-      if (report.udp === true || report.udp === null) {
-        this.publicEndpoints = report.publicEndpoints;
-        this.natType = report.mapping;
-      } else {
-        this.publicEndpoints = [];
-        this.natType = 'unknown';
-      }
-      for (const r of report.relays) this.relays.noteStunRtt(r.url, r.stunRttMs ?? null);
-      if (this.configuredHome === null && report.preferredRelay !== null) this.relays.setHome(report.preferredRelay);
-    }
-    this.rebuildOurEndpoints();
-    this.publishIfChanged(reason);
-    const next = report?.udp === false ? RESTUN_NO_UDP_MS : RESTUN_MIN_MS + Math.random() * (RESTUN_MAX_MS - RESTUN_MIN_MS);
-    this.discoveryTimer = setTimeout(() => void this.discover('periodic'), next);
-    this.discoveryTimer.unref();
-  }
-
-  /** A direct path died: our mapping may have changed; re-STUN soon. */
-  private requestRestun(): void {
-    if (this.closed) return;
-    const since = this.clock.now() - this.lastDiscoveryStart;
-    if (since >= RESTUN_ON_PATH_LOSS_MIN_MS) {
-      void this.discover('path-lost');
-      return;
-    }
-    if (this.discoveryTimer) clearTimeout(this.discoveryTimer);
-    this.discoveryTimer = setTimeout(() => void this.discover('path-lost'), RESTUN_ON_PATH_LOSS_MIN_MS - since);
-    this.discoveryTimer.unref();
-  }
-
-  private refreshLocalEndpoints(): void {
-    const port = this.socket.port;
-    const out: string[] = [];
-    const ifs = networkInterfaces();
-    for (const [name, list] of Object.entries(ifs)) {
-      if (this.excluded.has(name) || list === undefined) continue;
-      for (const a of list) {
-        if (a.internal || this.excludeIp(a.address)) continue;
-        if (a.family === 'IPv6' && (this.socket.family === 4 || /^fe80:/i.test(a.address))) continue;
-        const text = a.family === 'IPv6' ? `[${a.address}]:${port}` : `${a.address}:${port}`;
-        if (!out.includes(text)) out.push(text);
-      }
-    }
-    this.localEndpoints = out;
-  }
-
-  private rebuildOurEndpoints(): void {
-    const list: IpPort[] = [];
-    for (const s of [...this.publicEndpoints, ...this.localEndpoints]) {
-      const a = parseAddr(s);
-      if (a !== null && !list.some((x) => x.ip === a.ip && x.port === a.port)) list.push({ ip: a.ip, port: a.port });
-    }
-    this.ourEndpointList = list;
-  }
-
-  private publishIfChanged(reason: string): void {
-    const info = this.localEndpointInfo();
-    const text = JSON.stringify(info);
-    if (text === this.lastPublished) return;
-    const first = this.lastPublished === '';
-    this.lastPublished = text;
-    this.log('local-endpoints', { reason, ...info });
-    if (!first) {
-      const now = this.clock.now();
-      for (const ep of this.active) ep.onLocalEndpointsChanged(now);
-    }
-    for (const cb of this.endpointListeners) {
-      try {
-        cb(info);
-      } catch (e) {
-        this.log('listener-failed', { error: (e as Error).message });
-      }
-    }
+    return this.discovery.discover(reason);
   }
 
   // ------------------------------------------------------------------------------------- receive
@@ -668,7 +413,7 @@ export class MagicSock implements Bind {
 
   /** A disco packet from a direct source (from) or over the relay from relaySrc. */
   private handleDisco(pkt: Uint8Array, from: ParsedAddr | null, relaySrc: Uint8Array | null): void {
-    const ep = this.byDisco.get(hexKey(discoSender(pkt)));
+    const ep = this.peers.byDisco.get(hexKey(discoSender(pkt)));
     if (ep === undefined || ep.sharedKey === null) {
       this.counters.discoUnknownSender++;
       return;
@@ -719,7 +464,7 @@ export class MagicSock implements Bind {
       this.counters.unknownDatagrams++;
       return;
     }
-    const ep = this.byKey.get(b64(src));
+    const ep = this.peers.byKey.get(b64(src));
     const b = this.relayRx;
     if (ep === undefined || packet.length > b.slotSize) {
       this.counters.relayUnknownPeer++;
@@ -791,28 +536,6 @@ export class MagicSock implements Bind {
     return ep.relayUrl ?? this.relays.home;
   }
 
-  // ------------------------------------------------------------------------------------- address map
-
-  private ownerOf(addrs: Uint8Array, i: number): PeerEndpoint | undefined {
-    const k = v4Key(addrs, i);
-    if (k !== -1) return this.byV4.get(k);
-    if (this.byOther.size === 0) return undefined;
-    return this.byOther.get(addrAt(addrs, i).key);
-  }
-
-  private mapCandidate(ep: PeerEndpoint, c: Candidate): void {
-    const k = v4Key(c.addr, 0);
-    if (k !== -1) this.byV4.set(k, ep);
-    else this.byOther.set(c.key, ep);
-  }
-
-  private unmapCandidate(ep: PeerEndpoint, c: Candidate): void {
-    const k = v4Key(c.addr, 0);
-    if (k !== -1) {
-      if (this.byV4.get(k) === ep) this.byV4.delete(k);
-    } else if (this.byOther.get(c.key) === ep) this.byOther.delete(c.key);
-  }
-
   // ------------------------------------------------------------------------------------- timers, events, status
 
   private tick(): void {
@@ -829,7 +552,7 @@ export class MagicSock implements Bind {
         return;
       case 'path-lost':
         this.log('path-lost', { peer, addr: e.addr });
-        if (this.clock.now() - ep.lastSend <= SESSION_ACTIVE_TIMEOUT_MS) this.requestRestun();
+        if (this.clock.now() - ep.lastSend <= SESSION_ACTIVE_TIMEOUT_MS) this.discovery.requestRestun();
         return;
       case 'disco-reset':
         this.log('peer-disco-reset', { peer });
@@ -844,26 +567,27 @@ export class MagicSock implements Bind {
 
   status(): MagicSockStatus {
     const now = this.clock.now();
+    const d = this.discovery;
     return {
       listenPort: this.socket.port,
       udp: this.socket.kind,
       discoKey: b64(this.discoPublicKey),
-      publicEndpoints: [...this.publicEndpoints],
-      localEndpoints: [...this.localEndpoints],
-      natType: this.natType,
-      udpWorks: this.udpWorks,
+      publicEndpoints: [...d.publicEndpoints],
+      localEndpoints: [...d.localEndpoints],
+      natType: d.natType,
+      udpWorks: d.udpWorks,
       homeRelay: this.relays.home,
       relays: this.relays.status(),
-      stun: this.lastReport?.stun ?? [],
-      lastDiscovery: this.lastDiscoveryAt?.toISOString() ?? null,
+      stun: d.lastReport?.stun ?? [],
+      lastDiscovery: d.lastDiscoveryAt?.toISOString() ?? null,
       counters: { ...this.counters },
       socket: { ...this.socket.stats },
-      peers: [...this.byKey.values()].map((ep) => ({ publicKey: ep.publicKeyBase64, ...ep.status(now) })),
+      peers: [...this.peers.byKey.values()].map((ep) => ({ publicKey: ep.publicKeyBase64, ...ep.status(now) })),
     };
   }
 
   /** Path status of a magic peer (base64 key); null for plain WireGuard peers and unknown keys. */
   peerStatus(publicKeyBase64: string): EndpointStatus | null {
-    return this.byKey.get(publicKeyBase64)?.status(this.clock.now()) ?? null;
+    return this.peers.byKey.get(publicKeyBase64)?.status(this.clock.now()) ?? null;
   }
 }

@@ -27,7 +27,6 @@ export const STUN_BINDING_SUCCESS = 0x0101;
 export const STUN_BINDING_ERROR = 0x0111;
 
 export const ATTR_MAPPED_ADDRESS = 0x0001;
-export const ATTR_MESSAGE_INTEGRITY = 0x0008;
 export const ATTR_ERROR_CODE = 0x0009;
 export const ATTR_XOR_MAPPED_ADDRESS = 0x0020;
 /** Pre-RFC 5389 drafts used 0x8020; some servers still send it. */
@@ -100,8 +99,8 @@ export function ipFromBytes16(b: Uint8Array, off = 0): string {
 // Demultiplexing
 
 /**
- * True when buf is a STUN binding message as the shared socket tells them apart (SPEC 6.3 and
- * Appendix A): type 0x0001 or 0x0101 (so byte 1 is 0x01) and the magic cookie at bytes 4–7.
+ * True when buf is a STUN binding message as the shared socket tells them apart: type 0x0001 or
+ * 0x0101 (so byte 1 is 0x01) and the magic cookie at bytes 4–7.
  * WireGuard messages start with a type byte followed by three zero bytes, so never match.
  */
 export function isStunPacket(buf: Uint8Array): boolean {

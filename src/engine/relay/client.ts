@@ -2,17 +2,13 @@
  * A DERP client: one logical connection to one relay server that keeps itself up.
  *
  * It connects over an HTTP upgrade (`http(s)://…/derp`, raw DERP framing after `101`) or a
- * WebSocket (`ws(s)://…/derp`, subprotocol "derp"), logs in with our WireGuard key, then
- * `send(dst, packet)` / `onPacket(src, packet)`. While started it reconnects with exponential
- * backoff and jitter, pings when the line is quiet and reconnects when a ping goes unanswered,
- * and (when `idleTimeoutMs` is set) closes after that long without a send — reopening on the
- * next send. `stop()` closes it for good.
+ * WebSocket (`ws(s)://…/derp`, subprotocol "derp"; dialing is in dial.ts), logs in with our
+ * WireGuard key, then `send(dst, packet)` / `onPacket(src, packet)`. While started it
+ * reconnects with exponential backoff and jitter, pings when the line is quiet and reconnects
+ * when a ping goes unanswered, and (when `idleTimeoutMs` is set) closes after that long without
+ * a send — reopening on the next send. `stop()` closes it for good.
  */
-import { request as httpRequest, type IncomingMessage } from 'node:http';
-import { request as httpsRequest } from 'node:https';
-import type { Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
-import { WebSocket } from 'ws';
 import { MeshdError } from '../../errors.js';
 import { equalBytes, hexOf as hex } from '../../util/bytes.js';
 import { boxPublicKey } from '../crypto/nacl-box.js';
@@ -30,7 +26,10 @@ import {
   type DerpFrame,
 } from './frames.js';
 import { RelayLoginError, openServerInfo, sealClientInfo, type ServerInfo } from './login.js';
-import { SocketTransport, WebSocketTransport, type FrameTransport } from './transport.js';
+import { dial, RelayClientError, type Conn, type DialCallbacks } from './dial.js';
+import type { FrameTransport } from './transport.js';
+
+export { RelayClientError } from './dial.js';
 
 export type RelayClientState = 'idle' | 'connecting' | 'connected' | 'backoff' | 'stopped';
 
@@ -93,22 +92,6 @@ export interface RelayClientStats {
   lastError: string | undefined;
 }
 
-export class RelayClientError extends MeshdError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('E_RELAY', message, options);
-  }
-}
-
-/** One connection attempt and, after login, the live connection. */
-interface Conn {
-  transport: FrameTransport | null;
-  readonly parser: FrameParser;
-  phase: 'dialing' | 'server-key' | 'server-info' | 'ready' | 'closed';
-  serverKey: Uint8Array | null;
-  headerKey: Uint8Array | null;
-  abort: (() => void) | null;
-}
-
 export class RelayClient {
   readonly url: URL;
   readonly publicKey: Uint8Array;
@@ -132,6 +115,10 @@ export class RelayClient {
   private learnedServerKey: Uint8Array | null = null;
   private info: ServerInfo | null = null;
   private preferred: boolean;
+  private readonly dialCallbacks: DialCallbacks = {
+    attach: (c, t, head) => this.attach(c, t, head),
+    fail: (c, err) => this.closeConn(c, err),
+  };
   private readonly counters: RelayClientStats = {
     connects: 0,
     connectFailures: 0,
@@ -321,77 +308,7 @@ export class RelayClient {
       () => this.closeConn(c, new RelayClientError(`connect to ${this.url.host} timed out`)),
       this.opts.connectTimeoutMs ?? 10_000,
     );
-    if (this.url.protocol === 'ws:' || this.url.protocol === 'wss:') this.dialWebSocket(c);
-    else this.dialUpgrade(c);
-  }
-
-  private dialUpgrade(c: Conn): void {
-    const u = this.url;
-    const req = (u.protocol === 'https:' ? httpsRequest : httpRequest)({
-      host: u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname,
-      port: u.port || (u.protocol === 'https:' ? 443 : 80),
-      path: `${u.pathname}${u.search}`,
-      method: 'GET',
-      headers: { Upgrade: 'DERP', Connection: 'Upgrade' },
-    });
-    c.abort = () => req.destroy();
-    req.on('upgrade', (res: IncomingMessage, socket: Socket, head: Buffer) => {
-      c.abort = null;
-      if (c.phase === 'closed') {
-        socket.destroy();
-        return;
-      }
-      if (res.statusCode !== 101) {
-        socket.destroy();
-        this.closeConn(c, new RelayClientError(`relay answered HTTP ${res.statusCode} to the upgrade`));
-        return;
-      }
-      const hk = res.headers['derp-public-key'];
-      if (typeof hk === 'string') {
-        if (!/^[0-9a-fA-F]{64}$/.test(hk)) {
-          socket.destroy();
-          this.closeConn(c, new RelayClientError('relay sent a malformed Derp-Public-Key header'));
-          return;
-        }
-        c.headerKey = new Uint8Array(Buffer.from(hk, 'hex'));
-      }
-      this.attach(c, new SocketTransport(socket), head);
-    });
-    req.on('response', (res: IncomingMessage) => {
-      res.resume();
-      this.closeConn(c, new RelayClientError(`relay answered HTTP ${res.statusCode} instead of upgrading`));
-    });
-    req.on('error', (e) => this.closeConn(c, new RelayClientError(`cannot reach relay ${u.host}: ${e.message}`, { cause: e })));
-    req.end();
-  }
-
-  private dialWebSocket(c: Conn): void {
-    const ws = new WebSocket(this.url, ['derp'], {
-      perMessageDeflate: false,
-      maxPayload: (this.opts.maxFrameLength ?? DEFAULT_MAX_FRAME_LEN) * 2 + 64,
-    });
-    c.abort = () => ws.terminate();
-    ws.on('upgrade', (res: IncomingMessage) => {
-      const hk = res.headers['derp-public-key'];
-      if (typeof hk === 'string' && /^[0-9a-fA-F]{64}$/.test(hk)) c.headerKey = new Uint8Array(Buffer.from(hk, 'hex'));
-    });
-    ws.on('open', () => {
-      c.abort = null;
-      if (c.phase === 'closed') {
-        ws.terminate();
-        return;
-      }
-      const s = (ws as unknown as { _socket?: Socket })._socket;
-      this.attach(c, new WebSocketTransport(ws, { address: s?.remoteAddress, port: s?.remotePort }), undefined);
-    });
-    ws.on('error', (e) => {
-      if (c.transport === null) this.closeConn(c, new RelayClientError(`cannot reach relay ${this.url.host}: ${e.message}`, { cause: e }));
-    });
-    ws.on('unexpected-response', (_req, res: IncomingMessage) => {
-      res.resume();
-      ws.terminate();
-      this.closeConn(c, new RelayClientError(`relay answered HTTP ${res.statusCode} to the WebSocket upgrade`));
-    });
+    dial(c, this.url, this.opts.maxFrameLength ?? DEFAULT_MAX_FRAME_LEN, this.dialCallbacks);
   }
 
   private attach(c: Conn, t: FrameTransport, head: Uint8Array | undefined): void {

@@ -84,11 +84,6 @@ export async function addAddress(dev: string, cidr: string, opts: IpOptions = {}
   await runIp(['addr', 'replace', checkCidr(cidr), 'dev', dev], opts);
 }
 
-export async function removeAddress(dev: string, cidr: string, opts: IpOptions = {}): Promise<void> {
-  checkInterfaceName(dev);
-  await runIp(['addr', 'del', checkCidr(cidr), 'dev', dev], opts);
-}
-
 /** Route a prefix into the device (idempotent: `ip route replace`). */
 export async function addRoute(dev: string, cidr: string, opts: IpOptions = {}): Promise<void> {
   checkInterfaceName(dev);

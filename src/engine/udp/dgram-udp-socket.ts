@@ -9,8 +9,7 @@ import { isIPv4 } from 'node:net';
 import { MeshdError } from '../../errors.js';
 import { drainBatches } from '../native/readiness.js';
 import { readAddr, writeAddr, type PacketBatch } from '../packet-batch.js';
-import type { BatchUdpSocket } from './batch-udp-socket.js';
-import { emptyUdpStats, type ResolvedUdpOptions, type UdpStats } from './udp-stats.js';
+import { emptyUdpStats, type BatchUdpSocket, type ResolvedUdpOptions, type UdpStats } from './udp-socket.js';
 
 /** Datagrams held between 'message' events and receiveBatch; beyond this they are dropped. */
 export const DGRAM_QUEUE_LIMIT = 4096;

@@ -6,8 +6,7 @@ import { MeshdError } from '../../errors.js';
 import { errnoName, nativeErrorCode, type NativeAddon } from '../native/addon.js';
 import { countBatchWrite, FdBatchReader } from '../native/readiness.js';
 import { ADDR_SIZE, readAddr, writeAddr, type PacketBatch } from '../packet-batch.js';
-import type { BatchUdpSocket } from './batch-udp-socket.js';
-import { emptyUdpStats, type ResolvedUdpOptions, type UdpStats } from './udp-stats.js';
+import { emptyUdpStats, type BatchUdpSocket, type ResolvedUdpOptions, type UdpStats } from './udp-socket.js';
 
 export class NativeUdpSocket implements BatchUdpSocket {
   readonly kind = 'native' as const;

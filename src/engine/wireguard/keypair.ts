@@ -1,8 +1,8 @@
 /**
- * A keypair is one session's transport keys (paper section 5.4.5) with its send counter and
- * receive replay window. Each peer holds up to three: `current` (used to send), `previous`
- * (still accepted for a while after a rekey) and `next` (derived as responder, promoted to
- * current once the initiator proves it has it by sending with it).
+ * A keypair is one session's transport keys with its send counter and receive replay window.
+ * Each peer holds up to three: `current` (used to send), `previous` (still accepted for a while
+ * after a rekey) and `next` (derived as responder, promoted to current once the initiator proves
+ * it has it by sending with it). keypair-rotation.ts moves keypairs between those slots.
  */
 import { ReplayFilter } from './replay.js';
 import type { SessionKeys } from './noise.js';

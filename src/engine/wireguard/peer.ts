@@ -1,12 +1,35 @@
 /**
  * A WireGuard peer: its static key, handshake state, keypairs, endpoint, timers, packets waiting
- * for a handshake, and statistics. Behaviour lives in the device; this is the state it acts on.
+ * for a handshake, and statistics. Behaviour lives in the device's paths; this is the state they
+ * act on (the timer deadlines are here, as wireguard-go keeps them in its Peer).
  */
 import type { Endpoint } from './bind.js';
 import { CookieGenerator } from './cookie.js';
 import { Keypairs } from './keypair.js';
 import { Handshake } from './noise.js';
-import { PeerTimers } from './timers.js';
+
+/**
+ * The five per-peer timers (deadlines, Infinity when not pending) and their bookkeeping.
+ * timers.ts arms and fires them.
+ */
+export class PeerTimers {
+  retransmitHandshake = Infinity;
+  sendKeepalive = Infinity;
+  newHandshake = Infinity;
+  zeroKeyMaterial = Infinity;
+  persistentKeepalive = Infinity;
+  handshakeAttempts = 0;
+  needAnotherKeepalive = false;
+  sentLastMinuteHandshake = false;
+
+  stopAll(): void {
+    this.retransmitHandshake = Infinity;
+    this.sendKeepalive = Infinity;
+    this.newHandshake = Infinity;
+    this.zeroKeyMaterial = Infinity;
+    this.persistentKeepalive = Infinity;
+  }
+}
 
 export class Peer {
   readonly publicKeyBase64: string;

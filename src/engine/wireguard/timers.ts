@@ -1,92 +1,144 @@
 /**
- * Time for the data plane: an injectable clock and the per-peer protocol timers of the paper
- * (section 6), named as wireguard-go names them. A timer is a deadline field (Infinity when not
- * pending); one periodic tick per device fires whatever is due. Nothing here schedules a
- * callback per packet: arming a timer on the hot path is a field write.
+ * The per-peer protocol timers: the hooks that arm and disarm them and the tick that fires them,
+ * named as wireguard-go's timers.go names them. A timer is a deadline field of the peer
+ * (PeerTimers, peer.ts; Infinity when not pending); one periodic tick per device fires whatever
+ * is due. Nothing here schedules a callback per packet: arming a timer on the hot path is a
+ * field write. The clock lives in clock.ts and is re-exported here.
  */
+import { jitter } from './clock.js';
+import { zeroKeys } from './keypair-rotation.js';
+import type { DeviceState } from './device-state.js';
+import type { Peer } from './peer.js';
 
-export interface Ticker {
-  cancel(): void;
+export { ManualClock, jitter, systemClock, type Clock, type Ticker } from './clock.js';
+
+// ---------------------------------------------------------------- hooks (called by the paths)
+
+/** Called after an authenticated data packet is sent. */
+export function timersDataSent(dev: DeviceState, peer: Peer, now: number): void {
+  const t = peer.timers;
+  const c = dev.timers;
+  if (t.newHandshake === Infinity) t.newHandshake = now + c.keepaliveTimeout + c.rekeyTimeout + jitter(c.rekeyTimeoutJitterMax);
 }
 
-export interface Clock {
-  /** Monotonic milliseconds. */
-  now(): number;
-  /** Wall-clock nanoseconds since the Unix epoch (for TAI64N). */
-  wallNanos(): bigint;
-  /** Call `fn` every `ms` until cancelled. */
-  every(ms: number, fn: () => void): Ticker;
+/** Called after an authenticated data packet is received. */
+export function timersDataReceived(dev: DeviceState, peer: Peer, now: number): void {
+  const t = peer.timers;
+  if (t.sendKeepalive === Infinity) t.sendKeepalive = now + dev.timers.keepaliveTimeout;
+  else t.needAnotherKeepalive = true;
 }
 
-export const systemClock: Clock = {
-  now: () => performance.now(),
-  wallNanos: () => BigInt(Date.now()) * 1_000_000n,
-  every(ms, fn) {
-    const h = setInterval(fn, ms);
-    return { cancel: () => clearInterval(h) };
-  },
-};
+/** Called after any type of authenticated packet is sent: keepalive, data, or handshake. */
+export function timersAnyAuthenticatedPacketSent(peer: Peer): void {
+  peer.timers.sendKeepalive = Infinity;
+}
 
-/** A clock that moves only when told to; tickers fire as time passes over them. */
-export class ManualClock implements Clock {
-  private t = 0;
-  private wall: bigint;
-  private readonly tickers = new Set<{ ms: number; next: number; fn: () => void }>();
+/** Called after any type of authenticated packet is received: keepalive, data, or handshake. */
+export function timersAnyAuthenticatedPacketReceived(peer: Peer): void {
+  peer.timers.newHandshake = Infinity;
+}
 
-  constructor(startWallNanos = 1_700_000_000_000_000_000n) {
-    this.wall = startWallNanos;
-  }
+/** Called after a handshake initiation message is sent. */
+export function timersHandshakeInitiated(dev: DeviceState, peer: Peer, now: number): void {
+  peer.timers.retransmitHandshake = now + dev.timers.rekeyTimeout + jitter(dev.timers.rekeyTimeoutJitterMax);
+}
 
-  now(): number {
-    return this.t;
-  }
+/**
+ * Called after a handshake response message is received and processed, or when getting key
+ * confirmation via the first data message.
+ */
+export function timersHandshakeComplete(dev: DeviceState, peer: Peer, initiator: boolean): void {
+  const t = peer.timers;
+  t.retransmitHandshake = Infinity;
+  t.handshakeAttempts = 0;
+  t.sentLastMinuteHandshake = false;
+  peer.lastHandshakeWallMs = Number(dev.clock.wallNanos() / 1_000_000n);
+  peer.handshakesCompleted++;
+  dev.onEvent({ type: 'handshake-complete', peer: peer.publicKeyBase64, initiator });
+}
 
-  wallNanos(): bigint {
-    return this.wall + BigInt(Math.round(this.t * 1e6));
-  }
+/**
+ * Called after an ephemeral key is created, which is before sending a handshake response or
+ * after receiving a handshake response.
+ */
+export function timersSessionDerived(dev: DeviceState, peer: Peer, now: number): void {
+  peer.timers.zeroKeyMaterial = now + dev.timers.rejectAfterTime * 3;
+}
 
-  every(ms: number, fn: () => void): Ticker {
-    const entry = { ms, next: this.t + ms, fn };
-    this.tickers.add(entry);
-    return { cancel: () => this.tickers.delete(entry) };
-  }
+/**
+ * Called before a packet with authentication (keepalive, data, or handshake) is sent, or after
+ * one is received.
+ */
+export function timersAnyAuthenticatedPacketTraversal(peer: Peer, now: number): void {
+  if (peer.persistentKeepalive > 0) peer.timers.persistentKeepalive = now + peer.persistentKeepalive * 1000;
+}
 
-  /** Move time forward by `ms`, firing tickers at each of their due times in order. */
-  advance(ms: number): void {
-    const end = this.t + ms;
-    for (;;) {
-      let due: { ms: number; next: number; fn: () => void } | null = null;
-      for (const e of this.tickers) if (e.next <= end && (due === null || e.next < due.next)) due = e;
-      if (due === null) break;
-      this.t = Math.max(this.t, due.next);
-      due.next += due.ms;
-      due.fn();
+// ---------------------------------------------------------------- expiry (called by the tick)
+
+/**
+ * What the expired timers do through the send and handshake paths. Those paths arm the timers
+ * above, so importing them here would make a module cycle: the device passes them in instead
+ * (one constant object, so the calls stay monomorphic).
+ */
+export interface TimerActions {
+  sendKeepalive(dev: DeviceState, peer: Peer): void;
+  sendHandshakeInitiation(dev: DeviceState, peer: Peer, isRetry: boolean): void;
+}
+
+/** Run every timer that is due. Called by the device's ticker. */
+export function tick(dev: DeviceState, actions: TimerActions): void {
+  if (dev.closed) return;
+  const now = dev.clock.now();
+  for (const peer of [...dev.peers.values()]) {
+    const t = peer.timers;
+    if (now >= t.retransmitHandshake) {
+      t.retransmitHandshake = Infinity;
+      expiredRetransmitHandshake(dev, peer, actions);
     }
-    this.t = end;
+    if (now >= t.sendKeepalive) {
+      t.sendKeepalive = Infinity;
+      expiredSendKeepalive(dev, peer, now, actions);
+    }
+    if (now >= t.newHandshake) {
+      t.newHandshake = Infinity;
+      // we stopped hearing back after sending data: start over
+      actions.sendHandshakeInitiation(dev, peer, false);
+    }
+    if (now >= t.zeroKeyMaterial) {
+      t.zeroKeyMaterial = Infinity;
+      zeroKeys(dev, peer, true);
+    }
+    if (now >= t.persistentKeepalive) {
+      t.persistentKeepalive = Infinity;
+      if (peer.persistentKeepalive > 0) actions.sendKeepalive(dev, peer);
+    }
   }
+  dev.rateLimiter.sweep(now);
 }
 
-/** The five per-peer timers and their bookkeeping. */
-export class PeerTimers {
-  retransmitHandshake = Infinity;
-  sendKeepalive = Infinity;
-  newHandshake = Infinity;
-  zeroKeyMaterial = Infinity;
-  persistentKeepalive = Infinity;
-  handshakeAttempts = 0;
-  needAnotherKeepalive = false;
-  sentLastMinuteHandshake = false;
-
-  stopAll(): void {
-    this.retransmitHandshake = Infinity;
-    this.sendKeepalive = Infinity;
-    this.newHandshake = Infinity;
-    this.zeroKeyMaterial = Infinity;
-    this.persistentKeepalive = Infinity;
+/** Retry the initiation, or give up after maxTimerHandshakes and drop what waits for it. */
+function expiredRetransmitHandshake(dev: DeviceState, peer: Peer, actions: TimerActions): void {
+  const t = peer.timers;
+  if (t.handshakeAttempts > dev.timers.maxTimerHandshakes) {
+    t.sendKeepalive = Infinity;
+    if (peer.staged.length > 0) {
+      dev.counters.drops['staged-expired'] += peer.staged.length;
+      peer.staged = [];
+    }
+    if (t.zeroKeyMaterial === Infinity) t.zeroKeyMaterial = dev.clock.now() + dev.timers.rejectAfterTime * 3;
+    dev.onEvent({ type: 'handshake-gave-up', peer: peer.publicKeyBase64, attempts: t.handshakeAttempts + 1 });
+    return;
   }
+  t.handshakeAttempts++;
+  actions.sendHandshakeInitiation(dev, peer, true);
 }
 
-/** Uniform jitter in [0, max) ms. */
-export function jitter(max: number): number {
-  return Math.random() * max;
+/** Data came in and we sent nothing back: a keepalive, and another later if more data came. */
+function expiredSendKeepalive(dev: DeviceState, peer: Peer, now: number, actions: TimerActions): void {
+  const t = peer.timers;
+  actions.sendKeepalive(dev, peer);
+  if (t.needAnotherKeepalive) {
+    t.needAnotherKeepalive = false;
+    t.sendKeepalive = now + dev.timers.keepaliveTimeout;
+  }
 }

@@ -3,9 +3,9 @@
  * lengths and checksums — for tests, benchmarks and diagnostics. Not for the packet path: it
  * allocates, and it throws MeshdError('E_ENGINE') on bad arguments.
  */
-import { MeshdError } from '../../errors.js';
-import { parseIPv4, parseIPv6 } from '../../util/ip.js';
-import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP } from './packet.js';
+import { MeshdError } from '../../src/errors.js';
+import { parseIPv4, parseIPv6 } from '../../src/util/ip.js';
+import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP } from '../../src/engine/filter/packet.js';
 
 export interface CraftOptions {
   /** IPv4 or IPv6 addresses (both of the same family). */

@@ -1,0 +1,79 @@
+/**
+ * The contract every UDP socket of the data plane meets: whole batches in and out, never a
+ * callback or an allocation per datagram on the native path. Implemented by NativeUdpSocket and
+ * DgramUdpSocket; opened through openBatchUdpSocket (batch-udp-socket.ts).
+ *
+ * Batch conventions (see PacketBatch): a received datagram i lands at slot start i*slotSize
+ * with its source in batch.addrs slot i; a datagram longer than a slot is dropped and counted.
+ * sendBatch sends packet i (offsets[i], lengths[i]) to batch.addrs slot i. Sends never block:
+ * when the kernel queue is full the rest of the batch is dropped and counted, like a full queue.
+ */
+import type { PacketBatch } from '../packet-batch.js';
+
+export type UdpImplementation = 'native' | 'dgram';
+
+export interface BatchUdpSocket {
+  readonly kind: UdpImplementation;
+  /** 4 for a socket bound to an IPv4 address, 6 for an IPv6 one (dual-stack: it carries IPv4 too). */
+  readonly family: 4 | 6;
+  /** The bound address and port (the real port when 0 was asked for). */
+  readonly address: string;
+  readonly port: number;
+  readonly stats: UdpStats;
+  /**
+   * Receive up to batch.capacity waiting datagrams into slots 0..n-1; sets batch.count and
+   * returns n (0 when nothing is waiting). Never blocks.
+   */
+  receiveBatch(batch: PacketBatch): number;
+  /**
+   * Send packets start..start+count-1 (default all of batch.count), packet i to batch.addrs slot i.
+   * Returns how many were handed to the kernel; drops and errors go to stats.
+   */
+  sendBatch(batch: PacketBatch, start?: number, count?: number): number;
+  /**
+   * Each time datagrams are waiting, drain them into `batch` and call onBatch for every non-empty
+   * batch. onBatch must be done with the batch when it returns: the batch is reused.
+   */
+  startReceiving(batch: PacketBatch, onBatch: (batch: PacketBatch) => void): void;
+  stopReceiving(): void;
+  /** Whether a receiving socket keeps the process alive (default true). */
+  setKeepAlive(keep: boolean): void;
+  close(): Promise<void>;
+}
+
+/** Counters shared by both implementations. */
+export interface UdpStats {
+  rxPackets: number;
+  /** Datagrams longer than a batch slot, dropped. */
+  rxTruncated: number;
+  /** Datagrams dropped because the fallback's queue was full (dgram only). */
+  rxDropped: number;
+  rxErrors: number;
+  txPackets: number;
+  /** Packets dropped because the send queue was full. */
+  txDropped: number;
+  /** Packets the kernel refused (unreachable, wrong family, …). */
+  txErrors: number;
+  /** Code of the last error seen ('ENETUNREACH', …), or null. */
+  lastError: string | null;
+}
+
+export function emptyUdpStats(): UdpStats {
+  return {
+    rxPackets: 0,
+    rxTruncated: 0,
+    rxDropped: 0,
+    rxErrors: 0,
+    txPackets: 0,
+    txDropped: 0,
+    txErrors: 0,
+    lastError: null,
+  };
+}
+
+export interface ResolvedUdpOptions {
+  address: string;
+  port: number;
+  recvBufferSize: number;
+  sendBufferSize: number;
+}

@@ -18,6 +18,7 @@ import { myNodeRecord, publishEndpoint, publishNodeInfo, reencryptOwnRecords, to
 import { readCachedMap, requireJoinedNetwork, writeCachedMap, type JoinedNetwork } from './local-state.js';
 import { currentNetwork, nodeRecords } from './model.js';
 import { revoke } from './peer-ops.js';
+import { admitJoinRequests, type AdmitResult } from './invite-ops.js';
 import { buildNetworkMap, mapHash, type NetworkMap } from './netmap.js';
 import { PROTOCOL_URI, kindOfPath } from './protocol.js';
 import { queryFor, readableKinds, slotOf, type SkipCounters } from './reader.js';
@@ -46,7 +47,8 @@ export type ControlEvent =
   | { type: 'connection'; up: boolean; reconnect?: boolean; retryInMs?: number; error?: string }
   | { type: 'error'; error: MeshdError | Error; during: string }
   | { type: 'revoked' }
-  | { type: 'expired'; dids: string[] };
+  | { type: 'expired'; dids: string[] }
+  | { type: 'admission'; results: AdmitResult[] };
 
 export interface ControlStats {
   networkId: string;
@@ -325,7 +327,10 @@ export class ControlClient {
         // after a key rotation, this device re-writes its own records under the new key
         await reencryptOwnRecords(s).catch((e: Error) => this.emit({ type: 'error', error: e, during: 're-encrypting own records' }));
       }
-      if (s.role === 'owner') this.scheduleExpiry();
+      if (s.role === 'owner') {
+        this.scheduleExpiry();
+        if (s.set.joinRequest.length > 0) await this.admitJoins();
+      }
     } catch (e) {
       this.lastError = (e as Error).message;
       this.emit({ type: 'error', error: e as Error, during: 'refreshing the network map' });
@@ -355,6 +360,19 @@ export class ControlClient {
       this.running = p.catch(() => {});
     }, wait);
     this.expiryTimer.unref();
+  }
+
+  /** The owner's daemon admits devices that ask to join with a valid invite. */
+  private async admitJoins(): Promise<void> {
+    try {
+      const results = await admitJoinRequests(this.session, this.now());
+      if (results.length > 0) {
+        this.emit({ type: 'admission', results });
+        this.rebuild();
+      }
+    } catch (e) {
+      this.emit({ type: 'error', error: e as Error, during: 'admitting invited devices' });
+    }
   }
 
   private async revokeExpired(): Promise<void> {

@@ -26,6 +26,8 @@ export interface JoinedNetwork {
   roles: ActorRole[];
   /** True when the endpoint is this machine's embedded DWN (meshd starts it when needed). */
   embedded: boolean;
+  /** Where the embedded DWN listens when the daemon runs it (remembered from `--dwn-listen`). */
+  dwnListen?: string;
   joinedAt: string;
 }
 
@@ -51,7 +53,9 @@ export function readJoinedNetwork(profileDir: string): JoinedNetwork | undefined
       hint: 'remove it deliberately and join the network again',
     });
   }
-  return { ...v, embedded: v.embedded === true, joinedAt: typeof v.joinedAt === 'string' ? v.joinedAt : '' } as JoinedNetwork;
+  const dwnListen = typeof v.dwnListen === 'string' && v.dwnListen.length <= 64 ? { dwnListen: v.dwnListen } : {};
+  const { dwnListen: _d, ...rest } = v;
+  return { ...rest, ...dwnListen, embedded: v.embedded === true, joinedAt: typeof v.joinedAt === 'string' ? v.joinedAt : '' } as JoinedNetwork;
 }
 
 /** The joined network, or a one-line error saying what to run. */

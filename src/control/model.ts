@@ -12,7 +12,7 @@ import { cidrContains, parseCidr, parseIp } from './ip.js';
 export type RecordSet = { [K in RecordKind]: Decoded<K>[] };
 
 export function emptyRecordSet(): RecordSet {
-  return { network: [], node: [], member: [], nodeInfo: [], endpoint: [], aclPolicy: [], relay: [], relayProposal: [], nodeRequest: [], keyDelivery: [] };
+  return { network: [], node: [], member: [], nodeInfo: [], endpoint: [], aclPolicy: [], relay: [], relayProposal: [], nodeRequest: [], keyDelivery: [], invite: [], joinRequest: [] };
 }
 
 function newest<T extends { timestamp: string }>(xs: T[]): T | undefined {

@@ -115,6 +115,8 @@ async function addMember(s: NetworkSession, did: string): Promise<AddPeerResult>
 export interface AddPeersOptions {
   member?: boolean;
   expiresAt?: string;
+  /** The member a device belongs to (default: the owner). */
+  owner?: string;
 }
 
 /** Parse the DIDs and expiry of an add before anything is written (usage errors first). */
@@ -142,7 +144,7 @@ export async function addPeersIn(s: NetworkSession, didTexts: readonly string[],
   const reserved = new Set<string>();
   const out = new Map<string, AddPeerResult>();
   await inParallel(dids, WRITE_WIDTH, async (did) => {
-    out.set(did, o.member ? await addMember(s, did) : await addNode(s, did, s.joined.anchor, reserved, expiresAt));
+    out.set(did, o.member ? await addMember(s, did) : await addNode(s, did, o.owner ?? s.joined.anchor, reserved, expiresAt));
   });
   return dids.map((d) => out.get(d)!);
 }

@@ -7,6 +7,8 @@
  * - a member writes only its own `nodeRequest`s, as the recipient of its `network/member`
  *   record;
  * - a device or a member may propose a relay (`relayProposal`, readable by the owner only);
+ * - anyone may write a `joinRequest` under an invite the owner wrote; it is readable by the owner
+ *   (and its author) only, and admitted only when it proves the invite's secret;
  *   relays are used only once the owner writes a `relay` record for them;
  * - devices and members read, query and subscribe, invoking their role, to the records the
  *   network map needs; nobody but the owner and the recipient reads a `keyDelivery`, nobody
@@ -34,6 +36,8 @@ export const PATHS = {
   relay: 'network/relay',
   relayProposal: 'network/relayProposal',
   keyDelivery: 'network/keyDelivery',
+  invite: 'network/invite',
+  joinRequest: 'network/invite/joinRequest',
 } as const;
 
 export type RecordKind = keyof typeof PATHS;
@@ -58,6 +62,8 @@ export const MAX_DATA_SIZE: Record<RecordKind, number> = {
   relay: 8_192,
   relayProposal: 8_192,
   keyDelivery: 8_192,
+  invite: 8_192,
+  joinRequest: 4_096,
 };
 
 export function kindOfPath(path: string): RecordKind | undefined {
@@ -121,6 +127,15 @@ export function protocolDefinition(): ProtocolDefinition {
         },
         keyDelivery: {
           ...size('keyDelivery'),
+        },
+        invite: {
+          ...size('invite'),
+          // whoever holds an invite (its record id travels in the invite) may ask to join under it;
+          // the owner's daemon admits only a request that proves the invite's secret
+          joinRequest: {
+            ...size('joinRequest'),
+            $actions: [{ who: 'anyone', can: ['create'] }],
+          },
         },
       },
     },

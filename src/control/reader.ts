@@ -133,7 +133,7 @@ export function queryFor(acc: Pick<NetworkAccess, 'networkId' | 'role' | 'client
 export function readableKinds(role: ActorRole): RecordKind[] {
   const common: RecordKind[] = ['keyDelivery', 'network', 'node', 'nodeInfo', 'endpoint', 'aclPolicy', 'relay'];
   if (role === 'node') return common;
-  return role === 'owner' ? [...common, 'member', 'nodeRequest', 'relayProposal'] : [...common, 'member', 'nodeRequest'];
+  return role === 'owner' ? [...common, 'member', 'nodeRequest', 'relayProposal', 'invite', 'joinRequest'] : [...common, 'member', 'nodeRequest'];
 }
 
 function parentOf(contextId: string): string {

@@ -115,6 +115,28 @@ export interface KeyDeliveryRecord {
   networkKey: string;
 }
 
+/**
+ * An invite the owner issued (readable by the owner only). The secret itself is never stored:
+ * `verifier` is a key derived from it, with which a joiner's proof is checked.
+ */
+export interface InviteRecord {
+  role: 'node' | 'member';
+  expiresAt: string;
+  /** How many devices may join with it; absent: any number until it expires. */
+  uses?: number;
+  label?: string;
+  verifier: string;
+  /** Who joined with it, in order. */
+  used: { did: string; at: string }[];
+}
+
+/** A device asking to join under an invite: proof = HMAC(verifier, invite id and its DID). */
+export interface JoinRequestRecord {
+  did: string;
+  hostname?: string;
+  proof: string;
+}
+
 export interface RecordTypes {
   network: NetworkRecord;
   node: NodeRecord;
@@ -127,6 +149,8 @@ export interface RecordTypes {
   relayProposal: RelayRecord;
   nodeRequest: NodeRequestRecord;
   keyDelivery: KeyDeliveryRecord;
+  invite: InviteRecord;
+  joinRequest: JoinRequestRecord;
 }
 
 // ---- field checks ----
@@ -347,6 +371,21 @@ const keyDeliverySchema = object({
   networkKey: base64urlKey32,
 });
 
+const inviteSchema = object({
+  role: oneOf(['node', 'member'] as const),
+  expiresAt: isoTime,
+  uses: optional(integer({ min: 1, max: 10_000 })),
+  label: optional(string({ min: 1, max: 64 })),
+  verifier: base64urlKey32,
+  used: array(object({ did, at: isoTime }), { max: 10_000 }),
+});
+
+const joinRequestSchema = object({
+  did,
+  hostname: optional(hostname),
+  proof: base64urlKey32,
+});
+
 const SCHEMAS: { [K in RecordKind]: Check<RecordTypes[K]> } = {
   network: networkSchema as Check<NetworkRecord>,
   node: nodeSchema as Check<NodeRecord>,
@@ -358,6 +397,8 @@ const SCHEMAS: { [K in RecordKind]: Check<RecordTypes[K]> } = {
   relayProposal: relaySchema as Check<RelayRecord>,
   nodeRequest: nodeRequestSchema as Check<NodeRequestRecord>,
   keyDelivery: keyDeliverySchema as Check<KeyDeliveryRecord>,
+  invite: inviteSchema as Check<InviteRecord>,
+  joinRequest: joinRequestSchema as Check<JoinRequestRecord>,
 };
 
 /** Largest JSON text accepted for a record's plaintext. */

@@ -9,7 +9,7 @@ import { hostname, networkInterfaces } from 'node:os';
 import { MeshdError } from '../errors.js';
 import { ControlClient } from '../control/control-client.js';
 import { leaseEmbeddedDwn, type EmbeddedLease } from '../control/embedded.js';
-import { requireJoinedNetwork } from '../control/local-state.js';
+import { readJoinedNetwork, requireJoinedNetwork } from '../control/local-state.js';
 import type { NetworkMap } from '../control/netmap.js';
 import type { ControlContext } from '../control/session.js';
 import type { EndpointRecord, PublicEndpoint } from '../control/records.js';
@@ -40,7 +40,7 @@ export interface AgentOptions {
   relay?: { host: string; port: number; stunPort: number; url?: string };
   /** How long `start` waits for the first network map from the DWN when there is no cache. */
   firstMapTimeoutMs?: number;
-  /** Embedded DWN listen address when this node hosts it (default 127.0.0.1). */
+  /** Embedded DWN listen address when this node hosts it (default: remembered, else 0.0.0.0). */
   dwnListen?: string;
 }
 
@@ -72,6 +72,12 @@ export interface AgentStatus {
   relayServer: { url: string; stunPort: number | null } | null;
   peers: AgentPeerStatus[];
 }
+
+/**
+ * Where the embedded DWN listens when this node hosts the network's DWN: every address, since
+ * the other machines of the network must reach it.
+ */
+const DEFAULT_DWN_LISTEN = '0.0.0.0';
 
 /** A handshake this recent makes a peer "online" even without a fresh endpoint record. */
 const HANDSHAKE_ONLINE_MS = 3 * 60_000;
@@ -122,6 +128,12 @@ export class MeshAgent implements AgentLike {
       if (e.type === 'map') this.onMap(e.map, e.source);
       else if (e.type === 'connection') this.log.info(e.up ? 'dwn.connected' : 'dwn.disconnected', { reconnect: e.reconnect, retryInMs: e.retryInMs, error: e.error });
       else if (e.type === 'error') this.log.warn('control.error', { during: e.during, error: e.error.message });
+      else if (e.type === 'admission') {
+        for (const r of e.results) {
+          if (r.admitted) this.log.info('invite.admitted', { did: r.did, invite: r.inviteId });
+          else this.log.warn('invite.refused', { did: r.did, invite: r.inviteId, reason: r.reason });
+        }
+      } else if (e.type === 'expired') this.log.info('peer.expired', { dids: e.dids });
       else if (e.type === 'revoked') {
         this.log.warn('control.revoked', { hint: 'this device was removed from the network' });
         this.dataplane?.setConfig({ peers: [] }).then(
@@ -183,7 +195,8 @@ export class MeshAgent implements AgentLike {
    * Nodes keep their tunnels meanwhile; their control clients reconnect and re-query.
    */
   private async leaseDwn(endpoint: string): Promise<void> {
-    const lease = await leaseEmbeddedDwn(this.opts.ctx.home, endpoint, this.opts.dwnListen);
+    const listen = this.opts.dwnListen ?? readJoinedNetwork(this.opts.ctx.profile.dir)?.dwnListen ?? DEFAULT_DWN_LISTEN;
+    const lease = await leaseEmbeddedDwn(this.opts.ctx.home, endpoint, listen);
     this.lease = lease;
     const startedAt = Date.now();
     this.log.info('dwn.embedded', { endpoint, started: lease.server !== undefined, pid: lease.server?.pid });

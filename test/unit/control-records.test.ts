@@ -28,6 +28,8 @@ const valid: Record<RecordKind, unknown> = {
   relayProposal: { url: 'https://relay.example/derp', region: 'eu' },
   nodeRequest: { did: did(4), hostname: 'phone', note: 'my phone' },
   keyDelivery: { epoch: 3, networkKey: Buffer.alloc(32, 1).toString('base64url') },
+  invite: { role: 'node', expiresAt: now, uses: 1, label: 'laptop', verifier: Buffer.alloc(32, 2).toString('base64url'), used: [{ did: did(5), at: now }] },
+  joinRequest: { did: did(6), hostname: 'laptop', proof: Buffer.alloc(32, 3).toString('base64url') },
 };
 
 test('every record kind accepts a valid example, in both modes', () => {

@@ -3,11 +3,12 @@
  * asked), in the background by default, returning once the tunnel is up and the first network
  * map is applied; stop it, leaving no device, route or socket behind.
  */
+import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { action, subcommand, type CommandContext, type Io } from '../program.js';
 import { initProfile } from '../../identity/profile.js';
 import { MeshdError, UsageError } from '../../errors.js';
-import { readJoinedNetwork } from '../../control/local-state.js';
+import { readJoinedNetwork, writeJoinedNetwork } from '../../control/local-state.js';
 import type { ControlContext } from '../../control/session.js';
 import { callDaemon } from '../../daemon/api.js';
 import { processAlive, runningDaemonPid } from '../../daemon/lock.js';
@@ -17,6 +18,8 @@ import { joinHostPort, splitHostPort } from '../../util/host-port.js';
 import type { AgentStatus } from '../../daemon/agent.js';
 
 interface UpOptions {
+  /** `meshd up <invite>`: the invite line. */
+  invite?: string;
   create?: string;
   endpoint?: string;
   anchor?: string;
@@ -29,6 +32,7 @@ interface UpOptions {
   tun?: string;
   dwnListen?: string;
   timeout?: string;
+  wait?: string;
 }
 
 function parseListen(s: string, defaultPort: number): { host: string; port: number } {
@@ -46,14 +50,45 @@ export function summarizeUp(s: AgentStatus): string {
   return lines.join('\n');
 }
 
+/** Root or CAP_NET_ADMIN (bit 12 of the effective capabilities): what a TUN device needs. */
+function canManageNetwork(): boolean {
+  if (process.getuid?.() === 0) return true;
+  try {
+    const m = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'));
+    return m !== null && (BigInt(`0x${m[1]}`) & (1n << 12n)) !== 0n;
+  } catch {
+    return false;
+  }
+}
+
 async function prepareNetwork(ctx: CommandContext, cc: ControlContext, o: UpOptions): Promise<void> {
+  if (o.invite !== undefined) {
+    if (o.create !== undefined || o.anchor || o.network) throw new UsageError('an invite cannot be combined with --create, --anchor or --network');
+    const { parseInvite, requestJoinByInvite } = await import('../../control/invite-ops.js');
+    const inv = parseInvite(o.invite);
+    const existing = readJoinedNetwork(cc.profile.dir);
+    if (existing?.networkId === inv.networkId) return; // joined before: just start
+    if (existing) {
+      throw new MeshdError('E_CONFIG_INVALID', `this device is already in network ${existing.networkId}`, { hint: 'run `meshd network leave` first, or use another profile (--profile)' });
+    }
+    await requestJoinByInvite(cc, inv, { timeoutMs: Number(o.wait ?? 600) * 1000 });
+    const { joinNetwork } = await import('../../control/network-ops.js');
+    const r = await joinNetwork(cc, { anchor: inv.anchor, networkId: inv.networkId, endpoint: inv.endpoint });
+    ctx.progress(`Joined network "${r.name}". Mesh IP: ${r.meshIP ?? '?'}`);
+    return;
+  }
   if (o.create !== undefined) {
     if (o.anchor || o.network) throw new UsageError('--create cannot be combined with --anchor/--network');
     const { createNetwork } = await import('../../control/network-ops.js');
     const r = await createNetwork(cc, { name: o.create, ...(o.endpoint ? { endpoint: o.endpoint } : {}), ...(o.cidr ? { cidr: o.cidr } : {}) });
     ctx.progress(`Network "${r.name}" created. Mesh IP: ${r.meshIP ?? '?'}`);
     ctx.progress(`Network id: ${r.networkId}`);
-    ctx.progress('To add a peer: meshd peer add <their-did>');
+    if (r.embedded) {
+      const { reachableEndpoint } = await import('../../control/invite-ops.js');
+      const joined = readJoinedNetwork(cc.profile.dir);
+      if (joined) ctx.progress(`This machine hosts the network's DWN; other machines reach it at ${reachableEndpoint(joined, undefined)}`);
+    }
+    ctx.progress('To add another machine: meshd invite   (it prints the one line to run there)');
     return;
   }
   if (o.anchor || o.network) {
@@ -73,7 +108,7 @@ async function prepareNetwork(ctx: CommandContext, cc: ControlContext, o: UpOpti
 }
 
 export function registerDaemon(program: Command, io: Io): void {
-  const up = subcommand(program, 'up', 'start the mesh agent (creating or joining a network first when asked)')
+  const up = subcommand(program, 'up [invite]', 'start the mesh agent (joining with an invite, or creating or joining a network first)')
     .option('--create <name>', 'create a network first (this device becomes its owner)')
     .option('--endpoint <url>', 'DWN endpoint URL (default: the embedded DWN)')
     .option('--anchor <did>', "join: the network owner's DID")
@@ -82,12 +117,16 @@ export function registerDaemon(program: Command, io: Io): void {
     .option('--relay [addr]', 'also run a relay (DERP + STUN) here, on ADDR[:PORT] (default 0.0.0.0:3340)')
     .option('--relay-stun-port <port>', 'UDP port of the relay STUN responder', '3478')
     .option('--relay-url <url>', 'with --relay: the URL other nodes reach it at (default http://ADDR:PORT/derp)')
-    .option('--dwn-listen <addr>', 'address the embedded DWN listens on (default 127.0.0.1)')
+    .option('--dwn-listen <addr>', 'address the embedded DWN listens on (default 0.0.0.0: other machines reach it; remembered)')
     .option('--tun <name>', 'tunnel device name', 'meshd0')
     .option('--foreground', 'run in the foreground (logs to stderr)')
-    .option('--timeout <seconds>', 'how long to wait for the daemon to come up', '60');
-  action(up, io, async (ctx) => {
-    const o = up.opts<UpOptions>();
+    .option('--timeout <seconds>', 'how long to wait for the daemon to come up', '60')
+    .option('--wait <seconds>', "with an invite: how long to wait for the owner's meshd to admit this device", '600');
+  action(up, io, async (ctx, invite: string | undefined) => {
+    const o: UpOptions = { ...up.opts<UpOptions>(), ...(invite !== undefined ? { invite } : {}) };
+    if (!canManageNetwork()) {
+      throw new MeshdError('E_TUN', 'meshd up needs root or CAP_NET_ADMIN to create its tunnel device', { hint: `run it with sudo: sudo meshd up${invite !== undefined ? ' <invite>' : ''}` });
+    }
     const { profile, created } = initProfile(ctx.home, ctx.profile);
     if (created) ctx.progress(`Your device identity: ${profile.did}`);
     const pid = runningDaemonPid(ctx.home);
@@ -95,6 +134,11 @@ export function registerDaemon(program: Command, io: Io): void {
       throw new MeshdError('E_DAEMON_RUNNING', `meshd is already running for ${ctx.home} (pid ${pid})`, { hint: 'use `meshd status`, or `meshd down` to stop it' });
     }
     const cc: ControlContext = { home: ctx.home, profile, progress: (s) => ctx.progress(s) };
+    const remember = () => {
+      // `--dwn-listen` is remembered for later `up`s of the network this machine hosts
+      const j = readJoinedNetwork(profile.dir);
+      if (o.dwnListen && j?.embedded && j.dwnListen !== o.dwnListen) writeJoinedNetwork(profile.dir, { ...j, dwnListen: o.dwnListen });
+    };
     const relay =
       o.relay === undefined || o.relay === false
         ? undefined
@@ -109,6 +153,7 @@ export function registerDaemon(program: Command, io: Io): void {
       // started early by a background `up`: wait while it creates or joins the network
       if (!(await waitForRelease())) return;
       await prepareNetwork(ctx, cc, o);
+      remember();
       const log = createLogger({ file: logPath(ctx.home), stderr: process.env.MESHD_BACKGROUND !== '1', debug: process.env.MESHD_DEBUG === '1' });
       const agent = new MeshAgent({ ctx: cc, log, tunName: o.tun ?? 'meshd0', ...(relay ? { relay } : {}), ...(o.dwnListen ? { dwnListen: o.dwnListen } : {}) });
       const handle = await runDaemon({ home: ctx.home, log, agent });
@@ -126,6 +171,7 @@ export function registerDaemon(program: Command, io: Io): void {
     const daemon = spawnHeldDaemon(ctx.home, args);
     try {
       await prepareNetwork(ctx, cc, o);
+      remember();
     } catch (e) {
       daemon.abort();
       throw e;

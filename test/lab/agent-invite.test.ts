@@ -1,0 +1,100 @@
+/**
+ * One-command invites across namespaces standing in for machines (real CLI, embedded DWN,
+ * daemons): the owner runs `meshd up --create`, then `meshd invite`; the line it prints is all
+ * the other machine runs, and the two ping each other within 10 s. A used single-use invite, an
+ * expired one and a revoked one each fail with a one-line reason, and add nobody.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { missingPrereqs, requirePrereqs } from '../helpers/prereqs.js';
+import { Internet, Lab, type Host } from '../../src/lab/index.js';
+import { addHost, AGENT_PREREQS, createOwner, daemonStatus, meshd, meshdJson, pingUntil, type MeshNode } from './agent-helpers.js';
+
+interface InviteJson {
+  invite: string;
+  id: string;
+  expiresAt: string;
+}
+
+describe('meshd invite: one line joins a machine', { timeout: 240_000 }, () => {
+  let lab: Lab | undefined;
+  let internet: Internet;
+  let owner!: MeshNode;
+  let seq = 0;
+
+  before(async () => {
+    if (missingPrereqs(AGENT_PREREQS).length > 0) return;
+    lab = await Lab.create();
+    internet = await Internet.create(lab);
+    owner = (await createOwner(internet, 'a')).owner;
+  });
+  after(() => lab?.close());
+
+  async function machine(): Promise<{ host: Host; home: string; name: string }> {
+    const name = `j${++seq}`;
+    return { host: await addHost(internet, name), home: lab!.file(`home-${name}`), name };
+  }
+
+  async function invite(args: string[] = []): Promise<InviteJson> {
+    return meshdJson<InviteJson>(owner, ['invite', ...args]);
+  }
+
+  /** `meshd up <invite>` on a new machine: its exit code, stderr and the time it took. */
+  async function upWith(m: { host: Host; home: string }, line: string) {
+    const started = Date.now();
+    const r = await meshd({ ns: m.host.ns, home: m.home }, ['up', line, '--wait', '30'], 90_000);
+    return { ...r, ms: Date.now() - started };
+  }
+
+  test('the invite line alone: the two machines ping each other within 10 s', async (t) => {
+    if (!requirePrereqs(t, AGENT_PREREQS)) return;
+    const inv = await invite(['--label', 'laptop']);
+    assert.match(inv.invite, /^meshd-invite-v1\.[A-Za-z0-9_-]+$/);
+    assert.ok(!inv.invite.includes('127.0.0.1'), 'the invite names an address the other machine can reach');
+    const m = await machine();
+    const started = Date.now();
+    const r = await upWith(m, inv.invite);
+    assert.equal(r.code, 0, r.stderr);
+    const st = await meshdJson<{ identity: { meshIP: string } }>({ ns: m.host.ns, home: m.home }, ['status']);
+    const both = await Promise.all([pingUntil(m.host.ns, owner.meshIP, 10_000), pingUntil(owner.ns, st.identity.meshIP, 10_000)]);
+    assert.ok(both.every((x) => x !== null), 'no ping both ways');
+    const total = Date.now() - started;
+    t.diagnostic(`invite → both ways pinging in ${total} ms (up took ${r.ms} ms; first answers after ${both.join(' / ')} ms)`);
+    assert.ok(total <= 10_000, `the machines pinged each other ${total} ms after \`meshd up <invite>\` started`);
+    const list = await meshdJson<{ invites: { id: string; state: string; used: unknown[] }[] }>(owner, ['invite', 'list']);
+    const row = list.invites.find((x) => x.id === inv.id)!;
+    assert.equal(row.state, 'used up');
+    assert.equal(row.used.length, 1);
+
+    // the same single-use invite on another machine: refused, nobody added
+    const again = await machine();
+    const used = await upWith(again, inv.invite);
+    assert.equal(used.code, 1);
+    assert.equal(used.stderr.trim().split('\n').filter((l) => l.startsWith('meshd:')).length, 1, used.stderr);
+    assert.match(used.stderr, /refused this invite/);
+    const peers = (await daemonStatus(owner)).peers.length;
+    assert.equal(peers, 1, 'only the first machine joined');
+  });
+
+  test('an expired and a revoked invite fail with a one-line reason', async (t) => {
+    if (!requirePrereqs(t, AGENT_PREREQS)) return;
+    const short = await invite(['--expires', '1s']);
+    const revoked = await invite();
+    const r0 = await meshdJson<{ id: string }>(owner, ['invite', 'revoke', revoked.id]);
+    assert.equal(r0.id, revoked.id);
+    await sleep(1500);
+    for (const [line, why] of [
+      [short.invite, /expired/],
+      [revoked.invite, /revoked/],
+      ['meshd-invite-v1.nonsense', /not a meshd invite/],
+    ] as const) {
+      const r = await upWith(await machine(), line);
+      assert.notEqual(r.code, 0);
+      const errors = r.stderr.trim().split('\n').filter((l) => l.startsWith('meshd:'));
+      assert.equal(errors.length, 1, r.stderr);
+      assert.match(errors[0]!, why);
+    }
+    assert.equal((await daemonStatus(owner)).peers.length, 1, 'nobody else joined');
+  });
+});

@@ -7,6 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
+import { ensureTestPostgres } from './postgres.js';
 
 const root = new URL('..', import.meta.url).pathname;
 const argv = process.argv.slice(2);
@@ -35,6 +36,13 @@ const phases = [
   { name: 'integration-pure-ts', dirs: ['dist/test/integration'], concurrency: 1, env: { MESHD_PURE_TS: '1' } },
   { name: 'lab', dirs: ['dist/test/lab'], concurrency: 1 },
 ];
+
+// the DWN-on-PostgreSQL test needs a database: the machine's own, set up here when it can be
+if (!process.env.MESHD_TEST_POSTGRES_URL) {
+  const pg = ensureTestPostgres();
+  if (pg.url) process.env.MESHD_TEST_POSTGRES_URL = pg.url;
+  else console.log(`PostgreSQL for the storage test: ${pg.reason}`);
+}
 
 const tmp = mkdtempSync(join(tmpdir(), 'meshd-tests-'));
 const totals = { pass: 0, fail: 0, skipped: 0, todo: 0, cancelled: 0 };

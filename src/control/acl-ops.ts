@@ -7,14 +7,28 @@ import { wireguardKeyOf } from './netmap.js';
 import type { AclPolicyRecord } from './records.js';
 import { NetworkSession, requireOwner, type ControlContext } from './session.js';
 
-export function readPolicyFile(path: string): AclPolicyRecord {
+/**
+ * A policy file. Without a "version" the policy gets the next version when it is set
+ * (`bump`); with one, that version must be newer than the current policy's.
+ */
+export function readPolicyFile(path: string): { policy: AclPolicyRecord; bump: boolean } {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch (e) {
     throw new MeshdError('E_ACL_INVALID', `cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
   }
-  return parseAclPolicy(text);
+  let bump = false;
+  try {
+    const v = JSON.parse(text) as unknown;
+    if (typeof v === 'object' && v !== null && !Array.isArray(v) && !('version' in v)) {
+      bump = true;
+      text = JSON.stringify({ ...v, version: 1 });
+    }
+  } catch {
+    // parseAclPolicy says what is wrong
+  }
+  return { policy: parseAclPolicy(text), bump };
 }
 
 export interface AclSetResult {
@@ -23,14 +37,15 @@ export interface AclSetResult {
   rules: number;
 }
 
-/** Replace the network's policy. Its version must be greater than the current one. */
-export async function setAcl(ctx: ControlContext, policy: AclPolicyRecord): Promise<AclSetResult> {
+/** Replace the network's policy. Its version must be greater than the current one (`bump`: it is made so). */
+export async function setAcl(ctx: ControlContext, given: AclPolicyRecord, o: { bump?: boolean } = {}): Promise<AclSetResult> {
   const s = await NetworkSession.open(ctx);
   try {
     requireOwner(s, 'set the ACL policy');
     await s.load(['network', 'aclPolicy']);
     const epoch = s.network().data.epoch;
     const current = currentPolicy(s.set, s.joined.networkId, s.joined.anchor);
+    const policy = o.bump && current ? { ...given, version: Math.max(given.version, current.data.version + 1) } : given;
     if (current && policy.version <= current.data.version) {
       throw new MeshdError('E_ACL_INVALID', `policy version ${policy.version} is not newer than the current version ${current.data.version}`, {
         hint: `set "version" to ${current.data.version + 1} or more`,

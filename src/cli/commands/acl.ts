@@ -6,10 +6,10 @@ import { controlContext } from './network.js';
 export function registerAcl(program: Command, io: Io): void {
   const acl = subcommand(program, 'acl', 'packet filter policy of the network');
 
-  action(subcommand(acl, 'set <file>', 'set the ACL policy from a JSON file (owner)'), io, async (ctx, file: string) => {
+  action(subcommand(acl, 'set <file>', 'set the ACL policy from a JSON file (owner); without "version" it gets the next one'), io, async (ctx, file: string) => {
     const { readPolicyFile, setAcl } = await import('../../control/acl-ops.js');
-    const policy = readPolicyFile(file); // validate before touching the network
-    const r = await setAcl(controlContext(ctx), policy);
+    const { policy, bump } = readPolicyFile(file); // validate before touching the network
+    const r = await setAcl(controlContext(ctx), policy, { bump });
     ctx.print(r, `ACL policy version ${r.version} set (${r.rules} rule${r.rules === 1 ? '' : 's'}).`);
   });
 

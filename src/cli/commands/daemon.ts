@@ -131,7 +131,17 @@ export function registerDaemon(program: Command, io: Io): void {
     if (created) ctx.progress(`Your device identity: ${profile.did}`);
     const pid = runningDaemonPid(ctx.home);
     if (pid !== null) {
-      throw new MeshdError('E_DAEMON_RUNNING', `meshd is already running for ${ctx.home} (pid ${pid})`, { hint: 'use `meshd status`, or `meshd down` to stop it' });
+      // already up: say so and succeed, unless asked for another network than the one it runs
+      const joined = readJoinedNetwork(profile.dir);
+      const wants = o.invite !== undefined ? (await import('../../control/invite-ops.js')).parseInvite(o.invite).networkId : o.network;
+      if (o.create !== undefined || (wants !== undefined && wants !== joined?.networkId)) {
+        throw new MeshdError('E_DAEMON_RUNNING', `meshd is already running for ${ctx.home} (pid ${pid}) in network ${joined?.networkId ?? '?'}`, {
+          hint: 'run `meshd down` first to create or join another network',
+        });
+      }
+      const s = await callDaemon<AgentStatus & { state: string; pid: number }>(ctx.home, 'GET', '/v0/status');
+      ctx.print({ ...s, already: true }, () => `meshd is already up (pid ${pid}).\n${summarizeUp(s)}`);
+      return;
     }
     const cc: ControlContext = { home: ctx.home, profile, progress: (s) => ctx.progress(s) };
     const remember = () => {

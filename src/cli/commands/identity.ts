@@ -41,6 +41,18 @@ async function confirm(io: Io, question: string): Promise<boolean> {
   }
 }
 
+/** The running daemon of this home uses profile `name`: logging it out would orphan it. */
+async function refuseIfRunning(home: string, name: string): Promise<void> {
+  const [{ runningDaemonPid }, { callDaemon }] = await Promise.all([import('../../daemon/lock.js'), import('../../daemon/api.js')]);
+  const pid = runningDaemonPid(home);
+  if (pid === null) return;
+  const did = openProfile(home, name).did;
+  const s = await callDaemon<{ identity?: { did?: string } }>(home, 'GET', '/v0/status').catch(() => undefined);
+  if (s === undefined || s.identity?.did === did) {
+    throw new MeshdError('E_DAEMON_RUNNING', `profile "${name}" is in use by the running meshd (pid ${pid})`, { hint: 'run `meshd down` first' });
+  }
+}
+
 export function registerIdentity(program: Command, io: Io): void {
   action(subcommand(program, 'init', 'create this device\'s identity if missing and print it'), io, (ctx) => {
     const { profile, created } = initProfile(ctx.home, ctx.profile);
@@ -82,6 +94,7 @@ export function registerIdentity(program: Command, io: Io): void {
       const ok = await confirm(io, `Delete profile "${name}" and its private key? This cannot be undone. [y/N] `);
       if (!ok) throw new MeshdError('E_PROFILE', 'not deleted');
     }
+    await refuseIfRunning(ctx.home, name);
     removeProfile(ctx.home, name);
     ctx.print({ profile: name, removed: true }, `Profile "${name}" removed.`);
   });

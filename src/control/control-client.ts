@@ -15,7 +15,7 @@ import { DwnError, MeshdError } from '../errors.js';
 import type { BackoffOptions } from '../dwn/backoff.js';
 import { DwnSubscriber, type SubscriberStatus, type SubscriptionSpec } from '../dwn/subscriber.js';
 import { myNodeRecord, publishEndpoint, publishNodeInfo, reencryptOwnRecords, touchEndpoint } from './device-records.js';
-import { readCachedMap, requireJoinedNetwork, writeCachedMap, type JoinedNetwork } from './local-state.js';
+import { markRemoved, readCachedMap, readJoinedNetwork, removedError, requireJoinedNetwork, writeCachedMap, type JoinedNetwork } from './local-state.js';
 import { currentNetwork, nodeRecords } from './model.js';
 import { revoke } from './peer-ops.js';
 import { admitJoinRequests, type AdmitResult } from './invite-ops.js';
@@ -23,7 +23,7 @@ import { buildNetworkMap, mapHash, type NetworkMap } from './netmap.js';
 import { PROTOCOL_URI, kindOfPath } from './protocol.js';
 import { queryFor, readableKinds, slotOf, type SkipCounters } from './reader.js';
 import type { EndpointRecord, NodeInfoRecord } from './records.js';
-import { NetworkSession, type ControlContext } from './session.js';
+import { isRoleRefused, NetworkSession, type ControlContext } from './session.js';
 
 export interface ControlClientOptions {
   ctx: ControlContext;
@@ -73,7 +73,6 @@ const MAX_PENDING = 10_000;
 /** Delay after an expiry time before the owner revokes (clock skew between machines). */
 const EXPIRY_SLACK_MS = 1000;
 
-const REVOKED_DETAIL = /RoleRecordNotFound|ActionNotAllowed/;
 
 export class ControlClient {
   readonly session: NetworkSession;
@@ -109,6 +108,7 @@ export class ControlClient {
   /** Open the profile's joined network as a device (or as the owner, who is a device too). */
   static async open(opts: ControlClientOptions): Promise<ControlClient> {
     const joined = opts.joined ?? requireJoinedNetwork(opts.ctx.profile.dir);
+    if (joined.removedAt && !joined.roles.includes('owner')) throw removedError(joined);
     const role = joined.roles.includes('owner') ? 'owner' : joined.roles.includes('node') ? 'node' : undefined;
     if (!role) throw new MeshdError('E_NO_NETWORK', 'this identity is a member, not a device, of the network', { hint: 'devices are added with `meshd peer add DID`' });
     const session = await NetworkSession.forNetwork(opts.ctx, joined, role);
@@ -334,7 +334,7 @@ export class ControlClient {
     } catch (e) {
       this.lastError = (e as Error).message;
       this.emit({ type: 'error', error: e as Error, during: 'refreshing the network map' });
-      if (e instanceof DwnError && e.status === 401 && REVOKED_DETAIL.test(e.detail ?? e.message)) this.markRevoked();
+      if (isRoleRefused(e) || (e instanceof MeshdError && e.code === 'E_NO_NETWORK' && s.role !== 'owner' && readJoinedNetwork(s.ctx.profile.dir)?.removedAt)) this.markRevoked();
     }
     return this.current;
   }
@@ -424,6 +424,11 @@ export class ControlClient {
   private markRevoked(): void {
     if (this.revoked || !this.current) return;
     this.revoked = true;
+    try {
+      markRemoved(this.session.ctx.profile.dir, new Date(this.now()).toISOString());
+    } catch (e) {
+      this.emit({ type: 'error', error: e as Error, during: 'noting the removal' });
+    }
     const { hash: _h, generatedAt: _g, ...rest } = this.current;
     const body = { ...rest, self: null, peers: [], relays: [], filter: { policyVersion: null, defaultAction: 'drop' as const, rules: [] } };
     const m: NetworkMap = { ...body, hash: mapHash(body), generatedAt: new Date(this.now()).toISOString() };

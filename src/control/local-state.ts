@@ -28,6 +28,10 @@ export interface JoinedNetwork {
   embedded: boolean;
   /** Where the embedded DWN listens when the daemon runs it (remembered from `--dwn-listen`). */
   dwnListen?: string;
+  /** The name peers see for this device (remembered from `--hostname`). */
+  hostname?: string;
+  /** When this device learned that the owner removed it (the DWN refused its role). */
+  removedAt?: string;
   joinedAt: string;
 }
 
@@ -54,8 +58,10 @@ export function readJoinedNetwork(profileDir: string): JoinedNetwork | undefined
     });
   }
   const dwnListen = typeof v.dwnListen === 'string' && v.dwnListen.length <= 64 ? { dwnListen: v.dwnListen } : {};
-  const { dwnListen: _d, ...rest } = v;
-  return { ...rest, ...dwnListen, embedded: v.embedded === true, joinedAt: typeof v.joinedAt === 'string' ? v.joinedAt : '' } as JoinedNetwork;
+  const removedAt = typeof v.removedAt === 'string' && v.removedAt.length <= 40 ? { removedAt: v.removedAt } : {};
+  const hostname = typeof v.hostname === 'string' && v.hostname.length <= 253 ? { hostname: v.hostname } : {};
+  const { dwnListen: _d, removedAt: _r, hostname: _h, ...rest } = v;
+  return { ...rest, ...dwnListen, ...removedAt, ...hostname, embedded: v.embedded === true, joinedAt: typeof v.joinedAt === 'string' ? v.joinedAt : '' } as JoinedNetwork;
 }
 
 /** The joined network, or a one-line error saying what to run. */
@@ -67,6 +73,27 @@ export function requireJoinedNetwork(profileDir: string): JoinedNetwork {
     });
   }
   return j;
+}
+
+/** What every command says on a device the owner removed. */
+export function removedError(j: JoinedNetwork): MeshdError {
+  return new MeshdError('E_NO_NETWORK', `this device was removed from network ${j.networkId} by its owner`, {
+    hint: 'run `meshd network leave --force`, then join again with a new invite from the owner (`meshd up <invite>`)',
+  });
+}
+
+/**
+ * The owner removed this device (the DWN refuses its role): remember it, and drop the cached
+ * map, which would otherwise bring the old tunnels back at the next start.
+ */
+export function markRemoved(profileDir: string, at: string): JoinedNetwork | undefined {
+  const j = readJoinedNetwork(profileDir);
+  if (!j) return undefined;
+  rmSync(mapCacheFile(profileDir), { force: true });
+  if (j.removedAt) return j;
+  const next = { ...j, removedAt: at };
+  writeJoinedNetwork(profileDir, next);
+  return next;
 }
 
 export function writeJoinedNetwork(profileDir: string, j: JoinedNetwork): void {

@@ -5,12 +5,12 @@
 import type { Profile } from '../identity/profile.js';
 import { parseDidJwk } from '../identity/did-jwk.js';
 import { x25519PublicFromEd25519 } from '../identity/keys.js';
-import { MeshdError } from '../errors.js';
+import { DwnError, MeshdError } from '../errors.js';
 import { DwnClient } from '../dwn/client.js';
 import { encryptJson, type JweRecipient } from './crypto.js';
 import { leaseEmbeddedDwn, type EmbeddedLease } from './embedded.js';
 import { Keyring } from './keyring.js';
-import { requireJoinedNetwork, type JoinedNetwork } from './local-state.js';
+import { markRemoved, removedError, requireJoinedNetwork, type JoinedNetwork } from './local-state.js';
 import type { RecordsWriteMessage } from '@tbd54566975/dwn-sdk-js';
 import { EpochGuard } from './epochs.js';
 import { currentNetwork, emptyRecordSet, type RecordSet } from './model.js';
@@ -133,7 +133,9 @@ export class NetworkSession {
   async load(kinds: RecordKind[]): Promise<RecordSet> {
     const ordered = [...new Set(kinds)].sort((a, b) => (a === 'keyDelivery' ? -1 : b === 'keyDelivery' ? 1 : 0));
     for (const kind of ordered) {
-      const recs = await fetchKind(this.acc, kind, this.skips, this.decoded, this.now());
+      const recs = await fetchKind(this.acc, kind, this.skips, this.decoded, this.now()).catch((e: unknown) => {
+        throw this.role !== 'owner' && isRoleRefused(e) ? removedError(markRemoved(this.ctx.profile.dir, new Date().toISOString()) ?? this.joined) : e;
+      });
       const held = new Map<string, Decoded>();
       for (const [slot, r] of this.slots) {
         if (r.kind !== kind) continue;
@@ -346,6 +348,11 @@ export class NetworkSession {
     this.slots.set(slot, d);
     this.derive();
   }
+}
+
+/** The DWN refuses this identity's role: its role record is gone (it was removed). */
+export function isRoleRefused(e: unknown): boolean {
+  return e instanceof DwnError && e.status === 401 && /RoleRecordNotFound|ActionNotAllowed/.test(e.detail ?? e.message);
 }
 
 export function pickRole(roles: ActorRole[]): ActorRole {

@@ -8,6 +8,7 @@
 import { hostname, networkInterfaces } from 'node:os';
 import { MeshdError } from '../errors.js';
 import { ControlClient } from '../control/control-client.js';
+import { localNodeInfo } from '../control/device-records.js';
 import { leaseEmbeddedDwn, type EmbeddedLease } from '../control/embedded.js';
 import { readJoinedNetwork, requireJoinedNetwork } from '../control/local-state.js';
 import type { NetworkMap } from '../control/netmap.js';
@@ -20,7 +21,6 @@ import { startRelayServer, type RelayServer } from '../engine/relay/server.js';
 import { removeStaleTun } from '../engine/tun/ip-command.js';
 import { wgKeyToBase64 } from '../identity/keys.js';
 import { joinHostPort, splitHostPort } from '../util/host-port.js';
-import { MESHD_VERSION } from '../version.js';
 import { resetHttpConnections } from './http-connections.js';
 import { configFromMap, peerEndpoints } from './map-to-config.js';
 import type { AgentLike } from './daemon.js';
@@ -40,6 +40,8 @@ export interface AgentOptions {
   relay?: { host: string; port: number; stunPort: number; url?: string };
   /** How long `start` waits for the first network map from the DWN when there is no cache. */
   firstMapTimeoutMs?: number;
+  /** The name peers see for this device (default: remembered, else the machine's host name). */
+  hostname?: string;
   /** Embedded DWN listen address when this node hosts it (default: remembered, else 0.0.0.0). */
   dwnListen?: string;
 }
@@ -185,7 +187,7 @@ export class MeshAgent implements AgentLike {
     this.watchLinks();
     if (this.relayServer && this.opts.relay) void this.announceRelay(this.opts.relay);
     control
-      .publishNodeInfo({ hostname: hostname().slice(0, 253), os: 'linux', version: MESHD_VERSION })
+      .publishNodeInfo(localNodeInfo(this.opts.hostname ?? joined.hostname ? { hostname: this.opts.hostname ?? joined.hostname! } : {}))
       .catch((e: Error) => this.log.warn('nodeinfo.publish-failed', { error: e.message }));
   }
 

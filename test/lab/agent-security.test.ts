@@ -128,8 +128,17 @@ describe('meshd agent: a hostile member and an expired device gain nothing', { t
       return p.status === 401 && p.keyEpoch === null ? p : undefined;
     }, 30_000 - dropped, 1000);
     assert.ok(seen, `the expired device can still query or read its key: ${JSON.stringify(await probe(e))}`);
-    // and its own daemon says so instead of carrying on
-    const st = await meshd(e, ['status', '--json']);
-    assert.ok(st.stdout.includes('"revoked": true') || st.stdout.includes('"revoked":true'), `status of the expired device: ${st.stdout.slice(0, 400)}`);
+    // and it is told so, in plain words, now and after a restart (no stale cached tunnels)
+    const told = await waitUntil(async () => {
+      const st = await meshd(e, ['status']);
+      return /was removed from network .* by its owner/.test(st.stdout) ? st : undefined;
+    }, 15_000, 500);
+    assert.ok(told, `status of the expired device: ${(await meshd(e, ['status'])).stdout.slice(0, 600)}`);
+    await meshdOk(e, ['down']);
+    const again = await meshd(e, ['up']);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /^meshd: this device was removed from network \S+ by its owner/m);
+    const offline = await meshd(e, ['status']);
+    assert.match(offline.stderr, /was removed from network .* by its owner/);
   });
 });

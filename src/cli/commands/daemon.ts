@@ -31,6 +31,7 @@ interface UpOptions {
   foreground?: boolean;
   tun?: string;
   dwnListen?: string;
+  hostname?: string;
   timeout?: string;
   wait?: string;
 }
@@ -119,6 +120,7 @@ export function registerDaemon(program: Command, io: Io): void {
     .option('--relay-url <url>', 'with --relay: the URL other nodes reach it at (default http://ADDR:PORT/derp)')
     .option('--dwn-listen <addr>', 'address the embedded DWN listens on (default 0.0.0.0: other machines reach it; remembered)')
     .option('--tun <name>', 'tunnel device name', 'meshd0')
+    .option('--hostname <name>', 'the name peers see for this device (default: the host name; remembered)')
     .option('--foreground', 'run in the foreground (logs to stderr)')
     .option('--timeout <seconds>', 'how long to wait for the daemon to come up', '60')
     .option('--wait <seconds>', "with an invite: how long to wait for the owner's meshd to admit this device", '600');
@@ -143,11 +145,21 @@ export function registerDaemon(program: Command, io: Io): void {
       ctx.print({ ...s, already: true }, () => `meshd is already up (pid ${pid}).\n${summarizeUp(s)}`);
       return;
     }
+    if (o.hostname !== undefined) {
+      const { validateRecord } = await import('../../control/records.js');
+      try {
+        validateRecord('nodeInfo', { hostname: o.hostname, os: 'linux', version: '0' }, 'write');
+      } catch {
+        throw new UsageError(`--hostname "${o.hostname.slice(0, 80)}" is not a host name`, { hint: 'letters, digits, dots, dashes and underscores' });
+      }
+    }
     const cc: ControlContext = { home: ctx.home, profile, progress: (s) => ctx.progress(s) };
     const remember = () => {
       // `--dwn-listen` is remembered for later `up`s of the network this machine hosts
       const j = readJoinedNetwork(profile.dir);
-      if (o.dwnListen && j?.embedded && j.dwnListen !== o.dwnListen) writeJoinedNetwork(profile.dir, { ...j, dwnListen: o.dwnListen });
+      if (!j) return;
+      const next = { ...j, ...(o.dwnListen && j.embedded ? { dwnListen: o.dwnListen } : {}), ...(o.hostname ? { hostname: o.hostname } : {}) };
+      if (JSON.stringify(next) !== JSON.stringify(j)) writeJoinedNetwork(profile.dir, next);
     };
     const relay =
       o.relay === undefined || o.relay === false

@@ -49,16 +49,10 @@ export function formatPath(p: AgentPeerStatus): string {
 }
 
 export function formatDaemonPeers(peers: AgentPeerStatus[], now = Date.now()): string {
-  if (peers.length === 0) return 'No peers yet. Add one with `meshd peer add DID` (owner).';
-  const rows = peers.map((p) => [
-    p.meshIP,
-    p.hostname ?? '-',
-    p.online ? 'online' : 'offline',
-    formatPath(p),
-    `handshake ${ago(p.lastHandshake, now)}`,
-    `rx ${bytes(p.rxBytes)} tx ${bytes(p.txBytes)}`,
-    p.did,
-  ]);
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n');
+  if (peers.length === 0) return 'No peers yet. Invite a machine with `meshd invite` (owner).';
+  const rows = [['HOST', 'MESH IP', 'STATE', 'PATH', 'HANDSHAKE', 'RX', 'TX', 'DID']];
+  for (const p of peers) {
+    rows.push([p.hostname ?? '-', p.meshIP, p.online ? 'online' : 'offline', formatPath(p), ago(p.lastHandshake, now), bytes(p.rxBytes), bytes(p.txBytes), abbreviate(p.did, 16)]);
+  }
+  return table(rows);
 }

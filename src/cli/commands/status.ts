@@ -43,6 +43,14 @@ export function formatDaemonStatus(s: AgentStatus & { pid?: number }): string {
     );
   }
   if (s.relayServer) lines.push(`Relay server: ${s.relayServer.url}`);
+  if (s.control?.revoked) {
+    lines.push(
+      '',
+      `This device was removed from network ${s.network?.id ?? ''} by its owner: it has no peers any more.`,
+      'Run `meshd down`, then `meshd network leave --force`; to come back, ask the owner for a new invite.',
+    );
+    return lines.join('\n');
+  }
   lines.push('', formatDaemonPeers(s.peers));
   return lines.join('\n');
 }

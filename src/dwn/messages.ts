@@ -120,12 +120,12 @@ export function normalizeRecordsFilter(filter: RecordsFilter): RecordsFilter {
 }
 
 /**
- * A copy deep enough that removing undefined members never touches the caller's object (the SDK
- * deletes them in place; the result is the same).
+ * A copy (prototypes kept) deep enough that removing undefined members never touches the
+ * caller's object (the SDK deletes them in place; the result is the same).
  */
 function structuredCloneObj<T extends object>(v: T): T {
   if (Array.isArray(v)) return v.map((x: unknown) => (typeof x === 'object' && x !== null ? structuredCloneObj(x) : x)) as T;
-  const out: Obj = {};
+  const out = Object.create(Object.getPrototypeOf(v) as object | null) as Obj;
   for (const [k, x] of Object.entries(v)) out[k] = typeof x === 'object' && x !== null && !(x instanceof Uint8Array) ? structuredCloneObj(x) : x;
   return out as T;
 }

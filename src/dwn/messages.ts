@@ -111,7 +111,7 @@ export function removeUndefinedProperties(obj: Obj): void {
 /** The SDK's `Records.normalizeFilter`: a copy with protocol and schema normalised, no undefined members. */
 export function normalizeRecordsFilter(filter: RecordsFilter): RecordsFilter {
   const copy: Obj = {
-    ...structuredCloneObj(filter),
+    ...copyDeep(filter),
     protocol: filter.protocol === undefined ? undefined : normalizeUrl(filter.protocol),
     schema: filter.schema === undefined ? undefined : normalizeUrl(filter.schema),
   };
@@ -123,10 +123,12 @@ export function normalizeRecordsFilter(filter: RecordsFilter): RecordsFilter {
  * A copy (prototypes kept) deep enough that removing undefined members never touches the
  * caller's object (the SDK deletes them in place; the result is the same).
  */
-function structuredCloneObj<T extends object>(v: T): T {
-  if (Array.isArray(v)) return v.map((x: unknown) => (typeof x === 'object' && x !== null ? structuredCloneObj(x) : x)) as T;
+function copyDeep<T>(v: T): T {
+  if (typeof v !== 'object' || v === null || v instanceof Uint8Array) return v;
+  if (Array.isArray(v)) return v.map((x: unknown) => copyDeep(x)) as T;
   const out = Object.create(Object.getPrototypeOf(v) as object | null) as Obj;
-  for (const [k, x] of Object.entries(v)) out[k] = typeof x === 'object' && x !== null && !(x instanceof Uint8Array) ? structuredCloneObj(x) : x;
+  // defineProperty: a member named `__proto__` stays a member
+  for (const [k, x] of Object.entries(v)) Object.defineProperty(out, k, { value: copyDeep(x), enumerable: true, writable: true, configurable: true });
   return out as T;
 }
 
@@ -199,7 +201,7 @@ export async function createRecordsWrite(o: RecordsWriteOptions): Promise<Record
     protocolPath: o.protocolPath,
     recipient: o.recipient,
     schema: o.schema !== undefined ? normalizeUrl(o.schema) : undefined,
-    tags: o.tags !== undefined ? structuredCloneObj(o.tags) : undefined,
+    tags: o.tags !== undefined ? copyDeep(o.tags) : undefined,
     parentId: lastContextSegment(o.parentContextId),
     dataCid: computeDataCidSync(o.data),
     dataSize: o.data.length,
@@ -247,7 +249,7 @@ export async function createRecordsQuery(o: RecordsQueryOptions): Promise<Record
     messageTimestamp: o.messageTimestamp ?? currentTimestamp(),
     filter: normalizeRecordsFilter(o.filter),
     dateSort: o.dateSort,
-    pagination: o.pagination !== undefined ? structuredCloneObj(o.pagination) : undefined,
+    pagination: o.pagination !== undefined ? copyDeep(o.pagination) : undefined,
   };
   removeUndefinedProperties(descriptor);
   return { descriptor, authorization: await createAuthorization(descriptor, o.signer, o.protocolRole) } as unknown as RecordsQueryMessage;

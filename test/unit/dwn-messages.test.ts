@@ -90,6 +90,8 @@ test('RecordsWrite: a new root record, its update, a child, a role, tags, a reci
   assert.equal(node.contextId, `${root.contextId}/${node.recordId}`);
   await bothWrites({ ...base, protocolPath: PATHS.node, data: bytes('node'), parentContextId: root.contextId!, recipient: device.did });
   const tags: RecordsWriteTags = { kind: 'endpoint', epoch: 3, live: true, addrs: ['10.0.0.1:51820', '[::1]:51820'], ports: [1, 2, 3] };
+  const odd = JSON.parse('{"__proto__":"x","constructor":1}') as RecordsWriteTags;
+  await bothWrites({ ...base, protocolPath: PATHS.network, data: bytes('odd tags'), tags: odd });
   await bothWrites({ ...base, protocolPath: PATHS.node, data: bytes('tagged'), parentContextId: root.contextId!, recipient: device.did, tags });
   // a grandchild written by the device invoking its role
   await bothWrites(

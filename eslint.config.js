@@ -47,4 +47,32 @@ export default tseslint.config(
   { files: ['src/engine/**/*.ts'], rules: forbid(['control', 'dwn', 'daemon', 'cli'], 'The data plane (src/engine)') },
   { files: ['src/control/**/*.ts'], rules: forbid(['engine', 'daemon', 'cli'], 'The control plane (src/control)') },
   { files: ['src/dwn/**/*.ts'], rules: forbid(['control', 'engine', 'daemon', 'cli'], 'The DWN layer (src/dwn)') },
+  {
+    // dwn-sdk-js costs ~58 MB a process: only the embedded DWN server child loads it. Everything
+    // else builds messages with src/dwn/messages.ts and may import only the SDK's types.
+    files: ['src/**/*.ts'],
+    ignores: ['src/dwn/server.ts', 'src/dwn/server-child.ts'],
+    rules: {
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        {
+          paths: [
+            {
+              name: '@tbd54566975/dwn-sdk-js',
+              allowTypeImports: true,
+              message: 'Use src/dwn/messages.ts and src/dwn/cid.ts; only `import type` from the SDK outside the DWN server child.',
+            },
+          ],
+          patterns: [{ group: ['@tbd54566975/dwn-sdk-js/*'], allowTypeImports: true, message: 'Only `import type` from the SDK outside the DWN server child.' }],
+        },
+      ],
+      'no-restricted-syntax': [
+        'error',
+        {
+          selector: "ImportExpression[source.value=/^@tbd54566975\\/dwn-sdk-js/]",
+          message: 'The SDK is loaded only by the DWN server child.',
+        },
+      ],
+    },
+  },
 );

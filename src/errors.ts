@@ -13,6 +13,7 @@ export const ERROR_CODES = [
   'E_DWN_UNREACHABLE',
   'E_DWN_REJECTED',
   'E_DWN_TIMEOUT',
+  'E_DWN_MESSAGE',
   'E_NOT_OWNER',
   'E_NO_NETWORK',
   'E_RECORD_INVALID',
@@ -87,5 +88,12 @@ export class DwnError extends MeshdError {
     super(code, message, options);
     this.status = options?.status;
     this.detail = options?.detail;
+  }
+}
+
+/** A DWN message cannot be built from the given input (refused before anything is sent). */
+export class DwnMessageError extends MeshdError {
+  constructor(message: string, options?: { hint?: string; cause?: unknown }) {
+    super('E_DWN_MESSAGE', message, options);
   }
 }

@@ -1,23 +1,27 @@
 /**
- * A DWN client for one tenant: messages built and signed with dwn-sdk-js by this device's key,
- * sent over JSON-RPC/HTTP. Failures are DwnErrors carrying the server's status and detail.
+ * A DWN client for one tenant: messages built and signed by this device's key (./messages.ts,
+ * the SDK's message formats without loading the SDK), sent over JSON-RPC/HTTP. Failures are
+ * DwnErrors carrying the server's status and detail.
  */
-import {
-  DateSort,
-  ProtocolsConfigure,
-  ProtocolsQuery,
-  RecordsDelete,
-  RecordsQuery,
-  RecordsRead,
-  RecordsSubscribe,
-  RecordsWrite,
-  type GenericMessage,
-  type ProtocolDefinition,
-  type RecordsFilter,
-  type RecordsQueryReplyEntry,
-  type RecordsWriteMessage,
-  type RecordsWriteTags,
+import type {
+  GenericMessage,
+  ProtocolDefinition,
+  RecordsFilter,
+  RecordsQueryReplyEntry,
+  RecordsWriteMessage,
+  RecordsWriteTags,
 } from '@tbd54566975/dwn-sdk-js';
+import {
+  createProtocolsConfigure,
+  createProtocolsQuery,
+  createRecordsDelete,
+  createRecordsQuery,
+  createRecordsRead,
+  createRecordsSubscribe,
+  createRecordsWrite,
+  DateSort,
+  type PaginationCursor,
+} from './messages.js';
 import { DwnHttpRpc, expectOk, type HttpRpcOptions } from './rpc-http.js';
 import { deviceSigner, type DeviceIdentity } from './signer.js';
 
@@ -70,15 +74,15 @@ export class DwnClient {
   }
 
   async configureProtocol(definition: ProtocolDefinition): Promise<void> {
-    const m = await ProtocolsConfigure.create({ definition, signer: this.signer() });
-    const { reply } = await this.rpc.processMessage(this.target, m.message);
+    const message = await createProtocolsConfigure({ definition, signer: this.signer() });
+    const { reply } = await this.rpc.processMessage(this.target, message);
     expectOk(reply, this.endpoint, 'installing the protocol');
   }
 
   /** The installed definition of `protocol`, or undefined. */
   async queryProtocol(protocol: string): Promise<ProtocolDefinition | undefined> {
-    const m = await ProtocolsQuery.create({ filter: { protocol }, signer: this.signer() });
-    const { reply } = await this.rpc.processMessage(this.target, m.message);
+    const message = await createProtocolsQuery({ filter: { protocol }, signer: this.signer() });
+    const { reply } = await this.rpc.processMessage(this.target, message);
     expectOk(reply, this.endpoint, 'querying the protocol');
     const entries = (reply.entries ?? []) as Array<{ descriptor: { definition: ProtocolDefinition; messageTimestamp: string } }>;
     entries.sort((a, b) => a.descriptor.messageTimestamp.localeCompare(b.descriptor.messageTimestamp));
@@ -86,7 +90,7 @@ export class DwnClient {
   }
 
   async write(o: WriteOptions): Promise<WrittenRecord> {
-    const w = await RecordsWrite.create({
+    const message = await createRecordsWrite({
       protocol: o.protocol,
       protocolPath: o.protocolPath,
       data: o.data,
@@ -99,28 +103,28 @@ export class DwnClient {
       ...(o.dateCreated !== undefined ? { dateCreated: o.dateCreated } : {}),
       signer: this.signer(),
     });
-    const { reply } = await this.rpc.processMessage(this.target, w.message, o.data);
+    const { reply } = await this.rpc.processMessage(this.target, message, o.data);
     expectOk(reply, this.endpoint, `writing ${o.protocolPath}`);
-    return { recordId: w.message.recordId, contextId: w.message.contextId, message: w.message };
+    return { recordId: message.recordId, contextId: message.contextId, message };
   }
 
   /** All records matching `filter` (newest state of each), following pagination. */
   async query(filter: RecordsFilter, opts: QueryOptions = {}): Promise<RecordsQueryReplyEntry[]> {
     const max = opts.max ?? 100_000;
     const out: RecordsQueryReplyEntry[] = [];
-    let cursor: unknown;
+    let cursor: PaginationCursor | undefined;
     do {
-      const q = await RecordsQuery.create({
+      const message = await createRecordsQuery({
         filter,
         dateSort: opts.dateSort ?? DateSort.CreatedDescending,
-        pagination: { limit: 100, ...(cursor ? { cursor: cursor as never } : {}) },
+        pagination: { limit: 100, ...(cursor ? { cursor } : {}) },
         ...(opts.protocolRole !== undefined ? { protocolRole: opts.protocolRole } : {}),
         signer: this.signer(),
       });
-      const { reply } = await this.rpc.processMessage(this.target, q.message);
+      const { reply } = await this.rpc.processMessage(this.target, message);
       expectOk(reply, this.endpoint, `querying ${filter.protocolPath ?? 'records'}`);
       out.push(...((reply.entries ?? []) as RecordsQueryReplyEntry[]));
-      cursor = reply.cursor;
+      cursor = reply.cursor as PaginationCursor | undefined;
     } while (cursor && out.length < max);
     return out;
   }
@@ -130,12 +134,12 @@ export class DwnClient {
    * message carries `initialWrite` (the creator's first version), as query entries do.
    */
   async read(recordId: string, protocolRole?: string): Promise<{ message: RecordsWriteMessage; data: Uint8Array } | undefined> {
-    const r = await RecordsRead.create({
+    const request = await createRecordsRead({
       filter: { recordId },
       ...(protocolRole !== undefined ? { protocolRole } : {}),
       signer: this.signer(),
     });
-    const { reply, data } = await this.rpc.processMessage(this.target, r.message);
+    const { reply, data } = await this.rpc.processMessage(this.target, request);
     if (reply.status.code === 404) return undefined;
     expectOk(reply, this.endpoint, 'reading a record');
     const entry = reply.entry as { recordsWrite?: RecordsWriteMessage; initialWrite?: RecordsWriteMessage } | undefined;
@@ -145,24 +149,23 @@ export class DwnClient {
   }
 
   async delete(recordId: string, opts: { protocolRole?: string; prune?: boolean } = {}): Promise<void> {
-    const d = await RecordsDelete.create({
+    const message = await createRecordsDelete({
       recordId,
       ...(opts.protocolRole !== undefined ? { protocolRole: opts.protocolRole } : {}),
       ...(opts.prune ? { prune: true } : {}),
       signer: this.signer(),
     });
-    const { reply } = await this.rpc.processMessage(this.target, d.message);
+    const { reply } = await this.rpc.processMessage(this.target, message);
     if (reply.status.code === 404) return;
     expectOk(reply, this.endpoint, 'deleting a record');
   }
 
   /** A fresh signed RecordsSubscribe message (for the WebSocket subscriber). */
   async subscribeMessage(filter: RecordsFilter, protocolRole?: string): Promise<GenericMessage> {
-    const s = await RecordsSubscribe.create({
+    return createRecordsSubscribe({
       filter,
       ...(protocolRole !== undefined ? { protocolRole } : {}),
       signer: this.signer(),
     });
-    return s.message;
   }
 }

@@ -1,8 +1,9 @@
 /**
  * DID resolution. did:jwk is resolved offline by our own parser; did:web and did:dht go
  * through @web5/dids with a timeout. A peer's DID is resolved only to find its DWN endpoint.
+ * @web5/dids (~20 MB a process with its DID-method and cache dependencies) is loaded on the
+ * first resolution only, so that importing this module (the daemon does) costs nothing.
  */
-import { DidDht, DidJwk, DidKey, DidResolverCacheNoop, DidWeb, UniversalResolver } from '@web5/dids';
 import { DidError } from '../errors.js';
 import { abbreviate, parseDidJwk } from './did-jwk.js';
 
@@ -37,6 +38,7 @@ export async function resolveDid(did: string, opts: { timeoutMs?: number } = {})
   const method = didMethod(did);
   if (!METHODS.has(method)) throw new DidError('E_DID_INVALID', `unsupported DID method did:${method}`);
   if (method === 'jwk') parseDidJwk(did); // validate strictly first: clear errors, no library quirks
+  const { DidDht, DidJwk, DidKey, DidResolverCacheNoop, DidWeb, UniversalResolver } = await import('@web5/dids');
   const resolver = new UniversalResolver({ didResolvers: [DidJwk, DidWeb, DidDht, DidKey], cache: DidResolverCacheNoop });
   const timeoutMs = opts.timeoutMs ?? 10_000;
   let timer: NodeJS.Timeout | undefined;

@@ -69,6 +69,18 @@ async function statusFromRecords(ctx: ControlContext, joined: JoinedNetwork, ide
   }
 }
 
+/**
+ * `peer list` with the DWN unreachable: the peers of the last network map this device applied,
+ * with a warning saying so; the original error when there is no such map.
+ */
+export function cachedPeerListing(ctx: ControlContext, e: unknown): PeerListing & { warning: string } {
+  const joined = readJoinedNetwork(ctx.profile.dir);
+  const cached = joined && unreachable(e) ? readCachedMap(ctx.profile.dir, joined.networkId) : undefined;
+  if (!joined || !cached) throw e;
+  const st = fromCachedMap({ profile: ctx.profile.name, did: ctx.profile.did, wireguardPublicKey: wgKeyToBase64(ctx.profile.keys.xPublic) }, joined, cached, newSkipLog().counters, (e as Error).message);
+  return { networkId: joined.networkId, peers: st.peers, members: [], pending: [], warning: st.warning! };
+}
+
 function unreachable(e: unknown): boolean {
   return e instanceof DwnError && (e.code === 'E_DWN_UNREACHABLE' || e.code === 'E_DWN_TIMEOUT');
 }

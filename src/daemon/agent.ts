@@ -400,7 +400,15 @@ export class MeshAgent implements AgentLike {
 
   routes() {
     return {
-      'GET /v0/peers': () => ({ peers: this.status().peers }),
+      'GET /v0/peers': async () => {
+        const peers = this.status().peers;
+        const c = this.control;
+        if (!c || c.session.role !== 'owner') return { peers };
+        // the owner also sees members and the device requests waiting for approval
+        const { peerListing } = await import('../control/peer-ops.js');
+        const l = peerListing(c.session, Date.now());
+        return { peers, members: l.members, pending: l.pending };
+      },
       // owner operations on the daemon's loaded session (the CLI falls back to its own session)
       'POST /v0/peers/add': (body: unknown) => {
         const b = ownerRequest(body, this.opts.ctx.profile.did);

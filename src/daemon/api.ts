@@ -102,7 +102,8 @@ export function callDaemon<T = unknown>(home: string, method: 'GET' | 'POST', pa
     req.on('timeout', () => req.destroy(new MeshdError('E_TIMEOUT', `the daemon did not answer within ${timeoutMs} ms`)));
     req.on('error', (e: NodeJS.ErrnoException) => {
       if (e instanceof MeshdError) return reject(e);
-      if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') {
+      // no socket, nobody listening, or the daemon went away mid-call (it failed or stopped)
+      if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED' || e.code === 'ECONNRESET' || e.code === 'EPIPE') {
         return reject(new MeshdError('E_NO_DAEMON', 'meshd is not running', { hint: 'start it with `meshd up`' }));
       }
       reject(new MeshdError('E_DAEMON', `cannot reach the daemon: ${e.message}`));

@@ -138,7 +138,3 @@ export function waitForRelease(): Promise<boolean> {
     process.once('disconnect', onDisconnect);
   });
 }
-
-export async function startInBackground(home: string, foregroundArgs: string[], opts: StartOptions = {}): Promise<DaemonStatusBrief> {
-  return spawnHeldDaemon(home, foregroundArgs).release(opts);
-}

@@ -11,7 +11,7 @@ import { MeshdError, UsageError } from '../../errors.js';
 import { readJoinedNetwork, writeJoinedNetwork } from '../../control/local-state.js';
 import type { ControlContext } from '../../control/session.js';
 import { callDaemon } from '../../daemon/api.js';
-import { processAlive, runningDaemonPid } from '../../daemon/lock.js';
+import { runningDaemonPid } from '../../daemon/lock.js';
 import { logPath, spawnHeldDaemon, waitForRelease } from '../../daemon/background.js';
 import { parsePort } from './network.js';
 import { joinHostPort, splitHostPort } from '../../util/host-port.js';
@@ -206,23 +206,9 @@ export function registerDaemon(program: Command, io: Io): void {
 
   const down = subcommand(program, 'down', 'stop the mesh agent; the tunnel device and routes are removed');
   action(down, io, async (ctx) => {
-    const pid = runningDaemonPid(ctx.home);
-    if (pid === null) {
-      ctx.print({ stopped: false, running: false }, 'meshd is not running.');
-      return;
-    }
-    try {
-      await callDaemon(ctx.home, 'POST', '/v0/shutdown');
-    } catch (e) {
-      if (!(e instanceof MeshdError) || e.code !== 'E_NO_DAEMON') throw e;
-      process.kill(pid, 'SIGTERM'); // socket gone but process alive: ask it the other way
-    }
-    const deadline = Date.now() + 15_000;
-    // the lock goes first, then the process exits: wait for both, so nothing of it is left
-    while (runningDaemonPid(ctx.home) !== null || processAlive(pid)) {
-      if (Date.now() > deadline) throw new MeshdError('E_TIMEOUT', `meshd (pid ${pid}) did not stop within 15 s`, { hint: `kill ${pid}` });
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    ctx.print({ stopped: true, pid }, 'meshd stopped.');
+    const { stopRunningDaemon } = await import('../../daemon/stop.js');
+    const pid = await stopRunningDaemon(ctx.home);
+    if (pid === null) ctx.print({ stopped: false, running: false }, 'meshd is not running.');
+    else ctx.print({ stopped: true, pid }, 'meshd stopped.');
   });
 }

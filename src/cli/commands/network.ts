@@ -67,12 +67,23 @@ export function registerNetwork(program: Command, io: Io): void {
     ctx.print(r, () => describe(r, 'Joined'));
   });
 
-  const leave = subcommand(network, 'leave', "remove this device's own records and forget the network")
-    .option('--force', 'forget the network even when the DWN cannot be reached');
+  const leave = subcommand(network, 'leave', "stop meshd, remove this device's own records and forget the network")
+    .option('--force', 'forget the network even when the DWN cannot be reached')
+    .option('-y, --yes', 'the owner leaves without being asked');
   action(leave, io, async (ctx) => {
-    const o = leave.opts<{ force?: boolean }>();
-    const { leaveNetwork } = await import('../../control/network-ops.js');
-    const r = await leaveNetwork(controlContext(ctx), { force: Boolean(o.force) });
+    const o = leave.opts<{ force?: boolean; yes?: boolean }>();
+    const cc = controlContext(ctx);
+    const [{ readJoinedNetwork }, { leaveNetwork }] = await Promise.all([import('../../control/local-state.js'), import('../../control/network-ops.js')]);
+    const joined = readJoinedNetwork(cc.profile.dir);
+    if (joined?.roles.includes('owner') && !o.yes) {
+      throw new UsageError(`this device owns network ${joined.networkId}: once it leaves, nobody can add or remove devices in it`, {
+        hint: 'add --yes if that is what you want',
+      });
+    }
+    const { stopRunningDaemon } = await import('../../daemon/stop.js');
+    const stopped = await stopRunningDaemon(ctx.home);
+    if (stopped !== null) ctx.progress(`stopped meshd (pid ${stopped}) first`);
+    const r = await leaveNetwork(cc, { force: Boolean(o.force) });
     ctx.print(r, () =>
       [`Left network ${r.networkId} (${r.deleted} record${r.deleted === 1 ? '' : 's'} removed).`, ...(r.warning ? [`Warning: ${r.warning}`] : [])].join('\n'),
     );

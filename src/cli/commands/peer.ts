@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { action, subcommand, type Io } from '../program.js';
 import { controlContext } from './network.js';
 import { formatDaemonPeers, formatPeerListing } from './peer-format.js';
-import type { AddPeerResult, RemovePeerResult } from '../../control/peer-ops.js';
+import type { AddPeerResult, PeerListing, RemovePeerResult } from '../../control/peer-ops.js';
 import { readFileSync } from 'node:fs';
 import { MeshdError, UsageError } from '../../errors.js';
 
@@ -85,12 +85,18 @@ export function registerPeer(program: Command, io: Io): void {
   action(subcommand(peer, 'list', 'list the peers of the network'), io, async (ctx) => {
     const [{ runningDaemonPid }, { callDaemon }] = await Promise.all([import('../../daemon/lock.js'), import('../../daemon/api.js')]);
     if (runningDaemonPid(ctx.home) !== null) {
-      const d = await callDaemon<{ peers: AgentPeerStatus[] }>(ctx.home, 'GET', '/v0/peers');
-      ctx.print({ source: 'daemon', peers: d.peers }, () => formatDaemonPeers(d.peers));
+      const d = await callDaemon<{ peers: AgentPeerStatus[]; members?: PeerListing['members']; pending?: PeerListing['pending'] }>(ctx.home, 'GET', '/v0/peers');
+      ctx.print({ source: 'daemon', ...d }, () =>
+        [formatDaemonPeers(d.peers), formatPeerListing({ networkId: '', peers: [], members: d.members ?? [], pending: d.pending ?? [] }).replace(/^No peers\.\n?\n?/, '')]
+          .filter((x) => x.length > 0)
+          .join('\n\n'),
+      );
       return;
     }
-    const { listPeers } = await import('../../control/peer-ops.js');
-    const l = await listPeers(controlContext(ctx));
+    const [{ listPeers }, { cachedPeerListing }] = await Promise.all([import('../../control/peer-ops.js'), import('../../control/status-ops.js')]);
+    const cc = controlContext(ctx);
+    const l = await listPeers(cc).catch((e: unknown) => cachedPeerListing(cc, e));
+    if ('warning' in l) ctx.progress(`Warning: ${l.warning}`);
     ctx.print(l, () => formatPeerListing(l));
   });
 }

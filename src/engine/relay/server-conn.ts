@@ -31,6 +31,8 @@ export interface RelayServerStats {
   currentClients: number;
   /** Open TCP connections (logged in or not). */
   currentConnections: number;
+  /** Keys some client would get a PeerGone for (bounded by clients × maxWatchedPerConn). */
+  watchedKeys: number;
   /** Connections refused: the server already had its maximum. */
   refusedTotalCap: number;
   /** Connections refused: their source address already had its maximum. */
@@ -87,6 +89,7 @@ export function newStats(): RelayServerStats {
     accepts: 0,
     currentClients: 0,
     currentConnections: 0,
+    watchedKeys: 0,
     refusedTotalCap: 0,
     refusedPerIpCap: 0,
     upgradeTimeouts: 0,

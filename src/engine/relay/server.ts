@@ -243,7 +243,7 @@ export class RelayServer implements ConnHost {
 
   /** A snapshot of the counters. */
   stats(): RelayServerStats {
-    return { ...this.counters, currentClients: this.clients.size, currentConnections: this.slots.size };
+    return { ...this.counters, currentClients: this.clients.size, currentConnections: this.slots.size, watchedKeys: this.watchers.size };
   }
 
   /** Distinct keys some connection remembers for PeerGone (tests: it must not only grow). */

@@ -60,7 +60,7 @@ export function encodeLoginChallenge(nonce: Uint8Array): Uint8Array {
 export function parseLoginChallenge(extra: Uint8Array | undefined): Uint8Array | null {
   if (extra === undefined || extra.length < CHALLENGE_TAG.length + LOGIN_NONCE_LEN) return null;
   for (let i = 0; i < CHALLENGE_TAG.length; i++) if (extra[i] !== CHALLENGE_TAG[i]) return null;
-  return extra.slice(CHALLENGE_TAG.length, CHALLENGE_TAG.length + LOGIN_NONCE_LEN);
+  return new Uint8Array(extra.subarray(CHALLENGE_TAG.length, CHALLENGE_TAG.length + LOGIN_NONCE_LEN));
 }
 
 export interface ServerInfo {

@@ -15,6 +15,7 @@ import { RelayClient, RelayPinError } from '../../src/engine/relay/client.js';
 import { generateBoxKeyPair } from '../../src/engine/crypto/nacl-box.js';
 import { certificateFingerprint, isFingerprint, loadOrCreateRelayCertificate, selfSignedCertificate } from '../../src/engine/relay/tls-cert.js';
 import { waitFor } from '../helpers/derp-raw.js';
+import { RelaySet, normalizeRelayUrl } from '../../src/engine/magicsock/relay-set.js';
 
 function hasOpenssl(): boolean {
   try {
@@ -105,6 +106,26 @@ describe('relay TLS', () => {
       assert.ok(new RelayPinError('x', null).message.includes('no certificate'));
     } finally {
       await Promise.all(clients.map((c) => c.stop()));
+      await s.stop();
+    }
+  });
+
+  test('the magic socket\'s relay set pins from the relay config; a wrong pin shows in its relay status', async () => {
+    const cert = selfSignedCertificate({ commonName: 'meshd-relay' });
+    const s = await startRelayServer({ httpPort: 0, stunPort: null, host: '127.0.0.1', tls: { cert: cert.certPem, key: cert.keyPem } });
+    const k = generateBoxKeyPair();
+    const set = new RelaySet({ privateKey: k.privateKey, publicKey: k.publicKey, onPacket: () => undefined });
+    try {
+      const url = s.address().url;
+      set.setRelays([{ url, fingerprint: selfSignedCertificate({ commonName: 'other' }).fingerprint }]);
+      set.setHome(url);
+      await waitFor(() => (set.status()[0]?.lastError ?? '').includes('certificate refused'), 'refusal in the status');
+      assert.notEqual(set.status()[0]!.state, 'connected');
+      // The record's pin is corrected: a new connection with the right pin.
+      set.setRelays([{ url, fingerprint: cert.fingerprint }]);
+      await waitFor(() => set.isConnected(normalizeRelayUrl(url)), 'connected with the right pin');
+    } finally {
+      await set.stop();
       await s.stop();
     }
   });

@@ -44,6 +44,14 @@ const ENDPOINT_LEN = 18;
 const PONG_LEN = DISCO_TXID_LEN + ENDPOINT_LEN;
 /** Largest call-me-maybe decoded (endpoints); a longer one is refused as malformed. */
 export const MAX_DECODED_ENDPOINTS = 64;
+/**
+ * Largest disco packet opened when it came over a relay: the largest call-me-maybe we decode
+ * (pings and pongs are far smaller; padded pings only probe direct paths). Larger ones are
+ * dropped unopened — opening 64 KiB costs tens of milliseconds on a cold process.
+ */
+export const MAX_RELAY_DISCO_PACKET_LEN = DISCO_HEADER_LEN + BOX_TAG_LEN + 2 + MAX_DECODED_ENDPOINTS * ENDPOINT_LEN;
+/** Largest disco packet opened from a direct UDP source (room for padded MTU-probe pings). */
+export const MAX_DISCO_PACKET_LEN = 9216;
 
 export type DiscoErrorReason = 'not-disco' | 'short' | 'unknown-type' | 'malformed' | 'auth' | 'bad-key' | 'bad-endpoint';
 

@@ -60,6 +60,8 @@ export interface MapRelay {
   stunOnly: boolean;
   latitude: number | null;
   longitude: number | null;
+  /** TLS key pin of the relay (relay record `fingerprint`), or null: normal TLS verification. */
+  fingerprint: string | null;
 }
 
 export interface MapNetworkSettings {
@@ -165,6 +167,7 @@ export function buildNetworkMap(input: BuildMapInput): NetworkMap | undefined {
     stunOnly: r.data.stunOnly ?? false,
     latitude: r.data.latitude ?? null,
     longitude: r.data.longitude ?? null,
+    fingerprint: r.data.fingerprint ?? null,
   }));
   const body: Omit<NetworkMap, 'hash' | 'generatedAt'> = {
     formatVersion: MAP_FORMAT_VERSION,

@@ -98,6 +98,8 @@ export interface RelayRecord {
   stunOnly?: boolean;
   latitude?: number;
   longitude?: number;
+  /** TLS key pin: base64url SHA-256 of the relay certificate's SubjectPublicKeyInfo. */
+  fingerprint?: string;
 }
 
 export interface NodeRequestRecord {
@@ -358,6 +360,7 @@ const relaySchema = object({
   stunOnly: optional(boolean()),
   latitude: optional(number({ min: -90, max: 90 })),
   longitude: optional(number({ min: -180, max: 180 })),
+  fingerprint: optional(base64urlKey32),
 });
 
 const nodeRequestSchema = object({

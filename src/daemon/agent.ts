@@ -6,6 +6,7 @@
  * filter. The engine never sees a DWN; the control client never sees a packet.
  */
 import { hostname, networkInterfaces } from 'node:os';
+import { join } from 'node:path';
 import { MeshdError } from '../errors.js';
 import { ControlClient } from '../control/control-client.js';
 import { localNodeInfo } from '../control/device-records.js';
@@ -37,7 +38,7 @@ export interface AgentOptions {
    * it (announced in a relay record); without it the relay is announced only when it listens on
    * a specific address.
    */
-  relay?: { host: string; port: number; stunPort: number; url?: string };
+  relay?: { host: string; port: number; stunPort: number; url?: string; insecureHttp?: boolean };
   /** How long `start` waits for the first network map from the DWN when there is no cache. */
   firstMapTimeoutMs?: number;
   /** The name peers see for this device (default: remembered, else the machine's host name). */
@@ -94,6 +95,7 @@ export class MeshAgent implements AgentLike {
   private dataplane: DataPlane | undefined;
   private lease: EmbeddedLease | undefined;
   private relayServer: RelayServer | undefined;
+  private relayFingerprint: string | null = null;
   private readonly filter = new PacketFilter();
   private map: NetworkMap | undefined;
   private applying: Promise<void> = Promise.resolve();
@@ -164,7 +166,11 @@ export class MeshAgent implements AgentLike {
     }
     if (this.opts.relay) {
       const r = this.opts.relay;
-      this.relayServer = await startRelayServer({ host: r.host, httpPort: r.port, stunPort: r.stunPort });
+      // HTTPS with a self-signed certificate kept in HOME/relay; its pin goes into the relay record.
+      const { loadOrCreateRelayCertificate } = await import('../engine/relay/tls-cert.js');
+      const cert = r.insecureHttp ? null : loadOrCreateRelayCertificate(join(this.opts.ctx.home, 'relay'), { commonName: 'meshd-relay', altNames: [hostname().slice(0, 253)] });
+      this.relayFingerprint = cert?.fingerprint ?? null;
+      this.relayServer = await startRelayServer({ host: r.host, httpPort: r.port, stunPort: r.stunPort, ...(cert ? { tls: { cert: cert.certPem, key: cert.keyPem } } : {}) });
       this.log.info('relay.serving', { ...this.relayServer.address() });
     }
     const tunName = this.tunName;
@@ -224,14 +230,15 @@ export class MeshAgent implements AgentLike {
   /** Write (or refresh) the relay record for the relay this node runs. */
   private async announceRelay(r: NonNullable<AgentOptions['relay']>): Promise<void> {
     const unspecified = r.host === '0.0.0.0' || r.host === '::' || r.host === '';
-    const url = r.url ?? (unspecified ? undefined : `http://${joinHostPort(r.host, r.port)}/derp`);
+    const url = r.url ?? (unspecified ? undefined : `${r.insecureHttp ? 'http' : 'https'}://${joinHostPort(r.host, r.port)}/derp`);
     if (!url) {
       this.log.warn('relay.not-announced', { hint: 'give --relay-url URL (or --relay ADDR:PORT with a reachable address) so other nodes can use this relay' });
       return;
     }
     try {
       const { publishRelay } = await import('../control/relay-ops.js');
-      const res = await publishRelay(this.opts.ctx, { url, region: `meshd-${hostname().slice(0, 40) || 'relay'}`, stunPort: r.stunPort });
+      const pin = this.relayFingerprint !== null && url.startsWith('https:') ? { fingerprint: this.relayFingerprint } : {};
+      const res = await publishRelay(this.opts.ctx, { url, region: `meshd-${hostname().slice(0, 40) || 'relay'}`, stunPort: r.stunPort, ...pin });
       this.log.info('relay.announced', { url, created: res.created });
     } catch (e) {
       this.log.warn('relay.announce-failed', { url, error: (e as Error).message });

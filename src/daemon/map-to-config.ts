@@ -169,6 +169,11 @@ function relaysFromMap(map: NetworkMap, problems: MapProblem[]): RelayConfig[] {
       problems.push({ peer: null, field: 'relays', reason: `relay ${url}: STUN port ${describe(rec.stunPort)} is not a port; using the default`, peerSkipped: false });
     }
     if (typeof rec.region === 'string') cfg.region = rec.region;
+    if (typeof rec.fingerprint === 'string' && /^[A-Za-z0-9_-]{43}$/.test(rec.fingerprint)) cfg.fingerprint = rec.fingerprint;
+    else if (rec.fingerprint !== undefined && rec.fingerprint !== null) {
+      problems.push({ peer: null, field: 'relays', reason: `relay ${url}: TLS fingerprint ${describe(rec.fingerprint)} is not base64url SHA-256; relay ignored`, peerSkipped: false });
+      continue;
+    }
     out.set(url, cfg);
   }
   const defaults: unknown = map.network?.defaultRelays;

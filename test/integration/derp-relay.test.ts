@@ -11,7 +11,7 @@ import { startRelayServer, type RelayServer } from '../../src/engine/relay/serve
 import { RelayClient, type RelayClientOptions } from '../../src/engine/relay/client.js';
 import { generateBoxKeyPair, type BoxKeyPair } from '../../src/engine/crypto/nacl-box.js';
 import { FrameParser, FrameType, PeerGoneReason, decodeFrame, encodeFrame, frame, type DerpFrame } from '../../src/engine/relay/frames.js';
-import { openServerInfo, sealClientInfo, sealServerInfo } from '../../src/engine/relay/login.js';
+import { openServerInfo, parseLoginChallenge, sealClientInfo, sealServerInfo } from '../../src/engine/relay/login.js';
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 
@@ -45,7 +45,7 @@ function client(url: string, keys: BoxKeyPair, extra?: Partial<RelayClientOption
 }
 
 /** A hand-written DERP client on a raw socket: HTTP upgrade by hand, then frames. */
-async function rawClient(port: number, opts: { login: boolean; keys?: BoxKeyPair }) {
+async function rawClient(port: number, opts: { login: boolean; keys?: BoxKeyPair; legacy?: boolean; clientInfo?: Uint8Array }) {
   const sock = connect(port, '127.0.0.1');
   await once(sock, 'connect');
   sock.write('GET /derp HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: DERP\r\nConnection: Upgrade\r\n\r\n');
@@ -66,13 +66,21 @@ async function rawClient(port: number, opts: { login: boolean; keys?: BoxKeyPair
     parser.push(chunk, (t, p) => frames.push(decodeFrame(t, Buffer.from(p))));
   });
   await waitFor(() => frames.some((f) => f.type === 'server-key'), 'server key');
-  const serverKey = (frames.find((f) => f.type === 'server-key') as { key: Uint8Array }).key;
+  const sk = frames.find((f) => f.type === 'server-key') as { key: Uint8Array; extra?: Uint8Array };
+  const serverKey = sk.key;
+  const challenge = parseLoginChallenge(sk.extra);
   const keys = opts.keys ?? generateBoxKeyPair();
-  if (opts.login) {
-    sock.write(frame(FrameType.ClientInfo, keys.publicKey, sealClientInfo(keys.privateKey, serverKey)));
+  let clientInfo: Uint8Array | null = null;
+  if (opts.clientInfo) {
+    // A captured login frame, replayed as is.
+    sock.write(opts.clientInfo);
+  } else if (opts.login) {
+    const info = opts.legacy || challenge === null ? {} : { serverNonce: challenge };
+    clientInfo = frame(FrameType.ClientInfo, keys.publicKey, sealClientInfo(keys.privateKey, serverKey, info));
+    sock.write(clientInfo);
     await waitFor(() => frames.some((f) => f.type === 'server-info'), 'server info');
   }
-  return { sock, frames, headers, serverKey, keys, closed };
+  return { sock, frames, headers, serverKey, challenge, keys, closed, clientInfo };
 }
 
 async function withServer(fn: (s: RelayServer) => Promise<void>, opts?: Parameters<typeof startRelayServer>[0]): Promise<void> {

@@ -175,7 +175,7 @@ describe('NAT traversal in the lab', { timeout: 240_000 }, () => {
       return;
     }
     net = await natLab({ a: 'cone', b: 'cone' });
-    relayProc = net.relay.ns.node(RELAY_CLI, ['relay', 'serve', '--listen', `${RELAY_HOST}:3340`, '--stun-port', String(RELAY_STUN_PORT), '--json'], {
+    relayProc = net.relay.ns.node(RELAY_CLI, ['relay', 'serve', '--insecure-http', '--listen', `${RELAY_HOST}:3340`, '--stun-port', String(RELAY_STUN_PORT), '--json'], {
       label: 'relay',
     });
     await relayProc.waitFor(/relay-listening/, 15_000);

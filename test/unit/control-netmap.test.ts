@@ -76,7 +76,7 @@ test('map from records: self, peers with keys, endpoints by priority, online, se
   assert.equal(m.peers.find((p) => p.did === did(1))!.online, false);
   assert.equal(m.network.listenPort, 51820);
   assert.equal(m.network.meshCIDR6, 'fd0d:e100:d3c5::/48');
-  assert.deepEqual(m.relays, [{ url: 'https://r.example/derp', region: 'eu', regionName: null, stunPort: 3478, stunOnly: false, latitude: null, longitude: null }]);
+  assert.deepEqual(m.relays, [{ url: 'https://r.example/derp', region: 'eu', regionName: null, stunPort: 3478, stunOnly: false, latitude: null, longitude: null, fingerprint: null }]);
   assert.deepEqual(m.filter, { policyVersion: null, defaultAction: 'accept', rules: [] });
   assert.ok(isNetworkMap(JSON.parse(JSON.stringify(m))));
   // offline after the window

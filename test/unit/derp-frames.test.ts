@@ -6,6 +6,9 @@ import {
   DerpFrameError,
   FrameParser,
   FrameType,
+  FRAME_HEADER_LEN,
+  MAX_LOGIN_FRAME_LEN,
+  frame,
   MAX_PACKET_SIZE,
   PeerGoneReason,
   decodeFrame,
@@ -15,7 +18,15 @@ import {
   type DerpFrame,
 } from '../../src/engine/relay/frames.js';
 import { generateBoxKeyPair } from '../../src/engine/crypto/nacl-box.js';
-import { RelayLoginError, openClientInfo, openServerInfo, sealClientInfo, sealServerInfo } from '../../src/engine/relay/login.js';
+import {
+  RelayLoginError,
+  encodeLoginChallenge,
+  openClientInfo,
+  openServerInfo,
+  parseLoginChallenge,
+  sealClientInfo,
+  sealServerInfo,
+} from '../../src/engine/relay/login.js';
 
 const h = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 /** 32-byte keys with recognisable contents. */
@@ -274,6 +285,56 @@ describe('FrameParser: properties', () => {
       }),
       { numRuns: 1000 },
     );
+  });
+});
+
+describe('FrameParser: the pre-login limit (properties)', () => {
+  test('with the login limit, arbitrary input never makes the parser hold more than a ClientInfo', () => {
+    fc.assert(
+      fc.property(fc.array(fc.uint8Array({ maxLength: 2000 }), { maxLength: 20 }), (chunks) => {
+        const p = new FrameParser(MAX_LOGIN_FRAME_LEN);
+        try {
+          for (const c of chunks) {
+            p.push(c, () => undefined);
+            assert.ok(p.buffered <= FRAME_HEADER_LEN + MAX_LOGIN_FRAME_LEN);
+          }
+        } catch (e) {
+          assert.ok(e instanceof DerpFrameError);
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  test('raising the limit after the login applies to the frames that follow', () => {
+    const p = new FrameParser(MAX_LOGIN_FRAME_LEN);
+    const got: number[] = [];
+    p.push(frame(FrameType.KeepAlive), (t) => got.push(t));
+    p.maxFrameLength = DEFAULT_MAX_FRAME_LEN;
+    p.push(frame(FrameType.SendPacket, new Uint8Array(32), new Uint8Array(60_000)), (t) => got.push(t));
+    assert.deepEqual(got, [FrameType.KeepAlive, FrameType.SendPacket]);
+  });
+});
+
+describe('DERP login challenge', () => {
+  test('the challenge rides in the ServerKey extra bytes and in the ClientInfo box; anything else is no challenge (fast-check)', () => {
+    const server = generateBoxKeyPair();
+    const client = generateBoxKeyPair();
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 32, maxLength: 32 }), fc.uint8Array({ maxLength: 80 }), (nonce, junk) => {
+        const extra = encodeLoginChallenge(nonce);
+        const f = decodeFrame(FrameType.ServerKey, encodeFrame({ type: 'server-key', key: server.publicKey, extra }).subarray(5));
+        assert.ok(f.type === 'server-key');
+        assert.deepEqual(parseLoginChallenge(f.extra), nonce);
+        const junkIsChallenge = junk.length >= 36 && Buffer.from(junk.subarray(0, 4)).toString('latin1') === 'MSHD';
+        assert.equal(parseLoginChallenge(junk) !== null, junkIsChallenge);
+        const info = openClientInfo(server.privateKey, client.publicKey, sealClientInfo(client.privateKey, server.publicKey, { serverNonce: nonce }));
+        assert.deepEqual(info.serverNonce, nonce);
+      }),
+      { numRuns: 100 },
+    );
+    const plain = openClientInfo(server.privateKey, client.publicKey, sealClientInfo(client.privateKey, server.publicKey));
+    assert.equal(plain.serverNonce, undefined);
   });
 });
 

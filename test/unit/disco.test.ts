@@ -14,6 +14,7 @@ import {
   DISCO_HEADER_LEN,
   DISCO_MAGIC,
   DiscoError,
+  MAX_DECODED_ENDPOINTS,
   decodeDiscoMessage,
   discoSender,
   discoSharedKey,
@@ -220,6 +221,25 @@ describe('disco packets: magic ‖ sender key ‖ nonce ‖ box', () => {
         }
       }),
       { numRuns: 500 },
+    );
+  });
+
+  test('a call-me-maybe decodes to at most 64 endpoints; a longer one throws DiscoError (fast-check)', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 3636 }), fc.nat(17), (n, extra) => {
+        const plain = new Uint8Array(2 + n * 18 + (extra % 18 === 0 ? 0 : extra));
+        plain[0] = 0x03;
+        try {
+          const m = decodeDiscoMessage(plain);
+          assert.equal(m.type, 'call-me-maybe');
+          assert.ok(m.type === 'call-me-maybe' && m.endpoints.length <= MAX_DECODED_ENDPOINTS);
+          assert.ok(n <= MAX_DECODED_ENDPOINTS);
+        } catch (e) {
+          assert.ok(e instanceof DiscoError);
+          assert.ok(n > MAX_DECODED_ENDPOINTS || extra % 18 !== 0);
+        }
+      }),
+      { numRuns: 300 },
     );
   });
 });

@@ -317,6 +317,53 @@ describe('PeerEndpoint path state machine', () => {
     assert.equal(io.owners.has(B), false);
   });
 
+  test('a pong counts only from the address its ping went to (relay pings: only over the relay)', () => {
+    const { io, ep } = setup([A]);
+    ep.noteSend(0);
+    ep.onSlowPathSend(0);
+    const ping = io.pingsTo(A)[0]!;
+    io.t = 10;
+    assert.equal(ep.onPong(ping.txId, addr(B), { ip: '198.51.100.7', port: 41641 }, 10), false, 'from another address');
+    assert.equal(ep.onPong(ping.txId, null, { ip: '198.51.100.7', port: 41641 }, 10), false, 'over the relay');
+    assert.equal(ep.counters.pongsWrongSource, 2);
+    assert.equal(ep.status(10).path, 'relay');
+    assert.equal(ep.onPong(ping.txId, addr(A), { ip: '198.51.100.7', port: 41641 }, 10), true, 'from where it went');
+    assert.equal(ep.status(10).path, 'direct');
+    const relayPing = io.pingsTo('relay')[0]!;
+    assert.equal(ep.onPong(relayPing.txId, addr(A), { ip: '0.0.0.0', port: 0 }, 11), false);
+    assert.equal(ep.onPong(relayPing.txId, null, { ip: '0.0.0.0', port: 0 }, 11), true);
+  });
+
+  test('call-me-maybe floods: ≤ 32 endpoints taken per message, ≤ 64 candidates, ≤ 64 pings per 5 s whatever arrives', () => {
+    const { io, ep } = setup([]);
+    ep.noteSend(0);
+    const third = (i: number): IpPort => ({ ip: `198.18.${(i >> 8) & 0xff}.${i & 0xff}`, port: 40000 + (i % 1000) });
+    let n = 0;
+    for (let t = 0; t < 5000; t += 100) {
+      io.t = t;
+      ep.onCallMeMaybe(Array.from({ length: 64 }, () => third(n++)), t);
+      assert.ok(ep.candidates.size <= 64);
+    }
+    const pings = io.sentOf('ping').length;
+    assert.ok(pings <= 64, `${pings} pings in 5 s`);
+    assert.ok(ep.counters.pingsLimited > 0);
+    // The budget refills with time only: 64 more in the next 5 s at most.
+    for (let t = 5000; t < 10_000; t += 100) {
+      io.t = t;
+      ep.onCallMeMaybe(Array.from({ length: 64 }, () => third(n++)), t);
+    }
+    assert.ok(io.sentOf('ping', 5000).length <= 64);
+    // The same endpoints again and again re-ping a candidate at most once a second.
+    const { io: io2, ep: ep2 } = setup([]);
+    ep2.noteSend(0);
+    const same = [third(1), third(2)];
+    for (let t = 0; t < 1000; t += 50) {
+      io2.t = t;
+      ep2.onCallMeMaybe(same, t);
+    }
+    assert.equal(io2.pingsTo(`${same[0]!.ip}:${same[0]!.port}`).length, 1);
+  });
+
   test('betterPath never switches for a gain under 1 % (property)', () => {
     fc.assert(
       fc.property(fc.double({ min: 0.01, max: 10_000, noNaN: true }), fc.double({ min: 0, max: 0.0099, noNaN: true }), (lb, gain) => {

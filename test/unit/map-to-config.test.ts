@@ -20,7 +20,7 @@ function peer(did: string, key: string, ip: string, extra: Partial<MapPeer> = {}
 }
 
 function relay(url: string, extra: Partial<MapRelay> = {}): MapRelay {
-  return { url, region: 'x', regionName: null, stunPort: 3478, stunOnly: false, latitude: null, longitude: null, ...extra };
+  return { url, region: 'x', regionName: null, stunPort: 3478, stunOnly: false, latitude: null, longitude: null, fingerprint: null, ...extra };
 }
 
 function map(over: Partial<NetworkMap>): NetworkMap {
@@ -114,6 +114,16 @@ test('relay URLs must be http(s) with a host; others are dropped and reported', 
   }));
   assert.deepEqual(cfg.relays, [{ url: 'http://ok/derp', region: 'x' }]);
   assert.deepEqual(cfg.problems.map((p) => [p.peer, p.field]), [[null, 'relays'], [null, 'relays'], [null, 'defaultRelays']]);
+});
+
+test('a relay record\'s TLS fingerprint reaches the relay config; a malformed one drops that relay (never an unpinned fallback)', () => {
+  const fp = 'Mcq3XTEcS2uEt-ffYyTMiByHtWdwM2R0pA8UDNTWe18';
+  const cfg = configFromMap(map({
+    relays: [relay('https://pinned:3340/derp', { fingerprint: fp }), relay('https://bad/derp', { fingerprint: 'not-a-pin' })],
+    network: { ...map({}).network, defaultRelays: [] },
+  }));
+  assert.deepEqual(cfg.relays, [{ url: 'https://pinned:3340/derp', stunPort: 3478, region: 'x', fingerprint: fp }]);
+  assert.deepEqual(cfg.problems.map((p) => [p.peer, p.field]), [[null, 'relays']]);
 });
 
 test('a bad disco key makes a plain WireGuard peer; bad endpoints are dropped, good ones kept', () => {

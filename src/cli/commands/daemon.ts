@@ -28,6 +28,7 @@ interface UpOptions {
   relay?: string | boolean;
   relayStunPort?: string;
   relayUrl?: string;
+  relayInsecureHttp?: boolean;
   foreground?: boolean;
   tun?: string;
   dwnListen?: string;
@@ -117,7 +118,8 @@ export function registerDaemon(program: Command, io: Io): void {
     .option('--cidr <cidr>', 'with --create: IPv4 mesh prefix (default 10.200.0.0/16)')
     .option('--relay [addr]', 'also run a relay (DERP + STUN) here, on ADDR[:PORT] (default 0.0.0.0:3340)')
     .option('--relay-stun-port <port>', 'UDP port of the relay STUN responder', '3478')
-    .option('--relay-url <url>', 'with --relay: the URL other nodes reach it at (default http://ADDR:PORT/derp)')
+    .option('--relay-url <url>', 'with --relay: the URL other nodes reach it at (default https://ADDR:PORT/derp)')
+    .option('--relay-insecure-http', 'with --relay: serve plain HTTP instead of HTTPS (tests and labs only)')
     .option('--dwn-listen <addr>', 'address the embedded DWN listens on (default 0.0.0.0: other machines reach it; remembered)')
     .option('--tun <name>', 'tunnel device name', 'meshd0')
     .option('--hostname <name>', 'the name peers see for this device (default: the host name; remembered)')
@@ -164,7 +166,7 @@ export function registerDaemon(program: Command, io: Io): void {
     const relay =
       o.relay === undefined || o.relay === false
         ? undefined
-        : { ...parseListen(o.relay === true ? '0.0.0.0:3340' : o.relay, 3340), stunPort: parsePort(o.relayStunPort ?? '3478', 'STUN port'), ...(o.relayUrl ? { url: o.relayUrl } : {}) };
+        : { ...parseListen(o.relay === true ? '0.0.0.0:3340' : o.relay, 3340), stunPort: parsePort(o.relayStunPort ?? '3478', 'STUN port'), ...(o.relayUrl ? { url: o.relayUrl } : {}), ...(o.relayInsecureHttp ? { insecureHttp: true } : {}) };
 
     if (o.foreground) {
       const [{ runDaemon }, { MeshAgent }, { createLogger }] = await Promise.all([
@@ -187,6 +189,7 @@ export function registerDaemon(program: Command, io: Io): void {
     const args = ['up', '--foreground', '--home', ctx.home, '--profile', profile.name, '--tun', o.tun ?? 'meshd0'];
     if (relay) args.push('--relay', joinHostPort(relay.host, relay.port), '--relay-stun-port', String(relay.stunPort));
     if (relay?.url) args.push('--relay-url', relay.url);
+    if (relay?.insecureHttp) args.push('--relay-insecure-http');
     if (o.dwnListen) args.push('--dwn-listen', o.dwnListen);
     // The daemon process starts now and loads its modules while this one creates or joins the
     // network (they are each about half a second of `meshd up`); it waits to be released.

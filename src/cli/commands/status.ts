@@ -41,6 +41,8 @@ export function formatDaemonStatus(s: AgentStatus & { pid?: number }): string {
       `Engine: running (pid ${s.pid ?? '?'}), device ${d.tunName}, UDP port ${d.listenPort}`,
       `Endpoints: public ${d.publicEndpoints.join(', ') || '-'}; NAT ${d.natType}; home relay ${d.homeRelay ?? '-'}`,
     );
+    // A relay that cannot be used (refused certificate, unreachable...) says why.
+    for (const r of d.relays ?? []) if (r.state !== 'connected' && r.lastError) lines.push(`Relay ${r.url}: ${r.state}, ${r.lastError}`);
   }
   if (s.relayServer) lines.push(`Relay server: ${s.relayServer.url}`);
   if (s.control?.revoked) {

@@ -43,8 +43,16 @@ export const RESTUN_NO_UDP_MS = 5000;
 export const RESTUN_ON_PATH_LOSS_MIN_MS = 5000;
 /** Candidates learned at run time (from a ping or a WireGuard packet) are dropped after this. */
 export const LEARNED_CANDIDATE_TTL_MS = SESSION_ACTIVE_TIMEOUT_MS;
-/** Candidate addresses kept per peer before pruning. */
+/** Candidate addresses kept per peer: learned ones are pruned beyond it, then new ones refused. */
 export const MAX_CANDIDATES = 64;
+/** Endpoints taken from one call-me-maybe (the rest are ignored); we send at most this many. */
+export const MAX_CALL_ME_MAYBE_ENDPOINTS = 32;
+/**
+ * Pings per peer per DISCO_PING_INTERVAL_MS, whatever triggers them (discovery, heartbeats,
+ * ping-backs, call-me-maybe), over a sliding window no message can reset. A peer (or whoever holds
+ * its disco key) cannot turn us into a ping cannon aimed at third parties.
+ */
+export const MAX_PINGS_PER_INTERVAL = 64;
 /** Period of the magic socket's tick (heartbeats, ping expiry, trust expiry). */
 export const TICK_MS = 250;
 /** Sends on the relay path kick discovery at most this often (it is cheap but not free). */

@@ -9,7 +9,9 @@
  * - Pong (0x02): tx id (12) ‖ observed source IP (16, IPv4-mapped) ‖ port (2, big-endian)
  * - CallMeMaybe (0x03): n × endpoint (16-byte IP ‖ 2-byte port)
  *
- * Decoding throws DiscoError — and nothing else — for anything malformed.
+ * Decoding throws DiscoError — and nothing else — for anything malformed, including a
+ * call-me-maybe with more than MAX_DECODED_ENDPOINTS endpoints (a 64 KiB relay frame holds
+ * thousands; none is decoded).
  */
 import { MeshdError } from '../../errors.js';
 import {
@@ -40,6 +42,16 @@ export const DISCO_TXID_LEN = 12;
 const NODE_KEY_LEN = 32;
 const ENDPOINT_LEN = 18;
 const PONG_LEN = DISCO_TXID_LEN + ENDPOINT_LEN;
+/** Largest call-me-maybe decoded (endpoints); a longer one is refused as malformed. */
+export const MAX_DECODED_ENDPOINTS = 64;
+/**
+ * Largest disco packet opened when it came over a relay: the largest call-me-maybe we decode
+ * (pings and pongs are far smaller; padded pings only probe direct paths). Larger ones are
+ * dropped unopened — opening 64 KiB costs tens of milliseconds on a cold process.
+ */
+export const MAX_RELAY_DISCO_PACKET_LEN = DISCO_HEADER_LEN + BOX_TAG_LEN + 2 + MAX_DECODED_ENDPOINTS * ENDPOINT_LEN;
+/** Largest disco packet opened from a direct UDP source (room for padded MTU-probe pings). */
+export const MAX_DISCO_PACKET_LEN = 9216;
 
 export type DiscoErrorReason = 'not-disco' | 'short' | 'unknown-type' | 'malformed' | 'auth' | 'bad-key' | 'bad-endpoint';
 
@@ -156,6 +168,7 @@ export function decodeDiscoMessage(plain: Uint8Array): DiscoMessage {
     }
     case DISCO_TYPE_CALL_ME_MAYBE: {
       if (p.length % ENDPOINT_LEN !== 0) throw new DiscoError('malformed', 'call-me-maybe length is not a multiple of 18');
+      if (p.length / ENDPOINT_LEN > MAX_DECODED_ENDPOINTS) throw new DiscoError('malformed', `call-me-maybe with more than ${MAX_DECODED_ENDPOINTS} endpoints`);
       const endpoints: IpPort[] = [];
       for (let off = 0; off < p.length; off += ENDPOINT_LEN) endpoints.push(readEndpoint(p, off));
       return { type: 'call-me-maybe', endpoints };

@@ -20,6 +20,12 @@
  *   GOOD_ENOUGH_LATENCY_MS every candidate is probed again every UPGRADE_INTERVAL_MS;
  * - SESSION_ACTIVE_TIMEOUT_MS after the last send the heartbeats stop.
  *
+ * Not an amplifier: a call-me-maybe contributes at most MAX_CALL_ME_MAYBE_ENDPOINTS candidates,
+ * a peer has at most MAX_CANDIDATES, all pings to a peer share one budget
+ * (MAX_PINGS_PER_INTERVAL in any DISCO_PING_INTERVAL_MS) that no message resets, a call-me-maybe
+ * re-pings a known candidate no sooner than PING_BACK_INTERVAL_MS after the last ping, and a
+ * pong counts only when it comes from the address its ping went to (the relay for relay pings).
+ *
  * I/O goes through an EndpointIo (the magic socket, or a fake in unit tests); time comes from
  * io.now(), and `tick(now)` is called periodically while the endpoint is active. The fields the
  * socket reads per packet (bestAddr, trustUntil, lastSend, heartbeatAt) are plain fields.
@@ -35,7 +41,9 @@ import {
   GOOD_ENOUGH_LATENCY_MS,
   HEARTBEAT_INTERVAL_MS,
   LEARNED_CANDIDATE_TTL_MS,
+  MAX_CALL_ME_MAYBE_ENDPOINTS,
   MAX_CANDIDATES,
+  MAX_PINGS_PER_INTERVAL,
   PING_BACK_INTERVAL_MS,
   PING_TIMEOUT_MS,
   SESSION_ACTIVE_TIMEOUT_MS,
@@ -146,6 +154,12 @@ export interface EndpointCounters {
   callMeMaybeReceived: number;
   pathChanges: number;
   pathLosses: number;
+  /** Pings not sent: the peer's ping budget was spent. */
+  pingsLimited: number;
+  /** Pongs ignored: they came from another address than their ping went to. */
+  pongsWrongSource: number;
+  /** Candidates refused: the peer had MAX_CANDIDATES already. */
+  candidatesRefused: number;
 }
 
 /** Is a (with its latency) worth switching to from b? Lower latency wins by more than 1 %. */
@@ -156,6 +170,12 @@ export function betterPath(a: Candidate, b: Candidate | null, bTrusted: boolean)
   const lb = b.latencyMs ?? Infinity;
   if (lb === Infinity) return la !== Infinity;
   return la < lb * 0.99;
+}
+
+/** Same IP and port (the first 18 bytes of the addrs layout). */
+function sameAddr(a: Uint8Array, b: Uint8Array): boolean {
+  for (let i = 0; i < 18; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 export class PeerEndpoint implements Endpoint {
@@ -189,7 +209,13 @@ export class PeerEndpoint implements Endpoint {
     callMeMaybeReceived: 0,
     pathChanges: 0,
     pathLosses: 0,
+    pingsLimited: 0,
+    pongsWrongSource: 0,
+    candidatesRefused: 0,
   };
+  /** Ping budget: when the last MAX_PINGS_PER_INTERVAL pings went (a ring; sliding window). */
+  private readonly pingTimes = new Float64Array(MAX_PINGS_PER_INTERVAL).fill(-Infinity);
+  private pingSlot = 0;
   private best: Candidate | null = null;
   private trusted = false;
   private readonly sentPings = new Map<string, SentPing>();
@@ -252,7 +278,7 @@ export class PeerEndpoint implements Endpoint {
       if (a === null || !isUsableCandidate(a)) continue;
       wanted.add(a.key);
       const c = this.candidates.get(a.key) ?? this.addCandidate(a, 'config');
-      c.fromConfig = true;
+      if (c !== null) c.fromConfig = true;
     }
     for (const c of [...this.candidates.values()]) {
       if (c.fromConfig && !wanted.has(c.key)) {
@@ -364,8 +390,9 @@ export class PeerEndpoint implements Endpoint {
 
   private sendCallMeMaybe(now: number): void {
     if (this.io.relayUrlFor(this) === null) return;
-    const mine = this.io.ourEndpoints();
-    if (mine.length === 0) return;
+    const all = this.io.ourEndpoints();
+    if (all.length === 0) return;
+    const mine = all.length > MAX_CALL_ME_MAYBE_ENDPOINTS ? all.slice(0, MAX_CALL_ME_MAYBE_ENDPOINTS) : all;
     this.lastCallMeMaybe = now;
     if (this.io.sendDisco(this, null, { type: 'call-me-maybe', endpoints: mine })) {
       this.counters.callMeMaybeSent++;
@@ -377,7 +404,22 @@ export class PeerEndpoint implements Endpoint {
     return new Uint8Array(randomBytes(12));
   }
 
+  /**
+   * Take one ping from the budget: at most MAX_PINGS_PER_INTERVAL in any DISCO_PING_INTERVAL_MS
+   * window. False (counted) when it is spent.
+   */
+  private takePing(now: number): boolean {
+    if (now - this.pingTimes[this.pingSlot]! < DISCO_PING_INTERVAL_MS) {
+      this.counters.pingsLimited++;
+      return false;
+    }
+    this.pingTimes[this.pingSlot] = now;
+    this.pingSlot = (this.pingSlot + 1) % MAX_PINGS_PER_INTERVAL;
+    return true;
+  }
+
   private ping(c: Candidate, now: number, purpose: PingPurpose): void {
+    if (!this.takePing(now)) return;
     const txId = this.newTxId();
     c.lastPing = now;
     this.sentPings.set(hex(txId), { to: c, at: now, purpose });
@@ -389,6 +431,7 @@ export class PeerEndpoint implements Endpoint {
   private pingRelay(now: number): void {
     if (this.io.relayUrlFor(this) === null) return;
     this.lastRelayPing = now;
+    if (!this.takePing(now)) return;
     const txId = this.newTxId();
     this.sentPings.set(hex(txId), { to: null, at: now, purpose: 'discovery' });
     this.counters.pingsSent++;
@@ -410,6 +453,11 @@ export class PeerEndpoint implements Endpoint {
     const id = hex(txId);
     const sp = this.sentPings.get(id);
     if (sp === undefined) return false;
+    // Only from where the ping went: a pong from elsewhere proves nothing about that path.
+    if (sp.to === null ? from !== null : from === null || !sameAddr(from.addr, sp.to.addr)) {
+      this.counters.pongsWrongSource++;
+      return false;
+    }
     this.sentPings.delete(id);
     this.counters.pongsReceived++;
     const latency = Math.max(0, now - sp.at);
@@ -419,7 +467,6 @@ export class PeerEndpoint implements Endpoint {
     }
     const c = sp.to;
     if (this.candidates.get(c.key) !== c) return true; // forgotten meanwhile
-    void from;
     c.latencyMs = latency;
     c.lastPong = now;
     c.pongSrc = src.ip.includes(':') ? `[${src.ip}]:${src.port}` : `${src.ip}:${src.port}`;
@@ -443,6 +490,8 @@ export class PeerEndpoint implements Endpoint {
       return;
     }
     const c = this.candidates.get(from.key) ?? this.addCandidate(from, 'ping');
+    if (c === null) return; // no room for another candidate: not answered, not remembered
+
     c.lastGotPing = now;
     this.io.sendDisco(this, c, { type: 'pong', txId, src: { ip: from.ip, port: from.port } });
     // Our earlier pings to it may have hit its NAT before this opening: ping back (rate limited).
@@ -452,18 +501,24 @@ export class PeerEndpoint implements Endpoint {
     }
   }
 
-  /** The peer's call-me-maybe (over the relay): its endpoints replace the previous ones; ping them now. */
+  /**
+   * The peer's call-me-maybe (over the relay): its endpoints (the first
+   * MAX_CALL_ME_MAYBE_ENDPOINTS) replace the previous ones; ping them now — within the ping
+   * budget, and a known candidate no sooner than PING_BACK_INTERVAL_MS after its last ping.
+   */
   onCallMeMaybe(endpoints: readonly IpPort[], now: number): void {
     this.counters.callMeMaybeReceived++;
     const seen = new Set<string>();
     let added = 0;
     for (const ep of endpoints) {
+      if (seen.size >= MAX_CALL_ME_MAYBE_ENDPOINTS) break;
       const a = addrOf(ep);
       if (a === null || !isUsableCandidate(a) || seen.has(a.key)) continue;
       seen.add(a.key);
-      let c = this.candidates.get(a.key);
+      let c: Candidate | null | undefined = this.candidates.get(a.key);
       if (c === undefined) {
         c = this.addCandidate(a, 'call-me-maybe');
+        if (c === null) continue;
         added++;
       }
       c.callMeMaybeAt = now;
@@ -475,7 +530,9 @@ export class PeerEndpoint implements Endpoint {
       }
     }
     this.io.event(this, { type: 'call-me-maybe-received', endpoints: endpoints.length, added });
-    for (const c of this.candidates.values()) c.lastPing = -Infinity;
+    // The peer is pinging us now: ping back at once (the NATs open both ways), but a message
+    // only brings a ping forward, never past PING_BACK_INTERVAL_MS or the budget.
+    for (const c of this.candidates.values()) if (now - c.lastPing >= PING_BACK_INTERVAL_MS) c.lastPing = -Infinity;
     this.discover(now, true);
   }
 
@@ -483,6 +540,7 @@ export class PeerEndpoint implements Endpoint {
   onWireGuardFrom(from: ParsedAddr, now: number): void {
     if (!isUsableCandidate(from)) return;
     const c = this.candidates.get(from.key) ?? this.addCandidate(from, 'wireguard');
+    if (c === null) return;
     c.lastGotPing = now;
     if (now - c.lastPingBack >= PING_BACK_INTERVAL_MS) {
       c.lastPingBack = now;
@@ -496,8 +554,13 @@ export class PeerEndpoint implements Endpoint {
     return now - Math.max(c.lastGotPing, c.lastPong) <= LEARNED_CANDIDATE_TTL_MS;
   }
 
-  private addCandidate(a: ParsedAddr, via: CandidateSource): Candidate {
+  /** A new candidate, or null (counted) when the peer has MAX_CANDIDATES even after pruning. */
+  private addCandidate(a: ParsedAddr, via: CandidateSource): Candidate | null {
     if (this.candidates.size >= MAX_CANDIDATES) this.prune(this.io.now(), true);
+    if (this.candidates.size >= MAX_CANDIDATES) {
+      this.counters.candidatesRefused++;
+      return null;
+    }
     const c: Candidate = {
       key: a.key,
       ip: a.ip,

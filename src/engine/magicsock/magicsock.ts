@@ -28,7 +28,16 @@ import type { Bind, Endpoint, ReceiveHandler } from '../wireguard/bind.js';
 import { systemClock, type Ticker } from '../wireguard/timers.js';
 import { addrAt, isRelaySource, parseAddr, relaySourceId, writeRelaySource, type ParsedAddr } from './addr.js';
 import { SESSION_ACTIVE_TIMEOUT_MS, STUN_TIMEOUT_MS, TICK_MS } from './constants.js';
-import { DiscoError, discoSender, isDiscoPacket, openDiscoPacket, sealDiscoPacket, type DiscoMessage } from './disco.js';
+import {
+  DiscoError,
+  MAX_DISCO_PACKET_LEN,
+  MAX_RELAY_DISCO_PACKET_LEN,
+  discoSender,
+  isDiscoPacket,
+  openDiscoPacket,
+  sealDiscoPacket,
+  type DiscoMessage,
+} from './disco.js';
 import { EndpointDiscovery, type LocalEndpoints, type MagicLog } from './discovery.js';
 import { PeerEndpoint, type Candidate, type EndpointEvent, type EndpointIo, type EndpointStatus } from './endpoint.js';
 import type { MagicSockCounters, MagicSockStatus } from './magicsock-status.js';
@@ -413,6 +422,10 @@ export class MagicSock implements Bind {
 
   /** A disco packet from a direct source (from) or over the relay from relaySrc. */
   private handleDisco(pkt: Uint8Array, from: ParsedAddr | null, relaySrc: Uint8Array | null): void {
+    if (pkt.length > (relaySrc !== null ? MAX_RELAY_DISCO_PACKET_LEN : MAX_DISCO_PACKET_LEN)) {
+      this.counters.discoBad++;
+      return;
+    }
     const ep = this.peers.byDisco.get(hexKey(discoSender(pkt)));
     if (ep === undefined || ep.sharedKey === null) {
       this.counters.discoUnknownSender++;

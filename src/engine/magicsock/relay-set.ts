@@ -14,6 +14,11 @@ export interface RelayConfig {
   stunPort?: number;
   /** A region label (display only). */
   region?: string;
+  /**
+   * For https/wss: the pinned TLS key fingerprint from the relay record (base64url SHA-256 of
+   * the certificate's SPKI); absent: the certificate must verify normally.
+   */
+  fingerprint?: string;
 }
 
 export interface RelaySetOptions {
@@ -69,7 +74,15 @@ export class RelaySet {
       const url = normalizeRelayUrl(r.url);
       next.set(url, { ...r, url });
     }
+    const old = this.configs;
     this.configs = next;
+    // A relay whose pin changed gets a new connection (made with the new pin).
+    for (const [url, c] of [...this.clients]) {
+      if (old.get(url)?.fingerprint === next.get(url)?.fingerprint) continue;
+      this.clients.delete(url);
+      void c.stop();
+      if (url === this.homeUrl && !this.stopped) this.client(url).start();
+    }
   }
 
   noteStunRtt(url: string, rttMs: number | null): void {
@@ -103,8 +116,10 @@ export class RelaySet {
     let c = this.clients.get(url);
     if (c !== undefined) return c;
     const home = url === this.homeUrl;
+    const fingerprint = this.configs.get(url)?.fingerprint;
     c = new RelayClient({
       url,
+      ...(fingerprint !== undefined ? { tlsFingerprint: fingerprint } : {}),
       privateKey: this.opts.privateKey,
       publicKey: this.opts.publicKey,
       preferred: home,

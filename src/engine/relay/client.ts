@@ -25,11 +25,11 @@ import {
   frame,
   type DerpFrame,
 } from './frames.js';
-import { RelayLoginError, openServerInfo, sealClientInfo, type ServerInfo } from './login.js';
+import { RelayLoginError, openServerInfo, parseLoginChallenge, sealClientInfo, type ServerInfo } from './login.js';
 import { dial, RelayClientError, type Conn, type DialCallbacks } from './dial.js';
 import type { FrameTransport } from './transport.js';
 
-export { RelayClientError } from './dial.js';
+export { RelayClientError, RelayPinError } from './dial.js';
 
 export type RelayClientState = 'idle' | 'connecting' | 'connected' | 'backoff' | 'stopped';
 
@@ -42,6 +42,12 @@ export interface RelayClientOptions {
   readonly publicKey?: Uint8Array;
   /** The server's key, when known: a server presenting another key is refused. */
   readonly serverPublicKey?: Uint8Array;
+  /**
+   * For https/wss: the relay's pinned TLS key fingerprint (base64url SHA-256 of the SPKI, from
+   * its relay record). Replaces CA verification; a relay presenting another key is refused.
+   * Absent: the certificate must verify normally.
+   */
+  readonly tlsFingerprint?: string;
   /** A packet for us from src. Both views stay valid after the call (never reused). */
   readonly onPacket?: (src: Uint8Array, packet: Uint8Array) => void;
   /** The server says peer is gone (reason 0 disconnected, 1 not here). */
@@ -308,7 +314,12 @@ export class RelayClient {
       () => this.closeConn(c, new RelayClientError(`connect to ${this.url.host} timed out`)),
       this.opts.connectTimeoutMs ?? 10_000,
     );
-    dial(c, this.url, this.opts.maxFrameLength ?? DEFAULT_MAX_FRAME_LEN, this.dialCallbacks);
+    dial(
+      c,
+      this.url,
+      { maxFrameLength: this.opts.maxFrameLength ?? DEFAULT_MAX_FRAME_LEN, ...(this.opts.tlsFingerprint !== undefined ? { fingerprint: this.opts.tlsFingerprint } : {}) },
+      this.dialCallbacks,
+    );
   }
 
   private attach(c: Conn, t: FrameTransport, head: Uint8Array | undefined): void {
@@ -347,7 +358,10 @@ export class RelayClient {
       if (this.opts.serverPublicKey && !equalBytes(this.opts.serverPublicKey, key)) throw new RelayClientError('relay presented an unexpected server key');
       c.serverKey = key;
       this.learnedServerKey = key;
-      c.transport!.write(frame(FrameType.ClientInfo, this.publicKey, sealClientInfo(this.privateKey, key, { canAckPings: true })));
+      // A meshd server's login challenge goes into the box, so this login cannot be replayed.
+      const challenge = parseLoginChallenge(f.extra);
+      const info = challenge === null ? { canAckPings: true } : { canAckPings: true, serverNonce: challenge };
+      c.transport!.write(frame(FrameType.ClientInfo, this.publicKey, sealClientInfo(this.privateKey, key, info)));
       c.phase = 'server-info';
       return;
     }

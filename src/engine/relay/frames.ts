@@ -22,6 +22,12 @@ export const DERP_MAGIC = Uint8Array.of(0x44, 0x45, 0x52, 0x50, 0xf0, 0x9f, 0x94
 export const DEFAULT_MAX_FRAME_LEN = MAX_PACKET_SIZE + 2 * KEY_LEN;
 /** Ping bodies longer than this are refused (Tailscale: room for extensions, not much). */
 export const MAX_PING_LEN = 1000;
+/**
+ * Largest frame a server accepts before the login: a ClientInfo (key, box nonce, tag and a JSON
+ * of a few hundred bytes at most). No connection gets to make the server buffer more than this
+ * before it proved it holds a key.
+ */
+export const MAX_LOGIN_FRAME_LEN = 1024;
 /** Box tag length, for minimum sizes of the sealed login frames. */
 const TAG_LEN = 16;
 
@@ -310,7 +316,7 @@ export type FrameHandler = (type: number, payload: Uint8Array) => void;
  * failed and every later push throws DerpFrameError('failed').
  */
 export class FrameParser {
-  readonly maxFrameLength: number;
+  private maxLen: number;
   private state = ParserState.Header;
   private readonly hdr = new Uint8Array(FRAME_HEADER_LEN);
   private hdrFill = 0;
@@ -319,10 +325,22 @@ export class FrameParser {
   private bodyFill = 0;
 
   constructor(maxFrameLength: number = DEFAULT_MAX_FRAME_LEN) {
-    if (!Number.isInteger(maxFrameLength) || maxFrameLength < 0 || maxFrameLength > 0xffffffff) {
-      throw new RangeError('maxFrameLength must be an integer in [0, 2^32)');
-    }
-    this.maxFrameLength = maxFrameLength;
+    this.maxLen = FrameParser.checkLimit(maxFrameLength);
+  }
+
+  private static checkLimit(n: number): number {
+    if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) throw new RangeError('maxFrameLength must be an integer in [0, 2^32)');
+    return n;
+  }
+
+  /** The largest declared frame length accepted; frames already being read keep their size. */
+  get maxFrameLength(): number {
+    return this.maxLen;
+  }
+
+  /** Change the limit for the frames that follow (a server raises it after the login). */
+  set maxFrameLength(n: number) {
+    this.maxLen = FrameParser.checkLimit(n);
   }
 
   /** True once the parser refused input; a failed parser never yields again. */
@@ -362,9 +380,9 @@ export class FrameParser {
           this.type = this.hdr[0]!;
           len = u32(this.hdr, 1);
         }
-        if (len > this.maxFrameLength) {
+        if (len > this.maxLen) {
           this.fail();
-          throw new DerpFrameError('oversize', `frame of ${len} bytes exceeds the limit of ${this.maxFrameLength}`);
+          throw new DerpFrameError('oversize', `frame of ${len} bytes exceeds the limit of ${this.maxLen}`);
         }
         if (end - off >= len) {
           const payload = len === 0 ? EMPTY : chunk.subarray(off, off + len);

@@ -1,14 +1,21 @@
 /**
- * One client connection on the DERP relay server: the login (ServerKey → ClientInfo →
- * ServerInfo), frames from the client, the bounded send queue with its write timeout,
- * keepalives and rate-limited PeerGone(not-here) replies; and the server's counters that it
- * updates. The server (server.ts) owns the routing tables it calls into through ConnHost.
+ * One client connection on the DERP relay server: the login (ServerKey with a fresh login
+ * challenge → ClientInfo → ServerInfo; see login.ts), frames from the client, the bounded send
+ * queue with its write timeout, keepalives, the per-key send rate limit and rate-limited
+ * PeerGone(not-here) replies; and the server's counters that it updates. The server
+ * (server.ts) owns the routing tables it calls into through ConnHost.
+ *
+ * Before the login a connection can make the server buffer at most MAX_LOGIN_FRAME_LEN bytes;
+ * the full frame limit applies once it proved its key.
  */
+import { randomBytes } from 'node:crypto';
+import { equalBytes } from '../../util/bytes.js';
 import {
   DerpFrameError,
   FrameParser,
   FrameType,
   KEY_LEN,
+  MAX_LOGIN_FRAME_LEN,
   PROTOCOL_VERSION,
   PeerGoneReason,
   decodeFrame,
@@ -16,12 +23,29 @@ import {
   encodeRecvPacket,
   frame,
 } from './frames.js';
-import { RelayLoginError, openClientInfo, sealServerInfo, type ClientInfo } from './login.js';
+import { LOGIN_NONCE_LEN, RelayLoginError, encodeLoginChallenge, openClientInfo, sealServerInfo, type ClientInfo } from './login.js';
 import type { FrameTransport } from './transport.js';
 
 export interface RelayServerStats {
   accepts: number;
   currentClients: number;
+  /** Open TCP connections (logged in or not). */
+  currentConnections: number;
+  /** Keys some client would get a PeerGone for (bounded by clients × maxWatchedPerConn). */
+  watchedKeys: number;
+  /** Connections refused: the server already had its maximum. */
+  refusedTotalCap: number;
+  /** Connections refused: their source address already had its maximum. */
+  refusedPerIpCap: number;
+  /** Connections closed for not upgrading to DERP within the login timeout. */
+  upgradeTimeouts: number;
+  /** Connections closed for not logging in within the login timeout. */
+  loginTimeouts: number;
+  /** Logins whose box carried another connection's challenge (a replay). */
+  loginReplays: number;
+  /** Logins without a challenge (standard DERP clients): accepted only with allowLegacyLogin. */
+  legacyLogins: number;
+  legacyLoginsRefused: number;
   homeClients: number;
   websocketAccepts: number;
   loginFailures: number;
@@ -29,12 +53,16 @@ export interface RelayServerStats {
   bytesReceived: number;
   packetsSent: number;
   bytesSent: number;
-  /** Every packet dropped, whatever the reason (the sum of the next four). */
+  /** Every packet dropped, whatever the reason (the sum of the dropped* counters). */
   packetsDropped: number;
   droppedUnknownDest: number;
   droppedQueueFull: number;
   droppedGone: number;
   droppedWriteError: number;
+  /** Packets over their sender's send rate limit. */
+  droppedRateLimited: number;
+  /** Sources a client had heard from that were forgotten (its cap): no PeerGone for them. */
+  watchEvictions: number;
   peerGoneNotHereSent: number;
   peerGoneNotHereLimited: number;
   peerGoneDisconnectedSent: number;
@@ -60,6 +88,15 @@ export function newStats(): RelayServerStats {
   return {
     accepts: 0,
     currentClients: 0,
+    currentConnections: 0,
+    watchedKeys: 0,
+    refusedTotalCap: 0,
+    refusedPerIpCap: 0,
+    upgradeTimeouts: 0,
+    loginTimeouts: 0,
+    loginReplays: 0,
+    legacyLogins: 0,
+    legacyLoginsRefused: 0,
     homeClients: 0,
     websocketAccepts: 0,
     loginFailures: 0,
@@ -72,6 +109,8 @@ export function newStats(): RelayServerStats {
     droppedQueueFull: 0,
     droppedGone: 0,
     droppedWriteError: 0,
+    droppedRateLimited: 0,
+    watchEvictions: 0,
     peerGoneNotHereSent: 0,
     peerGoneNotHereLimited: 0,
     peerGoneDisconnectedSent: 0,
@@ -90,7 +129,7 @@ export function newStats(): RelayServerStats {
   };
 }
 
-export type DropReason = 'unknownDest' | 'queueFull' | 'gone' | 'writeError';
+export type DropReason = 'unknownDest' | 'queueFull' | 'gone' | 'writeError' | 'rateLimited';
 
 export const hex = (k: Uint8Array): string => Buffer.from(k.buffer, k.byteOffset, k.length).toString('hex');
 
@@ -106,12 +145,21 @@ export interface ConnHost {
   readonly writeTimeoutMs: number;
   readonly maxFrameLength: number;
   readonly notHereRatePerSec: number;
+  /** Bytes per second a key may send (0: no limit), and its burst. */
+  readonly sendRateBytesPerSec: number;
+  readonly sendBurstBytes: number;
+  /** Sources remembered per client for PeerGone; the oldest is forgotten beyond. */
+  readonly maxWatchedPerConn: number;
+  /** Accept logins without the challenge (standard DERP clients; replayable). */
+  readonly allowLegacyLogin: boolean;
   /** Logged in: route packets for its key to it. */
   register(c: ServerConn): void;
   /** Closed: forget it, and tell whoever it sent to that it is gone. */
   unregister(c: ServerConn): void;
   /** `dst` received a packet from `srcId`: it hears when that key leaves. */
   watch(srcId: string, dst: ServerConn): void;
+  /** `dst` forgot `srcId` (its cap): stop telling it about that key. */
+  unwatch(srcId: string, dst: ServerConn): void;
   route(from: ServerConn, dst: Uint8Array, packet: Uint8Array): void;
   noteSent(bytes: number): void;
   drop(reason: DropReason): void;
@@ -136,12 +184,18 @@ export class ServerConn {
   /** Token bucket for PeerGone(not-here) replies. */
   private notHereTokens = 3;
   private notHereAt = performance.now();
+  /** Token bucket of the send rate limit (bytes). */
+  private sendTokens: number;
+  private sendAt = performance.now();
+  /** This connection's login challenge. */
+  private readonly challenge = new Uint8Array(randomBytes(LOGIN_NONCE_LEN));
 
   constructor(
     private readonly server: ConnHost,
     readonly transport: FrameTransport,
   ) {
-    this.parser = new FrameParser(server.maxFrameLength);
+    this.parser = new FrameParser(Math.min(MAX_LOGIN_FRAME_LEN, server.maxFrameLength));
+    this.sendTokens = server.sendBurstBytes;
   }
 
   start(initial: Uint8Array | undefined): void {
@@ -150,9 +204,12 @@ export class ServerConn {
       onDrain: () => this.onDrain(),
       onClose: () => this.onClose(),
     });
-    this.loginTimer = setTimeout(() => this.kill('login timeout'), this.server.loginTimeoutMs);
+    this.loginTimer = setTimeout(() => {
+      this.server.counters.loginTimeouts++;
+      this.kill('login timeout');
+    }, this.server.loginTimeoutMs);
     this.loginTimer.unref();
-    this.write(encodeFrame({ type: 'server-key', key: this.server.publicKey }), false);
+    this.write(encodeFrame({ type: 'server-key', key: this.server.publicKey, extra: encodeLoginChallenge(this.challenge) }), false);
     if (initial && initial.length > 0) this.onData(initial);
   }
 
@@ -187,11 +244,25 @@ export class ServerConn {
       }
       const f = decodeFrame(type, payload);
       if (f.type !== 'client-info') return;
-      this.info = openClientInfo(this.server.privateKey, f.key, f.sealed);
+      const info = openClientInfo(this.server.privateKey, f.key, f.sealed);
+      if (info.serverNonce === undefined) {
+        if (!this.server.allowLegacyLogin) {
+          this.server.counters.legacyLoginsRefused++;
+          throw new RelayLoginError('client info without the login challenge (this relay needs a meshd client)');
+        }
+        this.server.counters.legacyLogins++;
+      } else if (!equalBytes(info.serverNonce, this.challenge)) {
+        this.server.counters.loginReplays++;
+        throw new RelayLoginError('client info answers another connection\'s login challenge (replayed)');
+      }
+      this.info = info;
+      this.parser.maxFrameLength = this.server.maxFrameLength;
       this.key = f.key.slice();
       this.keyId = hex(this.key);
       clearTimeout(this.loginTimer);
-      this.write(frame(FrameType.ServerInfo, sealServerInfo(this.server.privateKey, this.key, { version: PROTOCOL_VERSION })), false);
+      const rate = this.server.sendRateBytesPerSec;
+      const serverInfo = rate > 0 ? { version: PROTOCOL_VERSION, tokenBucketBytesPerSecond: rate, tokenBucketBytesBurst: this.server.sendBurstBytes } : { version: PROTOCOL_VERSION };
+      this.write(frame(FrameType.ServerInfo, sealServerInfo(this.server.privateKey, this.key, serverInfo)), false);
       this.server.register(this);
       const ka = this.server.keepAliveMs;
       // Tailscale adds jitter above 60 s; keepalives must come at least every 60 s, so jitter below.
@@ -202,7 +273,12 @@ export class ServerConn {
     switch (type) {
       case FrameType.SendPacket: {
         const f = decodeFrame(type, payload);
-        if (f.type === 'send-packet') this.server.route(this, f.dst, f.packet);
+        if (f.type !== 'send-packet') return;
+        if (!this.takeSendTokens(f.packet.length)) {
+          this.server.drop('rateLimited');
+          return;
+        }
+        this.server.route(this, f.dst, f.packet);
         return;
       }
       case FrameType.Ping: {
@@ -239,6 +315,18 @@ export class ServerConn {
     }
   }
 
+  /** The per-key send rate limit: may this connection send `bytes` more now? */
+  private takeSendTokens(bytes: number): boolean {
+    const rate = this.server.sendRateBytesPerSec;
+    if (rate <= 0) return true;
+    const now = performance.now();
+    this.sendTokens = Math.min(this.server.sendBurstBytes, this.sendTokens + ((now - this.sendAt) / 1000) * rate);
+    this.sendAt = now;
+    if (this.sendTokens < bytes) return false;
+    this.sendTokens -= bytes;
+    return true;
+  }
+
   /** Queue a RecvPacket from src. */
   sendPacket(src: Uint8Array, srcId: string, packet: Uint8Array): void {
     if (this.closing) {
@@ -246,6 +334,13 @@ export class ServerConn {
       return;
     }
     if (!this.sawSrc.has(srcId)) {
+      if (this.sawSrc.size >= this.server.maxWatchedPerConn) {
+        // Forget the oldest source: bounded memory beats a PeerGone for a long-quiet sender.
+        const oldest = this.sawSrc.values().next().value as string;
+        this.sawSrc.delete(oldest);
+        this.server.unwatch(oldest, this);
+        this.server.counters.watchEvictions++;
+      }
       this.sawSrc.add(srcId);
       this.server.watch(srcId, this);
     }

@@ -1,6 +1,7 @@
 /**
- * The DERP relay server: HTTP `GET /derp` upgraded to DERP framing (raw TCP after `101`, or a
- * WebSocket), packets routed by the destination's public key, plus a STUN responder on UDP.
+ * The DERP relay server: HTTPS (or, for tests and opted-in labs, plain HTTP) `GET /derp`
+ * upgraded to DERP framing (raw TCP after `101`, or a WebSocket), packets routed by the
+ * destination's public key, plus a STUN responder on UDP.
  *
  * Per connection: ServerKey → (ClientInfo, boxed to our key) → ServerInfo, then SendPacket
  * frames become RecvPacket frames on the destination's connection. A sender whose destination is
@@ -8,8 +9,16 @@
  * to gets PeerGone(disconnected), as Tailscale's server does. Keepalives at least every 60 s,
  * pings answered. A connection that sends a malformed or oversized frame is closed — that one
  * only. Each connection's send queue is bounded; what does not fit is dropped and counted.
+ *
+ * Fair use and bounded memory, for a relay on the open internet: at most `maxConnections`
+ * connections and `maxConnectionsPerIp` per source address (refused at accept); a connection
+ * must upgrade and log in within `loginTimeoutMs` and cannot make the server buffer more than a
+ * ClientInfo before it did; each key's sends are token-bucket limited; the "sent to" sets
+ * behind PeerGone are per connection, capped, and cleaned when either side leaves. Every drop
+ * and refusal has a counter (`stats()`).
  */
 import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { once } from 'node:events';
@@ -28,6 +37,17 @@ export const DEFAULT_KEEPALIVE_MS = 60_000;
 export const DEFAULT_SEND_QUEUE = 32;
 export const DEFAULT_LOGIN_TIMEOUT_MS = 10_000;
 export const DEFAULT_WRITE_TIMEOUT_MS = 5_000;
+export const DEFAULT_MAX_CONNECTIONS = 10_000;
+export const DEFAULT_MAX_CONNECTIONS_PER_IP = 64;
+/** Default per-key send limit: 4 MiB/s with a 8 MiB burst (advertised in ServerInfo). */
+export const DEFAULT_SEND_RATE_BYTES_PER_SEC = 4 << 20;
+export const DEFAULT_MAX_WATCHED_PER_CONN = 4096;
+
+/** TLS material of the relay (PEM). */
+export interface RelayTlsOptions {
+  readonly cert: string | Buffer;
+  readonly key: string | Buffer;
+}
 
 export interface RelayServerOptions {
   /** TCP port for HTTP (0 = any free port). */
@@ -50,16 +70,44 @@ export interface RelayServerOptions {
   readonly maxFrameLength?: number;
   /** PeerGone(not-here) replies a client can get per second (burst 3, default 1/s). */
   readonly notHereRatePerSec?: number;
+  /** Serve HTTPS/WSS with this certificate; absent: plain HTTP (tests, opted-in labs). */
+  readonly tls?: RelayTlsOptions;
+  /** Connections open at once, logged in or not (default 10,000). */
+  readonly maxConnections?: number;
+  /** Connections open at once from one source address (default 64). */
+  readonly maxConnectionsPerIp?: number;
+  /** Bytes per second each key may send (default 4 MiB/s; 0 = no limit). */
+  readonly sendRateBytesPerSec?: number;
+  /** Burst of that limit (default twice the rate). */
+  readonly sendBurstBytes?: number;
+  /** Sources remembered per client for PeerGone (default 4096). */
+  readonly maxWatchedPerConn?: number;
+  /** Accept standard DERP clients, whose login has no challenge and can be replayed (default false). */
+  readonly allowLegacyLogin?: boolean;
   /** Diagnostic log lines (default: none). */
   readonly log?: (line: string) => void;
+}
+
+/** One accepted TCP connection, from accept until close. */
+interface Slot {
+  readonly ip: string;
+  upgraded: boolean;
+  timer: NodeJS.Timeout | undefined;
+}
+
+/** The source address a connection counts against (IPv4-mapped IPv6 as IPv4). */
+function sourceIp(addr: string | undefined): string {
+  const a = addr ?? '';
+  return a.startsWith('::ffff:') && a.includes('.') ? a.slice(7) : a;
 }
 
 export interface RelayServerAddress {
   readonly host: string;
   readonly httpPort: number;
   readonly stunPort: number | null;
-  /** http://host:port/derp */
+  /** http(s)://host:port/derp */
   readonly url: string;
+  readonly tls: boolean;
 }
 
 /** A running DERP relay with its STUN responder. Create with `startRelayServer`. */
@@ -74,9 +122,15 @@ export class RelayServer implements ConnHost {
   readonly writeTimeoutMs: number;
   readonly maxFrameLength: number;
   readonly notHereRatePerSec: number;
+  readonly sendRateBytesPerSec: number;
+  readonly sendBurstBytes: number;
+  readonly maxWatchedPerConn: number;
+  readonly allowLegacyLogin: boolean;
+  readonly maxConnections: number;
+  readonly maxConnectionsPerIp: number;
   private readonly log: ((line: string) => void) | undefined;
   private readonly host: string;
-  private readonly http: HttpServer;
+  private readonly http: HttpServer | HttpsServer;
   private readonly wss: WebSocketServer;
   private stun: UdpSocket | null = null;
   private readonly conns = new Set<ServerConn>();
@@ -84,6 +138,10 @@ export class RelayServer implements ConnHost {
   private readonly clients = new Map<string, ServerConn[]>();
   /** key id → connections that received packets from that key. */
   private readonly watchers = new Map<string, Set<ServerConn>>();
+  /** Open TCP connections by "address|port" (the same for a TLS socket and its TCP socket). */
+  private readonly slots = new Map<string, Slot>();
+  /** Open connections per source address (entries removed at zero). */
+  private readonly perIp = new Map<string, number>();
   private httpPort = 0;
   private stunPort: number | null = null;
   private stopped = false;
@@ -105,11 +163,22 @@ export class RelayServer implements ConnHost {
     this.writeTimeoutMs = opts.writeTimeoutMs ?? DEFAULT_WRITE_TIMEOUT_MS;
     this.maxFrameLength = opts.maxFrameLength ?? DEFAULT_MAX_FRAME_LEN;
     this.notHereRatePerSec = opts.notHereRatePerSec ?? 1;
+    this.sendRateBytesPerSec = opts.sendRateBytesPerSec ?? DEFAULT_SEND_RATE_BYTES_PER_SEC;
+    this.sendBurstBytes = Math.max(opts.sendBurstBytes ?? this.sendRateBytesPerSec * 2, this.maxFrameLength);
+    this.maxWatchedPerConn = Math.max(1, opts.maxWatchedPerConn ?? DEFAULT_MAX_WATCHED_PER_CONN);
+    this.allowLegacyLogin = opts.allowLegacyLogin ?? false;
+    this.maxConnections = opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+    this.maxConnectionsPerIp = opts.maxConnectionsPerIp ?? DEFAULT_MAX_CONNECTIONS_PER_IP;
     this.log = opts.log;
     this.host = opts.host ?? '0.0.0.0';
-    this.http = createServer((req, res) => this.onRequest(req, res));
+    const onReq = (req: IncomingMessage, res: ServerResponse): void => this.onRequest(req, res);
+    this.http = opts.tls
+      ? createHttpsServer({ cert: opts.tls.cert, key: opts.tls.key, handshakeTimeout: this.loginTimeoutMs, minVersion: 'TLSv1.2' }, onReq)
+      : createServer(onReq);
+    this.http.on('connection', (socket: Socket) => this.onConnection(socket));
     this.http.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => this.onUpgrade(req, socket, head));
     this.http.on('clientError', (_err, socket: Socket) => socket.destroy());
+    this.http.on('tlsClientError', (_err: Error, socket: Socket) => socket.destroy());
     this.wss = new WebSocketServer({
       noServer: true,
       perMessageDeflate: false,
@@ -168,12 +237,56 @@ export class RelayServer implements ConnHost {
 
   address(): RelayServerAddress {
     const h = this.host.includes(':') ? `[${this.host}]` : this.host;
-    return { host: this.host, httpPort: this.httpPort, stunPort: this.stunPort, url: `http://${h}:${this.httpPort}/derp` };
+    const scheme = this.opts.tls ? 'https' : 'http';
+    return { host: this.host, httpPort: this.httpPort, stunPort: this.stunPort, url: `${scheme}://${h}:${this.httpPort}/derp`, tls: this.opts.tls !== undefined };
   }
 
   /** A snapshot of the counters. */
   stats(): RelayServerStats {
-    return { ...this.counters, currentClients: this.clients.size };
+    return { ...this.counters, currentClients: this.clients.size, currentConnections: this.slots.size, watchedKeys: this.watchers.size };
+  }
+
+  /** Distinct keys some connection remembers for PeerGone (tests: it must not only grow). */
+  get watchedKeys(): number {
+    return this.watchers.size;
+  }
+
+  /** A new TCP connection: apply the caps, and give it loginTimeoutMs to upgrade. */
+  private onConnection(socket: Socket): void {
+    socket.on('error', () => undefined);
+    const ip = sourceIp(socket.remoteAddress);
+    if (this.stopped) {
+      socket.destroy();
+      return;
+    }
+    if (this.slots.size >= this.maxConnections) {
+      this.counters.refusedTotalCap++;
+      socket.destroy();
+      return;
+    }
+    const n = this.perIp.get(ip) ?? 0;
+    if (n >= this.maxConnectionsPerIp) {
+      this.counters.refusedPerIpCap++;
+      socket.destroy();
+      return;
+    }
+    this.perIp.set(ip, n + 1);
+    const id = `${socket.remoteAddress}|${socket.remotePort}`;
+    const slot: Slot = { ip, upgraded: false, timer: undefined };
+    slot.timer = setTimeout(() => {
+      if (slot.upgraded) return;
+      this.counters.upgradeTimeouts++;
+      socket.destroy();
+    }, this.loginTimeoutMs);
+    slot.timer.unref();
+    this.slots.set(id, slot);
+    socket.once('close', () => {
+      clearTimeout(slot.timer);
+      if (this.slots.get(id) === slot) this.slots.delete(id);
+      const left = (this.perIp.get(ip) ?? 1) - 1;
+      if (left <= 0) this.perIp.delete(ip);
+      else this.perIp.set(ip, left);
+    });
   }
 
   /** Stop listening and close every connection; resolves when all is closed. */
@@ -221,6 +334,12 @@ export class RelayServer implements ConnHost {
       const status = path === '/derp' ? '426 Upgrade Required' : '404 Not Found';
       socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
       return;
+    }
+    // From here the connection's own login timer runs (server-conn.ts).
+    const slot = this.slots.get(`${socket.remoteAddress}|${socket.remotePort}`);
+    if (slot) {
+      slot.upgraded = true;
+      clearTimeout(slot.timer);
     }
     if (up === 'websocket' && req.headers['sec-websocket-key']) {
       this.wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
@@ -278,16 +397,29 @@ export class RelayServer implements ConnHost {
     if (list.length > 0) return;
     this.clients.delete(c.keyId);
     this.counters.currentClients = this.clients.size;
-    // The key left the server: tell everyone it sent to.
+    // The key left the server: tell everyone it sent to, and let them forget it — so that when
+    // it comes back and sends again they are watching it afresh (and its next leave is told).
     const w = this.watchers.get(c.keyId);
     this.watchers.delete(c.keyId);
-    if (w) for (const dst of w) dst.sendPeerGone(c.key, PeerGoneReason.Disconnected);
+    if (w) {
+      for (const dst of w) {
+        dst.sawSrc.delete(c.keyId);
+        dst.sendPeerGone(c.key, PeerGoneReason.Disconnected);
+      }
+    }
   }
 
   watch(srcId: string, dst: ServerConn): void {
     let w = this.watchers.get(srcId);
     if (!w) this.watchers.set(srcId, (w = new Set()));
     w.add(dst);
+  }
+
+  unwatch(srcId: string, dst: ServerConn): void {
+    const w = this.watchers.get(srcId);
+    if (!w) return;
+    w.delete(dst);
+    if (w.size === 0) this.watchers.delete(srcId);
   }
 
   route(from: ServerConn, dst: Uint8Array, packet: Uint8Array): void {
@@ -313,6 +445,7 @@ export class RelayServer implements ConnHost {
     if (reason === 'unknownDest') this.counters.droppedUnknownDest++;
     else if (reason === 'queueFull') this.counters.droppedQueueFull++;
     else if (reason === 'gone') this.counters.droppedGone++;
+    else if (reason === 'rateLimited') this.counters.droppedRateLimited++;
     else this.counters.droppedWriteError++;
   }
 }

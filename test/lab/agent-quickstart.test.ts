@@ -114,15 +114,17 @@ describe('meshd agent: quick start between two hosts', { timeout: 150_000 }, () 
     assert.notEqual(await pingUntil(a.ns, b.meshIP, 5000), null, 'b\'s own daemon was disturbed');
   });
 
-  test('a second `meshd up` says it is already running (exit 1, one line)', async (t) => {
+  test('a second `meshd up` is idempotent: it says meshd is already up and succeeds; another network is refused', async (t) => {
     if (!requirePrereqs(t, AGENT_PREREQS)) return;
     const before = await daemonStatus(b);
     const r = await meshd(b, ['up']);
-    assert.equal(r.code, 1);
-    const lines = r.stderr.trimEnd().split('\n');
-    assert.equal(lines.length, 1, `stderr: ${r.stderr}`);
-    assert.match(lines[0]!, /already running/);
-    assert.match(lines[0]!, new RegExp(`pid ${before.pid}`));
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, new RegExp(`already up \\(pid ${before.pid}\\)`));
+    const other = await meshd(b, ['up', '--create', 'another']);
+    assert.equal(other.code, 1);
+    const lines = other.stderr.trimEnd().split('\n');
+    assert.equal(lines.length, 1, `stderr: ${other.stderr}`);
+    assert.match(lines[0]!, /already running .* in network/);
     // and the running daemon was not disturbed
     const after = await daemonStatus(b);
     assert.equal(after.pid, before.pid);

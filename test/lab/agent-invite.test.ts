@@ -97,4 +97,17 @@ describe('meshd invite: one line joins a machine', { timeout: 240_000 }, () => {
     }
     assert.equal((await daemonStatus(owner)).peers.length, 1, 'nobody else joined');
   });
+
+  test("a member invite: the person's machine joins as a member and as their own device", async (t) => {
+    if (!requirePrereqs(t, AGENT_PREREQS)) return;
+    const inv = await invite(['--member']);
+    const m = await machine();
+    const r = await upWith(m, inv.invite);
+    assert.equal(r.code, 0, r.stderr);
+    const st = await meshdJson<{ identity: { did: string; meshIP: string } }>({ ns: m.host.ns, home: m.home }, ['status']);
+    assert.ok((await pingUntil(owner.ns, st.identity.meshIP, 10_000)) !== null, 'the member device is reachable');
+    const list = await meshdJson<{ members?: { did: string; status: string }[]; peers: { did: string }[] }>(owner, ['peer', 'list']);
+    assert.deepEqual(list.members?.map((x) => [x.did, x.status]), [[st.identity.did, 'active']]);
+    assert.ok(list.peers.some((p) => p.did === st.identity.did));
+  });
 });

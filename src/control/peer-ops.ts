@@ -257,8 +257,9 @@ const OWNER_KINDS = readableKinds('owner');
  * Revoke devices and members in an owner session with everything loaded (`peer remove`, and the
  * owner's daemon when a device expires):
  *
- * 1. the next epoch's key to everyone who stays, in the one delivery record each has;
- * 2. tombstones (status revoked, under the new key): every node drops the revoked ones on this;
+ * 1. tombstones (status revoked, under the current key): every node drops the revoked ones on
+ *    this one event — the revoked device may read it too, and learns only that it was removed;
+ * 2. the next epoch's key to everyone who stays, in the one delivery record each has;
  * 3. the network record names the new epoch;
  * 4. the owner's records re-encrypted under the new key (readers accept only the current epoch);
  * 5. the revoked node and member records deleted with everything under them (their nodeInfo,
@@ -283,9 +284,12 @@ export async function revoke(s: NetworkSession, nodeDids: string[], memberDids: 
     ...nodes.filter((n) => isNodeActive(n.data, now) && !removed.has(n.data.did) && n.data.did !== anchor).map((n) => n.data.did),
     ...members.filter((m) => m.data.status === 'active' && !removed.has(m.data.did)).map((m) => m.data.did),
   ];
+  // tombstones first, under the key every node holds now: each drops the revoked ones on this
+  // one event, before the rotation below makes every node re-read the network
+  const current = s.recipients(net.data.epoch);
+  await inParallel(revokedNodes, WRITE_WIDTH, (n) => s.update(n, { ...n.data, status: 'revoked' }, current));
+  await inParallel(revokedMembers, WRITE_WIDTH, (m) => s.update(m, { ...m.data, status: 'revoked' }, current));
   await inParallel([...new Set(stay)], WRITE_WIDTH, (d) => deliverKey(s, d, epoch));
-  await inParallel(revokedNodes, WRITE_WIDTH, (n) => s.update(n, { ...n.data, status: 'revoked' }, recipients));
-  await inParallel(revokedMembers, WRITE_WIDTH, (m) => s.update(m, { ...m.data, status: 'revoked' }, recipients));
   await s.update(net, { ...net.data, epoch }, recipients);
   const own = activeNodes(s.set, id, anchor, net.data.meshCIDR, now).active.find((a) => a.record.data.did === anchor);
   const policy = currentPolicy(s.set, id, anchor);

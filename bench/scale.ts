@@ -15,26 +15,27 @@
  * its home) and repeats the steady-state measurements.
  *
  *   node dist/bench/scale.js [--nodes 50] [--flood 0] [--idle-seconds 60] [--sample-pairs 200]
- *                            [--concurrency 8] [--keep]
+ *                            [--concurrency 8] [--add-concurrency 4] [--keep]
+ *
+ * `peer add` runs --add-concurrency at a time (the mesh IPs it hands out are checked to be
+ * distinct). A joining `up` that gets no first map in time (the daemon waits 20 s: on a small,
+ * busy machine many joins at once can take longer) is run again, at most twice, and counted.
  *
  * Daemon state is read from their control sockets (`GET /v0/status`, what `meshd status --json`
  * shows): a Unix socket in each home, reachable from here without entering the namespace.
  * Everything runs in one Lab: namespaces, daemons, proxy and DWN are removed on every exit path.
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { Internet, Lab, onPath, ping, type Host, type LabProcess, type Netns } from '../src/lab/index.js';
+import { Internet, Lab, onPath, ping, type Host, type Netns } from '../src/lab/index.js';
 import { callDaemon } from '../src/daemon/api.js';
 import type { AgentStatus } from '../src/daemon/agent.js';
-import { addHost, median, meshdJson, meshdOk, waitUntil, DWN_PORT, type MeshNode } from '../test/lab/agent-helpers.js';
-import type { ProxyCounters } from '../test/helpers/dwn-proxy.js';
+import { median, meshdJson, meshdOk, upJoiner, waitUntil, type MeshNode } from '../test/lab/agent-helpers.js';
+import { diffCounters } from '../test/helpers/dwn-proxy.js';
+import { CLK_TCK, cpuTicks, mapLimit, pct, prepareHosts, requestsOf, rssKiB, startProxiedOwner, type Prepared, type ProxyHandle } from '../test/lab/scale-helpers.js';
 
-const PROXY_JS = fileURLToPath(new URL('../test/helpers/dwn-proxy.js', import.meta.url));
 const SELF_JS = fileURLToPath(import.meta.url);
-const UPSTREAM_PORT = 8788;
 
 type Status = AgentStatus & { state: string; pid: number };
 
@@ -42,58 +43,10 @@ function log(s: string): void {
   process.stderr.write(`[scale ${new Date().toISOString().slice(11, 19)}] ${s}\n`);
 }
 
-async function mapLimit<T, R>(items: T[], limit: number, fn: (x: T, i: number) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array(items.length);
-  let next = 0;
-  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]!, i);
-    }
-  });
-  await Promise.all(workers);
-  return out;
-}
-
-function pct(xs: number[], p: number): number {
-  if (xs.length === 0) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
-}
-
 const ms = (x: number): string => (Number.isFinite(x) ? `${(x / 1000).toFixed(2)} s` : 'n/a');
 
 function status(n: MeshNode, timeoutMs = 5000): Promise<Status> {
   return callDaemon<Status>(n.home, 'GET', '/v0/status', undefined, timeoutMs);
-}
-
-/** utime + stime of a process, in clock ticks. */
-function cpuTicks(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return Number(f[11]) + Number(f[12]);
-}
-
-function rssKiB(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) : NaN;
-}
-
-const CLK_TCK = 100;
-
-/** The proxy program in the owner's namespace; `counters()` asks it over stdin. */
-class ProxyHandle {
-  private seq = 0;
-  constructor(
-    readonly proc: LabProcess,
-    readonly dwnPid: number,
-  ) {}
-  async counters(): Promise<ProxyCounters> {
-    const id = `c${++this.seq}x${Date.now()}`;
-    this.proc.stdin!.write(`counters ${id}\n`);
-    const m = await this.proc.waitFor(new RegExp(`\\{"event":"counters","id":"${id}".*\\}`), 10_000);
-    return (JSON.parse(m[0]) as { counters: ProxyCounters }).counters;
-  }
 }
 
 interface Ctx {
@@ -105,6 +58,8 @@ interface Ctx {
   endpoint: string;
   proxy: ProxyHandle;
   concurrency: number;
+  /** Joining `up`s run again (no first map in time). */
+  upRetries: number;
 }
 
 /**
@@ -123,42 +78,17 @@ async function firstAnswer(ns: Netns, addr: string, timeoutMs: number): Promise<
   return null;
 }
 
-// ---- set-up --------------------------------------------------------------------------------
-
-async function startOwner(lab: Lab, internet: Internet): Promise<{ owner: MeshNode; networkId: string; endpoint: string; proxy: ProxyHandle }> {
-  const host = await addHost(internet, 'owner');
-  const home = join(lab.workDir, 'home-owner');
-  const proc = host.ns.node(PROXY_JS, ['--listen', `0.0.0.0:${DWN_PORT}`, '--serve', join(lab.workDir, 'owner-dwn'), '--serve-port', String(UPSTREAM_PORT)], {
-    label: 'dwn-proxy',
-    stdin: 'pipe',
-  });
-  const ready = JSON.parse((await proc.waitFor(/\{"event":"ready".*\}/, 60_000))[0]) as { dwnPid: number };
-  const up = await meshdJson<{ identity: { did: string; wireguardKey: string; meshIP: string; meshIP6: string }; network: { id: string } }>(
-    { ns: host.ns, home, name: 'owner' },
-    ['up', '--create', 'scale'],
-  );
-  const owner: MeshNode = { name: 'owner', host, ns: host.ns, home, ...up.identity };
-  return { owner, networkId: up.network.id, endpoint: `http://${host.addr}:${DWN_PORT}`, proxy: new ProxyHandle(proc, ready.dwnPid) };
-}
-
-interface Prepared {
-  name: string;
-  host: Host;
-  home: string;
-  did: string;
-}
-
-async function upNode(c: Ctx, p: Prepared): Promise<MeshNode> {
-  const up = await meshdJson<{ identity: { did: string; wireguardKey: string; meshIP: string; meshIP6: string } }>({ ns: p.host.ns, home: p.home, name: p.name }, [
-    'up',
-    '--endpoint',
-    c.endpoint,
-    '--anchor',
-    c.owner.did,
-    '--network',
-    c.networkId,
-  ]);
-  return { name: p.name, host: p.host, ns: p.host.ns, home: p.home, ...up.identity };
+/** The joining `up`; run again (at most twice) when the daemon got no first map in time. */
+async function join(c: Ctx, p: Prepared): Promise<MeshNode> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await upJoiner(c, p.name, p);
+    } catch (e) {
+      if (attempt >= 2 || !/no network map/.test((e as Error).message)) throw e;
+      c.upRetries++;
+      log(`  ${p.name}: no first map in time; \`up\` again`);
+    }
+  }
 }
 
 // ---- measurements ----------------------------------------------------------------------------
@@ -264,19 +194,14 @@ async function idle(c: Ctx, seconds: number): Promise<IdleReport> {
   const dwnCpu = ((cpuTicks(c.proxy.dwnPid) - dwnBefore) / CLK_TCK / secs) * 100;
   const rss = [...pids.values()].map((pid) => rssKiB(pid) / 1024);
   const perMin = (k: number): number => (k / secs) * 60;
-  const members = c.nodes.filter((n) => n !== c.owner).map((n) => perMin((cAfter.byAuthor[n.did] ?? 0) - (cBefore.byAuthor[n.did] ?? 0)));
+  const d = diffCounters(cBefore, cAfter);
+  const members = c.nodes.filter((n) => n !== c.owner).map((n) => perMin(requestsOf(d, n.did).total));
   const byMethod: Record<string, number> = {};
-  for (const [k, v] of Object.entries(cAfter.byMethod)) {
-    const d = v - (cBefore.byMethod[k] ?? 0);
-    if (d > 0) byMethod[k] = Math.round(perMin(d) * 10) / 10;
-  }
+  for (const [k, v] of Object.entries(d.byMethod)) if (v > 0) byMethod[k] = Math.round(perMin(v) * 10) / 10;
   const byNode: Record<string, Record<string, number>> = {};
   for (const x of c.nodes) {
-    const a = cAfter.byAuthorMethod[x.did] ?? {};
-    const b = cBefore.byAuthorMethod[x.did] ?? {};
-    const d: Record<string, number> = {};
-    for (const [k, v] of Object.entries(a)) if (v - (b[k] ?? 0) > 0) d[k] = v - (b[k] ?? 0);
-    if (Object.keys(d).length > 0) byNode[x.name] = d;
+    const r = requestsOf(d, x.did);
+    if (r.total > 0) byNode[x.name] = r.byMethod;
   }
   return {
     seconds: secs,
@@ -285,8 +210,8 @@ async function idle(c: Ctx, seconds: number): Promise<IdleReport> {
     perNodePerMin: {
       median: members.length ? median(members) : NaN,
       max: members.length ? Math.max(...members) : NaN,
-      owner: perMin((cAfter.byAuthor[c.owner.did] ?? 0) - (cBefore.byAuthor[c.owner.did] ?? 0)),
-      total: perMin(cAfter.total - cBefore.total),
+      owner: perMin(requestsOf(d, c.owner.did).total),
+      total: perMin(d.total),
       byMethod,
       byNode,
     },
@@ -368,6 +293,7 @@ async function main(): Promise<void> {
       'idle-seconds': { type: 'string', default: '60' },
       'sample-pairs': { type: 'string', default: '200' },
       concurrency: { type: 'string', default: '8' },
+      'add-concurrency': { type: 'string', default: '4' },
       keep: { type: 'boolean', default: false },
     },
   });
@@ -376,6 +302,7 @@ async function main(): Promise<void> {
   const idleSeconds = Number(values['idle-seconds']);
   const sample = Number(values['sample-pairs']);
   const concurrency = Number(values.concurrency);
+  const addConcurrency = Number(values['add-concurrency']);
   if (!Number.isInteger(n) || n < 3 || n > 240) throw new Error('--nodes must be an integer from 3 to 240');
   if (!Number.isInteger(floodCount) || floodCount < 0) throw new Error('--flood must be a non-negative integer');
   if (process.getuid?.() !== 0) throw new Error('needs root (network namespaces)');
@@ -385,44 +312,41 @@ async function main(): Promise<void> {
   try {
     const internet = await Internet.create(lab);
     log(`lab ${lab.runTag}: owner + DWN behind the proxy`);
-    const o = await startOwner(lab, internet);
-    const c: Ctx = { lab, internet, nodes: [o.owner], owner: o.owner, networkId: o.networkId, endpoint: o.endpoint, proxy: o.proxy, concurrency };
+    const o = await startProxiedOwner(lab, internet);
+    const c: Ctx = { lab, internet, nodes: [o.owner], owner: o.owner, networkId: o.networkId, endpoint: o.endpoint, proxy: o.proxy, concurrency, upRetries: 0 };
 
     log(`${n - 1} hosts and identities`);
     const names = Array.from({ length: n - 1 }, (_, i) => `n${i + 1}`);
-    const hosts: Host[] = [];
-    for (const name of names) hosts.push(await addHost(internet, name));
-    const prepared = await mapLimit(names, concurrency, async (name, i): Promise<Prepared> => {
-      const home = join(lab.workDir, `home-${name}`);
-      const init = await meshdJson<{ did: string }>({ ns: hosts[i]!.ns, home, name }, ['init']);
-      return { name, host: hosts[i]!, home, did: init.did };
-    });
+    const prepared = await prepareHosts(internet, names, concurrency);
 
-    log(`owner adds ${n - 1} devices`);
+    log(`owner adds ${n - 1} devices, ${addConcurrency} at a time`);
     const tAdd = Date.now();
-    for (const [i, p] of prepared.entries()) {
-      await meshdOk(c.owner, ['peer', 'add', p.did]);
-      if ((i + 1) % 10 === 0) log(`  ${i + 1}/${prepared.length} added`);
-    }
+    let added = 0;
+    const ips = await mapLimit(prepared, addConcurrency, async (p) => {
+      const r = await meshdJson<{ meshIP: string | null }>(c.owner, ['peer', 'add', p.did]);
+      if (++added % 10 === 0) log(`  ${added}/${prepared.length} added`);
+      return r.meshIP;
+    });
+    if (new Set(ips).size !== ips.length) throw new Error(`concurrent peer adds handed out one mesh IP twice: ${ips.join(' ')}`);
     const addMs = Date.now() - tAdd;
     out(`nodes: ${n} (owner + ${n - 1}); DWN behind the proxy at ${c.endpoint}`);
-    out(`owner adds ${n - 1} devices (peer add each): ${ms(addMs)} (${ms(addMs / (n - 1))} per device)`);
+    out(`owner adds ${n - 1} devices (peer add each, ${addConcurrency} at a time): ${ms(addMs)} (${ms(addMs / (n - 1))} per device)`);
 
     log(`joining ${n - 2} devices, ${concurrency} at a time`);
     const tJoin = Date.now();
     const joined = await mapLimit(prepared.slice(0, -1), concurrency, async (p, i) => {
-      const node = await upNode(c, p);
+      const node = await join(c, p);
       if ((i + 1) % 10 === 0) log(`  ${i + 1} up`);
       return node;
     });
     c.nodes.push(...joined);
-    out(`${n - 2} devices joined (${concurrency} at a time): ${ms(Date.now() - tJoin)}`);
+    out(`${n - 2} devices joined (${concurrency} at a time): ${ms(Date.now() - tJoin)}${c.upRetries > 0 ? ` (${c.upRetries} \`up\` run again after no first map within the daemon's 20 s)` : ''}`);
 
     const lastP = prepared.at(-1)!;
     log(`joining the last device ${lastP.name} (timed to its first ping to the owner)`);
     const tLast = Date.now();
     const answered = firstAnswer(lastP.host.ns, c.owner.meshIP, 120_000);
-    const last = await upNode(c, lastP);
+    const last = await join(c, lastP);
     const upMs = Date.now() - tLast;
     const firstPing = (await answered) ?? undefined;
     c.nodes.push(last);

@@ -25,6 +25,8 @@
  * shows): a Unix socket in each home, reachable from here without entering the namespace.
  * Everything runs in one Lab: namespaces, daemons, proxy and DWN are removed on every exit path.
  */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -78,13 +80,24 @@ async function firstAnswer(ns: Netns, addr: string, timeoutMs: number): Promise<
   return null;
 }
 
+/** The last line of a log file that contains `needle`. */
+function lastLine(file: string, needle: string): string | undefined {
+  try {
+    return readFileSync(file, 'utf8').split('\n').findLast((l) => l.includes(needle));
+  } catch {
+    return undefined;
+  }
+}
+
 /** The joining `up`; run again (at most twice) when the daemon got no first map in time. */
-async function join(c: Ctx, p: Prepared): Promise<MeshNode> {
+async function joinNode(c: Ctx, p: Prepared): Promise<MeshNode> {
   for (let attempt = 0; ; attempt++) {
     try {
       return await upJoiner(c, p.name, p);
     } catch (e) {
-      if (attempt >= 2 || !/no network map/.test((e as Error).message)) throw e;
+      // the CLI may report the failed start only as "daemon answered 200": the log says why
+      const why = lastLine(join(p.home, 'meshd.log'), 'daemon.start-failed') ?? '';
+      if (attempt >= 2 || !/no network map/.test(`${(e as Error).message} ${why}`)) throw e;
       c.upRetries++;
       log(`  ${p.name}: no first map in time; \`up\` again`);
     }
@@ -335,7 +348,7 @@ async function main(): Promise<void> {
     log(`joining ${n - 2} devices, ${concurrency} at a time`);
     const tJoin = Date.now();
     const joined = await mapLimit(prepared.slice(0, -1), concurrency, async (p, i) => {
-      const node = await join(c, p);
+      const node = await joinNode(c, p);
       if ((i + 1) % 10 === 0) log(`  ${i + 1} up`);
       return node;
     });
@@ -346,7 +359,7 @@ async function main(): Promise<void> {
     log(`joining the last device ${lastP.name} (timed to its first ping to the owner)`);
     const tLast = Date.now();
     const answered = firstAnswer(lastP.host.ns, c.owner.meshIP, 120_000);
-    const last = await join(c, lastP);
+    const last = await joinNode(c, lastP);
     const upMs = Date.now() - tLast;
     const firstPing = (await answered) ?? undefined;
     c.nodes.push(last);

@@ -15,7 +15,10 @@
  * its home) and repeats the steady-state measurements.
  *
  *   node dist/bench/scale.js [--nodes 50] [--flood 0] [--idle-seconds 60] [--sample-pairs 200]
- *                            [--concurrency 8] [--add-concurrency 4] [--keep]
+ *                            [--concurrency 8] [--add-concurrency 4] [--keep] [--profile]
+ *
+ * `--profile`: in each idle window, a CPU profile and the memory figures of one member's daemon
+ * (bench/inspect-daemon.ts; the .cpuprofile stays in the lab directory with --keep).
  *
  * `peer add` runs --add-concurrency at a time (the mesh IPs it hands out are checked to be
  * distinct). A joining `up` that gets no first map in time (the daemon waits 20 s: on a small,
@@ -38,6 +41,7 @@ import { diffCounters } from '../test/helpers/dwn-proxy.js';
 import { CLK_TCK, cpuTicks, mapLimit, pct, prepareHosts, requestsOf, rssKiB, startProxiedOwner, type Prepared, type ProxyHandle } from '../test/lab/scale-helpers.js';
 
 const SELF_JS = fileURLToPath(import.meta.url);
+const INSPECT_JS = fileURLToPath(new URL('./inspect-daemon.js', import.meta.url));
 
 type Status = AgentStatus & { state: string; pid: number };
 
@@ -62,6 +66,8 @@ interface Ctx {
   concurrency: number;
   /** Joining `up`s run again (no first map in time). */
   upRetries: number;
+  /** Profile one member's daemon in each idle window. */
+  profile: boolean;
 }
 
 /**
@@ -191,6 +197,8 @@ interface IdleReport {
   dwnCpuPct: number;
   perNodePerMin: { median: number; max: number; owner: number; total: number; byMethod: Record<string, number>; byNode: Record<string, Record<string, number>> };
   rssMiB: { median: number; max: number };
+  /** `map.applied` lines in the daemons' logs: maps applied to the data plane. */
+  mapAppliesPerMin: { median: number; max: number };
 }
 
 async function idle(c: Ctx, seconds: number): Promise<IdleReport> {
@@ -200,10 +208,15 @@ async function idle(c: Ctx, seconds: number): Promise<IdleReport> {
   const dwnBefore = cpuTicks(c.proxy.dwnPid);
   const cBefore = await c.proxy.counters();
   const t0 = Date.now();
+  const profiled = c.profile ? c.nodes.find((n) => n !== c.owner) : undefined;
+  const profiling = profiled ? profileDaemon(c, profiled, pids.get(profiled)!, seconds - 2) : undefined;
   await sleep(seconds * 1000);
   const secs = (Date.now() - t0) / 1000;
   const cAfter = await c.proxy.counters();
-  const cpu = [...pids].map(([n, pid]) => ((cpuTicks(pid) - before.get(n)!) / CLK_TCK / secs) * 100);
+  const t1 = Date.now();
+  if (profiling) out(`profile of ${profiled!.name}'s daemon (its CPU left out below): ${await profiling}`);
+  const applies = c.nodes.map((n) => logEvents(join(n.home, 'meshd.log'), 'map.applied', t0, t1));
+  const cpu = [...pids].filter(([n]) => n !== profiled).map(([n, pid]) => ((cpuTicks(pid) - before.get(n)!) / CLK_TCK / secs) * 100);
   const dwnCpu = ((cpuTicks(c.proxy.dwnPid) - dwnBefore) / CLK_TCK / secs) * 100;
   const rss = [...pids.values()].map((pid) => rssKiB(pid) / 1024);
   const perMin = (k: number): number => (k / secs) * 60;
@@ -229,7 +242,30 @@ async function idle(c: Ctx, seconds: number): Promise<IdleReport> {
       byNode,
     },
     rssMiB: { median: median(rss), max: Math.max(...rss) },
+    mapAppliesPerMin: { median: perMin(median(applies)), max: perMin(Math.max(...applies)) },
   };
+}
+
+/** Log lines of `event` with a time in [t0, t1). */
+function logEvents(file: string, event: string, t0: number, t1: number): number {
+  let k = 0;
+  try {
+    for (const line of readFileSync(file, 'utf8').split('\n')) {
+      if (!line.includes(`"event":"${event}"`)) continue;
+      const ts = Date.parse(/"ts":"([^"]+)"/.exec(line)?.[1] ?? '');
+      if (ts >= t0 && ts < t1) k++;
+    }
+  } catch {
+    /* no log */
+  }
+  return k;
+}
+
+/** CPU profile and memory figures of one daemon for `seconds` (bench/inspect-daemon.ts, in its namespace). */
+async function profileDaemon(c: Ctx, node: MeshNode, pid: number, seconds: number): Promise<string> {
+  const file = join(c.lab.workDir, `${node.name}-${Date.now()}.cpuprofile`);
+  const r = await node.ns.exec([process.execPath, INSPECT_JS, String(pid), String(seconds), file], { timeoutMs: (seconds + 60) * 1000 });
+  return r.code === 0 ? `${r.stdout.trim()} (${file})` : `failed: ${r.stderr.trim()}`;
 }
 
 function printIdle(label: string, r: IdleReport): void {
@@ -241,6 +277,7 @@ function printIdle(label: string, r: IdleReport): void {
     .sort((a, b) => Object.values(b[1]).reduce((x, y) => x + y, 0) - Object.values(a[1]).reduce((x, y) => x + y, 0))
     .slice(0, 5);
   if (busiest.length > 0) out(`${label}  busiest nodes (requests in the window): ${busiest.map(([k, v]) => `${k} ${JSON.stringify(v)}`).join('; ')}`);
+  out(`${label}maps applied per daemon per idle minute: median ${r.mapAppliesPerMin.median.toFixed(1)}, max ${r.mapAppliesPerMin.max.toFixed(1)}`);
   out(`${label}daemon RSS: median ${r.rssMiB.median.toFixed(1)} MiB, max ${r.rssMiB.max.toFixed(1)} MiB`);
 }
 
@@ -308,6 +345,7 @@ async function main(): Promise<void> {
       concurrency: { type: 'string', default: '8' },
       'add-concurrency': { type: 'string', default: '4' },
       keep: { type: 'boolean', default: false },
+      profile: { type: 'boolean', default: false },
     },
   });
   const n = Number(values.nodes);
@@ -322,11 +360,13 @@ async function main(): Promise<void> {
 
   const started = Date.now();
   const lab = await Lab.create({ keepWorkDir: values.keep });
+  let proxy: ProxyHandle | undefined;
   try {
     const internet = await Internet.create(lab);
     log(`lab ${lab.runTag}: owner + DWN behind the proxy`);
     const o = await startProxiedOwner(lab, internet);
-    const c: Ctx = { lab, internet, nodes: [o.owner], owner: o.owner, networkId: o.networkId, endpoint: o.endpoint, proxy: o.proxy, concurrency, upRetries: 0 };
+    proxy = o.proxy;
+    const c: Ctx = { lab, internet, nodes: [o.owner], owner: o.owner, networkId: o.networkId, endpoint: o.endpoint, proxy: o.proxy, concurrency, upRetries: 0, profile: values.profile };
 
     log(`${n - 1} hosts and identities`);
     const names = Array.from({ length: n - 1 }, (_, i) => `n${i + 1}`);
@@ -387,6 +427,10 @@ async function main(): Promise<void> {
     const rm = await removal(c, victim);
     out(`removal → every data plane (${c.nodes.length} daemons): max ${ms(rm.max)}${rm.missing.length ? `; still present at ${rm.missing.join(',')}` : ''}`);
     out(`total bench time ${ms(Date.now() - started)}`);
+  } catch (e) {
+    const tail = proxy?.proc.stderr().trim().split('\n').slice(-10).join('\n');
+    if (tail) log(`proxy stderr (last lines):\n${tail}`);
+    throw e;
   } finally {
     log('cleaning up');
     await lab.close();

@@ -199,11 +199,18 @@ interface IdleReport {
   rssMiB: { median: number; max: number };
   /** `map.applied` lines in the daemons' logs: maps applied to the data plane. */
   mapAppliesPerMin: { median: number; max: number };
+  /** Subscription events per daemon (its control stats), median. */
+  eventsPerMin: number;
 }
 
 async function idle(c: Ctx, seconds: number): Promise<IdleReport> {
   const pids = new Map<MeshNode, number>();
-  await mapLimit(c.nodes, c.concurrency * 2, async (n) => pids.set(n, (await status(n)).pid));
+  const events = new Map<MeshNode, number>();
+  await mapLimit(c.nodes, c.concurrency * 2, async (n) => {
+    const s = await status(n);
+    pids.set(n, s.pid);
+    events.set(n, s.control?.events ?? NaN);
+  });
   const before = new Map([...pids].map(([n, pid]) => [n, cpuTicks(pid)]));
   const dwnBefore = cpuTicks(c.proxy.dwnPid);
   const cBefore = await c.proxy.counters();
@@ -215,6 +222,7 @@ async function idle(c: Ctx, seconds: number): Promise<IdleReport> {
   const cAfter = await c.proxy.counters();
   const t1 = Date.now();
   if (profiling) out(`profile of ${profiled!.name}'s daemon (its CPU left out below): ${await profiling}`);
+  const eventsIn = await mapLimit(c.nodes, c.concurrency * 2, async (n) => ((await status(n)).control?.events ?? NaN) - events.get(n)!);
   const applies = c.nodes.map((n) => logEvents(join(n.home, 'meshd.log'), 'map.applied', t0, t1));
   const cpu = [...pids].filter(([n]) => n !== profiled).map(([n, pid]) => ((cpuTicks(pid) - before.get(n)!) / CLK_TCK / secs) * 100);
   const dwnCpu = ((cpuTicks(c.proxy.dwnPid) - dwnBefore) / CLK_TCK / secs) * 100;
@@ -243,6 +251,7 @@ async function idle(c: Ctx, seconds: number): Promise<IdleReport> {
     },
     rssMiB: { median: median(rss), max: Math.max(...rss) },
     mapAppliesPerMin: { median: perMin(median(applies)), max: perMin(Math.max(...applies)) },
+    eventsPerMin: perMin(median(eventsIn)),
   };
 }
 
@@ -277,7 +286,9 @@ function printIdle(label: string, r: IdleReport): void {
     .sort((a, b) => Object.values(b[1]).reduce((x, y) => x + y, 0) - Object.values(a[1]).reduce((x, y) => x + y, 0))
     .slice(0, 5);
   if (busiest.length > 0) out(`${label}  busiest nodes (requests in the window): ${busiest.map(([k, v]) => `${k} ${JSON.stringify(v)}`).join('; ')}`);
-  out(`${label}maps applied per daemon per idle minute: median ${r.mapAppliesPerMin.median.toFixed(1)}, max ${r.mapAppliesPerMin.max.toFixed(1)}`);
+  out(
+    `${label}per daemon per idle minute: ${r.eventsPerMin.toFixed(1)} subscription events (median); maps applied median ${r.mapAppliesPerMin.median.toFixed(1)}, max ${r.mapAppliesPerMin.max.toFixed(1)}`,
+  );
   out(`${label}daemon RSS: median ${r.rssMiB.median.toFixed(1)} MiB, max ${r.rssMiB.max.toFixed(1)} MiB`);
 }
 

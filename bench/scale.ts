@@ -86,24 +86,31 @@ async function firstAnswer(ns: Netns, addr: string, timeoutMs: number): Promise<
   return null;
 }
 
-/** The last line of a log file that contains `needle`. */
-function lastLine(file: string, needle: string): string | undefined {
+/** What a log file holds past `from` characters ('' when there is none). */
+function logSince(file: string, from: number): string {
   try {
-    return readFileSync(file, 'utf8').split('\n').findLast((l) => l.includes(needle));
+    return readFileSync(file, 'utf8').slice(from);
   } catch {
-    return undefined;
+    return '';
   }
 }
 
-/** The joining `up`; run again (at most twice) when the daemon got no first map in time. */
+/**
+ * The joining `up`; run again (at most twice) when its daemon got no first map in time, once
+ * that daemon has stopped. The CLI may report such a start only as "daemon answered 200": the
+ * daemon's log (what it wrote during this attempt) says why.
+ */
 async function joinNode(c: Ctx, p: Prepared): Promise<MeshNode> {
+  const file = join(p.home, 'meshd.log');
   for (let attempt = 0; ; attempt++) {
+    const from = logSince(file, 0).length;
     try {
       return await upJoiner(c, p.name, p);
     } catch (e) {
-      // the CLI may report the failed start only as "daemon answered 200": the log says why
-      const why = lastLine(join(p.home, 'meshd.log'), 'daemon.start-failed') ?? '';
-      if (attempt >= 2 || !/no network map/.test(`${(e as Error).message} ${why}`)) throw e;
+      const failed = /"event":"daemon.start-failed"[^\n]*no network map/.test(logSince(file, from));
+      if (attempt >= 2 || !failed) throw e;
+      const stopped = await waitUntil(() => logSince(file, from).includes('"event":"daemon.stopped"'), 30_000, 200);
+      if (!stopped) throw e;
       c.upRetries++;
       log(`  ${p.name}: no first map in time; \`up\` again`);
     }

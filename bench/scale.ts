@@ -210,7 +210,7 @@ interface IdleReport {
   eventsPerMin: number;
 }
 
-async function idle(c: Ctx, seconds: number): Promise<IdleReport> {
+async function idle(c: Ctx, seconds: number, label = ''): Promise<IdleReport> {
   const pids = new Map<MeshNode, number>();
   const events = new Map<MeshNode, number>();
   await mapLimit(c.nodes, c.concurrency * 2, async (n) => {
@@ -228,7 +228,7 @@ async function idle(c: Ctx, seconds: number): Promise<IdleReport> {
   const secs = (Date.now() - t0) / 1000;
   const cAfter = await c.proxy.counters();
   const t1 = Date.now();
-  if (profiling) out(`profile of ${profiled!.name}'s daemon (its CPU left out below): ${await profiling}`);
+  if (profiling) out(`${label}profile of ${profiled!.name}'s daemon (its CPU left out below): ${await profiling}`);
   const eventsIn = await mapLimit(c.nodes, c.concurrency * 2, async (n) => ((await status(n)).control?.events ?? NaN) - events.get(n)!);
   const applies = c.nodes.map((n) => logEvents(join(n.home, 'meshd.log'), 'map.applied', t0, t1));
   const cpu = [...pids].filter(([n]) => n !== profiled).map(([n, pid]) => ((cpuTicks(pid) - before.get(n)!) / CLK_TCK / secs) * 100);
@@ -306,7 +306,7 @@ async function steadyState(c: Ctx, label: string, idleSeconds: number, mover: Me
     `${label}endpoint change → every map (${ec.times.length}/${ec.times.length + ec.missing.length} daemons): median ${ms(median(ec.times))}, p95 ${ms(pct(ec.times, 95))}, max ${ms(Math.max(...ec.times))}${ec.missing.length ? `; never seen by ${ec.missing.join(',')}` : ''}`,
   );
   log(`${label}idle for ${idleSeconds} s`);
-  printIdle(label, await idle(c, idleSeconds));
+  printIdle(label, await idle(c, idleSeconds, label));
 }
 
 // ---- flood (a member writes junk endpoint records under its own node record) ------------------

@@ -175,7 +175,7 @@ async function endpointChange(c: Ctx, node: MeshNode): Promise<{ times: number[]
 async function removal(c: Ctx, node: MeshNode): Promise<{ max: number; missing: string[] }> {
   const others = c.nodes.filter((n) => n !== node && n !== c.owner);
   const t0 = Date.now();
-  await meshdOk(c.owner, ['peer', 'remove', node.did, '--json']);
+  await meshdOk(c.owner, ['peer', 'remove', node.did, '--json'], 300_000); // slow after a flood: measured, not cut off
   const ownerGone = await waitUntil(async () => !(await status(c.owner)).peers.some((p) => p.did === node.did), 120_000, 100);
   const gone = new Map<MeshNode, number>();
   if (ownerGone) gone.set(c.owner, Date.now() - t0);

@@ -442,8 +442,18 @@ async function main(): Promise<void> {
 
     const victim = members.at(-1)!;
     log(`removing ${victim.name}`);
-    const rm = await removal(c, victim);
-    out(`removal → every data plane (${c.nodes.length} daemons): max ${ms(rm.max)}${rm.missing.length ? `; still present at ${rm.missing.join(',')}` : ''}`);
+    const cRm = await c.proxy.counters();
+    const tRm = Date.now();
+    try {
+      const rm = await removal(c, victim);
+      out(`removal → every data plane (${c.nodes.length} daemons): max ${ms(rm.max)}${rm.missing.length ? `; still present at ${rm.missing.join(',')}` : ''}`);
+    } finally {
+      const d = diffCounters(cRm, await c.proxy.counters());
+      const perNode = c.nodes.filter((x) => x !== c.owner && x !== victim).map((x) => requestsOf(d, x.did).total);
+      out(
+        `DWN requests during the removal (${ms(Date.now() - tRm)}): ${d.total} ${JSON.stringify(d.byMethod)}; owner ${requestsOf(d, c.owner.did).total}, other nodes median ${median(perNode)}, max ${Math.max(...perNode)}`,
+      );
+    }
     out(`total bench time ${ms(Date.now() - started)}`);
   } catch (e) {
     const tail = proxy?.proc.stderr().trim().split('\n').slice(-10).join('\n');

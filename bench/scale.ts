@@ -15,7 +15,14 @@
  * its home) and repeats the steady-state measurements.
  *
  *   node dist/bench/scale.js [--nodes 50] [--flood 0] [--idle-seconds 60] [--sample-pairs 200]
- *                            [--concurrency 8] [--keep]
+ *                            [--concurrency 8] [--add-concurrency 4] [--keep] [--profile]
+ *
+ * `--profile`: in each idle window, a CPU profile and the memory figures of one member's daemon
+ * (bench/inspect-daemon.ts; the .cpuprofile stays in the lab directory with --keep).
+ *
+ * `peer add` runs --add-concurrency at a time (the mesh IPs it hands out are checked to be
+ * distinct). A joining `up` that gets no first map in time (the daemon waits 20 s: on a small,
+ * busy machine many joins at once can take longer) is run again, at most twice, and counted.
  *
  * Daemon state is read from their control sockets (`GET /v0/status`, what `meshd status --json`
  * shows): a Unix socket in each home, reachable from here without entering the namespace.
@@ -26,15 +33,15 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { Internet, Lab, onPath, ping, type Host, type LabProcess, type Netns } from '../src/lab/index.js';
+import { Internet, Lab, onPath, ping, type Host, type Netns } from '../src/lab/index.js';
 import { callDaemon } from '../src/daemon/api.js';
 import type { AgentStatus } from '../src/daemon/agent.js';
-import { addHost, median, meshdJson, meshdOk, waitUntil, DWN_PORT, type MeshNode } from '../test/lab/agent-helpers.js';
-import type { ProxyCounters } from '../test/helpers/dwn-proxy.js';
+import { median, meshdJson, meshdOk, upJoiner, waitUntil, type MeshNode } from '../test/lab/agent-helpers.js';
+import { diffCounters } from '../test/helpers/dwn-proxy.js';
+import { CLK_TCK, cpuTicks, mapLimit, pct, prepareHosts, requestsOf, rssKiB, startProxiedOwner, type Prepared, type ProxyHandle } from '../test/lab/scale-helpers.js';
 
-const PROXY_JS = fileURLToPath(new URL('../test/helpers/dwn-proxy.js', import.meta.url));
 const SELF_JS = fileURLToPath(import.meta.url);
-const UPSTREAM_PORT = 8788;
+const INSPECT_JS = fileURLToPath(new URL('./inspect-daemon.js', import.meta.url));
 
 type Status = AgentStatus & { state: string; pid: number };
 
@@ -42,58 +49,10 @@ function log(s: string): void {
   process.stderr.write(`[scale ${new Date().toISOString().slice(11, 19)}] ${s}\n`);
 }
 
-async function mapLimit<T, R>(items: T[], limit: number, fn: (x: T, i: number) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array(items.length);
-  let next = 0;
-  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]!, i);
-    }
-  });
-  await Promise.all(workers);
-  return out;
-}
-
-function pct(xs: number[], p: number): number {
-  if (xs.length === 0) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
-}
-
 const ms = (x: number): string => (Number.isFinite(x) ? `${(x / 1000).toFixed(2)} s` : 'n/a');
 
 function status(n: MeshNode, timeoutMs = 5000): Promise<Status> {
   return callDaemon<Status>(n.home, 'GET', '/v0/status', undefined, timeoutMs);
-}
-
-/** utime + stime of a process, in clock ticks. */
-function cpuTicks(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return Number(f[11]) + Number(f[12]);
-}
-
-function rssKiB(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) : NaN;
-}
-
-const CLK_TCK = 100;
-
-/** The proxy program in the owner's namespace; `counters()` asks it over stdin. */
-class ProxyHandle {
-  private seq = 0;
-  constructor(
-    readonly proc: LabProcess,
-    readonly dwnPid: number,
-  ) {}
-  async counters(): Promise<ProxyCounters> {
-    const id = `c${++this.seq}x${Date.now()}`;
-    this.proc.stdin!.write(`counters ${id}\n`);
-    const m = await this.proc.waitFor(new RegExp(`\\{"event":"counters","id":"${id}".*\\}`), 10_000);
-    return (JSON.parse(m[0]) as { counters: ProxyCounters }).counters;
-  }
 }
 
 interface Ctx {
@@ -105,6 +64,10 @@ interface Ctx {
   endpoint: string;
   proxy: ProxyHandle;
   concurrency: number;
+  /** Joining `up`s run again (no first map in time). */
+  upRetries: number;
+  /** Profile one member's daemon in each idle window. */
+  profile: boolean;
 }
 
 /**
@@ -123,42 +86,35 @@ async function firstAnswer(ns: Netns, addr: string, timeoutMs: number): Promise<
   return null;
 }
 
-// ---- set-up --------------------------------------------------------------------------------
-
-async function startOwner(lab: Lab, internet: Internet): Promise<{ owner: MeshNode; networkId: string; endpoint: string; proxy: ProxyHandle }> {
-  const host = await addHost(internet, 'owner');
-  const home = join(lab.workDir, 'home-owner');
-  const proc = host.ns.node(PROXY_JS, ['--listen', `0.0.0.0:${DWN_PORT}`, '--serve', join(lab.workDir, 'owner-dwn'), '--serve-port', String(UPSTREAM_PORT)], {
-    label: 'dwn-proxy',
-    stdin: 'pipe',
-  });
-  const ready = JSON.parse((await proc.waitFor(/\{"event":"ready".*\}/, 60_000))[0]) as { dwnPid: number };
-  const up = await meshdJson<{ identity: { did: string; wireguardKey: string; meshIP: string; meshIP6: string }; network: { id: string } }>(
-    { ns: host.ns, home, name: 'owner' },
-    ['up', '--create', 'scale'],
-  );
-  const owner: MeshNode = { name: 'owner', host, ns: host.ns, home, ...up.identity };
-  return { owner, networkId: up.network.id, endpoint: `http://${host.addr}:${DWN_PORT}`, proxy: new ProxyHandle(proc, ready.dwnPid) };
+/** What a log file holds past `from` characters ('' when there is none). */
+function logSince(file: string, from: number): string {
+  try {
+    return readFileSync(file, 'utf8').slice(from);
+  } catch {
+    return '';
+  }
 }
 
-interface Prepared {
-  name: string;
-  host: Host;
-  home: string;
-  did: string;
-}
-
-async function upNode(c: Ctx, p: Prepared): Promise<MeshNode> {
-  const up = await meshdJson<{ identity: { did: string; wireguardKey: string; meshIP: string; meshIP6: string } }>({ ns: p.host.ns, home: p.home, name: p.name }, [
-    'up',
-    '--endpoint',
-    c.endpoint,
-    '--anchor',
-    c.owner.did,
-    '--network',
-    c.networkId,
-  ]);
-  return { name: p.name, host: p.host, ns: p.host.ns, home: p.home, ...up.identity };
+/**
+ * The joining `up`; run again (at most twice) when its daemon got no first map in time, once
+ * that daemon has stopped. The CLI may report such a start only as "daemon answered 200": the
+ * daemon's log (what it wrote during this attempt) says why.
+ */
+async function joinNode(c: Ctx, p: Prepared): Promise<MeshNode> {
+  const file = join(p.home, 'meshd.log');
+  for (let attempt = 0; ; attempt++) {
+    const from = logSince(file, 0).length;
+    try {
+      return await upJoiner(c, p.name, p);
+    } catch (e) {
+      const failed = /"event":"daemon.start-failed"[^\n]*no network map/.test(logSince(file, from));
+      if (attempt >= 2 || !failed) throw e;
+      const stopped = await waitUntil(() => logSince(file, from).includes('"event":"daemon.stopped"'), 30_000, 200);
+      if (!stopped) throw e;
+      c.upRetries++;
+      log(`  ${p.name}: no first map in time; \`up\` again`);
+    }
+  }
 }
 
 // ---- measurements ----------------------------------------------------------------------------
@@ -219,7 +175,7 @@ async function endpointChange(c: Ctx, node: MeshNode): Promise<{ times: number[]
 async function removal(c: Ctx, node: MeshNode): Promise<{ max: number; missing: string[] }> {
   const others = c.nodes.filter((n) => n !== node && n !== c.owner);
   const t0 = Date.now();
-  await meshdOk(c.owner, ['peer', 'remove', node.did, '--json']);
+  await meshdOk(c.owner, ['peer', 'remove', node.did, '--json'], 300_000); // slow after a flood: measured, not cut off
   const ownerGone = await waitUntil(async () => !(await status(c.owner)).peers.some((p) => p.did === node.did), 120_000, 100);
   const gone = new Map<MeshNode, number>();
   if (ownerGone) gone.set(c.owner, Date.now() - t0);
@@ -248,35 +204,45 @@ interface IdleReport {
   dwnCpuPct: number;
   perNodePerMin: { median: number; max: number; owner: number; total: number; byMethod: Record<string, number>; byNode: Record<string, Record<string, number>> };
   rssMiB: { median: number; max: number };
+  /** `map.applied` lines in the daemons' logs: maps applied to the data plane. */
+  mapAppliesPerMin: { median: number; max: number };
+  /** Subscription events per daemon (its control stats), median. */
+  eventsPerMin: number;
 }
 
-async function idle(c: Ctx, seconds: number): Promise<IdleReport> {
+async function idle(c: Ctx, seconds: number, label = ''): Promise<IdleReport> {
   const pids = new Map<MeshNode, number>();
-  await mapLimit(c.nodes, c.concurrency * 2, async (n) => pids.set(n, (await status(n)).pid));
+  const events = new Map<MeshNode, number>();
+  await mapLimit(c.nodes, c.concurrency * 2, async (n) => {
+    const s = await status(n);
+    pids.set(n, s.pid);
+    events.set(n, s.control?.events ?? NaN);
+  });
   const before = new Map([...pids].map(([n, pid]) => [n, cpuTicks(pid)]));
   const dwnBefore = cpuTicks(c.proxy.dwnPid);
   const cBefore = await c.proxy.counters();
   const t0 = Date.now();
+  const profiled = c.profile ? c.nodes.find((n) => n !== c.owner) : undefined;
+  const profiling = profiled ? profileDaemon(c, profiled, pids.get(profiled)!, seconds - 2) : undefined;
   await sleep(seconds * 1000);
   const secs = (Date.now() - t0) / 1000;
   const cAfter = await c.proxy.counters();
-  const cpu = [...pids].map(([n, pid]) => ((cpuTicks(pid) - before.get(n)!) / CLK_TCK / secs) * 100);
+  const t1 = Date.now();
+  if (profiling) out(`${label}profile of ${profiled!.name}'s daemon (its CPU left out below): ${await profiling}`);
+  const eventsIn = await mapLimit(c.nodes, c.concurrency * 2, async (n) => ((await status(n)).control?.events ?? NaN) - events.get(n)!);
+  const applies = c.nodes.map((n) => logEvents(join(n.home, 'meshd.log'), 'map.applied', t0, t1));
+  const cpu = [...pids].filter(([n]) => n !== profiled).map(([n, pid]) => ((cpuTicks(pid) - before.get(n)!) / CLK_TCK / secs) * 100);
   const dwnCpu = ((cpuTicks(c.proxy.dwnPid) - dwnBefore) / CLK_TCK / secs) * 100;
   const rss = [...pids.values()].map((pid) => rssKiB(pid) / 1024);
   const perMin = (k: number): number => (k / secs) * 60;
-  const members = c.nodes.filter((n) => n !== c.owner).map((n) => perMin((cAfter.byAuthor[n.did] ?? 0) - (cBefore.byAuthor[n.did] ?? 0)));
+  const d = diffCounters(cBefore, cAfter);
+  const members = c.nodes.filter((n) => n !== c.owner).map((n) => perMin(requestsOf(d, n.did).total));
   const byMethod: Record<string, number> = {};
-  for (const [k, v] of Object.entries(cAfter.byMethod)) {
-    const d = v - (cBefore.byMethod[k] ?? 0);
-    if (d > 0) byMethod[k] = Math.round(perMin(d) * 10) / 10;
-  }
+  for (const [k, v] of Object.entries(d.byMethod)) if (v > 0) byMethod[k] = Math.round(perMin(v) * 10) / 10;
   const byNode: Record<string, Record<string, number>> = {};
   for (const x of c.nodes) {
-    const a = cAfter.byAuthorMethod[x.did] ?? {};
-    const b = cBefore.byAuthorMethod[x.did] ?? {};
-    const d: Record<string, number> = {};
-    for (const [k, v] of Object.entries(a)) if (v - (b[k] ?? 0) > 0) d[k] = v - (b[k] ?? 0);
-    if (Object.keys(d).length > 0) byNode[x.name] = d;
+    const r = requestsOf(d, x.did);
+    if (r.total > 0) byNode[x.name] = r.byMethod;
   }
   return {
     seconds: secs,
@@ -285,13 +251,37 @@ async function idle(c: Ctx, seconds: number): Promise<IdleReport> {
     perNodePerMin: {
       median: members.length ? median(members) : NaN,
       max: members.length ? Math.max(...members) : NaN,
-      owner: perMin((cAfter.byAuthor[c.owner.did] ?? 0) - (cBefore.byAuthor[c.owner.did] ?? 0)),
-      total: perMin(cAfter.total - cBefore.total),
+      owner: perMin(requestsOf(d, c.owner.did).total),
+      total: perMin(d.total),
       byMethod,
       byNode,
     },
     rssMiB: { median: median(rss), max: Math.max(...rss) },
+    mapAppliesPerMin: { median: perMin(median(applies)), max: perMin(Math.max(...applies)) },
+    eventsPerMin: perMin(median(eventsIn)),
   };
+}
+
+/** Log lines of `event` with a time in [t0, t1). */
+function logEvents(file: string, event: string, t0: number, t1: number): number {
+  let k = 0;
+  try {
+    for (const line of readFileSync(file, 'utf8').split('\n')) {
+      if (!line.includes(`"event":"${event}"`)) continue;
+      const ts = Date.parse(/"ts":"([^"]+)"/.exec(line)?.[1] ?? '');
+      if (ts >= t0 && ts < t1) k++;
+    }
+  } catch {
+    /* no log */
+  }
+  return k;
+}
+
+/** CPU profile and memory figures of one daemon for `seconds` (bench/inspect-daemon.ts, in its namespace). */
+async function profileDaemon(c: Ctx, node: MeshNode, pid: number, seconds: number): Promise<string> {
+  const file = join(c.lab.workDir, `${node.name}-${Date.now()}.cpuprofile`);
+  const r = await node.ns.exec([process.execPath, INSPECT_JS, String(pid), String(seconds), file], { timeoutMs: (seconds + 60) * 1000 });
+  return r.code === 0 ? `${r.stdout.trim()} (${file})` : `failed: ${r.stderr.trim()}`;
 }
 
 function printIdle(label: string, r: IdleReport): void {
@@ -303,6 +293,9 @@ function printIdle(label: string, r: IdleReport): void {
     .sort((a, b) => Object.values(b[1]).reduce((x, y) => x + y, 0) - Object.values(a[1]).reduce((x, y) => x + y, 0))
     .slice(0, 5);
   if (busiest.length > 0) out(`${label}  busiest nodes (requests in the window): ${busiest.map(([k, v]) => `${k} ${JSON.stringify(v)}`).join('; ')}`);
+  out(
+    `${label}per daemon per idle minute: ${r.eventsPerMin.toFixed(1)} subscription events (median); maps applied median ${r.mapAppliesPerMin.median.toFixed(1)}, max ${r.mapAppliesPerMin.max.toFixed(1)}`,
+  );
   out(`${label}daemon RSS: median ${r.rssMiB.median.toFixed(1)} MiB, max ${r.rssMiB.max.toFixed(1)} MiB`);
 }
 
@@ -313,7 +306,7 @@ async function steadyState(c: Ctx, label: string, idleSeconds: number, mover: Me
     `${label}endpoint change → every map (${ec.times.length}/${ec.times.length + ec.missing.length} daemons): median ${ms(median(ec.times))}, p95 ${ms(pct(ec.times, 95))}, max ${ms(Math.max(...ec.times))}${ec.missing.length ? `; never seen by ${ec.missing.join(',')}` : ''}`,
   );
   log(`${label}idle for ${idleSeconds} s`);
-  printIdle(label, await idle(c, idleSeconds));
+  printIdle(label, await idle(c, idleSeconds, label));
 }
 
 // ---- flood (a member writes junk endpoint records under its own node record) ------------------
@@ -368,7 +361,9 @@ async function main(): Promise<void> {
       'idle-seconds': { type: 'string', default: '60' },
       'sample-pairs': { type: 'string', default: '200' },
       concurrency: { type: 'string', default: '8' },
+      'add-concurrency': { type: 'string', default: '4' },
       keep: { type: 'boolean', default: false },
+      profile: { type: 'boolean', default: false },
     },
   });
   const n = Number(values.nodes);
@@ -376,53 +371,53 @@ async function main(): Promise<void> {
   const idleSeconds = Number(values['idle-seconds']);
   const sample = Number(values['sample-pairs']);
   const concurrency = Number(values.concurrency);
+  const addConcurrency = Number(values['add-concurrency']);
   if (!Number.isInteger(n) || n < 3 || n > 240) throw new Error('--nodes must be an integer from 3 to 240');
   if (!Number.isInteger(floodCount) || floodCount < 0) throw new Error('--flood must be a non-negative integer');
   if (process.getuid?.() !== 0) throw new Error('needs root (network namespaces)');
 
   const started = Date.now();
   const lab = await Lab.create({ keepWorkDir: values.keep });
+  let proxy: ProxyHandle | undefined;
   try {
     const internet = await Internet.create(lab);
     log(`lab ${lab.runTag}: owner + DWN behind the proxy`);
-    const o = await startOwner(lab, internet);
-    const c: Ctx = { lab, internet, nodes: [o.owner], owner: o.owner, networkId: o.networkId, endpoint: o.endpoint, proxy: o.proxy, concurrency };
+    const o = await startProxiedOwner(lab, internet);
+    proxy = o.proxy;
+    const c: Ctx = { lab, internet, nodes: [o.owner], owner: o.owner, networkId: o.networkId, endpoint: o.endpoint, proxy: o.proxy, concurrency, upRetries: 0, profile: values.profile };
 
     log(`${n - 1} hosts and identities`);
     const names = Array.from({ length: n - 1 }, (_, i) => `n${i + 1}`);
-    const hosts: Host[] = [];
-    for (const name of names) hosts.push(await addHost(internet, name));
-    const prepared = await mapLimit(names, concurrency, async (name, i): Promise<Prepared> => {
-      const home = join(lab.workDir, `home-${name}`);
-      const init = await meshdJson<{ did: string }>({ ns: hosts[i]!.ns, home, name }, ['init']);
-      return { name, host: hosts[i]!, home, did: init.did };
-    });
+    const prepared = await prepareHosts(internet, names, concurrency);
 
-    log(`owner adds ${n - 1} devices`);
+    log(`owner adds ${n - 1} devices, ${addConcurrency} at a time`);
     const tAdd = Date.now();
-    for (const [i, p] of prepared.entries()) {
-      await meshdOk(c.owner, ['peer', 'add', p.did]);
-      if ((i + 1) % 10 === 0) log(`  ${i + 1}/${prepared.length} added`);
-    }
+    let added = 0;
+    const ips = await mapLimit(prepared, addConcurrency, async (p) => {
+      const r = await meshdJson<{ meshIP: string | null }>(c.owner, ['peer', 'add', p.did]);
+      if (++added % 10 === 0) log(`  ${added}/${prepared.length} added`);
+      return r.meshIP;
+    });
+    if (new Set(ips).size !== ips.length) throw new Error(`concurrent peer adds handed out one mesh IP twice: ${ips.join(' ')}`);
     const addMs = Date.now() - tAdd;
     out(`nodes: ${n} (owner + ${n - 1}); DWN behind the proxy at ${c.endpoint}`);
-    out(`owner adds ${n - 1} devices (peer add each): ${ms(addMs)} (${ms(addMs / (n - 1))} per device)`);
+    out(`owner adds ${n - 1} devices (peer add each, ${addConcurrency} at a time): ${ms(addMs)} (${ms(addMs / (n - 1))} per device)`);
 
     log(`joining ${n - 2} devices, ${concurrency} at a time`);
     const tJoin = Date.now();
     const joined = await mapLimit(prepared.slice(0, -1), concurrency, async (p, i) => {
-      const node = await upNode(c, p);
+      const node = await joinNode(c, p);
       if ((i + 1) % 10 === 0) log(`  ${i + 1} up`);
       return node;
     });
     c.nodes.push(...joined);
-    out(`${n - 2} devices joined (${concurrency} at a time): ${ms(Date.now() - tJoin)}`);
+    out(`${n - 2} devices joined (${concurrency} at a time): ${ms(Date.now() - tJoin)}${c.upRetries > 0 ? ` (${c.upRetries} \`up\` run again after no first map within the daemon's 20 s)` : ''}`);
 
     const lastP = prepared.at(-1)!;
     log(`joining the last device ${lastP.name} (timed to its first ping to the owner)`);
     const tLast = Date.now();
     const answered = firstAnswer(lastP.host.ns, c.owner.meshIP, 120_000);
-    const last = await upNode(c, lastP);
+    const last = await joinNode(c, lastP);
     const upMs = Date.now() - tLast;
     const firstPing = (await answered) ?? undefined;
     c.nodes.push(last);
@@ -447,9 +442,23 @@ async function main(): Promise<void> {
 
     const victim = members.at(-1)!;
     log(`removing ${victim.name}`);
-    const rm = await removal(c, victim);
-    out(`removal → every data plane (${c.nodes.length} daemons): max ${ms(rm.max)}${rm.missing.length ? `; still present at ${rm.missing.join(',')}` : ''}`);
+    const cRm = await c.proxy.counters();
+    const tRm = Date.now();
+    try {
+      const rm = await removal(c, victim);
+      out(`removal → every data plane (${c.nodes.length} daemons): max ${ms(rm.max)}${rm.missing.length ? `; still present at ${rm.missing.join(',')}` : ''}`);
+    } finally {
+      const d = diffCounters(cRm, await c.proxy.counters());
+      const perNode = c.nodes.filter((x) => x !== c.owner && x !== victim).map((x) => requestsOf(d, x.did).total);
+      out(
+        `DWN requests during the removal (${ms(Date.now() - tRm)}): ${d.total} ${JSON.stringify(d.byMethod)}; owner ${requestsOf(d, c.owner.did).total}, other nodes median ${median(perNode)}, max ${Math.max(...perNode)}`,
+      );
+    }
     out(`total bench time ${ms(Date.now() - started)}`);
+  } catch (e) {
+    const tail = proxy?.proc.stderr().trim().split('\n').slice(-10).join('\n');
+    if (tail) log(`proxy stderr (last lines):\n${tail}`);
+    throw e;
   } finally {
     log('cleaning up');
     await lab.close();

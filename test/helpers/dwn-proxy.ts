@@ -301,6 +301,7 @@ export class DwnProxy {
     });
     this.server.on('request', (req, res) => {
       this.onHttp(req, res).catch((e: Error) => {
+        process.stderr.write(`dwn-proxy: 502 for ${req.method} ${req.url}: ${e.message}\n`);
         if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain' });
         res.end(`dwn-proxy: ${e.message}`);
       });
@@ -440,23 +441,30 @@ export class DwnProxy {
     for (const [k, v] of Object.entries(req.headers)) if (!SKIP_HEADERS.has(k) && v !== undefined) headers[k] = v;
     headers.host = this.upstreamUrl.host;
     if (body.length > 0) headers['content-length'] = String(body.length);
-    const up = await new Promise<http.IncomingMessage>((resolve, reject) => {
-      const r = http.request(
-        {
-          protocol: this.upstreamUrl.protocol,
-          hostname: this.upstreamUrl.hostname.replace(/^\[|\]$/g, ''),
-          port: this.upstreamUrl.port || 80,
-          method: req.method,
-          path: req.url,
-          headers,
-          agent: this.agent,
-          maxHeaderSize: DWN_MAX_HTTP_HEADER_SIZE,
-        },
-        resolve,
-      );
-      r.once('error', reject);
-      r.end(body.length > 0 ? body : undefined);
-    });
+    // A kept-alive upstream socket that the server closes just as it is reused fails with
+    // ECONNRESET, normally before the server read the request: sent again on a new socket.
+    const send = (retry: boolean): Promise<http.IncomingMessage> =>
+      new Promise<http.IncomingMessage>((resolve, reject) => {
+        const r = http.request(
+          {
+            protocol: this.upstreamUrl.protocol,
+            hostname: this.upstreamUrl.hostname.replace(/^\[|\]$/g, ''),
+            port: this.upstreamUrl.port || 80,
+            method: req.method,
+            path: req.url,
+            headers,
+            agent: this.agent,
+            maxHeaderSize: DWN_MAX_HTTP_HEADER_SIZE,
+          },
+          resolve,
+        );
+        r.once('error', (e: NodeJS.ErrnoException) => {
+          if (retry && r.reusedSocket && (e.code === 'ECONNRESET' || e.code === 'EPIPE')) send(false).then(resolve, reject);
+          else reject(e);
+        });
+        r.end(body.length > 0 ? body : undefined);
+      });
+    const up = await send(true);
     let upBody = await readAll(up);
     const outHeaders: http.OutgoingHttpHeaders = {};
     for (const [k, v] of Object.entries(up.headers)) if (!SKIP_HEADERS.has(k) && v !== undefined) outHeaders[k] = v;

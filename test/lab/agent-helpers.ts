@@ -34,6 +34,8 @@ export interface MeshNode {
   meshIP: string;
   meshIP6: string;
   wireguardKey: string;
+  /** Extra environment for every meshd run for this node (and so for its daemon). */
+  env?: Record<string, string>;
 }
 
 export interface Mesh {
@@ -50,13 +52,21 @@ export interface Mesh {
 
 export type DaemonStatus = AgentStatus & { state: string; pid: number; source?: string };
 
+/** Where and how meshd runs for a node: its namespace, its home, extra environment. */
+export interface MeshdTarget {
+  ns: Netns;
+  home: string;
+  name?: string;
+  env?: Record<string, string>;
+}
+
 /** Runs `meshd --home HOME …args` inside the host's namespace. */
-export function meshd(node: { ns: Netns; home: string }, args: string[], timeoutMs = 90_000): Promise<ExecResult> {
-  return node.ns.exec([process.execPath, MESHD_BIN, '--home', node.home, ...args], { timeoutMs, env: { MESHD_DEBUG: '' } });
+export function meshd(node: MeshdTarget, args: string[], timeoutMs = 90_000): Promise<ExecResult> {
+  return node.ns.exec([process.execPath, MESHD_BIN, '--home', node.home, ...args], { timeoutMs, env: { MESHD_DEBUG: '', ...node.env } });
 }
 
 /** Like meshd() but a non-zero exit fails with the command's stderr. */
-export async function meshdOk(node: { ns: Netns; home: string; name?: string }, args: string[], timeoutMs?: number): Promise<string> {
+export async function meshdOk(node: MeshdTarget, args: string[], timeoutMs?: number): Promise<string> {
   const r = await meshd(node, args, timeoutMs);
   if (r.code !== 0) {
     const log = join(node.home, 'meshd.log');
@@ -65,7 +75,7 @@ export async function meshdOk(node: { ns: Netns; home: string; name?: string }, 
   return r.stdout;
 }
 
-export async function meshdJson<T>(node: { ns: Netns; home: string; name?: string }, args: string[], timeoutMs?: number): Promise<T> {
+export async function meshdJson<T>(node: MeshdTarget, args: string[], timeoutMs?: number): Promise<T> {
   const out = await meshdOk(node, [...args, '--json'], timeoutMs);
   try {
     return JSON.parse(out) as T;
@@ -160,8 +170,8 @@ export function addHost(internet: Internet, name: string): Promise<Host> {
   return internet.addHost(name, { network: 'public' });
 }
 
-function nodeFrom(name: string, host: Host, home: string, id: { did: string; meshIP: string; meshIP6: string; wireguardKey: string }): MeshNode {
-  return { name, host, ns: host.ns, home, did: id.did, meshIP: id.meshIP, meshIP6: id.meshIP6, wireguardKey: id.wireguardKey };
+function nodeFrom(name: string, host: Host, home: string, id: { did: string; meshIP: string; meshIP6: string; wireguardKey: string }, env?: Record<string, string>): MeshNode {
+  return { name, host, ns: host.ns, home, did: id.did, meshIP: id.meshIP, meshIP6: id.meshIP6, wireguardKey: id.wireguardKey, ...(env ? { env } : {}) };
 }
 
 interface UpJson {
@@ -190,10 +200,15 @@ export async function prepareJoiner(mesh: Pick<Mesh, 'internet' | 'owner'>, name
   return { host: h, home, did: init.did };
 }
 
-/** The joining `meshd up` of the quick start. */
-export async function upJoiner(mesh: Pick<Mesh, 'owner' | 'networkId' | 'endpoint'>, name: string, p: { host: Host; home: string }): Promise<MeshNode> {
-  const up = await meshdJson<UpJson>({ ns: p.host.ns, home: p.home, name }, ['up', '--endpoint', mesh.endpoint, '--anchor', mesh.owner.did, '--network', mesh.networkId]);
-  return nodeFrom(name, p.host, p.home, up.identity);
+/** The joining `meshd up` of the quick start (`env`: for meshd and so for the daemon). */
+export async function upJoiner(
+  mesh: Pick<Mesh, 'owner' | 'networkId' | 'endpoint'>,
+  name: string,
+  p: { host: Host; home: string; env?: Record<string, string> },
+): Promise<MeshNode> {
+  const target = { ns: p.host.ns, home: p.home, name, ...(p.env ? { env: p.env } : {}) };
+  const up = await meshdJson<UpJson>(target, ['up', '--endpoint', mesh.endpoint, '--anchor', mesh.owner.did, '--network', mesh.networkId]);
+  return nodeFrom(name, p.host, p.home, up.identity, p.env);
 }
 
 export async function joinNode(mesh: Pick<Mesh, 'internet' | 'owner' | 'networkId' | 'endpoint'>, name: string): Promise<MeshNode> {

@@ -19,7 +19,7 @@ import { markRemoved, readCachedMap, readJoinedNetwork, removedError, requireJoi
 import { currentNetwork, nodeRecords } from './model.js';
 import { revoke } from './peer-ops.js';
 import { admitJoinRequests, type AdmitResult } from './invite-ops.js';
-import { buildNetworkMap, mapHash, type NetworkMap } from './netmap.js';
+import { buildNetworkMap, mapHash, wireguardKeyOf, type NetworkMap } from './netmap.js';
 import { PROTOCOL_URI, kindOfPath } from './protocol.js';
 import { queryFor, readableKinds, slotOf, type SkipCounters } from './reader.js';
 import type { EndpointRecord, NodeInfoRecord } from './records.js';
@@ -98,6 +98,22 @@ export class ControlClient {
   private lastRefreshAt: string | null = null;
   private lastError: string | null = null;
   private revoked = false;
+
+  /** WireGuard keys by DID: the Ed25519→X25519 map is costly, and maps are rebuilt often. */
+  private readonly wgKeys = new Map<string, string>();
+  private readonly keyOf = (did: string): string => {
+    let k = this.wgKeys.get(did);
+    if (k === undefined) {
+      k = wireguardKeyOf(did);
+      if (this.wgKeys.size >= 10_000) this.wgKeys.clear();
+      this.wgKeys.set(did, k);
+    }
+    return k;
+  };
+  /** A refresh is queued and has not started: later events join it instead of queueing more. */
+  private refreshQueued = false;
+  /** Endpoint writes go on their own chain: they never wait behind reads. */
+  private writing: Promise<void> = Promise.resolve();
 
   private constructor(session: NetworkSession, opts: ControlClientOptions) {
     this.session = session;
@@ -195,6 +211,7 @@ export class ControlClient {
     clearTimeout(this.expiryTimer);
     await this.subscriber?.stop();
     await this.running.catch(() => {});
+    await this.writing.catch(() => {});
     await this.session.close();
   }
 
@@ -278,15 +295,18 @@ export class ControlClient {
   }
 
   private flush(): void {
-    const full = this.fullLoadWanted || !this.loadedOnce;
-    const messages = [...this.pending.values()];
-    this.pending.clear();
-    this.fullLoadWanted = false;
     this.firstDirtyAt = undefined;
-    if (!full && messages.length === 0) return;
+    if (this.refreshQueued) return; // the queued refresh takes everything pending when it starts
+    if (!this.fullLoadWanted && this.loadedOnce && this.pending.size === 0) return;
+    this.refreshQueued = true;
     this.running = this.running
       .then(async () => {
-        await this.refresh(full ? undefined : messages);
+        this.refreshQueued = false;
+        const full = this.fullLoadWanted || !this.loadedOnce;
+        const messages = [...this.pending.values()];
+        this.pending.clear();
+        this.fullLoadWanted = false;
+        if (full || messages.length > 0) await this.refresh(full ? undefined : messages);
       })
       .catch(() => {});
   }
@@ -304,8 +324,9 @@ export class ControlClient {
       const epochBefore = s.epochs.epoch;
       let full = messages === undefined;
       if (!full) {
-        this.counters.eventReads += messages!.length;
+        const readsBefore = s.reads;
         const changed = await s.ingest(messages!);
+        this.counters.eventReads += s.reads - readsBefore;
         const net = currentNetwork(s.set, s.joined.networkId, s.joined.anchor);
         const netNamed = messages!.some((m) => m.descriptor.protocolPath === 'network');
         full = changed.has('keyDelivery') || (netNamed && !changed.has('network') && s.role !== 'owner') || !net;
@@ -400,7 +421,7 @@ export class ControlClient {
   private rebuild(): void {
     if (!this.loadedOnce || this.revoked) return;
     const s = this.session;
-    const m = buildNetworkMap({ set: s.set, networkId: s.joined.networkId, anchor: s.joined.anchor, selfDid: s.me, now: this.now() });
+    const m = buildNetworkMap({ set: s.set, networkId: s.joined.networkId, anchor: s.joined.anchor, selfDid: s.me, now: this.now(), keyOf: this.keyOf });
     if (m) this.setMap(m, 'dwn', true);
   }
 
@@ -471,16 +492,15 @@ export class ControlClient {
    * endpoints are re-written as the same bytes, which readers take without reading anything.
    */
   async publishEndpoint(ep: Omit<EndpointRecord, 'updatedAt'>): Promise<void> {
-    const same = this.lastEndpoint !== undefined && JSON.stringify(this.lastEndpoint) === JSON.stringify(ep);
-    this.lastEndpoint = ep;
     const write = async () => {
       await this.ensureLoaded();
       this.counters.writes++;
-      if (same && (await touchEndpoint(this.session))) return;
-      await publishEndpoint(this.session, { ...ep, updatedAt: new Date(this.now()).toISOString() });
+      const same = this.lastEndpoint !== undefined && JSON.stringify(this.lastEndpoint) === JSON.stringify(ep);
+      if (!(same && (await touchEndpoint(this.session)))) await publishEndpoint(this.session, { ...ep, updatedAt: new Date(this.now()).toISOString() });
+      this.lastEndpoint = ep; // only once written: a heartbeat re-writes what peers have
     };
-    const p = this.running.then(write);
-    this.running = p.catch(() => {});
+    const p = this.writing.then(write);
+    this.writing = p.catch(() => {});
     await p;
     if (!this.heartbeatTimer) {
       this.heartbeatTimer = setInterval(() => {

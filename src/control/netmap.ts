@@ -99,20 +99,22 @@ export interface BuildMapInput {
   anchor: string;
   selfDid: string;
   now: number;
+  /** The WireGuard key of a DID (default: computed; callers that rebuild often pass a memo). */
+  keyOf?: (did: string) => string;
 }
 
 export function wireguardKeyOf(did: string): string {
   return wgKeyToBase64(x25519PublicFromEd25519(parseDidJwk(did)));
 }
 
-function toPeer(n: ActiveNode, now: number): MapPeer {
+function toPeer(n: ActiveNode, now: number, keyOf: (did: string) => string): MapPeer {
   const d = n.record.data;
   const ep = n.endpoint?.data;
   // the record's own (signed) time moves with heartbeats; the data's updatedAt with changes
   const updated = ep ? Math.max(Date.parse(ep.updatedAt), Date.parse(n.endpoint!.timestamp)) : NaN;
   return {
     did: d.did,
-    wireguardKey: wireguardKeyOf(d.did),
+    wireguardKey: keyOf(d.did),
     meshIP: d.meshIP,
     meshIP6: d.meshIP6,
     owner: d.owner,
@@ -144,9 +146,16 @@ export function canonicalJson(v: unknown): string {
     .join(',')}}`;
 }
 
+/**
+ * SHA-256 of the map's canonical JSON, leaving out `generatedAt` and what moves with time alone
+ * — each peer's `online` and `endpointUpdatedAt`, which every heartbeat refreshes — so that a
+ * heartbeat makes no new map for the data plane to apply or the cache to store.
+ */
 export function mapHash(m: Omit<NetworkMap, 'hash' | 'generatedAt'> & { hash?: string; generatedAt?: string }): string {
   const { hash: _h, generatedAt: _g, ...rest } = m;
-  return createHash('sha256').update(canonicalJson(rest)).digest('hex');
+  const steady = (p: MapPeer | null) => (p === null ? null : { ...p, online: undefined, endpointUpdatedAt: undefined });
+  const body = { ...rest, self: steady(rest.self ?? null), peers: (rest.peers ?? []).map(steady) };
+  return createHash('sha256').update(canonicalJson(body)).digest('hex');
 }
 
 /** Build the map from records; undefined when the network record cannot be read. */
@@ -156,7 +165,8 @@ export function buildNetworkMap(input: BuildMapInput): NetworkMap | undefined {
   if (!net) return undefined;
   const n = net.data;
   const view = activeNodes(set, networkId, anchor, n.meshCIDR, now);
-  const all = view.active.map((a) => toPeer(a, now));
+  const keyOf = input.keyOf ?? wireguardKeyOf;
+  const all = view.active.map((a) => toPeer(a, now, keyOf));
   const aclNodes: AclNode[] = all.map((p) => ({ did: p.did, owner: p.owner, wireguardKey: p.wireguardKey, meshIPs: [p.meshIP, p.meshIP6] }));
   const policy = currentPolicy(set, networkId, anchor);
   const relays: MapRelay[] = currentRelays(set, networkId, anchor).map((r) => ({

@@ -84,6 +84,8 @@ export class NetworkSession {
   private readonly lease: EmbeddedLease | undefined;
   /** Clock (tests move it). */
   now: () => number = Date.now;
+  /** Records read one by one for events (each a DWN request). */
+  reads = 0;
 
   private constructor(ctx: ControlContext, joined: JoinedNetwork, acc: NetworkAccess, lease: EmbeddedLease | undefined) {
     this.ctx = ctx;
@@ -175,6 +177,7 @@ export class NetworkSession {
       if (this.decoded.get(DecodeCache.key(msg.recordId, msg.descriptor.dataCid))) {
         d = await decodeCached(this.acc, kind, msg, this.skips, this.decoded, this.now());
       } else {
+        this.reads++;
         const r = await this.client.read(msg.recordId, queryFor(this.acc, kind).protocolRole);
         if (!r) continue;
         d = await decodeEntry(this.acc, kind, r.message, this.skips, r.data, this.now());

@@ -150,7 +150,7 @@ export class MeshAgent implements AgentLike {
     let map = cached;
     if (!map) {
       try {
-        map = await control.waitForMap(this.opts.firstMapTimeoutMs ?? 20_000, true);
+        map = await control.waitForMap(this.opts.firstMapTimeoutMs ?? 60_000, true);
       } catch (e) {
         throw new MeshdError('E_DWN_UNREACHABLE', `no network map: cannot reach the DWN at ${joined.endpoint} and nothing is cached`, {
           hint: 'check that the DWN is up, then run `meshd up` again',
@@ -360,7 +360,7 @@ export class MeshAgent implements AgentLike {
 
   status(): AgentStatus {
     const profile = this.opts.ctx.profile;
-    const map = this.map;
+    const map = this.control?.map ?? this.map; // the freshest online flags
     const dp = this.dataplane?.status();
     const byKey = new Map(dp?.peers.map((p) => [p.publicKey, p]) ?? []);
     const now = Date.now();

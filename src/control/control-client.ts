@@ -110,6 +110,13 @@ export class ControlClient {
     }
     return k;
   };
+  /**
+   * Slots whose last record was junk, and until when events for them wait: a member flooding
+   * its own slot costs every node one read per penalty period, not one per record.
+   */
+  private readonly penalty = new Map<string, { until: number; strikes: number }>();
+  private readonly deferred = new Map<string, RecordsWriteMessage>();
+  private deferTimer: NodeJS.Timeout | undefined;
   /** A refresh is queued and has not started: later events join it instead of queueing more. */
   private refreshQueued = false;
   /** Endpoint writes go on their own chain: they never wait behind reads. */
@@ -209,6 +216,7 @@ export class ControlClient {
     clearInterval(this.recheckTimer);
     clearInterval(this.heartbeatTimer);
     clearTimeout(this.expiryTimer);
+    clearTimeout(this.deferTimer);
     await this.subscriber?.stop();
     await this.running.catch(() => {});
     await this.writing.catch(() => {});
@@ -272,6 +280,13 @@ export class ControlClient {
       this.fullLoadWanted = true;
     } else {
       const slot = slotOf(kind, msg.recordId, msg.contextId);
+      const pen = this.penalty.get(slot);
+      if (pen && pen.until > this.now()) {
+        const d = this.deferred.get(slot);
+        if (!d || d.descriptor.messageTimestamp < msg.descriptor.messageTimestamp) this.deferred.set(slot, msg);
+        this.scheduleDeferred();
+        return;
+      }
       const prev = this.pending.get(slot);
       if (!prev || prev.descriptor.messageTimestamp < msg.descriptor.messageTimestamp) {
         const withInitial = e.initialWrite ? ({ ...msg, initialWrite: e.initialWrite } as RecordsWriteMessage) : msg;
@@ -283,6 +298,42 @@ export class ControlClient {
       }
     }
     this.schedule(false);
+  }
+
+  /** Move deferred events whose slot's penalty ended back to pending. */
+  private scheduleDeferred(): void {
+    if (this.deferTimer || this.stopped) return;
+    let next = Infinity;
+    for (const slot of this.deferred.keys()) next = Math.min(next, this.penalty.get(slot)?.until ?? 0);
+    this.deferTimer = setTimeout(() => {
+      this.deferTimer = undefined;
+      const now = this.now();
+      for (const [slot, msg] of this.deferred) {
+        if ((this.penalty.get(slot)?.until ?? 0) > now) continue;
+        this.deferred.delete(slot);
+        this.pending.set(slot, msg);
+      }
+      if (this.pending.size > 0) this.schedule(false);
+      if (this.deferred.size > 0) this.scheduleDeferred();
+    }, Math.max(0, next - this.now()));
+    this.deferTimer.unref();
+  }
+
+  /** After an ingest: slots that gave junk wait longer each time (5 s doubling to 60 s); good ones are forgiven. */
+  private notePenalties(messages: RecordsWriteMessage[]): void {
+    const now = this.now();
+    for (const m of messages) {
+      const kind = kindOfPath(m.descriptor?.protocolPath ?? '');
+      if (!kind) continue;
+      const slot = slotOf(kind, m.recordId, m.contextId);
+      if (this.session.failedSlots.has(slot)) {
+        const strikes = (this.penalty.get(slot)?.strikes ?? 0) + 1;
+        this.penalty.set(slot, { until: now + Math.min(60_000, 5000 * 2 ** (strikes - 1)), strikes });
+        if (this.penalty.size > MAX_PENDING) this.penalty.delete(this.penalty.keys().next().value!);
+      } else {
+        this.penalty.delete(slot);
+      }
+    }
   }
 
   private schedule(immediate: boolean): void {
@@ -327,6 +378,7 @@ export class ControlClient {
         const readsBefore = s.reads;
         const changed = await s.ingest(messages!);
         this.counters.eventReads += s.reads - readsBefore;
+        this.notePenalties(messages!);
         const net = currentNetwork(s.set, s.joined.networkId, s.joined.anchor);
         const netNamed = messages!.some((m) => m.descriptor.protocolPath === 'network');
         full = changed.has('keyDelivery') || (netNamed && !changed.has('network') && s.role !== 'owner') || !net;

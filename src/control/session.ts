@@ -86,6 +86,8 @@ export class NetworkSession {
   now: () => number = Date.now;
   /** Records read one by one for events (each a DWN request). */
   reads = 0;
+  /** Slots whose record, read by the last `ingest`, was skipped (invalid, undecryptable…). */
+  readonly failedSlots = new Set<string>();
 
   private constructor(ctx: ControlContext, joined: JoinedNetwork, acc: NetworkAccess, lease: EmbeddedLease | undefined) {
     this.ctx = ctx;
@@ -167,6 +169,7 @@ export class NetworkSession {
    */
   async ingest(messages: RecordsWriteMessage[]): Promise<Set<RecordKind>> {
     const changed = new Set<RecordKind>();
+    this.failedSlots.clear();
     for (const msg of messages) {
       const kind = kindOfPath(msg.descriptor?.protocolPath ?? '');
       if (!kind || typeof msg.recordId !== 'string') continue;
@@ -183,7 +186,10 @@ export class NetworkSession {
         d = await decodeEntry(this.acc, kind, r.message, this.skips, r.data, this.now());
         if (d) this.decoded.set(DecodeCache.key(d.recordId, d.dataCid), d);
       }
-      if (!d) continue;
+      if (!d) {
+        this.failedSlots.add(slot);
+        continue;
+      }
       const cur = this.slots.get(slot);
       if (cur && cur.timestamp >= d.timestamp) continue;
       this.slots.set(slot, d);

@@ -138,7 +138,7 @@ describe('a hostile member device', () => {
     for (const preferredRelay of ['not a url', 'http://127.0.0.1:9/derp']) {
       const data = await encryptJson(endpoint(44000, { preferredRelay }), [netRecipient(0), { kid: directKid(), publicKey: m.profile.keys.xPublic }]);
       await hostile().write({ protocol: PROTOCOL_URI, protocolPath: PATHS.endpoint, data, dataFormat: DATA_FORMAT, parentContextId: parent });
-      const map = await waitForMap(vClient, (x) => x.peers.some((p) => p.did === m.profile.did && p.preferredRelay === preferredRelay), 5000);
+      const map = await waitForMap(vClient, (x) => x.peers.some((p) => p.did === m.profile.did && p.preferredRelay === preferredRelay), 20_000);
       const cfg = configFromMap(map);
       // the member's peer is still configured (it stays reachable), without the relay it named
       const peer = cfg.peers.find((p) => p.did === m.profile.did);

@@ -93,7 +93,8 @@ describe('bad records from a peer', () => {
     const expectSkip = async (counter: 'invalid' | 'decryptFailed' | 'unknownKey', path: string, data: Uint8Array) => {
       const before = obsClient.stats.skipped[counter];
       await write(path, data);
-      await until(() => obsClient.stats.skipped[counter] === before + 1, 5000, `${counter} counted for ${path}`);
+      // a slot that gave junk waits 5 s, then 10 s… before it is read again
+      await until(() => obsClient.stats.skipped[counter] === before + 1, 25_000, `${counter} counted for ${path}`);
     };
 
     // oversized: the server refuses it ($size in the protocol)
@@ -114,10 +115,28 @@ describe('bad records from a peer', () => {
     assert.equal(peer.endpoints[0]?.port, 43000);
     // still live: a good update after the bad ones goes through
     await badClient.publishEndpoint(endpoint(43001));
-    await waitForMap(obsClient, (m) => m.peers.some((p) => p.did === bad.profile.did && p.endpoints[0]?.port === 43001), 5000);
+    await waitForMap(obsClient, (m) => m.peers.some((p) => p.did === bad.profile.did && p.endpoints[0]?.port === 43001), 25_000);
     // and a full re-query does not count the same bad records again (it does not even decode them)
     await obsClient.refresh();
     assert.deepEqual(obsClient.stats.skipped, s);
+    assert.equal(obsClient.map!.peers.find((p) => p.did === bad.profile.did)?.endpoints[0]?.port, 43001);
+  });
+});
+
+describe('a flood of junk in one slot', () => {
+  test('costs each reader a few reads (the slot waits longer after each), not one per record; the honest map is untouched', async () => {
+    const client = new DwnClient(dwn.url, owner.profile.did, { did: bad.profile.did, edSeed: bad.profile.keys.edSeed });
+    const badNode = (await client.query({ protocol: PROTOCOL_URI, protocolPath: PATHS.node, contextId: networkId, recipient: bad.profile.did }))[0]!;
+    const reads = obsClient.stats.requests.eventReads;
+    const junk = new TextEncoder().encode('{"not":"a jwe"}');
+    // one every 300 ms: slower than the event debounce, so each would be read on its own
+    for (let i = 0; i < 20; i++) {
+      await client.write({ protocol: PROTOCOL_URI, protocolPath: PATHS.endpoint, data: junk, dataFormat: DATA_FORMAT, parentContextId: badNode.contextId! });
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+    const spent = obsClient.stats.requests.eventReads - reads;
+    assert.ok(spent <= 5, `20 junk records cost the reader ${spent} reads`);
     assert.equal(obsClient.map!.peers.find((p) => p.did === bad.profile.did)?.endpoints[0]?.port, 43001);
   });
 });

@@ -1,6 +1,6 @@
 /**
- * ACL policies (spec 5.3): parse and validate a policy file, and compile a policy against the
- * current node list into the filter rules the engine applies (spec 6.4).
+ * ACL policies: parse and validate a policy file, and compile a policy against the
+ * current node list into the filter rules the engine applies.
  *
  * Selectors: a DID selects the device with that DID, or — when no device has it — every device
  * that DID owns (so a member's DID selects all of that person's devices, and the owner's DID

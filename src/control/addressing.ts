@@ -1,5 +1,5 @@
 /**
- * Mesh address assignment by the owner (spec 4): the DID's hashed address, and on a collision
+ * Mesh address assignment by the owner: the DID's hashed address, and on a collision
  * with an address already recorded, the next free one inside the network's CIDR (so no two
  * nodes ever share an address). Nodes use the address in their node record.
  */

@@ -22,7 +22,7 @@ import type { ProtocolDefinition } from '@tbd54566975/dwn-sdk-js';
 
 /** Versioned URI of the protocol (the `.invalid` TLD can never be anyone's domain). */
 export const PROTOCOL_URI = 'https://meshd.invalid/protocols/wireguard-mesh/v1';
-/** Every record's data is a JWE in JSON serialisation (spec 5.4). */
+/** Every record's data is a JWE in JSON serialisation. */
 export const DATA_FORMAT = 'application/jose+json';
 
 export const PATHS = {

@@ -1,5 +1,5 @@
 /**
- * Record contents of the wireguard-mesh protocol (spec 5.3) and their validation, applied on
+ * Record contents of the wireguard-mesh protocol and their validation, applied on
  * write (strict: unknown fields refused) and on read (unknown fields dropped). DIDs are stored
  * and returned in canonical did:jwk form; IPs in canonical text.
  */

@@ -84,7 +84,7 @@ const DEFAULT_DWN_LISTEN = '0.0.0.0';
 
 /** A handshake this recent makes a peer "online" even without a fresh endpoint record. */
 const HANDSHAKE_ONLINE_MS = 3 * 60_000;
-/** How often the interface addresses are compared with the last seen (spec 5.5: written at once). */
+/** How often the interface addresses are compared with the last seen (written at once). */
 const LINK_POLL_MS = 1000;
 /** Longest wait between retries of a failed endpoint write. */
 const PUBLISH_RETRY_MAX_MS = 30_000;

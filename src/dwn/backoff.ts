@@ -1,5 +1,5 @@
 /**
- * Reconnect delays (spec 5.5): start at 1 s, double up to 30 s, with jitter so that many nodes
+ * Reconnect delays: start at 1 s, double up to 30 s, with jitter so that many nodes
  * losing the same DWN do not come back in lock-step.
  */
 export interface BackoffOptions {

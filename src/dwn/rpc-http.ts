@@ -1,5 +1,5 @@
 /**
- * JSON-RPC over HTTP as @web5/dwn-server expects it (spec 5.1): `POST /` with the request in
+ * JSON-RPC over HTTP as @web5/dwn-server expects it: `POST /` with the request in
  * the `dwn-request` header and record data as the raw body; the reply comes back in the JSON
  * body, or in the `dwn-response` header when the body carries record data (RecordsRead).
  *

@@ -1,5 +1,5 @@
 /**
- * DWN subscriptions over one WebSocket (spec 5.1, 5.5). JSON-RPC `rpc.subscribe.dwn.processMessage`
+ * DWN subscriptions over one WebSocket. JSON-RPC `rpc.subscribe.dwn.processMessage`
  * with a top-level `subscription: {id}`; events come back as `{id: <subscription id>,
  * result: {event}}`. The connection is kept: when it drops (or goes silent past the server's
  * 30 s pings) it reconnects with backoff and jitter and re-subscribes with freshly signed

@@ -1,4 +1,4 @@
-/** Where meshd keeps its state: --home, else MESHD_HOME, else the platform default (spec 2). */
+/** Where meshd keeps its state: --home, else MESHD_HOME, else the platform default. */
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 

@@ -1,6 +1,6 @@
 /**
  * Device keys: one Ed25519 key per device; the X25519 key used by WireGuard and for record
- * encryption is derived from it (spec section 3), so there is exactly one secret to keep.
+ * encryption is derived from it, so there is exactly one secret to keep.
  */
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
 import { ed25519 } from '@noble/curves/ed25519.js';

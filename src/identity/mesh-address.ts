@@ -1,5 +1,5 @@
 /**
- * The mesh address a DID gets (spec 4): host part = 2 + (first 4 bytes of SHA-256(DID), as an
+ * The mesh address a DID gets: host part = 2 + (first 4 bytes of SHA-256(DID), as an
  * unsigned big-endian integer, mod (2^hostbits − 3)); IPv6 = fd0d:e100:d3c5::/48 with a 64-bit
  * interface id from the first 8 bytes of the same hash. The DID is hashed in its canonical form
  * so that two spellings of one did:jwk get one address.

@@ -1,5 +1,5 @@
 /**
- * The agent without its DWN (issue 6, spec 5.5): three hosts by the quick start, then the
+ * The agent without its DWN: three hosts by the quick start, then the
  * DWN goes away twice.
  *
  *   - its server process is killed (SIGKILL, by pid: the child of the owner's daemon): existing

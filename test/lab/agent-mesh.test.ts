@@ -1,5 +1,5 @@
 /**
- * The agent for real (issue 6), three hosts brought up by the quick start on one lab internet
+ * The agent for real, three hosts brought up by the quick start on one lab internet
  * (real CLI, embedded DWN, TUN devices): live updates from the DWN records.
  *
  *   - an address change on c reaches a and b, and traffic resumes, within 10 s;

@@ -1,5 +1,5 @@
 /**
- * The agent for real (issue 6): the README quick start, command for command, between two
+ * The agent for real: the README quick start, command for command, between two
  * hosts in network namespaces — the real CLI, the real embedded DWN server, real TUN devices —
  * then the daemon's life cycle: a second `up`, `kill -9` and a restart over the stale lock,
  * socket and TUN, and a `down` that leaves nothing behind.

@@ -1,5 +1,5 @@
 /**
- * The magic socket through real NATs (SPEC 6.3, 8): two data-plane nodes in network namespaces
+ * The magic socket through real NATs: two data-plane nodes in network namespaces
  * behind iptables NAT routers, a DERP relay with its STUN responder (`meshd relay serve`) and
  * coturn on the public host. Nodes know only each other's WireGuard and disco keys and the relay
  * (as from the DWN records): endpoints travel by STUN and call-me-maybe. Real packets only —

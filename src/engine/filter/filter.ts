@@ -1,5 +1,5 @@
 /**
- * The stateful packet filter (spec 6.4): applied to packets arriving from peers (destination
+ * The stateful packet filter: applied to packets arriving from peers (destination
  * side), with connection tracking so that replies to connections this node opened pass.
  *
  * inbound(), in order:

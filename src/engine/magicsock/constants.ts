@@ -1,6 +1,6 @@
 /**
- * Path-selection timings of the magic socket (SPEC 6.3 and Appendix A; the values Tailscale's
- * magicsock uses, which the spec names as the ones to start from), plus the few meshd adds.
+ * Path-selection timings of the magic socket (the values Tailscale's
+ * magicsock uses, a proven place to start), plus the few meshd adds.
  * All in milliseconds.
  */
 

@@ -1,6 +1,6 @@
 /**
  * Disco: the path-discovery messages peers exchange over the shared UDP socket and the relay
- * (Tailscale's layout, SPEC Appendix A).
+ * (Tailscale's layout).
  *
  *   magic "TS💬" (54 53 f0 9f 92 ac) ‖ sender disco public key (32) ‖ nonce (24) ‖ NaCl box
  *

@@ -1,7 +1,7 @@
 /**
  * One peer as the WireGuard device sees it through the magic socket: an Endpoint object that owns
  * the choice between direct UDP paths and the relay, and the timers behind that choice
- * (Tailscale's design; SPEC 6.3, constants in constants.ts).
+ * (Tailscale's design; constants in constants.ts).
  *
  * State:
  * - candidates: ip:ports the peer may be reached at — from its endpoint record (config), from its

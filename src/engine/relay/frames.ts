@@ -1,5 +1,5 @@
 /**
- * DERP framing (Tailscale's derp/derp.go, SPEC Appendix A): every frame is
+ * DERP framing (Tailscale's derp/derp.go): every frame is
  *
  *   type (1 byte) ‖ length (4 bytes, big-endian, payload only) ‖ payload
  *

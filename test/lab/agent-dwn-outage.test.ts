@@ -128,7 +128,7 @@ describe('meshd agent: the DWN goes away and comes back', { timeout: 150_000 }, 
     await meshdJson<DaemonStatus>(a, ['up', '--dwn-listen', '0.0.0.0']);
     assert.ok(await dwnHealthy(b.ns, mesh!.endpoint), 'the DWN does not answer after its return');
     const returnedAt = Date.now();
-    // reconnect backoff: 1 s doubling to 30 s (spec 5.5)
+    // reconnect backoff: 1 s doubling to 30 s
     await waitConnected(mesh!.nodes, 35_000);
     t.diagnostic(`all nodes reconnected ${Date.now() - returnedAt} ms after the DWN returned`);
 

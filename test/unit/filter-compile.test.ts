@@ -119,7 +119,7 @@ test('compileFilter: defaults and source semantics', () => {
       { action: 'accept', srcPeers: '*', srcCidrs: ['10.0.0.0/8'], dstPorts: ['*'] },
     ],
   });
-  assert.equal(c.defaultAction, 'drop', 'spec 5.3: default drop');
+  assert.equal(c.defaultAction, 'drop', 'default drop');
   const [r0, r1, r2, r3] = c.rules;
   assert.equal(r0!.srcPeers, '*');
   assert.equal(r0!.dstCidrs, '*');

@@ -379,6 +379,8 @@ export class ControlClient {
         const changed = await s.ingest(messages!);
         this.counters.eventReads += s.reads - readsBefore;
         this.notePenalties(messages!);
+        // a removal (tombstone) reaches the data plane now, not after the re-read a rotation needs
+        if (changed.size > 0 && this.loadedOnce) this.rebuild();
         const net = currentNetwork(s.set, s.joined.networkId, s.joined.anchor);
         const netNamed = messages!.some((m) => m.descriptor.protocolPath === 'network');
         full = changed.has('keyDelivery') || (netNamed && !changed.has('network') && s.role !== 'owner') || !net;

@@ -43,6 +43,13 @@ function identity(mesh: string): Identity {
   return { privateKey: b64(wg.privateKey), publicKey: b64(wg.publicKey), discoPrivate: b64(disco.privateKey), discoPublic: b64(boxPublicKey(disco.privateKey)), mesh };
 }
 
+/** A relay as a node's config names it (with the pinned key fingerprint for https). */
+interface RelayEntry {
+  url: string;
+  stunPort?: number;
+  fingerprint?: string;
+}
+
 class DpNode {
   private constructor(
     readonly host: Host,
@@ -52,7 +59,7 @@ class DpNode {
     readonly tunName: string,
   ) {}
 
-  static async start(net: NatLab, host: Host, me: Identity, peer: Identity): Promise<DpNode> {
+  static async start(net: NatLab, host: Host, me: Identity, peer: Identity, relay: RelayEntry = { url: RELAY_URL, stunPort: RELAY_STUN_PORT }): Promise<DpNode> {
     const lab = net.lab;
     const tunName = lab.newWgIfName();
     const configFile = lab.file(`${tunName}.json`);
@@ -66,8 +73,8 @@ class DpNode {
         addresses: [`${me.mesh}/16`],
         listenPort: PORT,
         config: {
-          peers: [{ publicKey: peer.publicKey, allowedIps: [`${peer.mesh}/32`], discoKey: peer.discoPublic, endpoints: [], homeRelay: RELAY_URL }],
-          relays: [{ url: RELAY_URL, stunPort: RELAY_STUN_PORT }],
+          peers: [{ publicKey: peer.publicKey, allowedIps: [`${peer.mesh}/32`], discoKey: peer.discoPublic, endpoints: [], homeRelay: relay.url }],
+          relays: [relay],
           stunServers: [`${RELAY_HOST}:${COTURN_PORT}`],
         },
       }),
@@ -155,11 +162,11 @@ describe('NAT traversal in the lab', { timeout: 240_000 }, () => {
   let b: DpNode | null = null;
 
   /** Fresh nodes (stopping any a failed test left behind). */
-  const startNodes = async (): Promise<void> => {
+  const startNodes = async (relay?: RelayEntry): Promise<void> => {
     await stopNodes().catch(() => undefined);
     // No NAT state from an earlier test may open a path for this one.
     await Promise.all([net.routers.a!.flushMappings(), net.routers.b!.flushMappings()]);
-    [a, b] = await Promise.all([DpNode.start(net, net.a, ida, idb), DpNode.start(net, net.b, idb, ida)]);
+    [a, b] = await Promise.all([DpNode.start(net, net.a, ida, idb, relay), DpNode.start(net, net.b, idb, ida, relay)]);
   };
   const stopNodes = async (): Promise<void> => {
     const nodes = [a, b].filter((n): n is DpNode => n !== null);
@@ -320,6 +327,50 @@ describe('NAT traversal in the lab', { timeout: 240_000 }, () => {
       await stopNodes();
     });
   }
+
+  test('symmetric NAT ↔ symmetric NAT through a TLS-only relay on port 443 pinned by fingerprint; another certificate is refused, visibly', async (t) => {
+    if (skip !== null) return t.skip(skip);
+    await net.routers.a!.setKind('symmetric');
+    await net.routers.b!.setKind('symmetric');
+    const serve = async (port: number, name: string) => {
+      const proc = net.relay.ns.node(RELAY_CLI, ['relay', 'serve', '--listen', `${RELAY_HOST}:${port}`, '--no-stun', '--state-dir', net.lab.file(name)], { label: name });
+      const m = await proc.waitFor(/relay listening: (\S+) \((HTTPS|plain HTTP)[^\n]*\nTLS key fingerprint (\S+)/, 15_000);
+      return { proc, info: { url: m[1]!, tls: m[2] === 'HTTPS', fingerprint: m[3]! } };
+    };
+    const tls = await serve(443, 'relay-tls');
+    const impostor = await serve(8443, 'relay-impostor'); // its own key: another certificate
+    try {
+      assert.equal(tls.info.tls, true);
+      assert.equal(tls.info.url, `https://${RELAY_HOST}/derp`, 'port 443 needs no port in the URL');
+      await startNodes({ url: tls.info.url, fingerprint: tls.info.fingerprint });
+      t.diagnostic(`first reply over the TLS relay after ${await firstReply(a!, idb, 15_000)} ms`);
+      const r = await ping(a!.host.ns, idb.mesh, { count: 5, timeoutMs: 1000 });
+      assert.equal(r.received, 5);
+      for (const s of [await a!.freshStatus(), await b!.freshStatus()]) {
+        assert.equal(s.peers[0]!.path, 'relay');
+        assert.equal(s.peers[0]!.relay, tls.info.url);
+      }
+      // the same pin for a relay that presents another certificate: refused, and the status says why
+      await a!.reconfigure((c) => {
+        const cfg = c as { peers: { homeRelay?: string }[]; relays: RelayEntry[] };
+        cfg.relays = [{ url: impostor.info.url, fingerprint: tls.info.fingerprint }];
+        for (const p of cfg.peers) p.homeRelay = impostor.info.url;
+      });
+      const end = Date.now() + 10_000;
+      let refused: { state: string; lastError?: string } | undefined;
+      while (Date.now() < end && !refused?.lastError) {
+        refused = (await a!.freshStatus()).relays.find((x) => x.url === impostor.info.url);
+        await sleep(200);
+      }
+      assert.ok(refused, 'the impostor relay is in the status');
+      assert.notEqual(refused.state, 'connected');
+      assert.match(refused.lastError ?? '', /fingerprint|pinned|certificate/i);
+      assert.ok(!impostor.proc.stdout().includes('"accepts":1'), 'no login reached the impostor');
+    } finally {
+      await stopNodes();
+      await Promise.all([tls.proc.stop(2000), impostor.proc.stop(2000)]);
+    }
+  });
 
   test('meshd netcheck: UDP, public address, mapping behaviour and relay latency behind each NAT', async (t) => {
     if (skip !== null) return t.skip(skip);

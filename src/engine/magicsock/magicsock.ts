@@ -22,7 +22,8 @@ import { MeshdError } from '../../errors.js';
 import { hexOf as hexKey, sameBytes } from '../../util/bytes.js';
 import { boxPublicKey, generateBoxKeyPair } from '../crypto/nacl-box.js';
 import { ADDR_SIZE, PacketBatch } from '../packet-batch.js';
-import { openBatchUdpSocket, type BatchUdpSocket, type UdpImplementation } from '../udp/batch-udp-socket.js';
+import type { BatchUdpSocket, UdpImplementation } from '../udp/batch-udp-socket.js';
+import { openSocket, type MagicClock, type MagicSockOptions } from './magicsock-options.js';
 import { AddrEndpoint } from '../wireguard/addr-endpoint.js';
 import type { Bind, Endpoint, ReceiveHandler } from '../wireguard/bind.js';
 import { systemClock, type Ticker } from '../wireguard/timers.js';
@@ -51,31 +52,7 @@ export type { LocalEndpoints, MagicLog } from './discovery.js';
 export type { MagicPeerStatus, MagicSockCounters, MagicSockStatus } from './magicsock-status.js';
 export type { MagicPeerConfig } from './peer-table.js';
 
-export interface MagicClock {
-  now(): number;
-  every(ms: number, fn: () => void): Ticker;
-}
-
-export interface MagicSockOptions {
-  /** Our WireGuard private key (X25519): the relays route to its public key. */
-  privateKey: Uint8Array;
-  /** Our disco private key; a fresh one per run when absent. */
-  discoPrivateKey?: Uint8Array;
-  /** UDP port (0 = ephemeral; when taken, falls back to ephemeral). */
-  port?: number;
-  /** Bind address (default '::', falling back to '0.0.0.0'). */
-  address?: string;
-  implementation?: 'auto' | UdpImplementation;
-  /** Interfaces whose addresses are not local endpoints (the TUN). */
-  excludeInterfaces?: readonly string[];
-  /** Addresses that are never local endpoints (e.g. inside the mesh prefixes). */
-  excludeIp?: (ip: string) => boolean;
-  clock?: MagicClock;
-  log?: MagicLog;
-  stunTimeoutMs?: number;
-  env?: NodeJS.ProcessEnv;
-}
-
+export type { MagicClock, MagicSockOptions } from './magicsock-options.js';
 
 /** The byte test for WireGuard on the shared socket: type 1–4, then three zero bytes. */
 function isWireGuardAt(buf: Uint8Array, o: number, len: number): boolean {
@@ -83,26 +60,6 @@ function isWireGuardAt(buf: Uint8Array, o: number, len: number): boolean {
   return len >= 4 && t >= 1 && t <= 4 && buf[o + 1] === 0 && buf[o + 2] === 0 && buf[o + 3] === 0;
 }
 
-async function openSocket(opts: MagicSockOptions): Promise<BatchUdpSocket> {
-  const ports = opts.port !== undefined && opts.port !== 0 ? [opts.port, 0] : [0];
-  const addresses = opts.address !== undefined ? [opts.address] : ['::', '0.0.0.0'];
-  let last: unknown;
-  for (const address of addresses) {
-    for (const port of ports) {
-      try {
-        return await openBatchUdpSocket({
-          address,
-          port,
-          ...(opts.implementation ? { implementation: opts.implementation } : {}),
-          ...(opts.env ? { env: opts.env } : {}),
-        });
-      } catch (e) {
-        last = e;
-      }
-    }
-  }
-  throw last instanceof MeshdError ? last : new MeshdError('E_ENGINE', `cannot open the UDP socket: ${(last as Error)?.message}`, { cause: last });
-}
 
 export class MagicSock implements Bind {
   readonly discoPublicKey: Uint8Array;

@@ -36,7 +36,7 @@ import { parseArgs } from 'node:util';
 import { Internet, Lab, onPath, ping, type Host, type Netns } from '../src/lab/index.js';
 import { callDaemon } from '../src/daemon/api.js';
 import type { AgentStatus } from '../src/daemon/agent.js';
-import { median, meshdJson, meshdOk, upJoiner, waitUntil, type MeshNode } from '../test/lab/agent-helpers.js';
+import { median, meshdJson, meshdOk, upJoiner, waitUntil, type Mesh, type MeshNode } from '../test/lab/agent-helpers.js';
 import { diffCounters } from '../test/helpers/dwn-proxy.js';
 import { CLK_TCK, cpuTicks, mapLimit, pct, prepareHosts, requestsOf, rssKiB, startProxiedOwner, type Prepared, type ProxyHandle } from '../test/lab/scale-helpers.js';
 
@@ -55,13 +55,8 @@ function status(n: MeshNode, timeoutMs = 5000): Promise<Status> {
   return callDaemon<Status>(n.home, 'GET', '/v0/status', undefined, timeoutMs);
 }
 
-interface Ctx {
-  lab: Lab;
-  internet: Internet;
-  nodes: MeshNode[];
-  owner: MeshNode;
-  networkId: string;
-  endpoint: string;
+/** The mesh under test (as the lab tests build it), plus the bench's own state. */
+interface Ctx extends Omit<Mesh, 'close'> {
   proxy: ProxyHandle;
   concurrency: number;
   /** Joining `up`s run again (no first map in time). */

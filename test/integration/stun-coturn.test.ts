@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
+import { createServer } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,12 +22,21 @@ import {
 } from '../../src/engine/magicsock/stun.js';
 import { startRelayServer } from '../../src/engine/relay/server.js';
 
-async function freeUdpPort(): Promise<number> {
-  const s = createSocket('udp4');
-  await new Promise<void>((resolve) => s.bind(0, '127.0.0.1', resolve));
-  const port = s.address().port;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
+/** A loopback port free for both UDP and TCP right now (coturn listens on both). */
+async function freePort(): Promise<number> {
+  for (;;) {
+    const s = createSocket('udp4');
+    await new Promise<void>((resolve) => s.bind(0, '127.0.0.1', resolve));
+    const port = s.address().port;
+    const tcp = createServer();
+    const tcpFree = await new Promise<boolean>((resolve) => {
+      tcp.once('error', () => resolve(false));
+      tcp.listen(port, '127.0.0.1', () => resolve(true));
+    });
+    if (tcpFree) await new Promise<void>((resolve) => tcp.close(() => resolve()));
+    await new Promise<void>((resolve) => s.close(() => resolve()));
+    if (tcpFree) return port;
+  }
 }
 
 async function bound(): Promise<UdpSocket> {
@@ -54,16 +64,34 @@ function ask(sock: UdpSocket, port: number, timeoutMs: number): Promise<{ txId: 
   });
 }
 
-test('coturn and our responder both answer our binding request with our own address and port', async (t) => {
-  if (!requirePrereqs(t, ['turnserver'])) return;
-  const dir = mkdtempSync(join(tmpdir(), `meshd-stun-${process.pid}-${Math.random().toString(36).slice(2, 8)}-`));
-  const port = await freeUdpPort();
-  let turn: ChildProcess | null = null;
-  const sock = await bound();
-  const relay = await startRelayServer({ httpPort: 0, stunPort: 0, host: '127.0.0.1' });
+interface Coturn {
+  proc: ChildProcess;
+  port: number;
+  txId: Uint8Array;
+  answer: Buffer;
+}
+
+/** Stops a turnserver started here, by its pid; SIGKILL after 3 s. */
+async function stopCoturn(proc: ChildProcess): Promise<void> {
+  if (proc.exitCode !== null || proc.signalCode !== null || proc.pid === undefined) return;
+  const gone = new Promise((resolve) => proc.once('exit', resolve));
+  process.kill(proc.pid, 'SIGTERM');
+  const timer = setTimeout(() => proc.pid !== undefined && proc.exitCode === null && process.kill(proc.pid, 'SIGKILL'), 3000);
+  await gone;
+  clearTimeout(timer);
+}
+
+/**
+ * Starts coturn (STUN only) on a free loopback port and asks it until it answers. Another test
+ * may take the port between our probe and coturn's bind (coturn then retries forever): that
+ * attempt is stopped and the next one gets a new port.
+ */
+async function startCoturn(dir: string, sock: UdpSocket, started: ChildProcess[]): Promise<Coturn> {
   let log = '';
-  try {
-    turn = spawn(
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const port = await freePort();
+    log = '';
+    const proc = spawn(
       'turnserver',
       [
         '-n', // no config file: everything from the command line
@@ -75,25 +103,36 @@ test('coturn and our responder both answer our binding request with our own addr
         '--no-dtls',
         '--log-file', 'stdout',
         '--simple-log',
-        '--pidfile', join(dir, 'turnserver.pid'),
-        '--userdb', join(dir, 'turndb'),
+        '--pidfile', join(dir, `turnserver-${attempt}.pid`),
+        '--userdb', join(dir, `turndb-${attempt}`),
       ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
-    turn.stdout!.on('data', (d: Buffer) => (log += d.toString()));
-    turn.stderr!.on('data', (d: Buffer) => (log += d.toString()));
-    const exited = new Promise<number | null>((resolve) => turn!.once('exit', (code) => resolve(code)));
-
-    // coturn takes a moment to open its listener: ask until it answers (or exits).
-    let answer: Buffer | null = null;
-    let txId: Uint8Array = new Uint8Array(12);
+    started.push(proc);
+    proc.stdout!.on('data', (d: Buffer) => (log += d.toString()));
+    proc.stderr!.on('data', (d: Buffer) => (log += d.toString()));
+    const exited = new Promise<null>((resolve) => proc.once('exit', () => resolve(null)));
+    // coturn takes a moment to open its listener: ask until it answers, exits or cannot bind.
     const deadline = Date.now() + 10_000;
-    while (answer === null && Date.now() < deadline) {
-      const r = await Promise.race([ask(sock, port, 300), exited.then(() => null)]);
+    while (Date.now() < deadline && !log.includes('Address already in use')) {
+      const r = await Promise.race([ask(sock, port, 300), exited]);
       if (r === null) assert.fail(`turnserver exited early:\n${log.slice(-2000)}`);
-      ({ answer, txId } = r);
+      if (r.answer) return { proc, port, txId: r.txId, answer: r.answer };
     }
-    assert.ok(answer, `coturn did not answer within 10 s:\n${log.slice(-2000)}`);
+    await stopCoturn(proc);
+    if (!log.includes('Address already in use')) break;
+  }
+  assert.fail(`coturn did not answer within 10 s:\n${log.slice(-2000)}`);
+}
+
+test('coturn and our responder both answer our binding request with our own address and port', async (t) => {
+  if (!requirePrereqs(t, ['turnserver'])) return;
+  const dir = mkdtempSync(join(tmpdir(), `meshd-stun-${process.pid}-${Math.random().toString(36).slice(2, 8)}-`));
+  const started: ChildProcess[] = [];
+  const sock = await bound();
+  const relay = await startRelayServer({ httpPort: 0, stunPort: 0, host: '127.0.0.1' });
+  try {
+    const { port, txId, answer } = await startCoturn(dir, sock, started);
 
     const me = sock.address();
     const fromCoturn = decodeBindingResponse(answer);
@@ -123,13 +162,7 @@ test('coturn and our responder both answer our binding request with our own addr
   } finally {
     sock.close();
     await relay.stop();
-    if (turn && turn.exitCode === null && turn.pid !== undefined) {
-      const gone = new Promise((resolve) => turn!.once('exit', resolve));
-      process.kill(turn.pid, 'SIGTERM');
-      const timer = setTimeout(() => turn!.pid !== undefined && turn!.exitCode === null && process.kill(turn!.pid, 'SIGKILL'), 3000);
-      await gone;
-      clearTimeout(timer);
-    }
+    for (const proc of started) await stopCoturn(proc);
     rmSync(dir, { recursive: true, force: true });
   }
 });

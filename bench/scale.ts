@@ -326,14 +326,15 @@ async function floodWriter(home: string, endpoint: string, anchor: string, netwo
   const client = new DwnClient(endpoint, anchor, { did: p.did, edSeed: p.keys.edSeed }, { timeoutMs: 60_000 });
   const nodes = await client.query({ protocol: PROTOCOL_URI, protocolPath: PATHS.node, contextId: networkId }, { protocolRole: ROLE_NODE });
   const mine = nodes.find((e) => e.descriptor.recipient === p.did);
-  if (!mine?.contextId) throw new Error(`no node record for ${p.did}`);
+  const parentContextId = mine?.contextId;
+  if (!parentContextId) throw new Error(`no node record for ${p.did}`);
   let written = 0;
   const t0 = Date.now();
   await mapLimit(Array.from({ length: count }), 8, async () => {
     await client.write({
       protocol: PROTOCOL_URI,
       protocolPath: PATHS.endpoint,
-      parentContextId: mine.contextId,
+      parentContextId,
       data: new Uint8Array(Buffer.from(`{"junk":"${randomBytes(96).toString('base64url')}"}`)),
       dataFormat: DATA_FORMAT,
     });

@@ -46,7 +46,7 @@ export class MeshdError extends Error {
   /** What the user should run or check next, shown after the message. */
   readonly hint: string | undefined;
 
-  constructor(code: ErrorCode, message: string, options?: { hint?: string; cause?: unknown }) {
+  constructor(code: ErrorCode, message: string, options?: { hint?: string | undefined; cause?: unknown }) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = new.target.name;
     this.code = code;
@@ -56,7 +56,7 @@ export class MeshdError extends Error {
 
 /** Bad command-line usage: exit code 2. */
 export class UsageError extends MeshdError {
-  constructor(message: string, options?: { hint?: string }) {
+  constructor(message: string, options?: { hint?: string | undefined }) {
     super('E_USAGE', message, options);
   }
 }
@@ -64,14 +64,14 @@ export class UsageError extends MeshdError {
 /** A state file exists but cannot be read or parsed. Never replaced silently. */
 export class StateError extends MeshdError {
   readonly file: string;
-  constructor(code: 'E_STATE_CORRUPT' | 'E_STATE_IO', file: string, message: string, options?: { hint?: string; cause?: unknown }) {
+  constructor(code: 'E_STATE_CORRUPT' | 'E_STATE_IO', file: string, message: string, options?: { hint?: string | undefined; cause?: unknown }) {
     super(code, message, options);
     this.file = file;
   }
 }
 
 export class DidError extends MeshdError {
-  constructor(code: 'E_DID_INVALID' | 'E_DID_RESOLVE', message: string, options?: { hint?: string; cause?: unknown }) {
+  constructor(code: 'E_DID_INVALID' | 'E_DID_RESOLVE', message: string, options?: { hint?: string | undefined; cause?: unknown }) {
     super(code, message, options);
   }
 }
@@ -83,7 +83,7 @@ export class DwnError extends MeshdError {
   constructor(
     code: 'E_DWN_UNREACHABLE' | 'E_DWN_REJECTED' | 'E_DWN_TIMEOUT',
     message: string,
-    options?: { status?: number; detail?: string; hint?: string; cause?: unknown },
+    options?: { status?: number | undefined; detail?: string | undefined; hint?: string | undefined; cause?: unknown },
   ) {
     super(code, message, options);
     this.status = options?.status;
@@ -93,7 +93,7 @@ export class DwnError extends MeshdError {
 
 /** A DWN message cannot be built from the given input (refused before anything is sent). */
 export class DwnMessageError extends MeshdError {
-  constructor(message: string, options?: { hint?: string; cause?: unknown }) {
+  constructor(message: string, options?: { hint?: string | undefined; cause?: unknown }) {
     super('E_DWN_MESSAGE', message, options);
   }
 }

@@ -163,10 +163,10 @@ function kidOf(r: ParsedJwe['recipients'][number]): string | undefined {
 
 async function openEntry(jwe: ParsedJwe, r: ParsedJwe['recipients'][number], key: Uint8Array): Promise<string> {
   const flat: FlattenedJWE = {
-    protected: jwe.protected,
-    iv: jwe.iv,
     ciphertext: jwe.ciphertext,
-    tag: jwe.tag,
+    ...(jwe.protected !== undefined ? { protected: jwe.protected } : {}),
+    ...(jwe.iv !== undefined ? { iv: jwe.iv } : {}),
+    ...(jwe.tag !== undefined ? { tag: jwe.tag } : {}),
     ...(jwe.aad !== undefined ? { aad: jwe.aad } : {}),
     ...(jwe.unprotected !== undefined ? { unprotected: jwe.unprotected } : {}),
     ...(r.header !== undefined ? { header: r.header } : {}),

@@ -98,7 +98,7 @@ export class DwnHttpRpc {
             'dwn-request': header,
             ...(data ? { 'content-type': 'application/octet-stream' } : {}),
           },
-          body: data,
+          ...(data ? { body: data } : {}),
           signal,
         });
         body = new Uint8Array(await res.arrayBuffer());

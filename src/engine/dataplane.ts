@@ -37,7 +37,7 @@ export interface DataPlaneOptions {
   /** Our mesh addresses with prefix length, e.g. '10.200.1.2/16', 'fd0d:…/48'. */
   addresses: string[];
   /** TUN MTU (default 1280). */
-  mtu?: number;
+  mtu?: number | undefined;
   /** UDP port (0 or absent = ephemeral; falls back to ephemeral when taken). */
   listenPort?: number;
   /** Disco private key (32 bytes); generated per run when absent. */

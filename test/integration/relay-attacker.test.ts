@@ -176,7 +176,7 @@ describe('relay under attack', () => {
       // All of them are closed once the login timeout passed.
       await waitFor(() => relay.latest().currentConnections === 0, 'all closed', loginTimeoutMs + 6000);
       const end = relay.latest();
-      assert.equal(end.upgradeTimeouts + end.loginTimeouts, 2000);
+      assert.equal((end.upgradeTimeouts ?? 0) + (end.loginTimeouts ?? 0), 2000);
       assert.equal(end.loginTimeouts, 1000);
       const took = performance.now() - started;
       assert.ok(took < loginTimeoutMs + 6000, `closed after ${took.toFixed(0)} ms`);

@@ -170,7 +170,8 @@ test('RecordsQuery: filters normalised, dateSort, pagination, role', async () =>
             messageTimestamp: T0,
           };
           const lean = await createRecordsQuery({ ...o, signer });
-          const sdk = await RecordsQuery.create({ ...o, dateSort: o.dateSort as SdkDateSort | undefined, signer });
+          const { dateSort: ds, ...rest } = o;
+          const sdk = await RecordsQuery.create({ ...rest, ...(ds !== undefined ? { dateSort: ds as SdkDateSort } : {}), signer });
           same(lean, sdk.message, `RecordsQuery ${JSON.stringify(o)}`);
           // (the SDK's create lets a role query without protocolPath through; its parse, like the DWN, does not)
           if (protocolRole === undefined || filter.protocolPath !== undefined) await RecordsQuery.parse(lean);
@@ -180,7 +181,7 @@ test('RecordsQuery: filters normalised, dateSort, pagination, role', async () =>
   }
   // the caller's filter is left as it was
   const f = { protocol: 'meshd.invalid/x/', protocolPath: PATHS.node, recipient: undefined };
-  await createRecordsQuery({ filter: f, signer, messageTimestamp: T0 });
+  await createRecordsQuery({ filter: f as Omit<typeof f, 'recipient'>, signer, messageTimestamp: T0 });
   assert.deepEqual(f, { protocol: 'meshd.invalid/x/', protocolPath: PATHS.node, recipient: undefined });
   // the SDK's refusal of published:false sorted by publication date
   await assert.rejects(

@@ -128,10 +128,10 @@ export interface StunMessage {
   readonly type: number;
   readonly txId: Uint8Array;
   readonly attributes: readonly StunAttribute[];
-  readonly xorMappedAddress?: StunAddress;
-  readonly mappedAddress?: StunAddress;
-  readonly software?: string;
-  readonly errorCode?: { readonly code: number; readonly reason: string };
+  readonly xorMappedAddress?: StunAddress | undefined;
+  readonly mappedAddress?: StunAddress | undefined;
+  readonly software?: string | undefined;
+  readonly errorCode?: { readonly code: number; readonly reason: string } | undefined;
   /** True when a FINGERPRINT attribute was present (it is verified when present). */
   readonly hasFingerprint: boolean;
 }

@@ -30,11 +30,11 @@ export const MAX_INFO_JSON = 64 << 10;
 
 export interface ClientInfo {
   /** DERP protocol version the client speaks (2). */
-  readonly version?: number;
+  readonly version?: number | undefined;
   /** Pre-shared mesh key of trusted servers; meshd's relay does not use it. */
-  readonly meshKey?: string;
-  readonly canAckPings?: boolean;
-  readonly isProber?: boolean;
+  readonly meshKey?: string | undefined;
+  readonly canAckPings?: boolean | undefined;
+  readonly isProber?: boolean | undefined;
   /** The login challenge of this connection (meshd servers only; 32 bytes). */
   readonly serverNonce?: Uint8Array;
 }
@@ -64,9 +64,9 @@ export function parseLoginChallenge(extra: Uint8Array | undefined): Uint8Array |
 }
 
 export interface ServerInfo {
-  readonly version?: number;
-  readonly tokenBucketBytesPerSecond?: number;
-  readonly tokenBucketBytesBurst?: number;
+  readonly version?: number | undefined;
+  readonly tokenBucketBytesPerSecond?: number | undefined;
+  readonly tokenBucketBytesBurst?: number | undefined;
 }
 
 export class RelayLoginError extends MeshdError {

@@ -114,7 +114,7 @@ export class WebSocketTransport implements FrameTransport {
 
   constructor(
     private readonly ws: WebSocket,
-    remote?: { address?: string; port?: number },
+    remote?: { address?: string | undefined; port?: number | undefined },
   ) {
     this.remoteAddress = remote?.address ?? '';
     this.remotePort = remote?.port ?? 0;

@@ -47,6 +47,7 @@ export default tseslint.config(
   { files: ['src/engine/**/*.ts'], rules: forbid(['control', 'dwn', 'daemon', 'cli'], 'The data plane (src/engine)') },
   { files: ['src/control/**/*.ts'], rules: forbid(['engine', 'daemon', 'cli'], 'The control plane (src/control)') },
   { files: ['src/dwn/**/*.ts'], rules: forbid(['control', 'engine', 'daemon', 'cli'], 'The DWN layer (src/dwn)') },
+  { files: ['src/dns/**/*.ts'], rules: forbid(['control', 'engine', 'dwn', 'daemon', 'cli', 'identity'], 'Mesh DNS (src/dns)') },
   {
     // dwn-sdk-js costs ~58 MB a process: only the embedded DWN server child loads it. Everything
     // else builds messages with src/dwn/messages.ts and may import only the SDK's types.

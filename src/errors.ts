@@ -23,6 +23,7 @@ export const ERROR_CODES = [
   'E_TUN',
   'E_NATIVE',
   'E_RELAY',
+  'E_DNS',
   'E_DAEMON',
   'E_DAEMON_RUNNING',
   'E_NO_DAEMON',

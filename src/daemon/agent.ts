@@ -24,6 +24,8 @@ import { wgKeyToBase64 } from '../identity/keys.js';
 import { joinHostPort, splitHostPort } from '../util/host-port.js';
 import { resetHttpConnections } from './http-connections.js';
 import { configFromMap, peerEndpoints } from './map-to-config.js';
+import { nameTableFromMap } from './map-to-dns.js';
+import { MeshDns, readAcceptDns, writeAcceptDns, type MeshDnsStatus } from '../dns/mesh-dns.js';
 import type { AgentLike } from './daemon.js';
 import type { Logger } from './log.js';
 
@@ -45,11 +47,21 @@ export interface AgentOptions {
   hostname?: string;
   /** Embedded DWN listen address when this node hosts it (default: remembered, else 0.0.0.0). */
   dwnListen?: string;
+  /**
+   * `--accept-dns`: point the host's resolv.conf at the mesh DNS server when systemd-resolved
+   * does not run (true), or leave the host's DNS alone even when it does (false). Remembered;
+   * default: resolved only.
+   */
+  acceptDns?: boolean;
+  /** Mesh DNS port (default 53; MESHD_DNS_PORT; 0: no mesh DNS). */
+  dnsPort?: number;
 }
 
 export interface AgentPeerStatus {
   did: string;
   hostname: string | null;
+  /** The peer's mesh DNS name (`<label>.<suffix>`), null without mesh DNS. */
+  dnsName: string | null;
   meshIP: string;
   meshIP6: string;
   wireguardKey: string;
@@ -73,6 +85,8 @@ export interface AgentStatus {
   control: ControlClient['stats'] | null;
   filter: ReturnType<PacketFilter['counters']> & { policyVersion: number | null };
   relayServer: { url: string; stunPort: number | null } | null;
+  /** Mesh DNS: where it serves, how the host was told, its counters; null when it does not run. */
+  dns: (MeshDnsStatus & { name: string | null }) | null;
   peers: AgentPeerStatus[];
 }
 
@@ -90,7 +104,7 @@ const LINK_POLL_MS = 1000;
 const PUBLISH_RETRY_MAX_MS = 30_000;
 
 export class MeshAgent implements AgentLike {
-  private readonly opts: AgentOptions;
+  private opts: AgentOptions;
   private control: ControlClient | undefined;
   private dataplane: DataPlane | undefined;
   private lease: EmbeddedLease | undefined;
@@ -107,6 +121,7 @@ export class MeshAgent implements AgentLike {
   private linkTimer: NodeJS.Timeout | undefined;
   private publishSeq = 0;
   private publishRetry: NodeJS.Timeout | undefined;
+  private dns: MeshDns | undefined;
 
   private readonly tunName: string;
 
@@ -189,12 +204,48 @@ export class MeshAgent implements AgentLike {
     this.log.info('dataplane.up', { tun: tunName, meshIP: self.meshIP, port: this.dataplane.listenPort });
     this.dataplane.onLocalEndpointsChanged((ep) => this.publishEndpoints(ep));
     await this.applyMap(map);
+    await this.startDns(this.map ?? map);
     this.publishEndpoints(this.dataplane.localEndpoints());
     this.watchLinks();
     if (this.relayServer && this.opts.relay) void this.announceRelay(this.opts.relay);
     control
       .publishNodeInfo(localNodeInfo(this.opts.hostname ?? joined.hostname ? { hostname: this.opts.hostname ?? joined.hostname! } : {}))
       .catch((e: Error) => this.log.warn('nodeinfo.publish-failed', { error: e.message }));
+  }
+
+  /** Mesh DNS on this node's mesh IP (never fatal: without it the mesh works by address). */
+  private async startDns(map: NetworkMap): Promise<void> {
+    const self = map.self;
+    const port = this.opts.dnsPort ?? dnsPortFromEnv(process.env);
+    if (!self || port === 0) return;
+    const stateDir = join(this.opts.ctx.home, 'dns');
+    if (this.opts.acceptDns !== undefined) writeAcceptDns(stateDir, this.opts.acceptDns);
+    try {
+      this.dns = await MeshDns.start({
+        stateDir,
+        link: this.tunName,
+        address: self.meshIP,
+        localAddresses: [self.meshIP6],
+        acceptDns: this.opts.acceptDns ?? readAcceptDns(stateDir),
+        table: nameTableFromMap(map),
+        dnsServers: map.network.dnsServers,
+        port,
+        log: (level, event, fields) => this.log[level](event, fields),
+      });
+      const st = this.dns.status();
+      this.log.info('dns.serving', { address: st.address, port: st.port, suffix: st.suffix, mode: st.mode, upstreams: st.upstreams });
+    } catch (e) {
+      this.log.error('dns.start-failed', { error: (e as Error).message, hint: (e as { hint?: string }).hint });
+    }
+  }
+
+  /** `meshd up --hostname NAME` on a running daemon: publish the new name (peers see it with the next map). */
+  private async rename(hostname: string): Promise<{ hostname: string }> {
+    const c = this.ownerControl();
+    this.opts = { ...this.opts, hostname };
+    await c.publishNodeInfo(localNodeInfo({ hostname }));
+    this.log.info('nodeinfo.renamed', { hostname });
+    return { hostname };
   }
 
   /**
@@ -300,6 +351,11 @@ export class MeshAgent implements AgentLike {
       this.filter.setPolicy(policy);
       this.policyVersion = latest.filter.policyVersion;
       try {
+        this.dns?.update(nameTableFromMap(latest), latest.network.dnsServers);
+      } catch (e) {
+        this.log.warn('dns.update-failed', { error: (e as Error).message });
+      }
+      try {
         const res = await this.dataplane.setConfig({ peers: cfg.peers, relays: cfg.relays });
         for (const f of res.failed) this.log.warn('map.peer-skipped', { peer: f.publicKey, field: 'dataplane', reason: f.error, peerSkipped: true });
         if (res.relayError !== null) this.log.warn('map.relays-failed', { error: res.relayError });
@@ -372,6 +428,7 @@ export class MeshAgent implements AgentLike {
         return {
           did: p.did,
           hostname: p.hostname,
+          dnsName: this.dns?.nameOf(p.did) ?? null,
           meshIP: p.meshIP,
           meshIP6: p.meshIP6,
           wireguardKey: p.wireguardKey,
@@ -401,6 +458,7 @@ export class MeshAgent implements AgentLike {
       control: this.control?.stats ?? null,
       filter: { ...this.filter.counters(), policyVersion: this.policyVersion },
       relayServer: this.relayServer ? { url: this.relayServer.address().url, stunPort: this.relayServer.address().stunPort } : null,
+      dns: this.dns ? { ...this.dns.status(), name: this.dns.nameOf(profile.did) } : null,
       peers,
     };
   }
@@ -415,6 +473,12 @@ export class MeshAgent implements AgentLike {
         const { peerListing } = await import('../control/peer-ops.js');
         const l = peerListing(c.session, Date.now());
         return { peers, members: l.members, pending: l.pending };
+      },
+      'POST /v0/hostname': (body: unknown) => {
+        const b = body as { as?: unknown; hostname?: unknown } | null;
+        if (typeof b !== 'object' || b === null || typeof b.hostname !== 'string') throw new MeshdError('E_USAGE', 'expected {"as": DID, "hostname": NAME}');
+        if (b.as !== this.opts.ctx.profile.did) throw new MeshdError('E_WRONG_PROFILE', 'the daemon runs another identity');
+        return this.rename(b.hostname);
       },
       // owner operations on the daemon's loaded session (the CLI falls back to its own session)
       'POST /v0/peers/add': (body: unknown) => {
@@ -453,6 +517,8 @@ export class MeshAgent implements AgentLike {
     this.unsubscribe?.();
     await this.applying.catch(() => undefined);
     const steps: Array<[string, (() => Promise<void>) | undefined]> = [
+      // the host's DNS first, while the server it points at still answers
+      ['dns', this.dns && (() => this.dns!.stop())],
       ['dataplane', this.dataplane && (() => this.dataplane!.stop())],
       ['control', this.control && (() => this.control!.stop())],
       ['relay', this.relayServer && (() => this.relayServer!.stop())],
@@ -491,6 +557,14 @@ export function endpointHeartbeatMs(env: NodeJS.ProcessEnv): number | undefined 
   if (v === undefined || v === '') return undefined;
   const n = Number(v);
   return Number.isInteger(n) && n >= 1000 && n <= 24 * 3_600_000 ? n : undefined;
+}
+
+/** MESHD_DNS_PORT (tests run the mesh DNS server on another port, or 0 for none); default 53. */
+export function dnsPortFromEnv(env: NodeJS.ProcessEnv): number {
+  const v = env.MESHD_DNS_PORT;
+  if (v === undefined || v === '') return 53;
+  const n = Number(v);
+  return Number.isInteger(n) && n >= 0 && n <= 65535 ? n : 53;
 }
 
 /** The non-loopback interface addresses except the TUN's ("eth0/192.0.2.1"). */

@@ -33,6 +33,7 @@ interface UpOptions {
   tun?: string;
   dwnListen?: string;
   hostname?: string;
+  acceptDns?: boolean;
   timeout?: string;
   wait?: string;
 }
@@ -122,7 +123,9 @@ export function registerDaemon(program: Command, io: Io): void {
     .option('--relay-insecure-http', 'with --relay: serve plain HTTP instead of HTTPS (tests and labs only)')
     .option('--dwn-listen <addr>', 'address the embedded DWN listens on (default 0.0.0.0: other machines reach it; remembered)')
     .option('--tun <name>', 'tunnel device name', 'meshd0')
-    .option('--hostname <name>', 'the name peers see for this device (default: the host name; remembered)')
+    .option('--hostname <name>', 'the name peers see for this device, and its mesh DNS name (default: the host name; remembered; on a running daemon: renames it)')
+    .option('--accept-dns', 'without systemd-resolved: point /etc/resolv.conf at the mesh DNS server (restored by `meshd down`; remembered)')
+    .option('--no-accept-dns', "leave the host's DNS settings alone, systemd-resolved included (remembered)")
     .option('--foreground', 'run in the foreground (logs to stderr)')
     .option('--timeout <seconds>', 'how long to wait for the daemon to come up', '60')
     .option('--wait <seconds>', "with an invite: how long to wait for the owner's meshd to admit this device", '600');
@@ -133,6 +136,14 @@ export function registerDaemon(program: Command, io: Io): void {
     }
     const { profile, created } = initProfile(ctx.home, ctx.profile);
     if (created) ctx.progress(`Your device identity: ${profile.did}`);
+    if (o.hostname !== undefined) {
+      const { validateRecord } = await import('../../control/records.js');
+      try {
+        validateRecord('nodeInfo', { hostname: o.hostname, os: 'linux', version: '0' }, 'write');
+      } catch {
+        throw new UsageError(`--hostname "${o.hostname.slice(0, 80)}" is not a host name`, { hint: 'letters, digits, dots, dashes and underscores' });
+      }
+    }
     const pid = runningDaemonPid(ctx.home);
     if (pid !== null) {
       // already up: say so and succeed, unless asked for another network than the one it runs
@@ -143,17 +154,16 @@ export function registerDaemon(program: Command, io: Io): void {
           hint: 'run `meshd down` first to create or join another network',
         });
       }
+      if (o.hostname !== undefined && joined && o.hostname !== joined.hostname) {
+        // a new name for the running daemon: remembered, and published at once
+        writeJoinedNetwork(profile.dir, { ...joined, hostname: o.hostname });
+        await callDaemon(ctx.home, 'POST', '/v0/hostname', { as: profile.did, hostname: o.hostname });
+        ctx.progress(`Renamed this device to "${o.hostname}".`);
+      }
+      if (o.acceptDns !== undefined) ctx.progress('--accept-dns takes effect with the next `meshd up` (after `meshd down`).');
       const s = await callDaemon<AgentStatus & { state: string; pid: number }>(ctx.home, 'GET', '/v0/status');
       ctx.print({ ...s, already: true }, () => `meshd is already up (pid ${pid}).\n${summarizeUp(s)}`);
       return;
-    }
-    if (o.hostname !== undefined) {
-      const { validateRecord } = await import('../../control/records.js');
-      try {
-        validateRecord('nodeInfo', { hostname: o.hostname, os: 'linux', version: '0' }, 'write');
-      } catch {
-        throw new UsageError(`--hostname "${o.hostname.slice(0, 80)}" is not a host name`, { hint: 'letters, digits, dots, dashes and underscores' });
-      }
     }
     const cc: ControlContext = { home: ctx.home, profile, progress: (s) => ctx.progress(s) };
     const remember = () => {
@@ -179,7 +189,14 @@ export function registerDaemon(program: Command, io: Io): void {
       await prepareNetwork(ctx, cc, o);
       remember();
       const log = createLogger({ file: logPath(ctx.home), stderr: process.env.MESHD_BACKGROUND !== '1', debug: process.env.MESHD_DEBUG === '1' });
-      const agent = new MeshAgent({ ctx: cc, log, tunName: o.tun ?? 'meshd0', ...(relay ? { relay } : {}), ...(o.dwnListen ? { dwnListen: o.dwnListen } : {}) });
+      const agent = new MeshAgent({
+        ctx: cc,
+        log,
+        tunName: o.tun ?? 'meshd0',
+        ...(relay ? { relay } : {}),
+        ...(o.dwnListen ? { dwnListen: o.dwnListen } : {}),
+        ...(o.acceptDns !== undefined ? { acceptDns: o.acceptDns } : {}),
+      });
       const handle = await runDaemon({ home: ctx.home, log, agent });
       if (process.env.MESHD_BACKGROUND !== '1') ctx.progress(summarizeUp(agent.status()));
       await handle.stopped;
@@ -191,6 +208,7 @@ export function registerDaemon(program: Command, io: Io): void {
     if (relay?.url) args.push('--relay-url', relay.url);
     if (relay?.insecureHttp) args.push('--relay-insecure-http');
     if (o.dwnListen) args.push('--dwn-listen', o.dwnListen);
+    if (o.acceptDns !== undefined) args.push(o.acceptDns ? '--accept-dns' : '--no-accept-dns');
     // The daemon process starts now and loads its modules while this one creates or joins the
     // network (they are each about half a second of `meshd up`); it waits to be released.
     const daemon = spawnHeldDaemon(ctx.home, args);

@@ -52,7 +52,7 @@ export function formatDaemonPeers(peers: AgentPeerStatus[], now = Date.now()): s
   if (peers.length === 0) return 'No peers yet. Invite a machine with `meshd invite` (owner).';
   const rows = [['HOST', 'MESH IP', 'STATE', 'PATH', 'HANDSHAKE', 'RX', 'TX', 'DID']];
   for (const p of peers) {
-    rows.push([p.hostname ?? '-', p.meshIP, p.online ? 'online' : 'offline', formatPath(p), ago(p.lastHandshake, now), bytes(p.rxBytes), bytes(p.txBytes), abbreviate(p.did, 16)]);
+    rows.push([p.dnsName ?? p.hostname ?? '-', p.meshIP, p.online ? 'online' : 'offline', formatPath(p), ago(p.lastHandshake, now), bytes(p.rxBytes), bytes(p.txBytes), abbreviate(p.did, 16)]);
   }
   return table(rows);
 }

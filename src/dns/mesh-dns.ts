@@ -1,0 +1,179 @@
+/**
+ * Mesh DNS for one daemon: the server on the node's own mesh IPv4 address, port 53, and the
+ * host told about it —
+ *
+ *   - systemd-resolved runs: per-link DNS and routing domains on the TUN device (resolved.ts),
+ *     unless the user said `--accept-dns=false` (`--no-accept-dns`);
+ *   - otherwise only with `--accept-dns` (remembered): the reversible /etc/resolv.conf edit
+ *     (resolv-conf.ts). Without it nothing of the host is changed; the server still answers
+ *     whoever asks it directly.
+ *
+ * Names other than the mesh's go to the network's `dnsServers` (when the owner set them) and
+ * then to the host's own name servers, read from resolv.conf as it was before meshd edited it.
+ * Nothing here may take the host's DNS down: a server that cannot start leaves the host as it
+ * is; a system change that fails is logged and the server keeps serving.
+ */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseUpstream, type Upstream } from './forward.js';
+import type { NameTable } from './names.js';
+import { parseResolvConf, RESOLV_CONF, ResolvConfEditor } from './resolv-conf.js';
+import { RESOLVED_SOCKET, resolvectlApply, resolvectlRevert, resolvedRunning, runCommand } from './resolved.js';
+import { DnsServer, type DnsCounters } from './server.js';
+
+export type DnsMode = 'resolved' | 'resolv.conf' | 'none';
+
+export interface MeshDnsOptions {
+  /** Where the resolv.conf backup and the remembered setting live (the daemon's home/dns). */
+  stateDir: string;
+  /** The TUN device (resolved's link). */
+  link: string;
+  /** The node's mesh IPv4 address: the server listens here. */
+  address: string;
+  /** Other addresses of this host that may have names forwarded (its mesh IPv6). */
+  localAddresses?: string[];
+  /** true: edit resolv.conf when resolved does not run; false: change nothing; undefined: resolved only. */
+  acceptDns: boolean | undefined;
+  table: NameTable;
+  /** The network's `dnsServers`. */
+  dnsServers: string[];
+  port?: number;
+  resolvConfPath?: string;
+  resolvedSocket?: string;
+  /** Runs a resolvectl command (tests replace it). */
+  run?: (argv: readonly string[]) => Promise<void>;
+  log: (level: 'info' | 'warn' | 'error', event: string, fields?: Record<string, unknown>) => void;
+}
+
+export interface MeshDnsStatus {
+  address: string;
+  port: number;
+  suffix: string;
+  mode: DnsMode;
+  upstreams: string[];
+  counters: DnsCounters;
+}
+
+/** The remembered `--accept-dns` of a daemon home (undefined: never given). */
+export function readAcceptDns(stateDir: string): boolean | undefined {
+  try {
+    const v = (JSON.parse(readFileSync(join(stateDir, 'settings.json'), 'utf8')) as { acceptDns?: unknown }).acceptDns;
+    return typeof v === 'boolean' ? v : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export function writeAcceptDns(stateDir: string, acceptDns: boolean): void {
+  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+  writeFileSync(join(stateDir, 'settings.json'), `${JSON.stringify({ acceptDns })}\n`, { mode: 0o600 });
+}
+
+export class MeshDns {
+  private mode: DnsMode = 'none';
+  private systemUpstreams: Upstream[] = [];
+  private networkUpstreams: Upstream[] = [];
+
+  private constructor(
+    private readonly opts: MeshDnsOptions,
+    private readonly server: DnsServer,
+    private readonly editor: ResolvConfEditor,
+  ) {}
+
+  /**
+   * Restore what a killed run left in resolv.conf, start the server, and tell the system.
+   * Fails (E_DNS) only when the server cannot listen; the host is then left as it was.
+   */
+  static async start(opts: MeshDnsOptions): Promise<MeshDns> {
+    const editor = new ResolvConfEditor(opts.resolvConfPath ?? RESOLV_CONF, join(opts.stateDir, 'resolv.conf.backup'));
+    if (existsSync(join(opts.stateDir, 'resolv.conf.backup'))) {
+      const r = editor.restore();
+      opts.log('warn', 'dns.recovered', { resolvConf: r, why: 'the previous run did not restore resolv.conf (killed?)' });
+    }
+    const local = new Set([opts.address, ...(opts.localAddresses ?? []), '127.0.0.1', '::1', '::ffff:127.0.0.1']);
+    const server = await DnsServer.start({
+      host: opts.address,
+      port: opts.port ?? 53,
+      table: opts.table,
+      mayForward: (client) => local.has(client),
+      log: (event, fields) => opts.log('warn', event, fields),
+    });
+    const dns = new MeshDns(opts, server, editor);
+    dns.systemUpstreams = upstreamsOf(parseResolvConf(editor.originalText()).nameservers, opts.address);
+    dns.setNetworkServers(opts.dnsServers);
+    await dns.configureSystem();
+    return dns;
+  }
+
+  private async configureSystem(): Promise<void> {
+    const o = this.opts;
+    const address = this.server.address();
+    if (address.port !== 53) return; // a system resolver can only be pointed at port 53
+    const { suffix, reverseZones } = this.server.table;
+    try {
+      if (o.acceptDns !== false && resolvedRunning(o.resolvedSocket ?? RESOLVED_SOCKET)) {
+        for (const argv of resolvectlApply(o.link, address.host, suffix, reverseZones)) await (o.run ?? runCommand)(argv);
+        this.mode = 'resolved';
+      } else if (o.acceptDns === true) {
+        this.editor.apply(address.host, suffix);
+        this.mode = 'resolv.conf';
+      } else {
+        o.log('info', 'dns.system-untouched', {
+          hint: `mesh names resolve through ${address.host} only when asked directly; run \`meshd up --accept-dns\` to point this host's resolv.conf at it`,
+        });
+        return;
+      }
+      o.log('info', 'dns.system-configured', { mode: this.mode, server: address.host, suffix });
+    } catch (e) {
+      this.mode = 'none';
+      o.log('warn', 'dns.system-config-failed', { error: (e as Error).message, hint: (e as { hint?: string }).hint });
+    }
+  }
+
+  private setNetworkServers(servers: readonly string[]): void {
+    this.networkUpstreams = upstreamsOf(servers, this.opts.address);
+    this.server.setUpstreams([...this.networkUpstreams, ...this.systemUpstreams.filter((s) => !this.networkUpstreams.some((n) => n.host === s.host && n.port === s.port))]);
+  }
+
+  /** A new network map: new names, maybe new network DNS servers. */
+  update(table: NameTable, dnsServers: readonly string[]): void {
+    const suffixChanged = table.suffix !== this.server.table.suffix;
+    this.server.setTable(table);
+    this.setNetworkServers(dnsServers);
+    if (suffixChanged && this.mode !== 'none') void this.configureSystem();
+  }
+
+  nameOf(did: string): string | null {
+    return this.server.nameOf(did);
+  }
+
+  status(): MeshDnsStatus {
+    const a = this.server.address();
+    return { address: a.host, port: a.port, suffix: this.server.table.suffix, mode: this.mode, upstreams: this.upstreamList(), counters: this.server.counters() };
+  }
+
+  private upstreamList(): string[] {
+    return [...this.networkUpstreams, ...this.systemUpstreams].map((u) => (u.port === 53 ? u.host : `${u.host}:${u.port}`));
+  }
+
+  /** Undo what was changed on the host, then stop serving. */
+  async stop(): Promise<void> {
+    try {
+      if (this.mode === 'resolved') await (this.opts.run ?? runCommand)(resolvectlRevert(this.opts.link));
+      else if (this.mode === 'resolv.conf') this.opts.log('info', 'dns.resolv-conf-restored', { result: this.editor.restore() });
+    } catch (e) {
+      this.opts.log('warn', 'dns.system-restore-failed', { error: (e as Error).message });
+    }
+    this.mode = 'none';
+    await this.server.stop();
+  }
+}
+
+function upstreamsOf(servers: readonly string[], self: string): Upstream[] {
+  const out: Upstream[] = [];
+  for (const s of servers) {
+    const u = parseUpstream(s);
+    if (u && u.host !== self) out.push(u);
+  }
+  return out;
+}

@@ -34,6 +34,9 @@ describe('lint boundaries', () => {
     ['src/dwn/fixture.ts', "import { x } from '../control/records.js';"],
     ['src/dwn/fixture.ts', "import { x } from '../engine/engine.js';"],
     ['src/dwn/fixture.ts', "import { x } from '../daemon/agent.js';"],
+    ['src/dns/fixture.ts', "import type { NetworkMap } from '../control/netmap.js';"],
+    ['src/dns/fixture.ts', "import { x } from '../engine/engine.js';"],
+    ['src/dns/fixture.ts', "import { x } from '../daemon/agent.js';"],
   ];
   for (const [path, line] of forbidden) {
     test(`${path}: ${line}`, async () => {
@@ -47,6 +50,8 @@ describe('lint boundaries', () => {
     ['src/engine/wireguard/fixture.ts', "import { x } from '../magicsock/disco.js';"],
     ['src/control/fixture.ts', "import { x } from '../dwn/client.js';"],
     ['src/daemon/fixture.ts', "import { x } from '../engine/engine.js';"],
+    ['src/daemon/fixture.ts', "import { x } from '../dns/server.js';"],
+    ['src/dns/fixture.ts', "import { x } from '../util/host-port.js';"],
   ];
   for (const [path, line] of allowed) {
     test(`allowed: ${path}: ${line}`, async () => {

@@ -6,7 +6,8 @@
  *
  *   - `ping laptop.lab.internal` from another node works, through the daemon's server
  *     (A, PTR, the short name through the search list);
- *   - a rename with `meshd up --hostname NEW` reaches the other node within 2 s;
+ *   - two nodes that chose the same name: every node calls them `desk` and `desk-2` alike;
+ *   - a rename with `meshd up --hostname NEW` reaches every other node within 2 s;
  *   - `getent hosts files.example.test` works with meshd up, after `kill -9` of the daemon, after
  *     the restart (which recovers and re-applies), and after `meshd down` (which puts the
  *     original resolv.conf back, byte for byte).
@@ -47,6 +48,7 @@ describe('mesh DNS: names, renames, and the host resolver up, down and killed', 
   const originals = new Map<string, string>();
   let a!: MeshNode;
   let b!: MeshNode;
+  let c!: MeshNode;
 
   /** /etc/netns/NS/resolv.conf: the namespace's own resolv.conf. */
   function giveResolvConf(host: Host, text: string): string {
@@ -70,8 +72,10 @@ describe('mesh DNS: names, renames, and the host resolver up, down and killed', 
     const conf = `# the lab's resolver\nnameserver ${dnsHost.addr}\noptions edns0\n`;
     const hostA = await addHost(internet, 'a');
     const hostB = await addHost(internet, 'b');
+    const hostC = await addHost(internet, 'c');
     giveResolvConf(hostA, conf);
     giveResolvConf(hostB, conf);
+    giveResolvConf(hostC, conf);
 
     const homeA = join(lab.workDir, 'home-a');
     const upA = await meshdJson<UpJson>({ ns: hostA.ns, home: homeA, name: 'a' }, ['up', '--create', 'lab', '--dwn-listen', '0.0.0.0', '--hostname', 'laptop', '--accept-dns']);
@@ -80,6 +84,10 @@ describe('mesh DNS: names, renames, and the host resolver up, down and killed', 
     const pb = await prepareJoiner({ internet, owner: a }, 'b', hostB);
     const upB = await meshdJson<UpJson>({ ns: hostB.ns, home: pb.home, name: 'b' }, ['up', '--endpoint', endpoint, '--anchor', a.did, '--network', upA.network.id, '--hostname', 'desk', '--accept-dns']);
     b = { name: 'b', host: hostB, ns: hostB.ns, home: pb.home, ...upB.identity };
+    // c takes b's name (and leaves its host's DNS alone: no --accept-dns, no resolved here)
+    const pc = await prepareJoiner({ internet, owner: a }, 'c', hostC);
+    const upC = await meshdJson<UpJson>({ ns: hostC.ns, home: pc.home, name: 'c' }, ['up', '--endpoint', endpoint, '--anchor', a.did, '--network', upA.network.id, '--hostname', 'Desk.example.org']);
+    c = { name: 'c', host: hostC, ns: hostC.ns, home: pc.home, ...upC.identity };
   });
   after(async () => {
     await lab?.close();
@@ -97,16 +105,32 @@ describe('mesh DNS: names, renames, and the host resolver up, down and killed', 
     const r = await waitUntil(async () => ((await getent(b.ns, 'ahostsv4', `laptop.${SUFFIX}`)).value === a.meshIP ? true : undefined), 10_000, 200);
     assert.ok(r, `b did not resolve laptop.${SUFFIX} to ${a.meshIP}: ${(await getent(b.ns, 'ahostsv4', `laptop.${SUFFIX}`)).line}`);
     assert.notEqual(await pingUntil(b.ns, `laptop.${SUFFIX}`, 15_000), null, `ping laptop.${SUFFIX} from b got no answer`);
-    assert.notEqual(await pingUntil(a.ns, `desk.${SUFFIX}`, 15_000), null, `ping desk.${SUFFIX} from a got no answer`);
+    const bName = `${b.did < c.did ? 'desk' : 'desk-2'}.${SUFFIX}`; // c took the same name (next test)
+    assert.notEqual(await pingUntil(a.ns, bName, 15_000), null, `ping ${bName} from a got no answer`);
     assert.equal((await getent(b.ns, 'ahostsv4', 'laptop')).value, a.meshIP, 'the short name through the search list');
     assert.equal((await getent(b.ns, 'hosts', a.meshIP)).value, `laptop.${SUFFIX}`, 'PTR of a mesh IP');
     const s = await daemonStatus(b);
-    assert.equal(s.dns?.name, `desk.${SUFFIX}`);
+    assert.equal(s.dns?.name, bName);
     assert.equal(s.dns?.mode, 'resolv.conf');
     assert.equal(s.peers.find((p) => p.did === a.did)?.dnsName, `laptop.${SUFFIX}`);
     assert.ok((s.dns?.counters.local ?? 0) > 0, 'no query was answered by b’s daemon');
     const table = await meshdOk(b, ['peer', 'list']);
     assert.match(table, new RegExp(`laptop\\.${SUFFIX.replace('.', '\\.')}`), table);
+  });
+
+  test('a clash gets a stable -2: the node with the lower DID keeps the name, on every node', async (t) => {
+    if (!requirePrereqs(t, AGENT_PREREQS)) return;
+    const [first, second] = b.did < c.did ? [b, c] : [c, b];
+    const seen = await waitUntil(async () => {
+      const [sa, sb, sc] = await Promise.all([daemonStatus(a), daemonStatus(b), daemonStatus(c)]);
+      const nameOf = (s: typeof sa, n: MeshNode) => (s.identity.did === n.did ? s.dns?.name : s.peers.find((p) => p.did === n.did)?.dnsName);
+      const views = [sa, sb, sc].map((s) => [nameOf(s, first), nameOf(s, second)].join(' '));
+      return views.every((v) => v === `desk.${SUFFIX} desk-2.${SUFFIX}`) ? views : undefined;
+    }, 10_000, 200);
+    assert.ok(seen, 'the nodes do not agree on desk / desk-2');
+    assert.equal((await getent(a.ns, 'ahostsv4', `desk.${SUFFIX}`)).value, first.meshIP);
+    assert.equal((await getent(a.ns, 'ahostsv4', `desk-2.${SUFFIX}`)).value, second.meshIP);
+    assert.equal(readFileSync(join('/etc/netns', c.ns.name, 'resolv.conf'), 'utf8'), originals.get(c.ns.name), 'c’s resolv.conf was edited without --accept-dns');
   });
 
   test('non-mesh names resolve through the daemon to the host’s own resolver', async (t) => {
@@ -117,7 +141,7 @@ describe('mesh DNS: names, renames, and the host resolver up, down and killed', 
     assert.ok((await daemonStatus(b)).dns!.counters.forwarded > before, 'the query did not go through b’s daemon');
   });
 
-  test('a rename with `meshd up --hostname` reaches the other node within 2 s', async (t) => {
+  test('a rename with `meshd up --hostname` reaches every other node within 2 s', async (t) => {
     if (!requirePrereqs(t, AGENT_PREREQS)) return;
     const started = Date.now();
     await meshdOk(a, ['up', '--hostname', 'studio']);
@@ -125,6 +149,8 @@ describe('mesh DNS: names, renames, and the host resolver up, down and killed', 
     const renamed = await waitUntil(async () => ((await getent(b.ns, 'ahostsv4', `studio.${SUFFIX}`, 5000)).value === a.meshIP ? Date.now() : undefined), 2000, 50);
     t.diagnostic(`b resolves studio.${SUFFIX} ${renamed ? renamed - t0 : 'never'} ms after \`up --hostname\` returned (${t0 - started} ms for the command)`);
     assert.ok(renamed !== undefined, `b did not resolve studio.${SUFFIX} within 2 s of the rename`);
+    const atC = await waitUntil(async () => ((await daemonStatus(c)).peers.find((p) => p.did === a.did)?.dnsName === `studio.${SUFFIX}` ? Date.now() : undefined), Math.max(0, t0 + 2000 - Date.now()), 50);
+    assert.ok(atC !== undefined, `c's name table did not have studio.${SUFFIX} within 2 s of the rename`);
     assert.equal((await getent(b.ns, 'ahostsv4', `laptop.${SUFFIX}`)).value, null, 'the old name still resolves');
     assert.equal((await daemonStatus(a)).dns?.name, `studio.${SUFFIX}`);
   });

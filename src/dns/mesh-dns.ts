@@ -17,9 +17,12 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseUpstream, type Upstream } from './forward.js';
 import type { NameTable } from './names.js';
-import { parseResolvConf, RESOLV_CONF, ResolvConfEditor } from './resolv-conf.js';
+import { parseResolvConf, RESOLV_CONF, ResolvConfEditor, type RestoreResult } from './resolv-conf.js';
 import { RESOLVED_SOCKET, resolvectlApply, resolvectlRevert, resolvedRunning, runCommand } from './resolved.js';
 import { DnsServer, type DnsCounters } from './server.js';
+
+/** The resolv.conf backup's file name in the state directory. */
+const BACKUP_FILE = 'resolv.conf.backup';
 
 export type DnsMode = 'resolved' | 'resolv.conf' | 'none';
 
@@ -69,6 +72,14 @@ export function writeAcceptDns(stateDir: string, acceptDns: boolean): void {
   writeFileSync(join(stateDir, 'settings.json'), `${JSON.stringify({ acceptDns })}\n`, { mode: 0o600 });
 }
 
+/**
+ * What a killed daemon left on the host, put back without a daemon (`meshd down` when none
+ * runs): the resolv.conf backup in `stateDir`, when there is one.
+ */
+export function restoreLeftovers(stateDir: string, resolvConfPath = RESOLV_CONF): RestoreResult {
+  return new ResolvConfEditor(resolvConfPath, join(stateDir, BACKUP_FILE)).restore();
+}
+
 export class MeshDns {
   private mode: DnsMode = 'none';
   private systemUpstreams: Upstream[] = [];
@@ -85,8 +96,8 @@ export class MeshDns {
    * Fails (E_DNS) only when the server cannot listen; the host is then left as it was.
    */
   static async start(opts: MeshDnsOptions): Promise<MeshDns> {
-    const editor = new ResolvConfEditor(opts.resolvConfPath ?? RESOLV_CONF, join(opts.stateDir, 'resolv.conf.backup'));
-    if (existsSync(join(opts.stateDir, 'resolv.conf.backup'))) {
+    const editor = new ResolvConfEditor(opts.resolvConfPath ?? RESOLV_CONF, join(opts.stateDir, BACKUP_FILE));
+    if (existsSync(join(opts.stateDir, BACKUP_FILE))) {
       const r = editor.restore();
       opts.log('warn', 'dns.recovered', { resolvConf: r, why: 'the previous run did not restore resolv.conf (killed?)' });
     }

@@ -10,7 +10,8 @@
  *   - a rename with `meshd up --hostname NEW` reaches every other node within 2 s;
  *   - `getent hosts files.example.test` works with meshd up, after `kill -9` of the daemon, after
  *     the restart (which recovers and re-applies), and after `meshd down` (which puts the
- *     original resolv.conf back, byte for byte).
+ *     original resolv.conf back, byte for byte — also when the daemon was killed and `down`
+ *     finds none running).
  */
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -176,6 +177,16 @@ describe('mesh DNS: names, renames, and the host resolver up, down and killed', 
 
     await meshdOk(b, ['down']);
     assert.equal(resolvConf(b), original, 'meshd down did not put the original resolv.conf back');
+    assert.ok(!existsSync(join(b.home, 'dns', 'resolv.conf.backup')));
+
+    // killed and never restarted: `meshd down` (no daemon) still puts the original back
+    await meshdOk(b, ['up']);
+    assert.ok(resolvConf(b).startsWith('# Written by meshd'));
+    const pid2 = (await daemonStatus(b)).pid;
+    process.kill(pid2, 'SIGKILL');
+    assert.ok(await waitUntil(() => processGone(pid2), 5000, 50), 'the daemon did not die');
+    await meshdOk(b, ['down']);
+    assert.equal(resolvConf(b), original, '`meshd down` after a kill did not put the original resolv.conf back');
     assert.ok(!existsSync(join(b.home, 'dns', 'resolv.conf.backup')));
     const down = await getent(b.ns, 'ahostsv4', OUTSIDE);
     assert.equal(down.value, OUTSIDE_IP, down.line);

@@ -4,6 +4,7 @@
  * map is applied; stop it, leaving no device, route or socket behind.
  */
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Command } from 'commander';
 import { action, subcommand, type CommandContext, type Io } from '../program.js';
 import { initProfile } from '../../identity/profile.js';
@@ -229,7 +230,16 @@ export function registerDaemon(program: Command, io: Io): void {
   action(down, io, async (ctx) => {
     const { stopRunningDaemon } = await import('../../daemon/stop.js');
     const pid = await stopRunningDaemon(ctx.home);
-    if (pid === null) ctx.print({ stopped: false, running: false }, 'meshd is not running.');
+    // a daemon that was killed cannot restore the host's DNS itself: do it here
+    const { restoreLeftovers } = await import('../../dns/mesh-dns.js');
+    let dns: ReturnType<typeof restoreLeftovers> = 'nothing';
+    try {
+      dns = restoreLeftovers(join(ctx.home, 'dns'));
+    } catch (e) {
+      ctx.progress(`Could not restore /etc/resolv.conf: ${(e as Error).message}. Run \`sudo meshd down\`.`);
+    }
+    if (dns === 'restored') ctx.progress('Restored /etc/resolv.conf (left by a meshd that did not stop cleanly).');
+    if (pid === null) ctx.print({ stopped: false, running: false, ...(dns !== 'nothing' ? { dns } : {}) }, 'meshd is not running.');
     else ctx.print({ stopped: true, pid }, 'meshd stopped.');
   });
 }

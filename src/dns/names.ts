@@ -169,11 +169,13 @@ export class NameIndex {
   readonly table: NameTable;
   private readonly byName = new Map<string, NameEntry>();
   private readonly byReverse = new Map<string, NameEntry>();
+  private readonly byDid = new Map<string, NameEntry>();
 
   constructor(table: NameTable) {
     this.table = table;
     for (const e of table.entries) {
       this.byName.set(e.fqdn, e);
+      this.byDid.set(e.did, e);
       for (const ip of [e.ipv4, e.ipv6]) {
         const r = ip === null ? null : reverseName(ip);
         if (r !== null) this.byReverse.set(r, e);
@@ -202,6 +204,6 @@ export class NameIndex {
 
   /** The name of a DID in this table (for status output). */
   nameOf(did: string): string | null {
-    return this.table.entries.find((e) => e.did === did)?.fqdn ?? null;
+    return this.byDid.get(did)?.fqdn ?? null;
   }
 }

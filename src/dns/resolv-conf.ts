@@ -102,7 +102,9 @@ export class ResolvConfEditor {
     if (current === null) throw new MeshdError('E_DNS', `cannot read ${this.path}`, { hint: 'mesh names work only by asking the mesh DNS server directly' });
     if (!existsSync(this.backupPath)) {
       if (current.startsWith(MARKER)) {
-        throw new MeshdError('E_DNS', `${this.path} was written by meshd but its backup is gone`, { hint: `restore ${this.path} by hand, then run \`meshd up\` again` });
+        throw new MeshdError('E_DNS', `${this.path} was written by meshd, but not by this one (its backup is not here)`, {
+          hint: `another meshd (another --home) may manage it; else restore ${this.path} by hand and run \`meshd up\` again`,
+        });
       }
       mkdirSync(dirname(this.backupPath), { recursive: true, mode: 0o700 });
       const tmp = `${this.backupPath}.tmp`;

@@ -5,15 +5,29 @@
  * everything else. resolved forgets a link's settings when the link goes away, so a killed
  * meshd leaves nothing behind; `revert` undoes them on a clean stop.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readlinkSync } from 'node:fs';
 import { execFile } from 'node:child_process';
 import { MeshdError } from '../errors.js';
 
 /** resolved's varlink socket: present while systemd-resolved runs. */
 export const RESOLVED_SOCKET = '/run/systemd/resolve/io.systemd.Resolve';
 
+/**
+ * True when systemd-resolved runs and can see our link: it lives in the host's first network
+ * namespace, and a link inside another namespace (`ip netns exec`, containers) is not its to
+ * configure — `resolvectl` would name a link of the host with the same index instead.
+ */
 export function resolvedRunning(socket = RESOLVED_SOCKET): boolean {
-  return existsSync(socket);
+  return existsSync(socket) && inInitialNetns();
+}
+
+/** True when this process shares pid 1's network namespace (or that cannot be told). */
+export function inInitialNetns(): boolean {
+  try {
+    return readlinkSync('/proc/self/ns/net') === readlinkSync('/proc/1/ns/net');
+  } catch {
+    return true;
+  }
 }
 
 /** The resolvectl commands that point `link` at `server` for `suffix` and `reverseZones`. */

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { buildNameTable } from '../../src/dns/names.js';
 import { MeshDns, readAcceptDns, writeAcceptDns } from '../../src/dns/mesh-dns.js';
 import { MARKER, parseResolvConf, renderResolvConf, ResolvConfEditor } from '../../src/dns/resolv-conf.js';
-import { resolvectlApply, resolvectlRevert } from '../../src/dns/resolved.js';
+import { inInitialNetns, resolvectlApply, resolvectlRevert, resolvedRunning } from '../../src/dns/resolved.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'meshd-dns-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -72,6 +72,13 @@ test('resolvectl: per-link DNS server, routing-only domains, no default route; r
   assert.deepEqual(resolvectlRevert('meshd0'), ['resolvectl', 'revert', 'meshd0']);
 });
 
+test('resolved counts as running only with its socket, and only for a process in the host’s own network namespace', () => {
+  const socket = join(dir, `resolved-${seq++}`);
+  assert.equal(resolvedRunning(socket), false);
+  writeFileSync(socket, '');
+  assert.equal(resolvedRunning(socket), inInitialNetns());
+});
+
 test('the remembered --accept-dns', () => {
   const d = join(dir, `settings-${seq++}`);
   assert.equal(readAcceptDns(d), undefined);
@@ -88,7 +95,7 @@ const logs: string[] = [];
 const log = (_l: string, event: string) => void logs.push(event);
 const addr = () => `127.53.${(process.pid >> 8) & 0xff}.${(process.pid & 0xff) || 1}`;
 
-test('MeshDns with resolved: the resolvectl commands on start, revert on stop; --no-accept-dns changes nothing', { skip: !root && 'needs root (port 53)' }, async () => {
+test('MeshDns with resolved: the resolvectl commands on start, revert on stop; --no-accept-dns changes nothing', { skip: (!root && 'needs root (port 53)') || (!inInitialNetns() && 'runs in a network namespace of its own') }, async () => {
   const f = files();
   const socket = join(dir, `resolved-${seq++}`);
   writeFileSync(socket, '');

@@ -115,6 +115,8 @@ describe('mesh DNS: names, renames, and the host resolver up, down and killed', 
     assert.equal(s.dns?.mode, 'resolv.conf');
     assert.equal(s.peers.find((p) => p.did === a.did)?.dnsName, `laptop.${SUFFIX}`);
     assert.ok((s.dns?.counters.local ?? 0) > 0, 'no query was answered by b’s daemon');
+    const human = await meshdOk(b, ['status']);
+    assert.ok(human.includes(`DNS: ${bName} (server ${b.meshIP}:53, host via resolv.conf)`), human);
     const table = await meshdOk(b, ['peer', 'list']);
     assert.match(table, new RegExp(`laptop\\.${SUFFIX.replace('.', '\\.')}`), table);
   });

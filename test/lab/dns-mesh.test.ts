@@ -20,7 +20,7 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Internet, Lab, type Host, type LabProcess, type Netns } from '../../src/lab/index.js';
 import { missingPrereqs, requirePrereqs } from '../helpers/prereqs.js';
-import { AGENT_PREREQS, addHost, daemonStatus, DWN_PORT, meshdJson, meshdOk, pingUntil, prepareJoiner, waitUntil, type MeshNode } from './agent-helpers.js';
+import { AGENT_PREREQS, addHost, daemonStatus, DWN_PORT, meshd, meshdJson, meshdOk, pingUntil, prepareJoiner, waitUntil, type MeshNode } from './agent-helpers.js';
 import { processGone } from './helpers.js';
 
 const DNS_UPSTREAM = fileURLToPath(new URL('./fixtures/dns-upstream.js', import.meta.url));
@@ -156,6 +156,21 @@ describe('mesh DNS: names, renames, and the host resolver up, down and killed', 
     assert.ok(atC !== undefined, `c's name table did not have studio.${SUFFIX} within 2 s of the rename`);
     assert.equal((await getent(b.ns, 'ahostsv4', `laptop.${SUFFIX}`)).value, null, 'the old name still resolves');
     assert.equal((await daemonStatus(a)).dns?.name, `studio.${SUFFIX}`);
+  });
+
+  test('the owner sets another suffix with `meshd network dns`: every node answers under it, and back', async (t) => {
+    if (!requirePrereqs(t, AGENT_PREREQS)) return;
+    const shown = await meshdOk(a, ['network', 'dns', '--suffix', 'corp.test']);
+    assert.match(shown, /^Set DNS: suffix corp\.test,/, shown);
+    const moved = await waitUntil(async () => ((await getent(b.ns, 'ahostsv4', 'studio.corp.test', 5000)).value === a.meshIP ? true : undefined), 5000, 100);
+    assert.ok(moved, 'b does not resolve studio.corp.test after the owner set the suffix');
+    assert.equal((await daemonStatus(c)).peers.find((p) => p.did === a.did)?.dnsName, 'studio.corp.test');
+    // a member cannot change it
+    const denied = await meshd(b, ['network', 'dns', '--suffix', 'evil.test']);
+    assert.notEqual(denied.code, 0, 'a node that is not the owner changed the DNS settings');
+    await meshdOk(a, ['network', 'dns', '--no-suffix']);
+    const back = await waitUntil(async () => ((await getent(b.ns, 'ahostsv4', `studio.${SUFFIX}`, 5000)).value === a.meshIP ? true : undefined), 5000, 100);
+    assert.ok(back, `b does not resolve studio.${SUFFIX} after the suffix was removed`);
   });
 
   test('kill -9: the host still resolves; the restart recovers and re-applies; `meshd down` restores resolv.conf exactly', async (t) => {

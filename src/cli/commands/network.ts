@@ -88,4 +88,21 @@ export function registerNetwork(program: Command, io: Io): void {
       [`Left network ${r.networkId} (${r.deleted} record${r.deleted === 1 ? '' : 's'} removed).`, ...(r.warning ? [`Warning: ${r.warning}`] : [])].join('\n'),
     );
   });
+
+  const dns = subcommand(network, 'dns', "show or set the network's DNS suffix and name servers (the owner sets them)")
+    .option('--suffix <domain>', 'names become <hostname>.<domain> (default <network>.internal)')
+    .option('--no-suffix', 'remove the suffix: peers use <network>.internal')
+    .option('--servers <ips>', 'comma-separated name servers for names outside the mesh ("" removes them)');
+  action(dns, io, async (ctx) => {
+    const o = dns.opts<{ suffix?: string | false; servers?: string }>();
+    const servers = o.servers === undefined ? undefined : o.servers.split(',').map((x) => x.trim()).filter((x) => x !== '');
+    const { networkDns } = await import('../../control/dns-settings-ops.js');
+    const r = await networkDns(controlContext(ctx), { suffix: o.suffix === false ? null : o.suffix, servers });
+    ctx.print(r, () =>
+      [
+        `${r.changed ? 'Set' : 'Network'} DNS: suffix ${r.suffix ?? '(default: <network>.internal)'}, name servers ${r.servers.length ? r.servers.join(', ') : '(the hosts\' own)'}`,
+        ...(r.changed ? ['Every node picks it up within seconds.'] : []),
+      ].join('\n'),
+    );
+  });
 }

@@ -30,6 +30,10 @@ export const ERROR_CODES = [
   'E_CONFIG_INVALID',
   'E_TIMEOUT',
   'E_LAB',
+  'E_PEER_UNKNOWN',
+  'E_PEER_REMOVED',
+  'E_PEER_OFFLINE',
+  'E_ACL_DENIED',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

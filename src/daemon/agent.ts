@@ -24,6 +24,9 @@ import { wgKeyToBase64 } from '../identity/keys.js';
 import { joinHostPort, splitHostPort } from '../util/host-port.js';
 import { resetHttpConnections } from './http-connections.js';
 import { configFromMap, peerEndpoints } from './map-to-config.js';
+import { DaemonMetrics } from './metrics.js';
+import { pingRoute } from './ping.js';
+import { nodeRecords } from '../control/model.js';
 import type { AgentLike } from './daemon.js';
 import type { Logger } from './log.js';
 
@@ -63,6 +66,8 @@ export interface AgentPeerStatus {
   lastHandshake: string | null;
   rxBytes: number;
   txBytes: number;
+  /** WireGuard handshakes completed with the peer. */
+  handshakes: number;
 }
 
 export interface AgentStatus {
@@ -109,6 +114,7 @@ export class MeshAgent implements AgentLike {
   private publishRetry: NodeJS.Timeout | undefined;
 
   private readonly tunName: string;
+  private readonly metrics = new DaemonMetrics(() => this.status());
 
   constructor(opts: AgentOptions) {
     this.opts = opts;
@@ -384,6 +390,7 @@ export class MeshAgent implements AgentLike {
           lastHandshake: hs > 0 ? new Date(hs).toISOString() : null,
           rxBytes: s?.rxBytes ?? 0,
           txBytes: s?.txBytes ?? 0,
+          handshakes: s?.handshakes ?? 0,
         };
       });
     let dataplane: AgentStatus['dataplane'] = null;
@@ -407,6 +414,17 @@ export class MeshAgent implements AgentLike {
 
   routes() {
     return {
+      'GET /metrics': () => this.metrics.render(),
+      'POST /v0/ping': (body: unknown) =>
+        pingRoute(
+          {
+            map: () => this.control?.map ?? this.map,
+            nodes: () => (this.control ? nodeRecords(this.control.session.set, this.control.session.joined.networkId, this.control.session.joined.anchor).map((r) => r.data) : []),
+            online: (key) => this.status().peers.find((p) => p.wireguardKey === key)?.online ?? false,
+            dataplane: () => this.dataplane,
+          },
+          body,
+        ),
       'GET /v0/peers': async () => {
         const peers = this.status().peers;
         const c = this.control;

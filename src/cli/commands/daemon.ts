@@ -35,6 +35,7 @@ interface UpOptions {
   hostname?: string;
   timeout?: string;
   wait?: string;
+  metricsListen?: string;
 }
 
 function parseListen(s: string, defaultPort: number): { host: string; port: number } {
@@ -125,7 +126,8 @@ export function registerDaemon(program: Command, io: Io): void {
     .option('--hostname <name>', 'the name peers see for this device (default: the host name; remembered)')
     .option('--foreground', 'run in the foreground (logs to stderr)')
     .option('--timeout <seconds>', 'how long to wait for the daemon to come up', '60')
-    .option('--wait <seconds>', "with an invite: how long to wait for the owner's meshd to admit this device", '600');
+    .option('--wait <seconds>', "with an invite: how long to wait for the owner's meshd to admit this device", '600')
+    .option('--metrics-listen <addr:port>', 'also serve Prometheus metrics at http://ADDR:PORT/metrics (e.g. 127.0.0.1:9101)');
   action(up, io, async (ctx, invite: string | undefined) => {
     const o: UpOptions = { ...up.opts<UpOptions>(), ...(invite !== undefined ? { invite } : {}) };
     if (!canManageNetwork()) {
@@ -180,7 +182,8 @@ export function registerDaemon(program: Command, io: Io): void {
       remember();
       const log = createLogger({ file: logPath(ctx.home), stderr: process.env.MESHD_BACKGROUND !== '1', debug: process.env.MESHD_DEBUG === '1' });
       const agent = new MeshAgent({ ctx: cc, log, tunName: o.tun ?? 'meshd0', ...(relay ? { relay } : {}), ...(o.dwnListen ? { dwnListen: o.dwnListen } : {}) });
-      const handle = await runDaemon({ home: ctx.home, log, agent });
+      const metricsListen = o.metricsListen !== undefined ? parseListen(o.metricsListen, 9101) : undefined;
+      const handle = await runDaemon({ home: ctx.home, log, agent, metricsListen });
       if (process.env.MESHD_BACKGROUND !== '1') ctx.progress(summarizeUp(agent.status()));
       await handle.stopped;
       return;
@@ -191,6 +194,7 @@ export function registerDaemon(program: Command, io: Io): void {
     if (relay?.url) args.push('--relay-url', relay.url);
     if (relay?.insecureHttp) args.push('--relay-insecure-http');
     if (o.dwnListen) args.push('--dwn-listen', o.dwnListen);
+    if (o.metricsListen) args.push('--metrics-listen', joinHostPort(parseListen(o.metricsListen, 9101).host, parseListen(o.metricsListen, 9101).port));
     // The daemon process starts now and loads its modules while this one creates or joins the
     // network (they are each about half a second of `meshd up`); it waits to be released.
     const daemon = spawnHeldDaemon(ctx.home, args);

@@ -34,6 +34,7 @@ export const ERROR_CODES = [
   'E_PEER_REMOVED',
   'E_PEER_OFFLINE',
   'E_ACL_DENIED',
+  'E_CHECK_FAILED',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

@@ -108,11 +108,12 @@ export class DaemonMetrics {
   private snapshot: AgentStatus | null = null;
 
   constructor(private readonly status: () => AgentStatus) {
+    const current = () => this.snapshot;
     for (const f of FAMILIES) {
-      const self = this;
+      // prom-client calls collect() with the metric as `this`, just before it reads the values
       const collect = function (this: Counter | Gauge) {
         this.reset();
-        const s = self.snapshot;
+        const s = current();
         if (!s) return;
         for (const [labels, v] of f.samples(s)) {
           if (!Number.isFinite(v)) continue;

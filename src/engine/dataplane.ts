@@ -534,13 +534,13 @@ export class DataPlane {
   ping(publicKeyBase64: string, timeoutMs = PING_TIMEOUT_MS): Promise<{ sent: PingStart; reply: PingReply | null }> {
     if (this.stopped || !this.applied.has(publicKeyBase64)) return Promise.resolve({ sent: 'no-disco', reply: null });
     return new Promise((resolve) => {
-      let timer: NodeJS.Timeout | undefined;
+      const wait: { timer?: NodeJS.Timeout } = {};
       const sent = this.magic.pingPeer(publicKeyBase64, (reply) => {
-        clearTimeout(timer);
+        clearTimeout(wait.timer);
         resolve({ sent, reply });
       });
       if (sent === 'no-disco' || sent === 'no-path' || sent === 'busy') return resolve({ sent, reply: null });
-      timer = setTimeout(() => resolve({ sent, reply: null }), Math.min(Math.max(1, timeoutMs), PING_TIMEOUT_MS));
+      wait.timer = setTimeout(() => resolve({ sent, reply: null }), Math.min(Math.max(1, timeoutMs), PING_TIMEOUT_MS));
     });
   }
 

@@ -99,6 +99,7 @@ export function registerLogs(program: Command, io: Io): void {
         for (const e of take(splitter.push(r.text))) show(e);
       };
       watchFile(path, { interval: FOLLOW_POLL_MS, persistent: true }, check);
+      ctx.progress(`following ${path} (Ctrl-C stops)`);
       const stop = () => {
         unwatchFile(path, check);
         process.off('SIGINT', stop);

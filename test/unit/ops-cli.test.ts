@@ -81,7 +81,7 @@ describe('meshd completion and man', () => {
       const g = spawnSync('groff', ['-man', '-Tutf8'], { input: r.stdout, encoding: 'utf8' });
       assert.equal(g.status, 0, g.stderr);
       assert.doesNotMatch(g.stderr, /error/i);
-      assert.match(g.stdout.replace(/.\x08/g, ''), /--until-direct/);
+      assert.match(g.stdout.replace(new RegExp('.' + String.fromCharCode(8), 'g'), ''), /--until-direct/);
     }
   });
 
@@ -170,7 +170,7 @@ describe('meshd logs', () => {
     assert.ok(e);
     assert.equal(e.level, 'warn');
     assert.deepEqual(e.fields, { peer: 'k', field: 'endpoint' });
-    assert.match(formatLogEntry(e, { utc: true }), /^2026-11-29T10:00:00\.000Z WARN  map\.peer-skipped peer=k field=endpoint$/);
+    assert.match(formatLogEntry(e, { utc: true }), /^2026-11-29T10:00:00\.000Z WARN {2}map\.peer-skipped peer=k field=endpoint$/);
     for (const bad of ['', 'plain text', '{"ts":"x","level":"info","event":"e"}', '{"ts":"2026-11-29T10:00:00Z","level":"loud","event":"e"}', '[1,2]', '{"ts":"2026-11-29T10:00:00Z","level":"info"}', '{']) {
       assert.equal(parseLogLine(bad), null, bad);
     }
@@ -244,7 +244,7 @@ describe('meshd logs', () => {
     const line = entry(new Date().toISOString(), 'info', 'peer.appended', { n: 1 });
     appendFileSync(log, line.slice(0, 20));
     appendFileSync(log, line.slice(20) + '\n');
-    await seen(/INFO  peer\.appended n=1/, 10_000);
+    await seen(/INFO {2}peer\.appended n=1/, 10_000);
     assert.doesNotMatch(out, /map\.apply-failed/);
     const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
     child.kill('SIGINT');

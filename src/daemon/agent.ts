@@ -26,6 +26,7 @@ import { resetHttpConnections } from './http-connections.js';
 import { configFromMap, peerEndpoints } from './map-to-config.js';
 import { DaemonMetrics } from './metrics.js';
 import { pingRoute } from './ping.js';
+import { DepartedPeers, departedNode } from './peer-query.js';
 import { nodeRecords } from '../control/model.js';
 import type { AgentLike } from './daemon.js';
 import type { Logger } from './log.js';
@@ -115,6 +116,7 @@ export class MeshAgent implements AgentLike {
 
   private readonly tunName: string;
   private readonly metrics = new DaemonMetrics(() => this.status());
+  private readonly departed = new DepartedPeers();
 
   constructor(opts: AgentOptions) {
     this.opts = opts;
@@ -288,6 +290,7 @@ export class MeshAgent implements AgentLike {
    * (`map.peer-skipped`) and left out while the rest of the map applies.
    */
   private applyMap(map: NetworkMap): Promise<void> {
+    this.departed.update(this.map?.peers, map.peers);
     this.map = map;
     this.applying = this.applying.then(async () => {
       if (this.stopped || !this.dataplane) return;
@@ -419,7 +422,11 @@ export class MeshAgent implements AgentLike {
         pingRoute(
           {
             map: () => this.control?.map ?? this.map,
-            nodes: () => (this.control ? nodeRecords(this.control.session.set, this.control.session.joined.networkId, this.control.session.joined.anchor).map((r) => r.data) : []),
+            departed: (query) => {
+              const s = this.control?.session;
+              const nodes = s ? nodeRecords(s.set, s.joined.networkId, s.joined.anchor).map((r) => r.data) : [];
+              return departedNode(nodes, query, Date.now()) ?? this.departed.find(query);
+            },
             online: (key) => this.status().peers.find((p) => p.wireguardKey === key)?.online ?? false,
             dataplane: () => this.dataplane,
           },

@@ -44,8 +44,10 @@ export function findPeer(map: NetworkMap, query: string): { peer: MapPeer; self:
   return hits[0] ? { peer: hits[0], self: false } : undefined;
 }
 
+export type Departed = { node: { did: string; meshIP: string; meshIP6: string; expiresAt?: string | null | undefined }; why: 'removed' | 'expired' | 'left'; at?: string };
+
 /** A node record the owner revoked, or whose expiry passed: why a peer is no longer in the map. */
-export function departedNode(nodes: readonly NodeRecord[], query: string, now: number): { node: NodeRecord; why: 'removed' | 'expired' } | undefined {
+export function departedNode(nodes: readonly NodeRecord[], query: string, now: number): Departed | undefined {
   for (const n of nodes) {
     if (!peerMatches({ ...n, hostname: null }, query)) continue;
     if (n.status === 'revoked') return { node: n, why: 'removed' };
@@ -54,8 +56,37 @@ export function departedNode(nodes: readonly NodeRecord[], query: string, now: n
   return undefined;
 }
 
+/** How many peers that left the map are remembered (the oldest are forgotten first). */
+const MAX_DEPARTED = 1024;
+
+/**
+ * Peers that were in a network map and are not in the next one: removed, expired — a device
+ * that cannot read the owner's revocation still knows the peer left, and when.
+ */
+export class DepartedPeers {
+  private readonly gone = new Map<string, { peer: Departed['node']; at: string }>();
+
+  update(prev: readonly MapPeer[] | undefined, next: readonly MapPeer[], now = Date.now()): void {
+    const present = new Set(next.map((p) => p.did));
+    for (const did of present) this.gone.delete(did);
+    for (const p of prev ?? []) {
+      if (present.has(p.did)) continue;
+      this.gone.delete(p.did);
+      this.gone.set(p.did, { peer: { did: p.did, meshIP: p.meshIP, meshIP6: p.meshIP6, expiresAt: p.expiresAt }, at: new Date(now).toISOString() });
+      if (this.gone.size > MAX_DEPARTED) this.gone.delete(this.gone.keys().next().value!);
+    }
+  }
+
+  find(query: string): Departed | undefined {
+    for (const g of [...this.gone.values()].reverse()) {
+      if (peerMatches({ ...g.peer, hostname: null }, query)) return { node: g.peer, why: 'left', at: g.at };
+    }
+    return undefined;
+  }
+}
+
 /** The error for a peer that is not in the map, naming why when the records say. */
-export function unknownPeerError(query: string, departed: ReturnType<typeof departedNode>): MeshdError {
+export function unknownPeerError(query: string, departed: Departed | undefined): MeshdError {
   if (departed?.why === 'removed') {
     return new MeshdError('E_PEER_REMOVED', `${departed.node.meshIP} (${departed.node.did.slice(0, 24)}…) was removed from the network by its owner`, {
       hint: 'only the owner can add it again: `meshd invite` or `meshd peer add DID`',
@@ -64,6 +95,11 @@ export function unknownPeerError(query: string, departed: ReturnType<typeof depa
   if (departed?.why === 'expired') {
     return new MeshdError('E_PEER_REMOVED', `${departed.node.meshIP} (${departed.node.did.slice(0, 24)}…) expired at ${departed.node.expiresAt ?? '?'}`, {
       hint: 'the owner can add it again with `meshd peer add DID`',
+    });
+  }
+  if (departed?.why === 'left') {
+    return new MeshdError('E_PEER_REMOVED', `${departed.node.meshIP} (${departed.node.did.slice(0, 24)}…) left the network at ${departed.at ?? '?'}: the owner removed it or its time ran out`, {
+      hint: 'only the owner can add it again: `meshd invite` or `meshd peer add DID`',
     });
   }
   return new MeshdError('E_PEER_UNKNOWN', `no peer "${query}" in this network`, { hint: '`meshd status` lists the peers by name, mesh IP and DID' });

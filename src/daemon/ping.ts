@@ -5,14 +5,13 @@
  */
 import { MeshdError } from '../errors.js';
 import type { NetworkMap } from '../control/netmap.js';
-import type { NodeRecord } from '../control/records.js';
 import type { DataPlane } from '../engine/dataplane.js';
-import { aclReach, departedNode, findPeer, unknownPeerError } from './peer-query.js';
+import { aclReach, findPeer, unknownPeerError, type Departed } from './peer-query.js';
 
 export interface PingDeps {
   map(): NetworkMap | undefined;
-  /** The owner's node records, revoked ones too (to say "removed" rather than "unknown"). */
-  nodes(): NodeRecord[];
+  /** Why a peer named so is no longer in the map (removed, expired, left), if it was in it. */
+  departed(query: string): Departed | undefined;
   /** Is the peer (base64 WireGuard key) online: a fresh endpoint record or a recent handshake. */
   online(wireguardKey: string): boolean;
   dataplane(): DataPlane | undefined;
@@ -44,7 +43,7 @@ export async function pingRoute(deps: PingDeps, body: unknown): Promise<PingAnsw
   const dp = deps.dataplane();
   if (!map || !dp) throw new MeshdError('E_DAEMON', 'the daemon is still starting', { hint: 'try again in a moment' });
   const found = findPeer(map, query);
-  if (!found) throw unknownPeerError(query, departedNode(deps.nodes(), query, Date.now()));
+  if (!found) throw unknownPeerError(query, deps.departed(query));
   const p = found.peer;
   if (found.self) throw new MeshdError('E_USAGE', `${query} is this device (${p.meshIP})`, { hint: 'ping another peer; `meshd status` lists them' });
   const acl = map.self ? aclReach(map.filter, map.self, p) : 'all';

@@ -14,7 +14,7 @@ import { socketPath } from '../../src/daemon/api.js';
 import { silentLogger } from '../../src/daemon/log.js';
 import { DaemonMetrics } from '../../src/daemon/metrics.js';
 import type { AgentStatus } from '../../src/daemon/agent.js';
-import { aclReach, departedNode, findPeer, unknownPeerError } from '../../src/daemon/peer-query.js';
+import { aclReach, DepartedPeers, departedNode, findPeer, unknownPeerError } from '../../src/daemon/peer-query.js';
 import { compileAcl } from '../../src/control/acl.js';
 import type { MapPeer, NetworkMap } from '../../src/control/netmap.js';
 import { newDropCounters } from '../../src/engine/wireguard/counters.js';
@@ -169,6 +169,16 @@ describe('peer lookups', () => {
     assert.equal(unknownPeerError('10.200.0.9', departedNode(recs, '10.200.0.9', now)).code, 'E_PEER_REMOVED');
     assert.match(unknownPeerError('did:jwk:old', departedNode(recs, 'did:jwk:old', now)).message, /expired/);
     assert.equal(unknownPeerError('x', departedNode(recs, 'x', now)).code, 'E_PEER_UNKNOWN');
+    // what the maps themselves say: a peer that was in one map and not in the next left
+    const gone = new DepartedPeers();
+    gone.update(undefined, nodes);
+    assert.equal(gone.find('10.200.0.3'), undefined);
+    gone.update(nodes, nodes.filter((p) => p.hostname !== 'Web'), now);
+    const e = unknownPeerError('10.200.0.3', gone.find('10.200.0.3'));
+    assert.equal(e.code, 'E_PEER_REMOVED');
+    assert.match(e.message, /left the network at 2026-11-29T00:00:00\.000Z/);
+    gone.update(nodes.filter((p) => p.hostname !== 'Web'), nodes); // back again
+    assert.equal(gone.find('10.200.0.3'), undefined);
   });
 
   test('what the ACL lets this device send a peer: all, some, none', () => {

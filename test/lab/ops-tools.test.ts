@@ -15,13 +15,14 @@
  *   UDP blocked at its router and its TUN deleted underneath it, it names each and exits 1.
  */
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { socketPath } from '../../src/daemon/api.js';
 import { natLab, natRouter, type NatLab } from '../../src/lab/index.js';
 import { missingPrereqs, requirePrereqs } from '../helpers/prereqs.js';
 import { parsePrometheusText, sampleValue } from '../helpers/prom-text.js';
-import { AGENT_PREREQS, DWN_PORT, daemonStatus, meshd, meshdJson, meshdOk, peerOf, prepareJoiner, tcpTransfer, upJoiner, waitUntil, type MeshNode } from './agent-helpers.js';
+import { AGENT_PREREQS, DWN_PORT, daemonStatus, meshd, meshdJson, meshdOk, peerOf, pingUntil, prepareJoiner, tcpTransfer, upJoiner, waitUntil, type MeshNode } from './agent-helpers.js';
 
 const RELAY_PORT = 3340;
 const METRICS_PORT = 9101;
@@ -127,6 +128,44 @@ describe('meshd ping, metrics and doctor on a real mesh', { timeout: 400_000 }, 
     }, 20_000, 500);
     assert.ok(gone, `ping never said that d was removed; last: ${last}`);
     assert.equal(gone.code, 1);
+  });
+
+  test('ip, whois and logs on a running node', async (t) => {
+    if (!requirePrereqs(t, AGENT_PREREQS)) return;
+    const { a, b } = nodes;
+    assert.equal((await meshdOk(a, ['ip'])).trim(), `${a.meshIP}\n${a.meshIP6}`);
+    assert.equal((await meshdOk(a, ['ip', 'b', '-4'])).trim(), b.meshIP);
+    assert.equal((await meshdOk(a, ['ip', b.did, '-6'])).trim(), b.meshIP6);
+    const w = await meshdJson<{ name: string; did: string; owner: string; member: string | null; self: boolean }>(a, ['whois', b.meshIP]);
+    assert.deepEqual([w.name, w.did, w.owner, w.member, w.self], ['b', b.did, nodes.owner.did, null, false]);
+    assert.match(await meshdOk(a, ['whois', a.meshIP6]), /\(this device\)/);
+    const none = await meshd(a, ['whois', '10.200.255.254']);
+    assert.equal(none.code, 1);
+    assert.match(none.stderr, /no device of network "ops" has the address 10\.200\.255\.254/);
+    assert.equal((await meshd(a, ['whois', 'not-an-ip'])).code, 2);
+    const logs = await meshdOk(a, ['logs', '--since', '10m', '--level', 'info']);
+    assert.match(logs, /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} INFO  map\.applied /m);
+  });
+
+  test('ping names an ACL that lets nothing through to the peer', async (t) => {
+    if (!requirePrereqs(t, AGENT_PREREQS)) return;
+    const { a, b, owner } = nodes;
+    const policy = (version: number, rules: unknown[]) => {
+      const file = lab!.lab.file(`acl-${version}.json`);
+      writeFileSync(file, JSON.stringify({ version, defaultAction: 'drop', groups: {}, rules }));
+      return file;
+    };
+    await meshdOk(owner, ['acl', 'set', policy(2, [{ action: 'accept', src: ['*'], dst: [owner.did] }])]);
+    let last = '';
+    const denied = await waitUntil(async () => {
+      const r = await meshd(a, ['ping', 'b', '-c', '1']);
+      last = r.stderr;
+      return r.code === 1 && /the ACL policy \(version 2\) lets nothing from this device through to b/.test(r.stderr);
+    }, 20_000, 300);
+    assert.ok(denied, `ping did not name the ACL; last: ${last}`);
+    await meshdOk(owner, ['acl', 'set', policy(3, [{ action: 'accept', src: ['*'], dst: ['*'] }])]);
+    assert.ok(await waitUntil(async () => (await meshd(a, ['ping', 'b', '-c', '1'])).code === 0, 20_000, 300), 'ping after the ACL opened again');
+    assert.ok((await pingUntil(a.ns, b.meshIP, 20_000)) !== null, 'no ICMP a→b after the ACL opened again');
   });
 
   test('a metrics scrape during a transfer shows the bytes rising and parses strictly', async (t) => {

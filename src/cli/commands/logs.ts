@@ -3,7 +3,7 @@
  * (<home>/meshd.log) in a human format — or its entries as JSON lines — optionally following
  * what is appended (like `tail -f`, surviving truncation and rotation of the file).
  */
-import { closeSync, fstatSync, openSync, readSync, statSync, watchFile, unwatchFile, type Stats } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync, statSync, type Stats } from 'node:fs';
 import type { Command } from 'commander';
 import { MeshdError, UsageError } from '../../errors.js';
 import { logPath } from '../../daemon/background.js';
@@ -98,10 +98,12 @@ export function registerLogs(program: Command, io: Io): void {
         offset = r.end;
         for (const e of take(splitter.push(r.text))) show(e);
       };
-      watchFile(path, { interval: FOLLOW_POLL_MS, persistent: true }, check);
+      // compared with what was read so far (not with a watcher's first look, which may come
+      // after a write and then never report it)
+      const timer = setInterval(check, FOLLOW_POLL_MS);
       ctx.progress(`following ${path} (Ctrl-C stops)`);
       const stop = () => {
-        unwatchFile(path, check);
+        clearInterval(timer);
         process.off('SIGINT', stop);
         process.off('SIGTERM', stop);
         resolve();

@@ -13,7 +13,8 @@
  */
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Registry } from 'prom-client';
-import { MeshdError } from '../errors.js';
+import { MeshdError, UsageError } from '../errors.js';
+import { joinHostPort, splitHostPort } from '../util/host-port.js';
 import { MESHD_VERSION } from '../version.js';
 import type { AgentStatus } from './agent.js';
 import { RawResponse } from './api.js';
@@ -136,6 +137,20 @@ export class DaemonMetrics {
       this.snapshot = null;
     }
   }
+}
+
+/** Default port of `--metrics-listen` when only an address is given. */
+export const METRICS_DEFAULT_PORT = 9101;
+
+/**
+ * `--metrics-listen` text: "127.0.0.1:9101", "[::1]:9101", ":9101" (loopback: metrics are not
+ * published on every interface by accident), or just an address (port 9101).
+ */
+export function parseMetricsListen(s: string): { host: string; port: number; text: string } {
+  const hp = splitHostPort(s, { defaultPort: METRICS_DEFAULT_PORT });
+  if (!hp) throw new UsageError(`--metrics-listen "${s.slice(0, 80)}" is not ADDR:PORT`, { hint: 'e.g. --metrics-listen 127.0.0.1:9101' });
+  const host = hp.host === '' ? '127.0.0.1' : hp.host;
+  return { host, port: hp.port, text: joinHostPort(host, hp.port) };
 }
 
 /** `--metrics-listen ADDR:PORT`: plain HTTP serving `GET /metrics` (and nothing else). */

@@ -12,7 +12,9 @@ import { register as globalRegistry } from 'prom-client';
 import { runDaemon } from '../../src/daemon/daemon.js';
 import { socketPath } from '../../src/daemon/api.js';
 import { silentLogger } from '../../src/daemon/log.js';
-import { DaemonMetrics } from '../../src/daemon/metrics.js';
+import { DaemonMetrics, parseMetricsListen } from '../../src/daemon/metrics.js';
+import { pingRoute, type PingDeps } from '../../src/daemon/ping.js';
+import type { DataPlane } from '../../src/engine/dataplane.js';
 import type { AgentStatus } from '../../src/daemon/agent.js';
 import { aclReach, DepartedPeers, departedNode, findPeer, unknownPeerError } from '../../src/daemon/peer-query.js';
 import { compileAcl } from '../../src/control/acl.js';
@@ -190,4 +192,33 @@ describe('peer lookups', () => {
     assert.equal(aclReach(acl([{ action: 'accept', src: [nodes[2]!.did], dst: [web.did] }]), self, web), 'none');
     assert.equal(aclReach(acl([{ action: 'drop', src: [self.did], dst: ['*'] }], 'accept'), self, web), 'none');
   });
+
+  test('the ping route: why not, before any packet — bad body, this device, unknown, ACL, offline; else the data plane pings', async () => {
+    const pinged: string[] = [];
+    const dp = { ping: async (key: string) => (pinged.push(key), { sent: 'relay', reply: { via: 'relay', address: 'https://r/derp', latencyMs: 3 } }) } as unknown as DataPlane;
+    const deps = (over: Partial<PingDeps> = {}, m: NetworkMap = map): PingDeps => ({ map: () => m, departed: () => undefined, online: () => true, dataplane: () => dp, ...over });
+    const code = async (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code);
+    assert.equal(await code(pingRoute(deps(), { peer: 42 })), 'E_USAGE');
+    assert.equal(await code(pingRoute(deps(), { peer: 'web', timeoutMs: 1e9 })), 'E_USAGE');
+    assert.equal(await code(pingRoute(deps(), { peer: 'me' })), 'E_USAGE');
+    assert.equal(await code(pingRoute(deps(), { peer: 'nobody' })), 'E_PEER_UNKNOWN');
+    assert.equal(await code(pingRoute(deps({ online: () => false }), { peer: 'web' })), 'E_PEER_OFFLINE');
+    assert.equal(await code(pingRoute(deps({ dataplane: () => undefined }), { peer: 'web' })), 'E_DAEMON');
+    const closed = { ...map, filter: compileAcl({ version: 9, defaultAction: 'drop', groups: {}, rules: [] } as never, []) } as NetworkMap;
+    assert.equal(await code(pingRoute(deps({}, closed), { peer: 'web' })), 'E_ACL_DENIED');
+    assert.deepEqual(pinged, [], 'nothing was pinged for a refused request');
+    const a = await pingRoute(deps(), { peer: '10.200.0.3' });
+    assert.deepEqual(pinged, ['key3=']);
+    assert.equal(a.peer.hostname, 'Web');
+    assert.equal(a.acl, 'all');
+    assert.deepEqual(a.reply, { via: 'relay', address: 'https://r/derp', latencyMs: 3 });
+  });
+});
+
+test('--metrics-listen: address and port, loopback by default, refused when malformed', () => {
+  assert.deepEqual(parseMetricsListen('127.0.0.1:9200'), { host: '127.0.0.1', port: 9200, text: '127.0.0.1:9200' });
+  assert.equal(parseMetricsListen(':9200').host, '127.0.0.1');
+  assert.equal(parseMetricsListen('127.0.0.1').port, 9101);
+  assert.equal(parseMetricsListen('[::1]:9200').text, '[::1]:9200');
+  assert.throws(() => parseMetricsListen('127.0.0.1:99999'), /is not ADDR:PORT/);
 });

@@ -182,7 +182,7 @@ export function registerDaemon(program: Command, io: Io): void {
       remember();
       const log = createLogger({ file: logPath(ctx.home), stderr: process.env.MESHD_BACKGROUND !== '1', debug: process.env.MESHD_DEBUG === '1' });
       const agent = new MeshAgent({ ctx: cc, log, tunName: o.tun ?? 'meshd0', ...(relay ? { relay } : {}), ...(o.dwnListen ? { dwnListen: o.dwnListen } : {}) });
-      const metricsListen = o.metricsListen !== undefined ? parseListen(o.metricsListen, 9101) : undefined;
+      const metricsListen = o.metricsListen !== undefined ? (await import('../../daemon/metrics.js')).parseMetricsListen(o.metricsListen) : undefined;
       const handle = await runDaemon({ home: ctx.home, log, agent, metricsListen });
       if (process.env.MESHD_BACKGROUND !== '1') ctx.progress(summarizeUp(agent.status()));
       await handle.stopped;
@@ -194,7 +194,7 @@ export function registerDaemon(program: Command, io: Io): void {
     if (relay?.url) args.push('--relay-url', relay.url);
     if (relay?.insecureHttp) args.push('--relay-insecure-http');
     if (o.dwnListen) args.push('--dwn-listen', o.dwnListen);
-    if (o.metricsListen) args.push('--metrics-listen', joinHostPort(parseListen(o.metricsListen, 9101).host, parseListen(o.metricsListen, 9101).port));
+    if (o.metricsListen) args.push('--metrics-listen', (await import('../../daemon/metrics.js')).parseMetricsListen(o.metricsListen).text);
     // The daemon process starts now and loads its modules while this one creates or joins the
     // network (they are each about half a second of `meshd up`); it waits to be released.
     const daemon = spawnHeldDaemon(ctx.home, args);

@@ -6,6 +6,7 @@
 import { MeshdError } from '../errors.js';
 import type { NetworkMap } from '../control/netmap.js';
 import type { DataPlane } from '../engine/dataplane.js';
+import { normalizeRelayUrl } from '../engine/magicsock/relay-set.js';
 import { aclReach, findPeer, unknownPeerError, type Departed } from './peer-query.js';
 
 export interface PingDeps {
@@ -22,7 +23,7 @@ export interface PingAnswer {
   /** How the ping went out: direct, relay, candidates (no relay), or no-path. */
   sent: string;
   /** null: no pong within the timeout. */
-  reply: { via: 'direct' | 'relay'; address: string; latencyMs: number } | null;
+  reply: { via: 'direct' | 'relay'; address: string; latencyMs: number; region?: string } | null;
   /** What the ACL lets this device send the peer ('some': only some protocols or ports). */
   acl: 'all' | 'some' | 'none';
 }
@@ -65,5 +66,19 @@ export async function pingRoute(deps: PingDeps, body: unknown): Promise<PingAnsw
     });
   }
   if (r.sent === 'busy') throw new MeshdError('E_DAEMON', 'too many pings to this peer are waiting for an answer', { hint: 'wait a few seconds' });
-  return { peer: { did: p.did, hostname: p.hostname, meshIP: p.meshIP }, sent: r.sent, reply: r.reply, acl };
+  // a relay is shown by its region (from the relay record), as people name relays
+  const region = r.reply?.via === 'relay' ? relayRegion(map, r.reply.address) : undefined;
+  const reply = r.reply && region ? { ...r.reply, region } : r.reply;
+  return { peer: { did: p.did, hostname: p.hostname, meshIP: p.meshIP }, sent: r.sent, reply, acl };
+}
+
+function relayRegion(map: NetworkMap, url: string): string | undefined {
+  const same = (a: string) => {
+    try {
+      return normalizeRelayUrl(a) === normalizeRelayUrl(url);
+    } catch {
+      return false;
+    }
+  };
+  return map.relays.find((r) => same(r.url))?.region;
 }

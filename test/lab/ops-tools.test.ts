@@ -83,7 +83,7 @@ describe('meshd ping, metrics and doctor on a real mesh', { timeout: 400_000 }, 
     const r = await meshd(a, ['ping', 'b', '--until-direct', '-c', '20', '--interval', '0.5'], 120_000);
     const lines = r.stdout.trim().split('\n');
     assert.equal(r.code, 0, `exit ${r.code}: ${r.stderr}\n${r.stdout}`);
-    assert.match(lines[0]!, new RegExp(`^pong from b \\(${b.meshIP.replace(/\./g, '\\.')}\\) via relay https://${lab!.relay.addr.replace(/\./g, '\\.')}:${RELAY_PORT}/derp in \\d+\\.\\d ms$`), r.stdout);
+    assert.match(lines[0]!, new RegExp(`^pong from b \\(${b.meshIP.replace(/\./g, '\\.')}\\) via relay meshd-\\S+ \\(https://${lab!.relay.addr.replace(/\./g, '\\.')}:${RELAY_PORT}/derp\\) in \\d+\\.\\d ms$`), r.stdout);
     assert.match(lines.at(-1)!, /^pong from b \(\S+\) via 203\.0\.113\.\d+:\d+ in \d+\.\d ms$/, r.stdout);
     assert.ok(lines.length >= 2);
     // the daemon agrees: the path to b is direct, at the address ping printed
@@ -105,7 +105,7 @@ describe('meshd ping, metrics and doctor on a real mesh', { timeout: 400_000 }, 
     assert.equal(r.code, 1, `exit ${r.code}: ${r.stdout}${r.stderr}`);
     const lines = r.stdout.trim().split('\n');
     assert.equal(lines.length, 6, r.stdout);
-    assert.ok(lines.every((l) => / via relay https:\/\//.test(l)), r.stdout);
+    assert.ok(lines.every((l) => / via relay meshd-\S+ \(https:\/\/\S+\) in /.test(l)), r.stdout);
     assert.match(r.stderr, new RegExp(`no direct path to \\S+ \\(${d.meshIP.replace(/\./g, '\\.')}\\) after 6 pings: its replies came over the relay`));
   });
 

@@ -149,7 +149,7 @@ describe('peer lookups', () => {
     ({ did: didOf(n), wireguardKey: `key${n}=`, meshIP: `10.200.0.${n}`, meshIP6: `fd0d:e100:d3c5::${n}`, owner: 'did:jwk:owner', hostname, os: 'linux', capabilities: [], endpoints: [], localEndpoints: [], natType: 'unknown', discoKey: null, preferredRelay: null, endpointUpdatedAt: null, online: true, expiresAt: null, ...extra }) as MapPeer;
   const self = peer(2, 'me');
   const nodes = [self, peer(3, 'Web'), peer(4, 'db'), peer(5, 'twin'), peer(6, 'twin')];
-  const map = { self, peers: nodes.slice(1), filter: compileAcl(undefined, []), anchor: 'did:jwk:owner' } as unknown as NetworkMap;
+  const map = { self, peers: nodes.slice(1), filter: compileAcl(undefined, []), anchor: 'did:jwk:owner', relays: [{ url: 'https://r', region: 'fra' }] } as unknown as NetworkMap;
 
   test('by host name (any case), mesh IP (v4, v6 in any spelling) or DID; self; ambiguous names refused', () => {
     assert.equal(findPeer(map, 'web')?.peer.meshIP, '10.200.0.3');
@@ -211,7 +211,7 @@ describe('peer lookups', () => {
     assert.deepEqual(pinged, ['key3=']);
     assert.equal(a.peer.hostname, 'Web');
     assert.equal(a.acl, 'all');
-    assert.deepEqual(a.reply, { via: 'relay', address: 'https://r/derp', latencyMs: 3 });
+    assert.deepEqual(a.reply, { via: 'relay', address: 'https://r/derp', latencyMs: 3, region: 'fra' }, 'the relay named by its region (URLs compared normalised)');
   });
 });
 

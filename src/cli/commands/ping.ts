@@ -2,7 +2,7 @@
  * `meshd ping PEER [-c N] [--until-direct] [--timeout S]`: disco pings through the daemon, on
  * the path the peer's traffic takes now, one line per reply with the path and the round trip:
  *
- *   pong from b (10.200.4.7) via relay https://198.51.100.10:3340/derp in 3.1 ms
+ *   pong from b (10.200.4.7) via relay fra (https://198.51.100.10:3340/derp) in 3.1 ms
  *   pong from b (10.200.4.7) via 203.0.113.11:51820 in 0.6 ms
  *
  * The first ping of an idle peer goes over the relay and starts path discovery, as a packet
@@ -19,7 +19,7 @@ import { action, subcommand, type Io } from '../program.js';
 function formatReply(a: PingAnswer): string {
   const who = `${a.peer.hostname ?? a.peer.meshIP} (${a.peer.meshIP})`;
   if (!a.reply) return `ping ${who} timed out${a.sent === 'no-path' ? ' (no relay and no known address for it)' : ''}`;
-  const via = a.reply.via === 'relay' ? `relay ${a.reply.address}` : a.reply.address;
+  const via = a.reply.via === 'relay' ? `relay ${a.reply.region ? `${a.reply.region} (${a.reply.address})` : a.reply.address}` : a.reply.address;
   return `pong from ${who} via ${via} in ${a.reply.latencyMs.toFixed(1)} ms`;
 }
 

@@ -31,6 +31,11 @@ export const ERROR_CODES = [
   'E_CONFIG_INVALID',
   'E_TIMEOUT',
   'E_LAB',
+  'E_PEER_UNKNOWN',
+  'E_PEER_REMOVED',
+  'E_PEER_OFFLINE',
+  'E_ACL_DENIED',
+  'E_CHECK_FAILED',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

@@ -26,6 +26,10 @@ import { resetHttpConnections } from './http-connections.js';
 import { configFromMap, peerEndpoints } from './map-to-config.js';
 import { nameTableFromMap } from './map-to-dns.js';
 import { MeshDns, readAcceptDns, writeAcceptDns, type MeshDnsStatus } from '../dns/mesh-dns.js';
+import { DaemonMetrics } from './metrics.js';
+import { pingRoute } from './ping.js';
+import { DepartedPeers, departedNode } from './peer-query.js';
+import { nodeRecords } from '../control/model.js';
 import type { AgentLike } from './daemon.js';
 import type { Logger } from './log.js';
 
@@ -75,6 +79,8 @@ export interface AgentPeerStatus {
   lastHandshake: string | null;
   rxBytes: number;
   txBytes: number;
+  /** WireGuard handshakes completed with the peer. */
+  handshakes: number;
 }
 
 export interface AgentStatus {
@@ -124,6 +130,8 @@ export class MeshAgent implements AgentLike {
   private dns: MeshDns | undefined;
 
   private readonly tunName: string;
+  private readonly metrics = new DaemonMetrics(() => this.status());
+  private readonly departed = new DepartedPeers();
 
   constructor(opts: AgentOptions) {
     this.opts = opts;
@@ -333,6 +341,7 @@ export class MeshAgent implements AgentLike {
    * (`map.peer-skipped`) and left out while the rest of the map applies.
    */
   private applyMap(map: NetworkMap): Promise<void> {
+    this.departed.update(this.map?.peers, map.peers);
     this.map = map;
     this.applying = this.applying.then(async () => {
       if (this.stopped || !this.dataplane) return;
@@ -441,6 +450,7 @@ export class MeshAgent implements AgentLike {
           lastHandshake: hs > 0 ? new Date(hs).toISOString() : null,
           rxBytes: s?.rxBytes ?? 0,
           txBytes: s?.txBytes ?? 0,
+          handshakes: s?.handshakes ?? 0,
         };
       });
     let dataplane: AgentStatus['dataplane'] = null;
@@ -465,6 +475,21 @@ export class MeshAgent implements AgentLike {
 
   routes() {
     return {
+      'GET /metrics': () => this.metrics.render(),
+      'POST /v0/ping': (body: unknown) =>
+        pingRoute(
+          {
+            map: () => this.control?.map ?? this.map,
+            departed: (query) => {
+              const s = this.control?.session;
+              const nodes = s ? nodeRecords(s.set, s.joined.networkId, s.joined.anchor).map((r) => r.data) : [];
+              return departedNode(nodes, query, Date.now()) ?? this.departed.find(query);
+            },
+            online: (key) => this.status().peers.find((p) => p.wireguardKey === key)?.online ?? false,
+            dataplane: () => this.dataplane,
+          },
+          body,
+        ),
       'GET /v0/peers': async () => {
         const peers = this.status().peers;
         const c = this.control;

@@ -13,6 +13,14 @@ export function socketPath(home: string): string {
 
 export type Handler = (body: unknown) => Promise<unknown> | unknown;
 
+/** A handler's reply that is not JSON (e.g. `GET /metrics`): sent as it is. */
+export class RawResponse {
+  constructor(
+    readonly contentType: string,
+    readonly body: string,
+  ) {}
+}
+
 export interface ApiServer {
   close(): Promise<void>;
 }
@@ -27,8 +35,9 @@ export async function startApiServer(home: string, routes: Record<string, Handle
     const key = `${req.method} ${(req.url ?? '').split('?')[0]}`;
     const handler = routes[key];
     const send = (status: number, value: unknown) => {
-      const body = JSON.stringify(value);
-      res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+      const raw = value instanceof RawResponse;
+      const body = raw ? value.body : JSON.stringify(value);
+      res.writeHead(status, { 'content-type': raw ? value.contentType : 'application/json', 'content-length': Buffer.byteLength(body) });
       res.end(body);
     };
     if (!handler) return send(404, { error: { code: 'E_NOT_FOUND', message: `no route ${key}` } });

@@ -4,7 +4,7 @@
  * lock removed on every exit path it can see.
  */
 import { MeshdError } from '../errors.js';
-import { startApiServer, type ApiServer, type Handler } from './api.js';
+import { RawResponse, startApiServer, type ApiServer, type Handler } from './api.js';
 import { acquireDaemonLock, type DaemonLock } from './lock.js';
 import type { Logger } from './log.js';
 
@@ -25,12 +25,20 @@ export interface DaemonHandle {
   state(): DaemonState;
 }
 
-export async function runDaemon(opts: { home: string; log: Logger; agent: AgentLike; handleSignals?: boolean }): Promise<DaemonHandle> {
+export async function runDaemon(opts: {
+  home: string;
+  log: Logger;
+  agent: AgentLike;
+  handleSignals?: boolean;
+  /** Also serve the agent's `GET /metrics` route over plain HTTP here (`--metrics-listen`). */
+  metricsListen?: { host: string; port: number } | undefined;
+}): Promise<DaemonHandle> {
   const { home, log, agent } = opts;
   const lock: DaemonLock = acquireDaemonLock(home);
   let state: DaemonState = 'starting';
   let failure: string | undefined;
   let api: ApiServer | undefined;
+  let metricsServer: { close(): Promise<void> } | undefined;
   let resolveStopped!: () => void;
   const stopped = new Promise<void>((r) => (resolveStopped = r));
   let stopping: Promise<void> | undefined;
@@ -46,6 +54,7 @@ export async function runDaemon(opts: { home: string; log: Logger; agent: AgentL
         log.error('agent.stop-failed', { error: (e as Error).message });
       }
       await api?.close().catch(() => undefined);
+      await metricsServer?.close().catch(() => undefined);
       lock.release();
       state = 'stopped';
       log.info('daemon.stopped', { reason });
@@ -87,6 +96,17 @@ export async function runDaemon(opts: { home: string; log: Logger; agent: AgentL
       ...(agent.routes?.() ?? {}),
     });
     log.info('daemon.starting', { pid: process.pid, home });
+    const metricsRoute = agent.routes?.()['GET /metrics'];
+    if (opts.metricsListen && metricsRoute) {
+      const { serveMetrics } = await import('./metrics.js');
+      const render = async () => {
+        const r = await metricsRoute(undefined);
+        return r instanceof RawResponse ? r : new RawResponse('application/json', JSON.stringify(r));
+      };
+      const m = await serveMetrics(opts.metricsListen, render);
+      metricsServer = m;
+      log.info('metrics.serving', { host: opts.metricsListen.host, port: m.port });
+    }
     await agent.start();
     state = 'running';
     log.info('daemon.running', { pid: process.pid });

@@ -19,6 +19,8 @@ import { Engine, parseWgKey, type EngineEvent, type EngineStats, type PeerStats 
 import type { PacketFilter } from './filter/filter.js';
 import { filterHooks } from './filter/hooks.js';
 import { MagicSock, type LocalEndpoints, type MagicSockCounters, type RelayConfig } from './magicsock/magicsock.js';
+import type { PingReply, PingStart } from './magicsock/endpoint.js';
+import { PING_TIMEOUT_MS } from './magicsock/constants.js';
 import type { RelayStatus } from './magicsock/relay-set.js';
 import type { StunProbe } from './magicsock/netcheck.js';
 import type { NatMapping } from './magicsock/stun.js';
@@ -109,6 +111,8 @@ export interface DataPlanePeerStatus {
   lastHandshake: number;
   rxBytes: number;
   txBytes: number;
+  /** Handshakes completed with the peer since it was added. */
+  handshakes: number;
   hasSession: boolean;
   /** Traffic sent in the last 45 s. */
   active: boolean;
@@ -477,6 +481,7 @@ export class DataPlane {
         lastHandshake: s?.lastHandshake ?? 0,
         rxBytes: s?.rxBytes ?? 0,
         txBytes: s?.txBytes ?? 0,
+        handshakes: s?.handshakes ?? 0,
         hasSession: s?.hasSession ?? false,
       };
       if (path !== null) {
@@ -518,6 +523,25 @@ export class DataPlane {
       },
       peers,
     };
+  }
+
+  /**
+   * One disco ping to a peer (base64 WireGuard key) through the path its traffic takes now
+   * (`meshd ping`). Resolves with the pong (path and round trip), or `reply: null` when none
+   * came within `timeoutMs` (at most PING_TIMEOUT_MS, after which a ping is forgotten); `sent`
+   * says how it went out ('no-disco': a plain WireGuard peer, 'no-path': nowhere to send it).
+   */
+  ping(publicKeyBase64: string, timeoutMs = PING_TIMEOUT_MS): Promise<{ sent: PingStart; reply: PingReply | null }> {
+    if (this.stopped || !this.applied.has(publicKeyBase64)) return Promise.resolve({ sent: 'no-disco', reply: null });
+    return new Promise((resolve) => {
+      const wait: { timer?: NodeJS.Timeout } = {};
+      const sent = this.magic.pingPeer(publicKeyBase64, (reply) => {
+        clearTimeout(wait.timer);
+        resolve({ sent, reply });
+      });
+      if (sent === 'no-disco' || sent === 'no-path' || sent === 'busy') return resolve({ sent, reply: null });
+      wait.timer = setTimeout(() => resolve({ sent, reply: null }), Math.min(Math.max(1, timeoutMs), PING_TIMEOUT_MS));
+    });
   }
 
   /** Run endpoint discovery now (STUN, local addresses, NAT type); resolves when done. */

@@ -18,7 +18,8 @@ export type Prereq =
   | 'turnserver'
   | 'iperf3'
   | 'native'
-  | 'postgres';
+  | 'postgres'
+  | 'systemd-analyze';
 
 const BINARIES: Partial<Record<Prereq, string>> = {
   ip: 'ip',
@@ -27,6 +28,7 @@ const BINARIES: Partial<Record<Prereq, string>> = {
   'wireguard-go': 'wireguard-go',
   turnserver: 'turnserver',
   iperf3: 'iperf3',
+  'systemd-analyze': 'systemd-analyze',
 };
 
 function missing(p: Prereq): string | null {

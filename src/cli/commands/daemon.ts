@@ -37,6 +37,7 @@ interface UpOptions {
   acceptDns?: boolean;
   timeout?: string;
   wait?: string;
+  metricsListen?: string;
 }
 
 function parseListen(s: string, defaultPort: number): { host: string; port: number } {
@@ -129,7 +130,8 @@ export function registerDaemon(program: Command, io: Io): void {
     .option('--no-accept-dns', "leave the host's DNS settings alone, systemd-resolved included (remembered)")
     .option('--foreground', 'run in the foreground (logs to stderr)')
     .option('--timeout <seconds>', 'how long to wait for the daemon to come up', '60')
-    .option('--wait <seconds>', "with an invite: how long to wait for the owner's meshd to admit this device", '600');
+    .option('--wait <seconds>', "with an invite: how long to wait for the owner's meshd to admit this device", '600')
+    .option('--metrics-listen <addr:port>', 'also serve Prometheus metrics at http://ADDR:PORT/metrics (e.g. 127.0.0.1:9101)');
   action(up, io, async (ctx, invite: string | undefined) => {
     const o: UpOptions = { ...up.opts<UpOptions>(), ...(invite !== undefined ? { invite } : {}) };
     if (!canManageNetwork()) {
@@ -198,7 +200,8 @@ export function registerDaemon(program: Command, io: Io): void {
         ...(o.dwnListen ? { dwnListen: o.dwnListen } : {}),
         ...(o.acceptDns !== undefined ? { acceptDns: o.acceptDns } : {}),
       });
-      const handle = await runDaemon({ home: ctx.home, log, agent });
+      const metricsListen = o.metricsListen !== undefined ? (await import('../../daemon/metrics.js')).parseMetricsListen(o.metricsListen) : undefined;
+      const handle = await runDaemon({ home: ctx.home, log, agent, metricsListen });
       if (process.env.MESHD_BACKGROUND !== '1') ctx.progress(summarizeUp(agent.status()));
       await handle.stopped;
       return;
@@ -210,6 +213,7 @@ export function registerDaemon(program: Command, io: Io): void {
     if (relay?.insecureHttp) args.push('--relay-insecure-http');
     if (o.dwnListen) args.push('--dwn-listen', o.dwnListen);
     if (o.acceptDns !== undefined) args.push(o.acceptDns ? '--accept-dns' : '--no-accept-dns');
+    if (o.metricsListen) args.push('--metrics-listen', (await import('../../daemon/metrics.js')).parseMetricsListen(o.metricsListen).text);
     // The daemon process starts now and loads its modules while this one creates or joins the
     // network (they are each about half a second of `meshd up`); it waits to be released.
     const daemon = spawnHeldDaemon(ctx.home, args);

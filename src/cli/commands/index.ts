@@ -12,6 +12,7 @@ import { registerDaemon } from './daemon.js';
 import { registerEngine } from './engine.js';
 import { registerRelay } from './relay.js';
 import { registerNetcheck } from './netcheck.js';
+import { registerOps } from './ops.js';
 
 export function registerCommands(program: Command, io: Io): void {
   registerIdentity(program, io);
@@ -25,4 +26,5 @@ export function registerCommands(program: Command, io: Io): void {
   registerRelay(program, io);
   registerNetcheck(program, io);
   registerEngine(program, io);
+  registerOps(program, io);
 }

@@ -53,6 +53,11 @@ export const MAX_CALL_ME_MAYBE_ENDPOINTS = 32;
  * its disco key) cannot turn us into a ping cannon aimed at third parties.
  */
 export const MAX_PINGS_PER_INTERVAL = 64;
+/**
+ * A user's pings (`meshd ping`) waiting for their pong, per peer: they bypass the discovery
+ * budget (one user ping a second must not wait behind a discovery burst) but cannot pile up.
+ */
+export const MAX_USER_PINGS_IN_FLIGHT = 8;
 /** Period of the magic socket's tick (heartbeats, ping expiry, trust expiry). */
 export const TICK_MS = 250;
 /** Sends on the relay path kick discovery at most this often (it is cheap but not free). */

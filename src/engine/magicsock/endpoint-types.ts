@@ -33,13 +33,26 @@ export interface Candidate {
   pongSrc: string | null;
 }
 
-export type PingPurpose = 'discovery' | 'heartbeat';
+export type PingPurpose = 'discovery' | 'heartbeat' | 'user';
+
+/** The answer to a user's ping (`meshd ping`): which path it took and its round trip. */
+export interface PingReply {
+  via: 'direct' | 'relay';
+  /** "ip:port" of the direct path, or the relay URL. */
+  address: string;
+  latencyMs: number;
+}
+
+/** How a user's ping went out: over the trusted direct path, the relay, or every candidate. */
+export type PingStart = 'direct' | 'relay' | 'candidates' | 'no-path' | 'no-disco' | 'busy';
 
 export interface SentPing {
   /** null: sent over the relay. */
   readonly to: Candidate | null;
   readonly at: number;
   readonly purpose: PingPurpose;
+  /** A user's ping: called with the first pong of its group (then cleared for the others). */
+  readonly reply?: { done: boolean; cb: (r: PingReply) => void };
 }
 
 export type EndpointEvent =

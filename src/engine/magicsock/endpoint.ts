@@ -44,6 +44,7 @@ import {
   MAX_CALL_ME_MAYBE_ENDPOINTS,
   MAX_CANDIDATES,
   MAX_PINGS_PER_INTERVAL,
+  MAX_USER_PINGS_IN_FLIGHT,
   PING_BACK_INTERVAL_MS,
   PING_TIMEOUT_MS,
   SESSION_ACTIVE_TIMEOUT_MS,
@@ -54,7 +55,7 @@ import {
 import type { IpPort } from './stun.js';
 
 export * from './endpoint-types.js';
-import { betterPath, sameAddr, type Candidate, type CandidateSource, type EndpointCounters, type EndpointIo, type EndpointStatus, type PeerEndpointConfig, type PingPurpose, type SentPing } from './endpoint-types.js';
+import { betterPath, sameAddr, type Candidate, type CandidateSource, type EndpointCounters, type EndpointIo, type EndpointStatus, type PeerEndpointConfig, type PingPurpose, type PingReply, type PingStart, type SentPing } from './endpoint-types.js';
 
 export class PeerEndpoint implements Endpoint {
   /** Small unique id (relay source tag). */
@@ -316,6 +317,43 @@ export class PeerEndpoint implements Endpoint {
     this.io.sendDisco(this, null, { type: 'ping', txId, nodeKey: this.io.nodeKey });
   }
 
+  /**
+   * A user's ping (`meshd ping`), through the path traffic takes now: the trusted direct path,
+   * else the relay (and path discovery starts, as a packet would start it), else — no relay —
+   * every candidate. `reply` gets the first pong; none within PING_TIMEOUT_MS means no answer.
+   * Counts as traffic, so the path is kept warm (heartbeats) while the user pings.
+   */
+  userPing(now: number, reply: (r: PingReply) => void): PingStart {
+    if (this.closed) return 'no-path';
+    if (this.sharedKey === null) return 'no-disco';
+    let inFlight = 0;
+    for (const sp of this.sentPings.values()) if (sp.purpose === 'user') inFlight++;
+    if (inFlight >= MAX_USER_PINGS_IN_FLIGHT) return 'busy';
+    this.noteSend(now);
+    const group = { done: false, cb: reply };
+    const send = (to: Candidate | null): void => {
+      const txId = this.newTxId();
+      this.sentPings.set(hex(txId), { to, at: now, purpose: 'user', reply: group });
+      this.counters.pingsSent++;
+      if (to !== null) to.lastPing = now;
+      this.io.sendDisco(this, to, { type: 'ping', txId, nodeKey: this.io.nodeKey });
+    };
+    if (this.best !== null && this.hasTrustedPath(now)) {
+      send(this.best);
+      return 'direct';
+    }
+    if (this.io.relayUrlFor(this) !== null) {
+      send(null);
+      this.lastRelayPing = now;
+      this.onSlowPathSend(now);
+      return 'relay';
+    }
+    if (this.candidates.size === 0) return 'no-path';
+    let k = 0;
+    for (const c of this.candidates.values()) if (k++ < MAX_USER_PINGS_IN_FLIGHT) send(c);
+    return 'candidates';
+  }
+
   private expirePings(now: number): void {
     if (this.sentPings.size === 0) return;
     for (const [id, sp] of this.sentPings) if (now - sp.at >= PING_TIMEOUT_MS) this.sentPings.delete(id);
@@ -339,6 +377,11 @@ export class PeerEndpoint implements Endpoint {
     this.sentPings.delete(id);
     this.counters.pongsReceived++;
     const latency = Math.max(0, now - sp.at);
+    if (sp.reply !== undefined && !sp.reply.done) {
+      sp.reply.done = true;
+      const address = sp.to?.key ?? this.io.relayUrlFor(this) ?? 'relay';
+      sp.reply.cb({ via: sp.to === null ? 'relay' : 'direct', address, latencyMs: latency });
+    }
     if (sp.to === null) {
       this.relayLatencyMs = latency;
       return true;

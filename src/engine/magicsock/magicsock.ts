@@ -40,7 +40,7 @@ import {
   type DiscoMessage,
 } from './disco.js';
 import { EndpointDiscovery, type LocalEndpoints, type MagicLog } from './discovery.js';
-import { PeerEndpoint, type Candidate, type EndpointEvent, type EndpointIo, type EndpointStatus } from './endpoint.js';
+import { PeerEndpoint, type Candidate, type EndpointEvent, type EndpointIo, type EndpointStatus, type PingReply, type PingStart } from './endpoint.js';
 import type { MagicSockCounters, MagicSockStatus } from './magicsock-status.js';
 import type { NetcheckReport } from './netcheck.js';
 import { b64, PeerTable, type MagicPeerConfig } from './peer-table.js';
@@ -554,6 +554,18 @@ export class MagicSock implements Bind {
       socket: { ...this.socket.stats },
       peers: [...this.peers.byKey.values()].map((ep) => ({ publicKey: ep.publicKeyBase64, ...ep.status(now) })),
     };
+  }
+
+  /**
+   * A user's disco ping to a peer (base64 key) through the path its traffic takes now;
+   * `reply` gets the first pong. 'no-disco': a plain WireGuard peer, or unknown.
+   */
+  pingPeer(publicKeyBase64: string, reply: (r: PingReply) => void): PingStart {
+    const ep = this.peers.byKey.get(publicKeyBase64);
+    if (ep === undefined || this.closed) return 'no-disco';
+    const how = ep.userPing(this.clock.now(), reply);
+    if (how !== 'no-disco' && how !== 'busy') this.active.add(ep);
+    return how;
   }
 
   /** Path status of a magic peer (base64 key); null for plain WireGuard peers and unknown keys. */

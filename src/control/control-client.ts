@@ -12,7 +12,7 @@
  */
 import type { RecordEvent, RecordsWriteMessage } from '@tbd54566975/dwn-sdk-js';
 import { DwnError, MeshdError } from '../errors.js';
-import type { BackoffOptions } from '../dwn/backoff.js';
+import type { BackoffOptions } from '../util/backoff.js';
 import { DwnSubscriber, type SubscriberStatus, type SubscriptionSpec } from '../dwn/subscriber.js';
 import { myNodeRecord, publishEndpoint, publishNodeInfo, reencryptOwnRecords, touchEndpoint } from './device-records.js';
 import { markRemoved, readCachedMap, readJoinedNetwork, removedError, requireJoinedNetwork, writeCachedMap, type JoinedNetwork } from './local-state.js';

@@ -170,7 +170,7 @@ export class MeshAgent implements AgentLike {
       const { loadOrCreateRelayCertificate } = await import('../engine/relay/tls-cert.js');
       const cert = r.insecureHttp ? null : loadOrCreateRelayCertificate(join(this.opts.ctx.home, 'relay'), { commonName: 'meshd-relay', altNames: [hostname().slice(0, 253)] });
       this.relayFingerprint = cert?.fingerprint ?? null;
-      this.relayServer = await startRelayServer({ host: r.host, httpPort: r.port, stunPort: r.stunPort, ...(cert ? { tls: { cert: cert.certPem, key: cert.keyPem } } : {}) });
+      this.relayServer = await startRelayServer({ host: r.host, httpPort: r.port, stunPort: r.stunPort, log: this.log.child('relay-server'), ...(cert ? { tls: { cert: cert.certPem, key: cert.keyPem } } : {}) });
       this.log.info('relay.serving', { ...this.relayServer.address() });
     }
     const tunName = this.tunName;
@@ -184,7 +184,7 @@ export class MeshAgent implements AgentLike {
       listenPort: map.network.listenPort,
       mtu: this.opts.mtu,
       filter: this.filter,
-      log: (event, fields) => this.log.debug(event, fields),
+      log: this.log.child('dataplane'),
     });
     this.log.info('dataplane.up', { tun: tunName, meshIP: self.meshIP, port: this.dataplane.listenPort });
     this.dataplane.onLocalEndpointsChanged((ep) => this.publishEndpoints(ep));

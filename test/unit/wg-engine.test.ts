@@ -24,9 +24,10 @@ function setup() {
   const kb = key();
   const tunA = new MemoryEngineTun();
   const tunB = new MemoryEngineTun();
-  const a = new Engine({ tun: tunA, bind: net.bind('192.0.2.1:51820'), privateKey: ka.priv, clock, timerScale: 1 });
-  const b = new Engine({ tun: tunB, bind: net.bind('192.0.2.2:51820'), privateKey: kb.priv, clock, timerScale: 1 });
-  return { net, clock, ka, kb, a, b, tunA, tunB };
+  const bindA = net.bind('192.0.2.1:51820');
+  const a = new Engine({ tun: tunA, bind: bindA, privateKey: ka.priv, clock, timerScale: 1 }).start();
+  const b = new Engine({ tun: tunB, bind: net.bind('192.0.2.2:51820'), privateKey: kb.priv, clock, timerScale: 1 }).start();
+  return { net, clock, ka, kb, a, b, tunA, tunB, bindA };
 }
 
 describe('engine API', () => {
@@ -118,24 +119,37 @@ describe('engine API', () => {
     const ka = key();
     const kb = key();
     const tunB = new MemoryEngineTun();
-    const b = new Engine({ tun: tunB, bind: net.bind('192.0.2.2:51820'), privateKey: kb.priv, clock, peers: [{ publicKey: ka.pub, allowedIps: ['10.0.0.1/32'] }] });
+    const b = new Engine({ tun: tunB, bind: net.bind('192.0.2.2:51820'), privateKey: kb.priv, clock, peers: [{ publicKey: ka.pub, allowedIps: ['10.0.0.1/32'] }] }).start();
+    const tunA = new MemoryEngineTun();
+    const bindA = net.bind('192.0.2.1:51820');
     const a = new Engine({
-      tun: new MemoryEngineTun(),
-      bind: net.bind('192.0.2.1:51820'),
+      tun: tunA,
+      bind: bindA,
       privateKey: ka.priv,
       clock,
       peers: [{ publicKey: kb.pub, allowedIps: ['10.0.0.2/32'], endpoint: '192.0.2.2:51820', persistentKeepalive: 25 }],
     });
+    // the constructor starts no I/O: nothing read, nothing sent, no timers
+    assert.equal(tunA.reading, false);
+    assert.equal(bindA.started, false);
+    clock.advance(30_000);
+    assert.equal(bindA.sent, 0, 'sent before start()');
+    a.start();
+    assert.equal(tunA.reading, true);
+    assert.equal(bindA.started, true);
     net.pump();
     assert.equal(a.peerStats()[0]!.hasSession, true);
     assert.equal(b.peerStats()[0]!.endpoint, '192.0.2.1:51820');
   });
 
-  test('stop closes the TUN and the bind, and is idempotent', async () => {
-    const { a, tunA } = setup();
+  test('stop ends reading and sessions but leaves the TUN and the bind to their owner; idempotent', async () => {
+    const { a, tunA, bindA } = setup();
     await a.stop();
     await a.stop();
-    assert.equal(tunA.closed, true);
+    assert.equal(tunA.reading, false, 'still reading the TUN after stop');
+    assert.equal(tunA.closed, false, 'stop closed a TUN it did not open');
+    assert.equal(bindA.closed, false, 'stop closed a bind it did not open');
+    assert.throws(() => a.start(), (e: unknown) => e instanceof MeshdError && e.code === 'E_ENGINE');
   });
 
   test('key and timer-scale parsing', () => {

@@ -10,7 +10,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import { MeshdError } from '../../errors.js';
+import { backoffDelay } from '../../util/backoff.js';
 import { equalBytes, hexOf as hex } from '../../util/bytes.js';
+import { systemClock, type Clock } from '../../util/clock.js';
 import { boxPublicKey } from '../crypto/nacl-box.js';
 import {
   DEFAULT_MAX_FRAME_LEN,
@@ -77,6 +79,8 @@ export interface RelayClientOptions {
   readonly maxFrameLength?: number;
   /** Random source in [0,1) for jitter (tests make it deterministic). */
   readonly random?: () => number;
+  /** Monotonic time for keepalives and round trips (default: the system clock). */
+  readonly clock?: Clock;
 }
 
 export interface RelayClientStats {
@@ -103,6 +107,7 @@ export class RelayClient {
   readonly publicKey: Uint8Array;
   private readonly privateKey: Uint8Array;
   private readonly opts: RelayClientOptions;
+  private readonly clock: Clock;
   private st: RelayClientState = 'idle';
   private conn: Conn | null = null;
   private readonly pending: { dst: Uint8Array; packet: Uint8Array }[] = [];
@@ -144,6 +149,7 @@ export class RelayClient {
   };
 
   constructor(opts: RelayClientOptions) {
+    this.clock = opts.clock ?? systemClock;
     let url: URL;
     try {
       url = new URL(opts.url);
@@ -195,7 +201,7 @@ export class RelayClient {
       this.counters.packetsDropped++;
       return false;
     }
-    this.lastSendAt = performance.now();
+    this.lastSendAt = this.clock.now();
     const c = this.conn;
     if (this.st === 'connected' && c?.transport) {
       if (c.transport.bufferedBytes > (this.opts.maxBufferedBytes ?? 1 << 20)) {
@@ -237,7 +243,7 @@ export class RelayClient {
         this.pingWaiters.delete(id);
         reject(new MeshdError('E_TIMEOUT', `relay ping timed out after ${timeoutMs} ms`));
       }, timeoutMs);
-      this.pingWaiters.set(id, { resolve, reject, at: performance.now(), timer });
+      this.pingWaiters.set(id, { resolve, reject, at: this.clock.now(), timer });
       this.writeFrame({ type: 'ping', data });
       this.counters.pingsSent++;
     });
@@ -335,7 +341,7 @@ export class RelayClient {
 
   private onData(c: Conn, chunk: Uint8Array): void {
     if (c.phase === 'closed') return;
-    this.lastRecvAt = performance.now();
+    this.lastRecvAt = this.clock.now();
     try {
       c.parser.push(chunk, (type, payload) => this.onFrame(c, type, payload));
     } catch (e) {
@@ -398,7 +404,7 @@ export class RelayClient {
         if (w) {
           this.pingWaiters.delete(hex(f.data));
           clearTimeout(w.timer);
-          w.resolve(performance.now() - w.at);
+          w.resolve(this.clock.now() - w.at);
         }
         return;
       }
@@ -426,7 +432,7 @@ export class RelayClient {
     this.attempts = 0;
     this.restartHintMs = null;
     this.counters.connects++;
-    const now = performance.now();
+    const now = this.clock.now();
     this.lastRecvAt = now;
     if (this.lastSendAt === 0 || this.pending.length === 0) this.lastSendAt = now;
     this.pingData = null;
@@ -449,7 +455,7 @@ export class RelayClient {
   /** Keepalive, dead-connection and idle checks. */
   private tick(c: Conn): void {
     if (c !== this.conn || c.phase !== 'ready') return;
-    const now = performance.now();
+    const now = this.clock.now();
     const idle = this.opts.idleTimeoutMs ?? 0;
     if (idle > 0 && now - this.lastSendAt >= idle) {
       this.counters.idleCloses++;
@@ -539,9 +545,7 @@ export class RelayClient {
       delay = this.restartHintMs;
       this.restartHintMs = null;
     } else {
-      const base = Math.min(max, min * 2 ** Math.min(this.attempts, 30));
-      // Jitter: a random delay between half and all of the backoff.
-      delay = base / 2 + (base / 2) * this.rand();
+      delay = backoffDelay(this.attempts, { initialMs: min, maxMs: max }, () => this.rand());
     }
     this.attempts++;
     this.setState('backoff', err);

@@ -10,6 +10,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { equalBytes } from '../../util/bytes.js';
+import type { Logger } from '../../util/log.js';
 import {
   DerpFrameError,
   FrameParser,
@@ -163,7 +164,7 @@ export interface ConnHost {
   route(from: ServerConn, dst: Uint8Array, packet: Uint8Array): void;
   noteSent(bytes: number): void;
   drop(reason: DropReason): void;
-  logLine(line: string): void;
+  readonly log: Logger;
 }
 
 /** One client connection on the server. */
@@ -410,7 +411,7 @@ export class ServerConn {
   kill(why: string): void {
     if (this.closing) return;
     this.closing = true;
-    this.server.logLine(`closing ${this.describe()}: ${why}`);
+    this.server.log.info('conn-closed', { conn: this.describe(), why });
     this.transport.destroy();
   }
 

@@ -16,7 +16,7 @@ import type { Keypair } from './keypair.js';
 import type { StaticIdentity } from './noise.js';
 import type { Peer } from './peer.js';
 import { RateLimiter } from './ratelimiter.js';
-import { systemClock, type Clock, type Ticker } from './clock.js';
+import { systemClock, type Clock, type Ticker } from '../../util/clock.js';
 import { AllowedIps } from './allowed-ips.js';
 import { createAeadBatch, type AeadBatch } from '../crypto/aead-batch.js';
 import { randomBytes } from 'node:crypto';
@@ -201,9 +201,13 @@ export class DeviceState {
     return kp !== null && kp.sendCounter < REJECT_AFTER_MESSAGES && now - kp.created < this.timers.rejectAfterTime;
   }
 
-  /** An authenticated packet came from another address than the peer's endpoint: roam there. */
+  /**
+   * An authenticated packet came from another address than the peer's endpoint: roam there. The
+   * current endpoint may take the new source as its own (a magic socket's per-peer endpoint);
+   * otherwise the bind makes one for it.
+   */
   setEndpointFromPacket(peer: Peer, addrs: Uint8Array, slot: number): void {
-    const ep = this.bind.endpointFor(addrs, slot);
+    const ep = peer.endpoint?.roamed(addrs, slot) ?? this.bind.endpointFor(addrs, slot);
     peer.endpoint = ep;
     this.onEvent({ type: 'endpoint-changed', peer: peer.publicKeyBase64, endpoint: ep.toString() });
   }

@@ -7,6 +7,8 @@ import { MeshdError } from '../../src/errors.js';
 import { ManualClock } from '../../src/engine/wireguard/timers.js';
 import { clampPrivateKey, privateKeyObject, publicKeyOf } from '../../src/engine/wireguard/noise-crypto.js';
 import { MemoryEngineTun, MemoryNet, ipv4Packet } from './wg-fixtures.js';
+import { AddrEndpoint } from '../../src/engine/wireguard/addr-endpoint.js';
+import type { Endpoint } from '../../src/engine/wireguard/bind.js';
 
 function key(): { priv: string; pub: string } {
   const priv = clampPrivateKey(randomBytes(32));
@@ -150,6 +152,45 @@ describe('engine API', () => {
     assert.equal(tunA.closed, false, 'stop closed a TUN it did not open');
     assert.equal(bindA.closed, false, 'stop closed a bind it did not open');
     assert.throws(() => a.start(), (e: unknown) => e instanceof MeshdError && e.code === 'E_ENGINE');
+  });
+
+  test('roaming goes through the endpoint contract: an endpoint that owns path choice stays the peer\'s', () => {
+    const { net, ka, kb, a, b } = setup();
+    const roamedFrom: string[] = [];
+    // a path-owning endpoint (as the magic socket's PeerEndpoint is): its text changes with path
+    // state, it matches no source yet, and takes any new one as a path of its peer
+    let path = 'no path';
+    const owner: Endpoint = {
+      matches: () => false,
+      roamed: (addrs, i) => {
+        roamedFrom.push(AddrEndpoint.fromAddrs(addrs, i).toString());
+        path = 'direct';
+        return owner;
+      },
+      equals: (o) => o === owner,
+      toString: () => path,
+    };
+    a.addPeer({ publicKey: kb.pub, allowedIps: ['10.0.0.2/32'], endpoint: owner });
+    b.addPeer({ publicKey: ka.pub, allowedIps: ['10.0.0.1/32'], endpoint: '192.0.2.1:51820' });
+    // b initiates towards a (its keepalive starts a handshake at once)
+    b.setPeers([{ publicKey: ka.pub, allowedIps: ['10.0.0.1/32'], endpoint: '192.0.2.1:51820', persistentKeepalive: 25 }]);
+    net.pump();
+    assert.deepEqual(roamedFrom, ['192.0.2.2:51820']);
+    assert.equal(a.device.getPeer(Buffer.from(kb.pub, 'base64'))!.endpoint, owner, 'the device replaced a path-owning endpoint');
+
+    // the same endpoint again, or a plain address equal by value, changes nothing — whatever the text says
+    a.updatePeer({ publicKey: kb.pub, endpoint: owner });
+    assert.equal(a.device.getPeer(Buffer.from(kb.pub, 'base64'))!.endpoint, owner);
+    // another endpoint with the same text is another endpoint
+    const other: Endpoint = { matches: () => false, roamed: () => null, equals: (o) => o === other, toString: () => 'direct' };
+    a.updatePeer({ publicKey: kb.pub, endpoint: other });
+    assert.equal(a.device.getPeer(Buffer.from(kb.pub, 'base64'))!.endpoint, other, 'endpoints compared by their text');
+    const first = AddrEndpoint.parse('192.0.2.9:1');
+    a.updatePeer({ publicKey: kb.pub, endpoint: first });
+    a.updatePeer({ publicKey: kb.pub, endpoint: AddrEndpoint.parse('192.0.2.9:1') });
+    assert.equal(a.device.getPeer(Buffer.from(kb.pub, 'base64'))!.endpoint, first, 'an equal address replaced the endpoint object');
+    a.updatePeer({ publicKey: kb.pub, endpoint: '192.0.2.9:2' });
+    assert.equal(a.peerStats()[0]!.endpoint, '192.0.2.9:2');
   });
 
   test('key and timer-scale parsing', () => {

@@ -24,6 +24,7 @@ import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { once } from 'node:events';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { MeshdError } from '../../errors.js';
+import { systemClock, type Clock } from '../../util/clock.js';
 import { silentLogger, type Logger } from '../../util/log.js';
 import { boxPublicKey, generateBoxKeyPair } from '../crypto/nacl-box.js';
 import { stunRespond } from '../magicsock/stun.js';
@@ -87,6 +88,8 @@ export interface RelayServerOptions {
   readonly allowLegacyLogin?: boolean;
   /** Diagnostics (connections closed, STUN socket errors); default: none. */
   readonly log?: Logger;
+  /** Monotonic time for keepalives and rate windows (default: the system clock). */
+  readonly clock?: Clock;
 }
 
 /** One accepted TCP connection, from accept until close. */
@@ -130,6 +133,7 @@ export class RelayServer implements ConnHost {
   readonly maxConnections: number;
   readonly maxConnectionsPerIp: number;
   readonly log: Logger;
+  readonly clock: Clock;
   private readonly host: string;
   private readonly http: HttpServer | HttpsServer;
   private readonly wss: WebSocketServer;
@@ -171,6 +175,7 @@ export class RelayServer implements ConnHost {
     this.maxConnections = opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
     this.maxConnectionsPerIp = opts.maxConnectionsPerIp ?? DEFAULT_MAX_CONNECTIONS_PER_IP;
     this.log = opts.log ?? silentLogger;
+    this.clock = opts.clock ?? systemClock;
     this.host = opts.host ?? '0.0.0.0';
     const onReq = (req: IncomingMessage, res: ServerResponse): void => this.onRequest(req, res);
     this.http = opts.tls

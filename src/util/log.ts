@@ -99,8 +99,20 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
   return make(opts.component ?? '');
 }
 
-/** Writes nothing. */
-export const silentLogger: Logger = createLogger({ level: 'error', sinks: [] });
+const nothing = (): void => {};
+
+/** Writes nothing and publishes nothing. */
+export const silentLogger: Logger = {
+  component: '',
+  log: nothing,
+  debug: nothing,
+  info: nothing,
+  warn: nothing,
+  error: nothing,
+  enabled: () => false,
+  child: () => silentLogger,
+  flush: async () => {},
+};
 
 /** The on-disk line: {"ts","level","event","component"?,...fields} (what log readers parse). */
 export function formatJsonLine(rec: LogRecord): string {

@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { MeshdError } from '../../errors.js';
 import { backoffDelay } from '../../util/backoff.js';
 import { equalBytes, hexOf as hex } from '../../util/bytes.js';
-import { systemClock, type Clock } from '../../util/clock.js';
+import { systemClock, type Clock, type Ticker } from '../../util/clock.js';
 import { boxPublicKey } from '../crypto/nacl-box.js';
 import {
   DEFAULT_MAX_FRAME_LEN,
@@ -79,7 +79,7 @@ export interface RelayClientOptions {
   readonly maxFrameLength?: number;
   /** Random source in [0,1) for jitter (tests make it deterministic). */
   readonly random?: () => number;
-  /** Monotonic time for keepalives and round trips (default: the system clock). */
+  /** Time and timers: keepalives, round trips, reconnects (default: the system clock). */
   readonly clock?: Clock;
 }
 
@@ -112,14 +112,14 @@ export class RelayClient {
   private conn: Conn | null = null;
   private readonly pending: { dst: Uint8Array; packet: Uint8Array }[] = [];
   private attempts = 0;
-  private reconnectTimer: NodeJS.Timeout | undefined;
-  private connectTimer: NodeJS.Timeout | undefined;
-  private tickTimer: NodeJS.Timeout | undefined;
+  private reconnectTimer: Ticker | undefined;
+  private connectTimer: Ticker | undefined;
+  private tickTimer: Ticker | undefined;
   private lastRecvAt = 0;
   private lastSendAt = 0;
   private pingSentAt = 0;
   private pingData: Uint8Array | null = null;
-  private readonly pingWaiters = new Map<string, { resolve: (ms: number) => void; reject: (e: Error) => void; at: number; timer: NodeJS.Timeout }>();
+  private readonly pingWaiters = new Map<string, { resolve: (ms: number) => void; reject: (e: Error) => void; at: number; timer: Ticker }>();
   private restartHintMs: number | null = null;
   private waiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
   private closedWaiters: (() => void)[] = [];
@@ -239,10 +239,10 @@ export class RelayClient {
     const data = new Uint8Array(randomBytes(8));
     const id = hex(data);
     return new Promise<number>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const timer = this.clock.after(timeoutMs, () => {
         this.pingWaiters.delete(id);
         reject(new MeshdError('E_TIMEOUT', `relay ping timed out after ${timeoutMs} ms`));
-      }, timeoutMs);
+      });
       this.pingWaiters.set(id, { resolve, reject, at: this.clock.now(), timer });
       this.writeFrame({ type: 'ping', data });
       this.counters.pingsSent++;
@@ -257,18 +257,18 @@ export class RelayClient {
     return new Promise<void>((resolve, reject) => {
       const w = {
         resolve: () => {
-          clearTimeout(t);
+          t.cancel();
           resolve();
         },
         reject: (e: Error) => {
-          clearTimeout(t);
+          t.cancel();
           reject(e);
         },
       };
-      const t = setTimeout(() => {
+      const t = this.clock.after(timeoutMs, () => {
         this.waiters = this.waiters.filter((x) => x !== w);
         reject(new MeshdError('E_TIMEOUT', `relay ${this.url.host} not connected within ${timeoutMs} ms`));
-      }, timeoutMs);
+      });
       this.waiters.push(w);
     });
   }
@@ -277,7 +277,7 @@ export class RelayClient {
   async stop(): Promise<void> {
     if (this.st === 'stopped') return;
     this.setState('stopped');
-    clearTimeout(this.reconnectTimer);
+    this.reconnectTimer?.cancel();
     this.counters.packetsDropped += this.pending.length;
     this.pending.length = 0;
     const err = new RelayClientError('relay client stopped');
@@ -305,7 +305,7 @@ export class RelayClient {
   }
 
   private connect(): void {
-    clearTimeout(this.reconnectTimer);
+    this.reconnectTimer?.cancel();
     this.setState('connecting');
     const c: Conn = {
       transport: null,
@@ -316,9 +316,8 @@ export class RelayClient {
       abort: null,
     };
     this.conn = c;
-    this.connectTimer = setTimeout(
-      () => this.closeConn(c, new RelayClientError(`connect to ${this.url.host} timed out`)),
-      this.opts.connectTimeoutMs ?? 10_000,
+    this.connectTimer = this.clock.after(this.opts.connectTimeoutMs ?? 10_000, () =>
+      this.closeConn(c, new RelayClientError(`connect to ${this.url.host} timed out`)),
     );
     dial(
       c,
@@ -403,7 +402,7 @@ export class RelayClient {
         const w = this.pingWaiters.get(hex(f.data));
         if (w) {
           this.pingWaiters.delete(hex(f.data));
-          clearTimeout(w.timer);
+          w.timer.cancel();
           w.resolve(this.clock.now() - w.at);
         }
         return;
@@ -428,7 +427,7 @@ export class RelayClient {
 
   private onLoggedIn(c: Conn): void {
     c.phase = 'ready';
-    clearTimeout(this.connectTimer);
+    this.connectTimer?.cancel();
     this.attempts = 0;
     this.restartHintMs = null;
     this.counters.connects++;
@@ -447,8 +446,7 @@ export class RelayClient {
     const pt = this.opts.pongTimeoutMs ?? 10_000;
     const idle = this.opts.idleTimeoutMs ?? 0;
     const period = Math.max(50, Math.floor(Math.min(ka, pt, idle > 0 ? idle : Infinity) / 4));
-    this.tickTimer = setInterval(() => this.tick(c), period);
-    this.tickTimer.unref();
+    this.tickTimer = this.clock.every(period, () => this.tick(c), { unref: true });
     for (const w of this.waiters.splice(0)) w.resolve();
   }
 
@@ -485,15 +483,15 @@ export class RelayClient {
   }
 
   private clearConnTimers(): void {
-    clearTimeout(this.connectTimer);
-    clearInterval(this.tickTimer);
+    this.connectTimer?.cancel();
+    this.tickTimer?.cancel();
     this.connectTimer = undefined;
     this.tickTimer = undefined;
   }
 
   private failPings(err: Error): void {
     for (const w of this.pingWaiters.values()) {
-      clearTimeout(w.timer);
+      w.timer.cancel();
       w.reject(err);
     }
     this.pingWaiters.clear();
@@ -549,8 +547,8 @@ export class RelayClient {
     }
     this.attempts++;
     this.setState('backoff', err);
-    this.reconnectTimer = setTimeout(() => {
+    this.reconnectTimer = this.clock.after(delay, () => {
       if (this.st === 'backoff') this.connect();
-    }, delay);
+    });
   }
 }

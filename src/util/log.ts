@@ -9,8 +9,9 @@
  *   waits for everything buffered, and whatever is still buffered when the process exits is
  *   written synchronously from the 'exit' handler.
  * - `StderrSink` prints a readable line ("12:00:01.234 info  magicsock path-lost peer=…").
- * - Every record is also published on the `diagnostics_channel` named `LOG_CHANNEL` when someone
- *   subscribes (tests and tools can watch engine events without parsing files).
+ * - Every record, whatever the logger's level, is also published on the `diagnostics_channel`
+ *   named `LOG_CHANNEL` while someone subscribes (tests and tools can watch engine events, debug
+ *   ones included, without parsing files or turning debug logging on).
  */
 import { channel } from 'node:diagnostics_channel';
 import { appendFileSync } from 'node:fs';
@@ -71,16 +72,20 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
   const wallMs = opts.wallMs ?? Date.now;
   const make = (component: string): Logger => {
     const log = (level: LogLevel, event: string, fields: LogFields = {}): void => {
-      if (RANK[level] < min) return;
+      const write = RANK[level] >= min;
+      const publish = logChannel.hasSubscribers;
+      if (!write && !publish) return;
       const rec: LogRecord = { ts: new Date(wallMs()).toISOString(), level, component, event, fields };
-      for (const s of sinks) {
-        try {
-          s.write(rec);
-        } catch {
-          // logging must never take the process down
+      if (write) {
+        for (const s of sinks) {
+          try {
+            s.write(rec);
+          } catch {
+            // logging must never take the process down
+          }
         }
       }
-      if (logChannel.hasSubscribers) logChannel.publish(rec);
+      if (publish) logChannel.publish(rec);
     };
     return {
       component,

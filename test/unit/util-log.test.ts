@@ -84,12 +84,14 @@ describe('logger', () => {
     await log.flush();
   });
 
-  test('records are published on diagnostics_channel when someone listens', (t) => {
+  test('records are published on diagnostics_channel when someone listens, below the written level too', (t) => {
     const seen: LogRecord[] = [];
     const onMessage = (m: unknown): void => void seen.push(m as LogRecord);
     subscribe(LOG_CHANNEL, onMessage);
     t.after(() => unsubscribe(LOG_CHANNEL, onMessage));
-    createLogger({ level: 'debug' }).child('engine').debug('handshake-complete', { peer: 'p' });
+    const sink = memorySink();
+    createLogger({ level: 'info', sinks: [sink] }).child('engine').debug('handshake-complete', { peer: 'p' });
+    assert.equal(sink.records.length, 0, 'a debug record was written at level info');
     assert.equal(seen.length, 1);
     assert.equal(seen[0]!.component, 'engine');
     assert.equal(seen[0]!.event, 'handshake-complete');

@@ -12,7 +12,7 @@
  */
 import type { RecordEvent, RecordsWriteMessage } from '@tbd54566975/dwn-sdk-js';
 import { DwnError, MeshdError } from '../errors.js';
-import type { BackoffOptions } from '../dwn/backoff.js';
+import { backoffDelay, type BackoffOptions } from '../util/backoff.js';
 import { DwnSubscriber, type SubscriberStatus, type SubscriptionSpec } from '../dwn/subscriber.js';
 import { myNodeRecord, publishEndpoint, publishNodeInfo, reencryptOwnRecords, touchEndpoint } from './device-records.js';
 import { markRemoved, readCachedMap, readJoinedNetwork, removedError, requireJoinedNetwork, writeCachedMap, type JoinedNetwork } from './local-state.js';
@@ -328,7 +328,7 @@ export class ControlClient {
       const slot = slotOf(kind, m.recordId, m.contextId);
       if (this.session.failedSlots.has(slot)) {
         const strikes = (this.penalty.get(slot)?.strikes ?? 0) + 1;
-        this.penalty.set(slot, { until: now + Math.min(60_000, 5000 * 2 ** (strikes - 1)), strikes });
+        this.penalty.set(slot, { until: now + backoffDelay(strikes - 1, { initialMs: 5000, maxMs: 60_000, jitter: 0 }), strikes });
         if (this.penalty.size > MAX_PENDING) this.penalty.delete(this.penalty.keys().next().value!);
       } else {
         this.penalty.delete(slot);

@@ -44,7 +44,7 @@ export interface NodeRecord {
   expiresAt?: string;
 }
 
-/** A person invited into the network (the spec names the record, not its fields). */
+/** A person invited into the network (docs/DESIGN.md §4.1: a role record whose recipient is the member). */
 export interface MemberRecord {
   did: string;
   status: NodeStatus;

@@ -8,6 +8,7 @@
 import { hostname, networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { MeshdError } from '../errors.js';
+import { backoffDelay } from '../util/backoff.js';
 import { ControlClient } from '../control/control-client.js';
 import { localNodeInfo } from '../control/device-records.js';
 import { leaseEmbeddedDwn, type EmbeddedLease } from '../control/embedded.js';
@@ -193,7 +194,7 @@ export class MeshAgent implements AgentLike {
       const { loadOrCreateRelayCertificate } = await import('../engine/relay/tls-cert.js');
       const cert = r.insecureHttp ? null : loadOrCreateRelayCertificate(join(this.opts.ctx.home, 'relay'), { commonName: 'meshd-relay', altNames: [hostname().slice(0, 253)] });
       this.relayFingerprint = cert?.fingerprint ?? null;
-      this.relayServer = await startRelayServer({ host: r.host, httpPort: r.port, stunPort: r.stunPort, ...(cert ? { tls: { cert: cert.certPem, key: cert.keyPem } } : {}) });
+      this.relayServer = await startRelayServer({ host: r.host, httpPort: r.port, stunPort: r.stunPort, log: this.log.child('relay-server'), ...(cert ? { tls: { cert: cert.certPem, key: cert.keyPem } } : {}) });
       this.log.info('relay.serving', { ...this.relayServer.address() });
     }
     const tunName = this.tunName;
@@ -207,7 +208,7 @@ export class MeshAgent implements AgentLike {
       listenPort: map.network.listenPort,
       mtu: this.opts.mtu,
       filter: this.filter,
-      log: (event, fields) => this.log.debug(event, fields),
+      log: this.log.child('dataplane'),
     });
     this.log.info('dataplane.up', { tun: tunName, meshIP: self.meshIP, port: this.dataplane.listenPort });
     this.dataplane.onLocalEndpointsChanged((ep) => this.publishEndpoints(ep));
@@ -275,7 +276,7 @@ export class MeshAgent implements AgentLike {
   }
 
   private restartDwnLater(endpoint: string, why: string): void {
-    const delay = Math.min(30_000, 1000 * 2 ** Math.max(0, this.dwnRestarts - 1));
+    const delay = backoffDelay(this.dwnRestarts - 1, { initialMs: 1000, maxMs: 30_000, jitter: 0 });
     this.log.error('dwn.embedded-down', { why, restartInMs: delay });
     setTimeout(() => {
       if (this.stopped) return;
@@ -415,7 +416,7 @@ export class MeshAgent implements AgentLike {
       () => this.log.info('endpoint.published', { public: ep.publicEndpoints, local: ep.localEndpoints.length, nat: ep.natType, attempt }),
       (e: Error) => {
         if (this.stopped || seq !== this.publishSeq) return; // newer endpoints were written since
-        const retryInMs = Math.min(PUBLISH_RETRY_MAX_MS, 1000 * 2 ** attempt) * (0.9 + Math.random() * 0.2);
+        const retryInMs = backoffDelay(attempt, { initialMs: 1000, maxMs: PUBLISH_RETRY_MAX_MS });
         this.log.warn('endpoint.publish-failed', { error: e.message, attempt, retryInMs: Math.round(retryInMs) });
         this.publishRetry = setTimeout(() => this.publishEndpoints(ep, attempt + 1), retryInMs);
         this.publishRetry.unref();

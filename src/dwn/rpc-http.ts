@@ -8,6 +8,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { DwnError, UsageError } from '../errors.js';
+import { backoffDelay } from '../util/backoff.js';
 
 export interface DwnStatus {
   code: number;
@@ -110,7 +111,7 @@ export class DwnHttpRpc {
         });
       }
       if (res.status === 429) {
-        const wait = Math.min(parseRetryAfter(res.headers.get('retry-after')) ?? 1000 * 2 ** attempt, this.maxRetryAfterMs);
+        const wait = Math.min(parseRetryAfter(res.headers.get('retry-after')) ?? backoffDelay(attempt, { initialMs: 1000, maxMs: Infinity, jitter: 0 }), this.maxRetryAfterMs);
         if (attempt >= this.maxRetries || Date.now() + wait > deadline) {
           throw new DwnError('E_DWN_REJECTED', `the DWN at ${this.endpoint} is rate limiting requests (HTTP 429)`, {
             status: 429,

@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto';
 import WebSocket from 'ws';
 import type { GenericMessage, RecordEvent } from '@tbd54566975/dwn-sdk-js';
 import { DwnError } from '../errors.js';
-import { backoffDelay, type BackoffOptions } from './backoff.js';
+import { backoffDelay, type BackoffOptions } from '../util/backoff.js';
 import { normalizeEndpoint, type DwnReply } from './rpc-http.js';
 
 export interface SubscriptionSpec {

@@ -15,7 +15,9 @@
  * `setFilter` swaps it while running. The data plane itself never looks at packets.
  */
 import { MeshdError } from '../errors.js';
-import { Engine, parseWgKey, type EngineEvent, type EngineStats, type PeerStats } from './engine.js';
+import { silentLogger, type Logger } from '../util/log.js';
+import { Engine, engineEventLevel, parseWgKey, type EngineEvent, type EngineStats, type PeerStats } from './engine.js';
+import { DEFAULT_MTU } from './mtu.js';
 import type { PacketFilter } from './filter/filter.js';
 import { filterHooks } from './filter/hooks.js';
 import { MagicSock, type LocalEndpoints, type MagicSockCounters, type RelayConfig } from './magicsock/magicsock.js';
@@ -30,21 +32,20 @@ import { AddrEndpoint } from './wireguard/addr-endpoint.js';
 import { formatPrefix, maskBytes, parsePrefix, type IpPrefix } from './wireguard/ip-prefix.js';
 import type { Endpoint } from './wireguard/bind.js';
 
-export type DataPlaneLog = (event: string, fields: Record<string, unknown>) => void;
-
 export interface DataPlaneOptions {
   /** X25519 private key: 32 bytes or base64. */
   privateKey: Uint8Array | string;
   tunName: string;
   /** Our mesh addresses with prefix length, e.g. '10.200.1.2/16', 'fd0d:…/48'. */
   addresses: string[];
-  /** TUN MTU (default 1280). */
+  /** TUN MTU (default DEFAULT_MTU, 1280: see mtu.ts). */
   mtu?: number | undefined;
   /** UDP port (0 or absent = ephemeral; falls back to ephemeral when taken). */
   listenPort?: number;
   /** Disco private key (32 bytes); generated per run when absent. */
   discoKey?: Uint8Array;
-  log?: DataPlaneLog;
+  /** Events at their level (route-failed, peer-failed at warn; path-lost, roaming at info). */
+  log?: Logger;
   /** The packet filter for traffic to and from peers (none = accept everything). */
   filter?: PacketFilter;
   udpImplementation?: 'auto' | UdpImplementation;
@@ -185,10 +186,10 @@ function samePeer(a: DataPlanePeer, b: DataPlanePeer): boolean {
   );
 }
 
-/** Same endpoint: the same object, or plain addresses equal by value (never by their text). */
+/** Same endpoint, by the endpoint contract (never by their text). */
 function sameEndpoint(a: Endpoint | null, b: Endpoint | null): boolean {
-  if (a === b) return true;
-  return a instanceof AddrEndpoint && b instanceof AddrEndpoint && sameAddr(a, b);
+  if (a === null || b === null) return a === b;
+  return a.equals(b);
 }
 
 function copyPeer(p: DataPlanePeer): DataPlanePeer {
@@ -219,7 +220,7 @@ export class DataPlane {
     private readonly engine: Engine,
     private readonly opts: DataPlaneOptions,
     readonly mtu: number,
-    private readonly log: DataPlaneLog,
+    private readonly log: Logger,
   ) {
     this.publicKey = engine.publicKey!;
     this.filter = opts.filter ?? null;
@@ -229,12 +230,12 @@ export class DataPlane {
   /** Open the TUN (addresses, MTU, link up), the magic socket and the engine. */
   static async start(opts: DataPlaneOptions): Promise<DataPlane> {
     const privateKey = parseWgKey(opts.privateKey, 'private key');
-    const mtu = opts.mtu ?? 1280;
+    const mtu = opts.mtu ?? DEFAULT_MTU;
     if (!Number.isInteger(mtu) || mtu < 1280 || mtu > 65535) throw configError(`bad MTU ${mtu} (1280 or more)`);
     for (const a of opts.addresses) {
       if (!a.includes('/') || parsePrefix(a) === null) throw configError(`address "${a}" is not IP/prefix-length`);
     }
-    const log: DataPlaneLog = opts.log ?? (() => undefined);
+    const log = opts.log ?? silentLogger;
     const meshPrefixes = opts.addresses.map((a) => parsePrefix(a)!);
     const tun = TunDevice.open({ name: opts.tunName });
     let magic: MagicSock | null = null;
@@ -249,7 +250,7 @@ export class DataPlane {
           const host = parsePrefix(ip);
           return host !== null && meshPrefixes.some((p) => covers(p, host));
         },
-        log,
+        log: log.child('magicsock'),
         ...(opts.udpImplementation !== undefined ? { implementation: opts.udpImplementation } : {}),
         ...(opts.env !== undefined ? { env: opts.env } : {}),
       });
@@ -277,7 +278,8 @@ export class DataPlane {
     }
     const dp = new DataPlane(tun, magic, engine, opts, mtu, log);
     box.dp = dp;
-    log('dataplane-up', {
+    engine.start();
+    log.info('dataplane-up', {
       tun: opts.tunName,
       addresses: opts.addresses,
       port: magic.localPort,
@@ -294,11 +296,6 @@ export class DataPlane {
 
   get discoPublicKey(): string {
     return Buffer.from(this.magic.discoPublicKey).toString('base64');
-  }
-
-  /** The magic socket (tests, diagnostics). */
-  get magicSock(): MagicSock {
-    return this.magic;
   }
 
   /**
@@ -322,7 +319,7 @@ export class DataPlane {
       const message = error instanceof Error ? error.message : String(error);
       result.failed.push({ publicKey, error: message });
       this.configCounters.peerFailures++;
-      this.log('peer-failed', { peer: publicKey, error: message });
+      this.log.warn('peer-failed', { peer: publicKey, error: message });
     };
 
     // Which peers are wanted; a peer that cannot be one is failed here, alone.
@@ -343,7 +340,7 @@ export class DataPlane {
       if (wanted.has(k64)) continue;
       this.dropPeer(k64);
       result.removed++;
-      this.log('peer-removed', { peer: k64 });
+      this.log.debug('peer-removed', { peer: k64 });
     }
 
     try {
@@ -354,7 +351,7 @@ export class DataPlane {
       });
     } catch (e) {
       result.relayError = (e as Error).message;
-      this.log('relays-failed', { error: result.relayError });
+      this.log.warn('relays-failed', { error: result.relayError });
     }
 
     for (const [k64, p] of wanted) {
@@ -373,7 +370,7 @@ export class DataPlane {
       }
       if (prev === undefined) result.added++;
       else result.updated++;
-      this.log(prev === undefined ? 'peer-added' : 'peer-updated', { peer: k64, magic: p.discoKey !== null });
+      this.log.debug(prev === undefined ? 'peer-added' : 'peer-updated', { peer: k64, magic: p.discoKey !== null });
     }
     result.applied = this.applied.size;
     await this.syncRoutes([...this.applied.values()].flatMap((a) => a.config.allowedIps));
@@ -426,7 +423,7 @@ export class DataPlane {
       try {
         await this.tun.addRoute(r);
       } catch (e) {
-        this.log('route-failed', { route: r, error: (e as Error).message });
+        this.log.warn('route-failed', { route: r, error: (e as Error).message });
         continue;
       }
     }
@@ -434,23 +431,13 @@ export class DataPlane {
     this.routes = next;
   }
 
+  /**
+   * Engine events, logged at their level. Roaming needs nothing from us: a magic peer's
+   * endpoint takes the new source itself (Endpoint.roamed), a plain peer's moves to it.
+   */
   private onEngineEvent(e: EngineEvent): void {
-    if (e.type === 'endpoint-changed') {
-      // A magic peer's packet came from an address nobody claimed: learn it, keep the peer's
-      // PeerEndpoint (path choice stays with the magic socket).
-      const peer = this.engine.device.getPeer(Buffer.from(e.peer, 'base64'));
-      const got = peer?.endpoint ?? null;
-      if (got !== null) {
-        const ep = this.magic.adoptRoamed(e.peer, got);
-        if (ep !== null) {
-          this.engine.updatePeer({ publicKey: e.peer, endpoint: ep });
-          this.log('peer-roamed', { peer: e.peer, from: e.endpoint });
-          return;
-        }
-      }
-    }
     const { type, ...rest } = e;
-    this.log(type, rest);
+    this.log.log(engineEventLevel(e), type, rest);
   }
 
   /** Install (or remove, with null) the packet filter while running. */
@@ -553,7 +540,9 @@ export class DataPlane {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    // the engine first (no more packets into the two), then what this object opened
     await this.engine.stop();
-    this.log('dataplane-down', { tun: this.opts.tunName });
+    await Promise.allSettled([this.magic.close(), this.tun.close()]);
+    this.log.info('dataplane-down', { tun: this.opts.tunName });
   }
 }

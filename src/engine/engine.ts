@@ -3,9 +3,14 @@
  * control plane (or `meshd engine` from a wg-quick file). It knows nothing about DWNs; the magic
  * socket can replace the plain UDP bind without the engine noticing.
  *
- *   const engine = new Engine({ tun, bind, mtu: 1420, privateKey });
+ *   const engine = new Engine({ tun, bind, privateKey });   // no I/O yet
  *   engine.addPeer({ publicKey, allowedIps: ['10.200.0.2/32'], endpoint: '192.0.2.7:51820' });
- *   engine.peerStats();  await engine.stop();
+ *   engine.start();                                           // reads the TUN and the bind
+ *   engine.peerStats();  await engine.stop();  await bind.close();  await tun.close();
+ *
+ * Ownership: whoever opened the TUN and the bind closes them. The constructor starts nothing;
+ * `start()` starts reading both and the protocol timers; `stop()` stops reading and ends every
+ * session, and leaves the TUN and the bind open for their owner to close.
  *
  * Peers may be added, updated and removed while traffic flows. `setPeers` takes the complete
  * list (a network map) and applies the difference.
@@ -17,7 +22,9 @@ import type { Bind, Endpoint } from './wireguard/bind.js';
 import { timerConfig } from './wireguard/constants.js';
 import { Device, type DeviceCounters, type DeviceEvent, type PacketHooks, type PeerStats } from './wireguard/device.js';
 import { parsePrefix, type IpPrefix } from './wireguard/ip-prefix.js';
-import type { Clock } from './wireguard/timers.js';
+import type { Clock } from '../util/clock.js';
+import type { LogLevel } from '../util/log.js';
+import { DEFAULT_MTU } from './mtu.js';
 
 /** What the engine needs from a TUN device (TunDevice fits; tests use in-memory ones). */
 export interface EngineTun {
@@ -44,10 +51,26 @@ export interface EnginePeerConfig {
 
 export type EngineEvent = DeviceEvent;
 
+/**
+ * The level an engine event is logged at: what an operator must see (a handshake that gave up,
+ * a peer that roamed) at warn/info, the routine protocol chatter (every handshake, every cookie)
+ * at debug.
+ */
+export function engineEventLevel(e: EngineEvent): LogLevel {
+  switch (e.type) {
+    case 'handshake-gave-up':
+      return 'warn';
+    case 'endpoint-changed':
+      return 'info';
+    default:
+      return 'debug';
+  }
+}
+
 export interface EngineOptions {
   tun: EngineTun;
   bind: Bind;
-  /** TUN MTU (padding is capped at it). Default 1420. */
+  /** TUN MTU (padding is capped at it). Default DEFAULT_MTU (mtu.ts). */
   mtu?: number;
   privateKey?: string | Uint8Array;
   peers?: EnginePeerConfig[];
@@ -108,12 +131,13 @@ export class Engine {
   private readonly tun: EngineTun;
   private readonly bind: Bind;
   private readonly readBatch: PacketBatch;
+  private started = false;
   private stopped = false;
 
   constructor(opts: EngineOptions) {
     this.tun = opts.tun;
     this.bind = opts.bind;
-    const mtu = opts.mtu ?? 1420;
+    const mtu = opts.mtu ?? DEFAULT_MTU;
     if (!Number.isInteger(mtu) || mtu < 576 || mtu > 65535) throw configError(`bad MTU ${mtu}`);
     this.readBatch = new PacketBatch(opts.batchSize ?? 64, Math.max(2048, mtu + 64));
     const scale = opts.timerScale ?? timerScaleFromEnv(opts.env ?? process.env);
@@ -131,9 +155,17 @@ export class Engine {
     });
     if (opts.privateKey !== undefined) this.setPrivateKey(opts.privateKey);
     for (const p of opts.peers ?? []) this.addPeer(p);
+  }
+
+  /** Start reading the TUN and the bind, and the protocol timers. Idempotent; E_ENGINE once stopped. */
+  start(): this {
+    if (this.stopped) throw new MeshdError('E_ENGINE', 'the engine is stopped; make a new one');
+    if (this.started) return this;
+    this.started = true;
     this.bind.start((batch) => this.device.handleDatagrams(batch));
     this.tun.startReading(this.readBatch, (batch) => this.device.handleTunBatch(batch));
     this.device.start();
+    return this;
   }
 
   setPrivateKey(key: string | Uint8Array): void {
@@ -211,13 +243,15 @@ export class Engine {
     return { ...this.device.counters, drops: { ...this.device.counters.drops }, peers: this.device.peers.size };
   }
 
-  /** Stop the data paths and close the TUN and the bind. Idempotent. */
+  /**
+   * Stop reading the TUN, end every session and the timers. Idempotent. The TUN and the bind
+   * stay open: their owner closes them (datagrams the bind still delivers are dropped).
+   */
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    this.tun.stopReading();
+    if (this.started) this.tun.stopReading();
     this.device.close();
-    await Promise.allSettled([this.bind.close(), this.tun.close()]);
   }
 }
 

@@ -45,7 +45,7 @@ test('wg pubkey on the stored private key prints the derived public key', (t) =>
     const home = join(d.path, name);
     const j = JSON.parse(runMeshd(['init', '--json', '--home', home]).stdout) as InitJson;
     const id = JSON.parse(readFileSync(join(home, 'profiles', 'default', 'identity.json'), 'utf8')) as { ed25519Seed: string };
-    // derive the WireGuard private key the way the spec says, independently of our code
+    // derive the WireGuard private key as docs/DESIGN.md §4.2 says, independently of our code
     const k = createHash('sha512').update(Buffer.from(id.ed25519Seed, 'base64url')).digest().subarray(0, 32);
     k[0] = k[0]! & 248;
     k[31] = (k[31]! & 127) | 64;

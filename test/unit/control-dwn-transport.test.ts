@@ -8,7 +8,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import fc from 'fast-check';
 import { DwnError } from '../../src/errors.js';
-import { backoffDelay } from '../../src/dwn/backoff.js';
+import { backoffDelay } from '../../src/util/backoff.js';
 import { DwnHttpRpc, expectOk, headerJson, normalizeEndpoint, parseRetryAfter } from '../../src/dwn/rpc-http.js';
 import { DwnSubscriber, type SubscriberStatus } from '../../src/dwn/subscriber.js';
 import { WebSocketServer, type WebSocket as WsSocket } from 'ws';

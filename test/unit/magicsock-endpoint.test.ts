@@ -1,6 +1,6 @@
 /**
  * The per-peer path state machine (PeerEndpoint) against a fake clock and a recording I/O: the
- * decisions the spec names — relay first, probe all candidates and call-me-maybe, switch to the
+ * decisions of docs/DESIGN.md §5.2 — relay first, probe all candidates and call-me-maybe, switch to the
  * best direct path ignoring < 1 % gains, heartbeat every 3 s while traffic flows, trust 6.5 s
  * after the last pong, fall back to the relay when silent, re-probe every 60 s when latency
  * > 5 ms, stop after 45 s idle, learn candidates from pings.

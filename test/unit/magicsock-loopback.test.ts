@@ -39,7 +39,7 @@ async function node(ip: string): Promise<Node> {
   const keys = generateBoxKeyPair();
   const ms = await MagicSock.open({ privateKey: keys.privateKey, address: '127.0.0.1' });
   const tun = new MemoryEngineTun();
-  const engine = new Engine({ tun, bind: ms, privateKey: keys.privateKey, mtu: 1280 });
+  const engine = new Engine({ tun, bind: ms, privateKey: keys.privateKey, mtu: 1280 }).start();
   return { keys, ms, tun, engine, ip };
 }
 
@@ -75,6 +75,7 @@ describe('magic socket on loopback', () => {
   after(async () => {
     await a?.engine.stop();
     await b?.engine.stop();
+    await Promise.all([a?.ms.close(), b?.ms.close()]);
     await relay?.stop();
   });
 
@@ -140,7 +141,7 @@ describe('magic socket on loopback', () => {
     const keys = generateBoxKeyPair();
     const bind = await UdpBind.open({ address: '127.0.0.1', port: 0 });
     const tun = new MemoryEngineTun();
-    const plain = new Engine({ tun, bind, privateKey: keys.privateKey, mtu: 1280 });
+    const plain = new Engine({ tun, bind, privateKey: keys.privateKey, mtu: 1280 }).start();
     try {
       plain.addPeer({ publicKey: a.keys.publicKey, allowedIps: ['10.9.0.1/32'], endpoint: `127.0.0.1:${a.ms.localPort}` });
       const ep = a.ms.upsertPeer({ publicKey: keys.publicKey, discoKey: null, endpoints: [] });
@@ -155,6 +156,7 @@ describe('magic socket on loopback', () => {
       a.engine.removePeer(keys.publicKey);
       a.ms.removePeer(keys.publicKey);
       await plain.stop();
+      await bind.close();
     }
   });
 });

@@ -7,6 +7,8 @@ import { MeshdError } from '../../src/errors.js';
 import { ManualClock } from '../../src/engine/wireguard/timers.js';
 import { clampPrivateKey, privateKeyObject, publicKeyOf } from '../../src/engine/wireguard/noise-crypto.js';
 import { MemoryEngineTun, MemoryNet, ipv4Packet } from './wg-fixtures.js';
+import { AddrEndpoint } from '../../src/engine/wireguard/addr-endpoint.js';
+import type { Endpoint } from '../../src/engine/wireguard/bind.js';
 
 function key(): { priv: string; pub: string } {
   const priv = clampPrivateKey(randomBytes(32));
@@ -24,9 +26,10 @@ function setup() {
   const kb = key();
   const tunA = new MemoryEngineTun();
   const tunB = new MemoryEngineTun();
-  const a = new Engine({ tun: tunA, bind: net.bind('192.0.2.1:51820'), privateKey: ka.priv, clock, timerScale: 1 });
-  const b = new Engine({ tun: tunB, bind: net.bind('192.0.2.2:51820'), privateKey: kb.priv, clock, timerScale: 1 });
-  return { net, clock, ka, kb, a, b, tunA, tunB };
+  const bindA = net.bind('192.0.2.1:51820');
+  const a = new Engine({ tun: tunA, bind: bindA, privateKey: ka.priv, clock, timerScale: 1 }).start();
+  const b = new Engine({ tun: tunB, bind: net.bind('192.0.2.2:51820'), privateKey: kb.priv, clock, timerScale: 1 }).start();
+  return { net, clock, ka, kb, a, b, tunA, tunB, bindA };
 }
 
 describe('engine API', () => {
@@ -118,24 +121,76 @@ describe('engine API', () => {
     const ka = key();
     const kb = key();
     const tunB = new MemoryEngineTun();
-    const b = new Engine({ tun: tunB, bind: net.bind('192.0.2.2:51820'), privateKey: kb.priv, clock, peers: [{ publicKey: ka.pub, allowedIps: ['10.0.0.1/32'] }] });
+    const b = new Engine({ tun: tunB, bind: net.bind('192.0.2.2:51820'), privateKey: kb.priv, clock, peers: [{ publicKey: ka.pub, allowedIps: ['10.0.0.1/32'] }] }).start();
+    const tunA = new MemoryEngineTun();
+    const bindA = net.bind('192.0.2.1:51820');
     const a = new Engine({
-      tun: new MemoryEngineTun(),
-      bind: net.bind('192.0.2.1:51820'),
+      tun: tunA,
+      bind: bindA,
       privateKey: ka.priv,
       clock,
       peers: [{ publicKey: kb.pub, allowedIps: ['10.0.0.2/32'], endpoint: '192.0.2.2:51820', persistentKeepalive: 25 }],
     });
+    // the constructor starts no I/O: nothing read, nothing sent, no timers
+    assert.equal(tunA.reading, false);
+    assert.equal(bindA.started, false);
+    clock.advance(30_000);
+    assert.equal(bindA.sent, 0, 'sent before start()');
+    a.start();
+    assert.equal(tunA.reading, true);
+    assert.equal(bindA.started, true);
     net.pump();
     assert.equal(a.peerStats()[0]!.hasSession, true);
     assert.equal(b.peerStats()[0]!.endpoint, '192.0.2.1:51820');
   });
 
-  test('stop closes the TUN and the bind, and is idempotent', async () => {
-    const { a, tunA } = setup();
+  test('stop ends reading and sessions but leaves the TUN and the bind to their owner; idempotent', async () => {
+    const { a, tunA, bindA } = setup();
     await a.stop();
     await a.stop();
-    assert.equal(tunA.closed, true);
+    assert.equal(tunA.reading, false, 'still reading the TUN after stop');
+    assert.equal(tunA.closed, false, 'stop closed a TUN it did not open');
+    assert.equal(bindA.closed, false, 'stop closed a bind it did not open');
+    assert.throws(() => a.start(), (e: unknown) => e instanceof MeshdError && e.code === 'E_ENGINE');
+  });
+
+  test('roaming goes through the endpoint contract: an endpoint that owns path choice stays the peer\'s', () => {
+    const { net, ka, kb, a, b } = setup();
+    const roamedFrom: string[] = [];
+    // a path-owning endpoint (as the magic socket's PeerEndpoint is): its text changes with path
+    // state, it matches no source yet, and takes any new one as a path of its peer
+    let path = 'no path';
+    const owner: Endpoint = {
+      matches: () => false,
+      roamed: (addrs, i) => {
+        roamedFrom.push(AddrEndpoint.fromAddrs(addrs, i).toString());
+        path = 'direct';
+        return owner;
+      },
+      equals: (o) => o === owner,
+      toString: () => path,
+    };
+    a.addPeer({ publicKey: kb.pub, allowedIps: ['10.0.0.2/32'], endpoint: owner });
+    b.addPeer({ publicKey: ka.pub, allowedIps: ['10.0.0.1/32'], endpoint: '192.0.2.1:51820' });
+    // b initiates towards a (its keepalive starts a handshake at once)
+    b.setPeers([{ publicKey: ka.pub, allowedIps: ['10.0.0.1/32'], endpoint: '192.0.2.1:51820', persistentKeepalive: 25 }]);
+    net.pump();
+    assert.deepEqual(roamedFrom, ['192.0.2.2:51820']);
+    assert.equal(a.device.getPeer(Buffer.from(kb.pub, 'base64'))!.endpoint, owner, 'the device replaced a path-owning endpoint');
+
+    // the same endpoint again, or a plain address equal by value, changes nothing — whatever the text says
+    a.updatePeer({ publicKey: kb.pub, endpoint: owner });
+    assert.equal(a.device.getPeer(Buffer.from(kb.pub, 'base64'))!.endpoint, owner);
+    // another endpoint with the same text is another endpoint
+    const other: Endpoint = { matches: () => false, roamed: () => null, equals: (o) => o === other, toString: () => 'direct' };
+    a.updatePeer({ publicKey: kb.pub, endpoint: other });
+    assert.equal(a.device.getPeer(Buffer.from(kb.pub, 'base64'))!.endpoint, other, 'endpoints compared by their text');
+    const first = AddrEndpoint.parse('192.0.2.9:1');
+    a.updatePeer({ publicKey: kb.pub, endpoint: first });
+    a.updatePeer({ publicKey: kb.pub, endpoint: AddrEndpoint.parse('192.0.2.9:1') });
+    assert.equal(a.device.getPeer(Buffer.from(kb.pub, 'base64'))!.endpoint, first, 'an equal address replaced the endpoint object');
+    a.updatePeer({ publicKey: kb.pub, endpoint: '192.0.2.9:2' });
+    assert.equal(a.peerStats()[0]!.endpoint, '192.0.2.9:2');
   });
 
   test('key and timer-scale parsing', () => {

@@ -105,8 +105,16 @@ export class MemoryBind implements Bind {
     this.handler(this.rx);
   }
 
+  closed = false;
+
+  /** Has start() been called (and close() not)? */
+  get started(): boolean {
+    return this.handler !== null;
+  }
+
   async close(): Promise<void> {
     this.handler = null;
+    this.closed = true;
   }
 }
 
@@ -177,6 +185,10 @@ export class MemoryEngineTun {
 
   stopReading(): void {
     this.onBatch = null;
+  }
+
+  get reading(): boolean {
+    return this.onBatch !== null;
   }
 
   writeBatch(batch: PacketBatch, start = 0, count = batch.count - start): number {

@@ -42,11 +42,16 @@ async function pair(timerScale: number, impl: Impl) {
   const tunA = new MemoryEngineTun();
   const tunB = new MemoryEngineTun();
   const events: Array<DeviceEvent & { at: 'a' | 'b' }> = [];
-  const a = new Engine({ tun: tunA, bind: bindA, aead, privateKey: ka.priv, timerScale, onEvent: (e) => events.push({ ...e, at: 'a' }) });
-  const b = new Engine({ tun: tunB, bind: bindB, aead, privateKey: kb.priv, timerScale, onEvent: (e) => events.push({ ...e, at: 'b' }) });
+  const a = new Engine({ tun: tunA, bind: bindA, aead, privateKey: ka.priv, timerScale, onEvent: (e) => events.push({ ...e, at: 'a' }) }).start();
+  const b = new Engine({ tun: tunB, bind: bindB, aead, privateKey: kb.priv, timerScale, onEvent: (e) => events.push({ ...e, at: 'b' }) }).start();
   a.addPeer({ publicKey: kb.pub, allowedIps: ['10.9.0.2/32'], endpoint: `127.0.0.1:${b.listenPort}` });
   b.addPeer({ publicKey: ka.pub, allowedIps: ['10.9.0.1/32'] });
-  return { a, b, tunA, tunB, ka, kb, events, bindA };
+  // the engines stop first, then this test closes the sockets it opened
+  const stop = async (): Promise<void> => {
+    await Promise.all([a.stop(), b.stop()]);
+    await Promise.all([bindA.close(), bindB.close()]);
+  };
+  return { a, b, tunA, tunB, ka, kb, events, bindA, stop };
 }
 
 const body = (i: number) => {
@@ -59,8 +64,8 @@ for (const impl of ['native', 'pure'] as const) describe(`two engines over UDP o
   const skip = (t: import('node:test').TestContext): boolean => impl === 'native' && !requirePrereqs(t, ['native']);
   test('handshake, transport both ways, stats', async (t) => {
     if (skip(t)) return;
-    const { a, b, tunA, tunB, ka, kb } = await pair(1, impl);
-    t.after(() => Promise.all([a.stop(), b.stop()]));
+    const { a, b, tunA, tunB, ka, kb, stop } = await pair(1, impl);
+    t.after(stop);
     tunA.inject([ipv4Packet('10.9.0.1', '10.9.0.2', body(1))]);
     await until(() => tunB.written.length === 1, 3000, 'first packet');
     const many = Array.from({ length: 300 }, (_, i) => ipv4Packet('10.9.0.2', '10.9.0.1', body(i)));
@@ -81,8 +86,8 @@ for (const impl of ['native', 'pure'] as const) describe(`two engines over UDP o
   test('rekey with scaled-down timers does not lose packets', async (t) => {
     if (skip(t)) return;
     const scale = 0.012; // REKEY_AFTER_TIME 1.44 s, REJECT_AFTER_TIME 2.16 s
-    const { a, b, tunA, tunB, events } = await pair(scale, impl);
-    t.after(() => Promise.all([a.stop(), b.stop()]));
+    const { a, b, tunA, tunB, events, stop } = await pair(scale, impl);
+    t.after(stop);
     let sentAB = 0;
     let sentBA = 0;
     const end = Date.now() + 5000;
@@ -102,8 +107,8 @@ for (const impl of ['native', 'pure'] as const) describe(`two engines over UDP o
 
   test('a removed peer stops receiving; adding it back restores traffic', async (t) => {
     if (skip(t)) return;
-    const { a, b, tunA, tunB, ka } = await pair(1, impl);
-    t.after(() => Promise.all([a.stop(), b.stop()]));
+    const { a, b, tunA, tunB, ka, stop } = await pair(1, impl);
+    t.after(stop);
     tunA.inject([ipv4Packet('10.9.0.1', '10.9.0.2', body(1))]);
     await until(() => tunB.written.length === 1, 3000, 'first packet');
     assert.equal(b.removePeer(ka.pub), true);

@@ -182,7 +182,7 @@ export function registerDaemon(program: Command, io: Io): void {
         : { ...parseListen(o.relay === true ? '0.0.0.0:3340' : o.relay, 3340), stunPort: parsePort(o.relayStunPort ?? '3478', 'STUN port'), ...(o.relayUrl ? { url: o.relayUrl } : {}), ...(o.relayInsecureHttp ? { insecureHttp: true } : {}) };
 
     if (o.foreground) {
-      const [{ runDaemon }, { MeshAgent }, { createLogger }] = await Promise.all([
+      const [{ runDaemon }, { MeshAgent }, { createDaemonLogger }] = await Promise.all([
         import('../../daemon/daemon.js'),
         import('../../daemon/agent.js'),
         import('../../daemon/log.js'),
@@ -191,19 +191,23 @@ export function registerDaemon(program: Command, io: Io): void {
       if (!(await waitForRelease())) return;
       await prepareNetwork(ctx, cc, o);
       remember();
-      const log = createLogger({ file: logPath(ctx.home), stderr: process.env.MESHD_BACKGROUND !== '1', debug: process.env.MESHD_DEBUG === '1' });
-      const agent = new MeshAgent({
-        ctx: cc,
-        log,
-        tunName: o.tun ?? 'meshd0',
-        ...(relay ? { relay } : {}),
-        ...(o.dwnListen ? { dwnListen: o.dwnListen } : {}),
-        ...(o.acceptDns !== undefined ? { acceptDns: o.acceptDns } : {}),
-      });
-      const metricsListen = o.metricsListen !== undefined ? (await import('../../daemon/metrics.js')).parseMetricsListen(o.metricsListen) : undefined;
-      const handle = await runDaemon({ home: ctx.home, log, agent, metricsListen });
-      if (process.env.MESHD_BACKGROUND !== '1') ctx.progress(summarizeUp(agent.status()));
-      await handle.stopped;
+      const log = createDaemonLogger({ file: logPath(ctx.home), stderr: process.env.MESHD_BACKGROUND !== '1', debug: process.env.MESHD_DEBUG === '1' });
+      try {
+        const agent = new MeshAgent({
+          ctx: cc,
+          log,
+          tunName: o.tun ?? 'meshd0',
+          ...(relay ? { relay } : {}),
+          ...(o.dwnListen ? { dwnListen: o.dwnListen } : {}),
+          ...(o.acceptDns !== undefined ? { acceptDns: o.acceptDns } : {}),
+        });
+        const metricsListen = o.metricsListen !== undefined ? (await import('../../daemon/metrics.js')).parseMetricsListen(o.metricsListen) : undefined;
+        const handle = await runDaemon({ home: ctx.home, log, agent, metricsListen });
+        if (process.env.MESHD_BACKGROUND !== '1') ctx.progress(summarizeUp(agent.status()));
+        await handle.stopped;
+      } finally {
+        await log.close();
+      }
       return;
     }
 

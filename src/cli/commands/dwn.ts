@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { action, subcommand, type Io } from '../program.js';
 import { UsageError } from '../../errors.js';
+import { waitForStop } from '../../util/signals.js';
 import { parsePort } from './network.js';
 
 export function registerDwn(program: Command, io: Io): void {
@@ -28,11 +29,9 @@ export function registerDwn(program: Command, io: Io): void {
     const where = describeDwnStorage(server.storage);
     const info = { url: server.url, host: server.host, port: server.port, dataDir, storage: where, pid: server.pid };
     ctx.print(info, `DWN listening on ${server.url} (storage: ${where}); Ctrl-C stops it.`);
-    const stop = new Promise<string>((resolve) => {
-      process.once('SIGINT', () => resolve('SIGINT'));
-      process.once('SIGTERM', () => resolve('SIGTERM'));
-    });
-    const reason = await Promise.race([stop, server.exited.then((c) => `exit:${c}`)]);
+    const stopWait = new AbortController();
+    const reason = await Promise.race([waitForStop({ signal: stopWait.signal }), server.exited.then((c) => `exit:${c}`)]);
+    stopWait.abort(); // the server exited first: stop listening for signals
     if (reason.startsWith('exit:')) throw new UsageError(`the DWN server stopped unexpectedly (${reason.slice(5)})`);
     await server.stop();
   });

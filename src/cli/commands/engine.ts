@@ -12,7 +12,10 @@ import { Option } from 'commander';
 import { MeshdError, UsageError } from '../../errors.js';
 import { action, subcommand, type CommandContext, type Io } from '../program.js';
 import { parseWgConfig, type WgConfig } from '../../engine/wg-config.js';
-import { Engine, type EngineEvent, type EnginePeerConfig } from '../../engine/engine.js';
+import { Engine, engineEventLevel, type EnginePeerConfig } from '../../engine/engine.js';
+import { DEFAULT_MTU } from '../../engine/mtu.js';
+import { createLogger, JsonLinesSink, TextSink, type Logger } from '../../util/log.js';
+import { waitForStop } from '../../util/signals.js';
 import { UdpBind } from '../../engine/wireguard/udp-bind.js';
 import { formatIp, formatPrefix } from '../../engine/wireguard/ip-prefix.js';
 import { DEFAULT_TUN_NAME, TunDevice } from '../../engine/tun/tun-device.js';
@@ -45,21 +48,10 @@ async function openBind(port: number): Promise<UdpBind> {
   }
 }
 
-function logLine(ctx: CommandContext, event: string, fields: Record<string, unknown>): void {
-  if (ctx.json) {
-    ctx.io.stderr(JSON.stringify({ time: new Date().toISOString(), event, ...fields }));
-    return;
-  }
-  const rest = Object.entries(fields)
-    .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
-    .join(' ');
-  ctx.io.stderr(`${new Date().toISOString()} ${event}${rest ? ' ' + rest : ''}`);
-}
-
-function eventFields(e: EngineEvent): Record<string, unknown> {
-  const { type: _type, ...rest } = e;
-  void _type;
-  return rest;
+/** Every event on stderr (debug included: this command exists to watch the engine). */
+function engineLogger(ctx: CommandContext): Logger {
+  const out = (line: string): void => ctx.io.stderr(line.trimEnd());
+  return createLogger({ level: 'debug', component: 'engine', sinks: [ctx.json ? new JsonLinesSink(out) : new TextSink(out)] });
 }
 
 function peerConfigs(config: WgConfig): Promise<EnginePeerConfig[]> {
@@ -75,11 +67,11 @@ function peerConfigs(config: WgConfig): Promise<EnginePeerConfig[]> {
 }
 
 /** Routes for the peers' allowed IPs; default routes are left alone (they would take over the host). */
-function routesFor(ctx: CommandContext, peers: EnginePeerConfig[]): string[] {
+function routesFor(log: Logger, peers: EnginePeerConfig[]): string[] {
   const routes = new Set<string>();
   for (const p of peers) {
     for (const a of p.allowedIps ?? []) {
-      if (a.endsWith('/0')) logLine(ctx, 'route-skipped', { prefix: a, reason: 'default routes are not installed by meshd engine' });
+      if (a.endsWith('/0')) log.warn('route-skipped', { prefix: a, reason: 'default routes are not installed by meshd engine' });
       else routes.add(a);
     }
   }
@@ -106,12 +98,12 @@ export async function runEngine(
   tunName: string,
   opts: { configFile?: string; signal?: AbortSignal } = {},
 ): Promise<void> {
-  const signal = opts.signal;
-  const mtu = config.interface.mtu ?? 1420;
+  const log = engineLogger(ctx);
+  const mtu = config.interface.mtu ?? DEFAULT_MTU;
   const peers = await peerConfigs(config);
-  if (config.ignored.length > 0) logLine(ctx, 'config-ignored', { keys: config.ignored });
+  if (config.ignored.length > 0) log.warn('config-ignored', { keys: config.ignored });
 
-  const routes = routesFor(ctx, peers);
+  const routes = routesFor(log, peers);
   const tun = TunDevice.open({ name: tunName });
   let bind: UdpBind | null = null;
   let engine: Engine;
@@ -124,8 +116,11 @@ export async function runEngine(
       mtu,
       privateKey: config.interface.privateKey,
       peers,
-      onEvent: (e) => logLine(ctx, e.type, eventFields(e)),
-    });
+      onEvent: (e) => {
+        const { type, ...fields } = e;
+        log.log(engineEventLevel(e), type, fields);
+      },
+    }).start();
   } catch (e) {
     await bind?.close();
     await tun.close();
@@ -139,16 +134,16 @@ export async function runEngine(
       const next = await readConfig(opts.configFile);
       const nextPeers = await peerConfigs(next);
       running.setPeers(nextPeers);
-      const nextRoutes = routesFor(ctx, nextPeers);
+      const nextRoutes = routesFor(log, nextPeers);
       for (const r of nextRoutes) if (!installedRoutes.includes(r)) await tun.addRoute(r);
       for (const r of installedRoutes) if (!nextRoutes.includes(r)) await tun.removeRoute(r).catch(() => undefined);
       installedRoutes = nextRoutes;
-      logLine(ctx, 'config-reloaded', { peers: nextPeers.length });
+      log.info('config-reloaded', { peers: nextPeers.length });
     } catch (e) {
-      logLine(ctx, 'config-reload-failed', { error: (e as Error).message });
+      log.warn('config-reload-failed', { error: (e as Error).message });
     }
   };
-  logLine(ctx, 'engine-up', {
+  log.info('engine-up', {
     interface: tun.name,
     port: running.listenPort,
     publicKey: running.publicKey,
@@ -156,28 +151,18 @@ export async function runEngine(
     peers: peers.length,
   });
 
-  await new Promise<void>((resolve) => {
-    const stats = (): void => logLine(ctx, 'stats', { peers: running.peerStats(), counters: running.stats() });
-    const onHup = (): void => void reload();
-    const stop = (why: string): void => {
-      process.off('SIGINT', onInt);
-      process.off('SIGTERM', onTerm);
-      process.off('SIGUSR1', stats);
-      process.off('SIGHUP', onHup);
-      signal?.removeEventListener('abort', onAbort);
-      logLine(ctx, 'engine-stopping', { reason: why });
-      void running.stop().then(resolve, resolve);
-    };
-    const onInt = (): void => stop('SIGINT');
-    const onTerm = (): void => stop('SIGTERM');
-    const onAbort = (): void => stop('abort');
-    process.on('SIGINT', onInt);
-    process.on('SIGTERM', onTerm);
-    process.on('SIGUSR1', stats);
-    process.on('SIGHUP', onHup);
-    signal?.addEventListener('abort', onAbort);
+  const why = await waitForStop({
+    ...(opts.signal ? { signal: opts.signal } : {}),
+    on: {
+      SIGUSR1: () => log.info('stats', { peers: running.peerStats(), counters: running.stats() }),
+      SIGHUP: () => void reload(),
+    },
   });
-  logLine(ctx, 'engine-stopped', { interface: tun.name });
+  log.info('engine-stopping', { reason: why });
+  // the engine stops first; this command opened the bind and the TUN, so it closes them
+  await running.stop();
+  await Promise.allSettled([bind.close(), tun.close()]);
+  log.info('engine-stopped', { interface: tun.name });
 }
 
 export function registerEngine(program: Command, io: Io): void {

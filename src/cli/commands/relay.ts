@@ -14,6 +14,8 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { splitHostPort } from '../../util/host-port.js';
+import { createLogger, TextSink } from '../../util/log.js';
+import { waitForStop } from '../../util/signals.js';
 import { hostname } from 'node:os';
 import type { Command } from 'commander';
 import { Option } from 'commander';
@@ -119,7 +121,7 @@ export async function runRelayServe(ctx: CommandContext, opts: RelayServeOptions
     httpPort: port,
     host,
     stunPort: opts.stunPort,
-    log: (line) => ctx.progress(line),
+    log: createLogger({ component: 'relay', sinks: [new TextSink((line) => ctx.progress(line.trimEnd()))] }),
     ...(t ? { tls: t.tls } : {}),
     ...opts.limits,
   });
@@ -137,21 +139,8 @@ export async function runRelayServe(ctx: CommandContext, opts: RelayServeOptions
   );
   const ticker = setInterval(() => ctx.io.stderr(JSON.stringify({ event: 'relay-stats', ...summary(server.stats(), ctx.json) })), (opts.statsIntervalSec ?? 60) * 1000);
   ticker.unref();
-  await new Promise<void>((resolve) => {
-    const stop = (why: string): void => {
-      process.off('SIGINT', onInt);
-      process.off('SIGTERM', onTerm);
-      opts.signal?.removeEventListener('abort', onAbort);
-      ctx.progress(`relay stopping (${why})`);
-      resolve();
-    };
-    const onInt = (): void => stop('SIGINT');
-    const onTerm = (): void => stop('SIGTERM');
-    const onAbort = (): void => stop('abort');
-    process.on('SIGINT', onInt);
-    process.on('SIGTERM', onTerm);
-    opts.signal?.addEventListener('abort', onAbort);
-  });
+  const why = await waitForStop(opts.signal ? { signal: opts.signal } : {});
+  ctx.progress(`relay stopping (${why})`);
   clearInterval(ticker);
   const final = summary(server.stats(), ctx.json);
   await server.stop();

@@ -7,6 +7,8 @@
  * publishes the endpoint record).
  */
 import { networkInterfaces } from 'node:os';
+import type { Clock, Ticker } from '../../util/clock.js';
+import type { Logger } from '../../util/log.js';
 import type { BatchUdpSocket } from '../udp/batch-udp-socket.js';
 import { parseAddr } from './addr.js';
 import { RESTUN_MAX_MS, RESTUN_MIN_MS, RESTUN_NO_UDP_MS, RESTUN_ON_PATH_LOSS_MIN_MS } from './constants.js';
@@ -14,7 +16,6 @@ import { resolveStunTargets, runNetcheck, type NetcheckReport } from './netcheck
 import type { RelaySet } from './relay-set.js';
 import type { IpPort, NatMapping, StunClient } from './stun.js';
 
-export type MagicLog = (event: string, fields: Record<string, unknown>) => void;
 
 export interface LocalEndpoints {
   /** "ip:port" as STUN servers saw us. */
@@ -33,8 +34,8 @@ export interface DiscoveryHost {
   readonly relays: RelaySet;
   readonly stun: StunClient;
   readonly discoKeyBase64: string;
-  now(): number;
-  log: MagicLog;
+  readonly clock: Clock;
+  readonly log: Logger;
   /** Our endpoints changed after the first round: tell the peers that are talking. */
   endpointsChanged(now: number): void;
 }
@@ -63,7 +64,7 @@ export class EndpointDiscovery {
   private lastDiscoveryStart = -Infinity;
   private discovering: Promise<void> | null = null;
   private discoverAgain = false;
-  private discoveryTimer: NodeJS.Timeout | null = null;
+  private discoveryTimer: Ticker | null = null;
   private readonly listeners = new Set<(e: LocalEndpoints) => void>();
   private lastPublished = '';
   private readonly excluded: Set<string>;
@@ -84,7 +85,7 @@ export class EndpointDiscovery {
 
   close(): void {
     this.closed = true;
-    if (this.discoveryTimer) clearTimeout(this.discoveryTimer);
+    this.discoveryTimer?.cancel();
     this.discoveryTimer = null;
   }
 
@@ -122,15 +123,15 @@ export class EndpointDiscovery {
 
   private async runDiscovery(reason: string): Promise<void> {
     const { relays, stun } = this.host;
-    if (this.discoveryTimer) clearTimeout(this.discoveryTimer);
+    this.discoveryTimer?.cancel();
     this.discoveryTimer = null;
-    this.lastDiscoveryStart = this.host.now();
+    this.lastDiscoveryStart = this.host.clock.now();
     let report: NetcheckReport | null = null;
     try {
       const { targets, errors } = await resolveStunTargets(relays.relays, this.stunServers);
-      report = await runNetcheck({ stun, targets, errors, relays: relays.relays, timeoutMs: this.stunTimeoutMs });
+      report = await runNetcheck({ stun, targets, errors, relays: relays.relays, timeoutMs: this.stunTimeoutMs, clock: this.host.clock });
     } catch (e) {
-      this.host.log('discovery-failed', { reason, error: (e as Error).message });
+      this.host.log.warn('discovery-failed', { reason, error: (e as Error).message });
     }
     if (this.closed) return;
     this.refreshLocalEndpoints();
@@ -151,21 +152,19 @@ export class EndpointDiscovery {
     this.rebuildOurEndpoints();
     this.publishIfChanged(reason);
     const next = report?.udp === false ? RESTUN_NO_UDP_MS : RESTUN_MIN_MS + Math.random() * (RESTUN_MAX_MS - RESTUN_MIN_MS);
-    this.discoveryTimer = setTimeout(() => void this.discover('periodic'), next);
-    this.discoveryTimer.unref();
+    this.discoveryTimer = this.host.clock.after(next, () => void this.discover('periodic'), { unref: true });
   }
 
   /** A direct path died: our mapping may have changed; re-STUN soon. */
   requestRestun(): void {
     if (this.closed) return;
-    const since = this.host.now() - this.lastDiscoveryStart;
+    const since = this.host.clock.now() - this.lastDiscoveryStart;
     if (since >= RESTUN_ON_PATH_LOSS_MIN_MS) {
       void this.discover('path-lost');
       return;
     }
-    if (this.discoveryTimer) clearTimeout(this.discoveryTimer);
-    this.discoveryTimer = setTimeout(() => void this.discover('path-lost'), RESTUN_ON_PATH_LOSS_MIN_MS - since);
-    this.discoveryTimer.unref();
+    this.discoveryTimer?.cancel();
+    this.discoveryTimer = this.host.clock.after(RESTUN_ON_PATH_LOSS_MIN_MS - since, () => void this.discover('path-lost'), { unref: true });
   }
 
   private refreshLocalEndpoints(): void {
@@ -200,13 +199,13 @@ export class EndpointDiscovery {
     if (text === this.lastPublished) return;
     const first = this.lastPublished === '';
     this.lastPublished = text;
-    this.host.log('local-endpoints', { reason, ...info });
-    if (!first) this.host.endpointsChanged(this.host.now());
+    this.host.log.info('local-endpoints', { reason, ...info });
+    if (!first) this.host.endpointsChanged(this.host.clock.now());
     for (const cb of this.listeners) {
       try {
         cb(info);
       } catch (e) {
-        this.host.log('listener-failed', { error: (e as Error).message });
+        this.host.log.warn('listener-failed', { error: (e as Error).message });
       }
     }
   }

@@ -34,7 +34,7 @@ import { randomBytes } from 'node:crypto';
 import { hexOf as hex, sameBytes } from '../../util/bytes.js';
 import { ADDR_SIZE } from '../packet-batch.js';
 import type { Endpoint } from '../wireguard/bind.js';
-import { isRelaySource, parseAddr, addrOf, isUsableCandidate, relaySourceId, type ParsedAddr } from './addr.js';
+import { isRelaySource, parseAddr, addrAt, addrOf, isUsableCandidate, relaySourceId, type ParsedAddr } from './addr.js';
 import {
   CALL_ME_MAYBE_INTERVAL_MS,
   DISCO_PING_INTERVAL_MS,
@@ -128,6 +128,20 @@ export class PeerEndpoint implements Endpoint {
     }
     if (isRelaySource(addrs, i)) return relaySourceId(addrs, i) === this.id;
     return this.io.ownerOf(addrs, i) === this;
+  }
+
+  /**
+   * The peer's WireGuard packet came from a source we did not match: learn it as a candidate
+   * (unless it is a relay or another peer's path) and stay the peer's endpoint.
+   */
+  roamed(addrs: Uint8Array, i: number): Endpoint {
+    if (!isRelaySource(addrs, i) && this.io.ownerOf(addrs, i) === undefined) this.onWireGuardFrom(addrAt(addrs, i), this.io.now());
+    return this;
+  }
+
+  /** One object per peer: equal only to itself. */
+  equals(other: Endpoint): boolean {
+    return other === this;
   }
 
   toString(): string {

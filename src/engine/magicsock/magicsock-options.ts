@@ -1,16 +1,11 @@
 /**
- * How a magic socket is opened: its options, its clock, and the UDP socket under it (the port
+ * How a magic socket is opened: its options, and the UDP socket under it (the port
  * asked for, falling back to an ephemeral one; IPv6 dual-stack, falling back to IPv4).
  */
 import { MeshdError } from '../../errors.js';
 import { openBatchUdpSocket, type BatchUdpSocket, type UdpImplementation } from '../udp/batch-udp-socket.js';
-import type { Ticker } from '../wireguard/timers.js';
-import type { MagicLog } from './discovery.js';
-
-export interface MagicClock {
-  now(): number;
-  every(ms: number, fn: () => void): Ticker;
-}
+import type { Clock } from '../../util/clock.js';
+import type { Logger } from '../../util/log.js';
 
 export interface MagicSockOptions {
   /** Our WireGuard private key (X25519): the relays route to its public key. */
@@ -26,8 +21,9 @@ export interface MagicSockOptions {
   excludeInterfaces?: readonly string[];
   /** Addresses that are never local endpoints (e.g. inside the mesh prefixes). */
   excludeIp?: (ip: string) => boolean;
-  clock?: MagicClock;
-  log?: MagicLog;
+  clock?: Clock;
+  /** Events at their level: path-lost and path-changed at info, disco failures at warn. */
+  log?: Logger;
   stunTimeoutMs?: number;
   env?: NodeJS.ProcessEnv;
 }

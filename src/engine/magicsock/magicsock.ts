@@ -23,10 +23,11 @@ import { hexOf as hexKey, sameBytes } from '../../util/bytes.js';
 import { boxPublicKey, generateBoxKeyPair } from '../crypto/nacl-box.js';
 import { ADDR_SIZE, PacketBatch } from '../packet-batch.js';
 import type { BatchUdpSocket, UdpImplementation } from '../udp/batch-udp-socket.js';
-import { openSocket, type MagicClock, type MagicSockOptions } from './magicsock-options.js';
+import { openSocket, type MagicSockOptions } from './magicsock-options.js';
 import { AddrEndpoint } from '../wireguard/addr-endpoint.js';
 import type { Bind, Endpoint, ReceiveHandler } from '../wireguard/bind.js';
-import { systemClock, type Ticker } from '../wireguard/timers.js';
+import { systemClock, type Clock, type Ticker } from '../../util/clock.js';
+import { silentLogger, type Logger } from '../../util/log.js';
 import { addrAt, isRelaySource, parseAddr, relaySourceId, writeRelaySource, type ParsedAddr } from './addr.js';
 import { SESSION_ACTIVE_TIMEOUT_MS, STUN_TIMEOUT_MS, TICK_MS } from './constants.js';
 import {
@@ -39,7 +40,7 @@ import {
   sealDiscoPacket,
   type DiscoMessage,
 } from './disco.js';
-import { EndpointDiscovery, type LocalEndpoints, type MagicLog } from './discovery.js';
+import { EndpointDiscovery, type LocalEndpoints } from './discovery.js';
 import { PeerEndpoint, type Candidate, type EndpointEvent, type EndpointIo, type EndpointStatus, type PingReply, type PingStart } from './endpoint.js';
 import type { MagicSockCounters, MagicSockStatus } from './magicsock-status.js';
 import type { NetcheckReport } from './netcheck.js';
@@ -48,11 +49,11 @@ import { RelaySet, normalizeRelayUrl, type RelayConfig } from './relay-set.js';
 import { StunClient } from './stun.js';
 
 export type { RelayConfig } from './relay-set.js';
-export type { LocalEndpoints, MagicLog } from './discovery.js';
+export type { LocalEndpoints } from './discovery.js';
 export type { MagicPeerStatus, MagicSockCounters, MagicSockStatus } from './magicsock-status.js';
 export type { MagicPeerConfig } from './peer-table.js';
 
-export type { MagicClock, MagicSockOptions } from './magicsock-options.js';
+export type { MagicSockOptions } from './magicsock-options.js';
 
 /** The byte test for WireGuard on the shared socket: type 1–4, then three zero bytes. */
 function isWireGuardAt(buf: Uint8Array, o: number, len: number): boolean {
@@ -80,8 +81,8 @@ export class MagicSock implements Bind {
     unroutable: 0,
   };
   private readonly discoPrivateKey: Uint8Array;
-  private readonly clock: MagicClock;
-  private readonly log: MagicLog;
+  private readonly clock: Clock;
+  private readonly log: Logger;
   private readonly rx = new PacketBatch();
   private readonly relayRx = new PacketBatch(1);
   /** sendOne's batch. */
@@ -107,7 +108,7 @@ export class MagicSock implements Bind {
     opts: MagicSockOptions,
   ) {
     this.clock = opts.clock ?? systemClock;
-    this.log = opts.log ?? (() => undefined);
+    this.log = opts.log ?? silentLogger;
     this.publicKey = boxPublicKey(privateKey);
     if (opts.discoPrivateKey !== undefined) {
       if (opts.discoPrivateKey.length !== 32) throw new MeshdError('E_CONFIG_INVALID', 'disco private key must be 32 bytes');
@@ -116,12 +117,12 @@ export class MagicSock implements Bind {
       this.discoPrivateKey = generateBoxKeyPair().privateKey;
     }
     this.discoPublicKey = boxPublicKey(this.discoPrivateKey);
-    this.stun = new StunClient({ send: (packet, port, host) => this.sendStun(packet, port, host) });
+    this.stun = new StunClient({ send: (packet, port, host) => this.sendStun(packet, port, host), clock: this.clock });
     this.relays = new RelaySet({
       privateKey,
       publicKey: this.publicKey,
       onPacket: (src, packet) => this.onRelayPacket(src, packet),
-      log: (event, fields) => this.log(event, fields),
+      log: this.log.child('relays'),
     });
     this.io = {
       now: () => this.clock.now(),
@@ -142,8 +143,8 @@ export class MagicSock implements Bind {
         relays: this.relays,
         stun: this.stun,
         discoKeyBase64: b64(this.discoPublicKey),
-        now: () => this.clock.now(),
-        log: (event, fields) => this.log(event, fields),
+        clock: this.clock,
+        log: this.log.child('discovery'),
         endpointsChanged: (now) => {
           for (const ep of this.active) ep.onLocalEndpointsChanged(now);
         },
@@ -268,18 +269,6 @@ export class MagicSock implements Bind {
   /** The PeerEndpoint of a peer (base64 key), if it has one. */
   peerEndpoint(publicKeyBase64: string): PeerEndpoint | undefined {
     return this.peers.byKey.get(publicKeyBase64);
-  }
-
-  /**
-   * The device took a plain address endpoint for a magic peer (an authenticated packet came from
-   * an address we did not know: the peer roamed, or its NAT rebound). Learn the address as a
-   * candidate and return the PeerEndpoint to put back; null when the peer is not ours.
-   */
-  adoptRoamed(publicKeyBase64: string, endpoint: Endpoint): PeerEndpoint | null {
-    const ep = this.peers.byKey.get(publicKeyBase64);
-    if (ep === undefined || endpoint === ep) return null;
-    if (endpoint instanceof AddrEndpoint) ep.onWireGuardFrom(addrAt(endpoint.addr, 0), this.clock.now());
-    return ep;
   }
 
   // ------------------------------------------------------------------------------------- relays / STUN config
@@ -491,7 +480,7 @@ export class MagicSock implements Bind {
     try {
       sealed = sealDiscoPacket(msg, this.discoPublicKey, ep.sharedKey, new Uint8Array(randomBytes(24)));
     } catch (e) {
-      this.log('disco-seal-failed', { peer: ep.publicKeyBase64, error: (e as Error).message });
+      this.log.warn('disco-seal-failed', { peer: ep.publicKeyBase64, error: (e as Error).message });
       return false;
     }
     if (to !== null) {
@@ -518,17 +507,17 @@ export class MagicSock implements Bind {
     const peer = ep.publicKeyBase64;
     switch (e.type) {
       case 'path-changed':
-        this.log('path-changed', { peer, from: e.from, to: e.to });
+        this.log.info('path-changed', { peer, from: e.from, to: e.to });
         return;
       case 'path-lost':
-        this.log('path-lost', { peer, addr: e.addr });
+        this.log.info('path-lost', { peer, addr: e.addr });
         if (this.clock.now() - ep.lastSend <= SESSION_ACTIVE_TIMEOUT_MS) this.discovery.requestRestun();
         return;
       case 'disco-reset':
-        this.log('peer-disco-reset', { peer });
+        this.log.info('peer-disco-reset', { peer });
         return;
       case 'call-me-maybe-received':
-        this.log('call-me-maybe', { peer, endpoints: e.endpoints, added: e.added });
+        this.log.debug('call-me-maybe', { peer, endpoints: e.endpoints, added: e.added });
         return;
       default:
         return;

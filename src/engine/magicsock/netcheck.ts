@@ -12,6 +12,7 @@ import { isIP } from 'node:net';
 import { generateBoxKeyPair } from '../crypto/nacl-box.js';
 import { RelayClient } from '../relay/client.js';
 import { MeshdError } from '../../errors.js';
+import { systemClock, type Clock } from '../../util/clock.js';
 import { STUN_TIMEOUT_MS } from './constants.js';
 import { normalizeRelayUrl, type RelayConfig } from './relay-set.js';
 import {
@@ -146,13 +147,13 @@ export interface NetcheckOptions {
   /** DERP ping round trip to a relay, when the caller can measure it. */
   relayLatency?: (url: string) => Promise<number | null>;
   timeoutMs?: number;
-  now?: () => number;
+  clock?: Clock;
 }
 
 /** One round: a Binding request to every target at once, then the verdicts. */
 export async function runNetcheck(opts: NetcheckOptions): Promise<NetcheckReport> {
-  const now = opts.now ?? (() => performance.now());
-  const started = now();
+  const clock = opts.clock ?? systemClock;
+  const started = clock.now();
   const timeoutMs = opts.timeoutMs ?? STUN_TIMEOUT_MS;
   const results: StunBindingResult[] = [];
   const probes: StunProbe[] = await Promise.all(
@@ -204,7 +205,7 @@ export async function runNetcheck(opts: NetcheckOptions): Promise<NetcheckReport
     stun,
     relays,
     preferredRelay: pickPreferredRelay(relays),
-    durationMs: Math.round(now() - started),
+    durationMs: Math.round(clock.now() - started),
   };
 }
 

@@ -4,6 +4,7 @@
  * RELAY_IDLE_TIMEOUT_MS without a send and reopen on the next one. Every connection delivers
  * what it receives to one handler.
  */
+import type { Logger } from '../../util/log.js';
 import { RelayClient, type RelayClientState } from '../relay/client.js';
 import { RELAY_IDLE_TIMEOUT_MS } from './constants.js';
 
@@ -26,7 +27,7 @@ export interface RelaySetOptions {
   publicKey: Uint8Array;
   onPacket: (src: Uint8Array, packet: Uint8Array, url: string) => void;
   onPeerGone?: (peer: Uint8Array, reason: number, url: string) => void;
-  log?: (event: string, fields: Record<string, unknown>) => void;
+  log?: Logger;
   idleTimeoutMs?: number;
 }
 
@@ -109,7 +110,7 @@ export class RelaySet {
       }
       this.client(next).start();
     }
-    this.opts.log?.('relay-home', { url: next, previous: old });
+    this.opts.log?.info('relay-home', { url: next, previous: old });
   }
 
   private client(url: string): RelayClient {
@@ -127,7 +128,7 @@ export class RelaySet {
       backoffMaxMs: 10_000,
       onPacket: (src, packet) => this.opts.onPacket(src, packet, url),
       onPeerGone: (peer, reason) => this.opts.onPeerGone?.(peer, reason, url),
-      onStateChange: (state, err) => this.opts.log?.('relay-state', { url, state, ...(err ? { error: err.message } : {}) }),
+      onStateChange: (state, err) => this.opts.log?.log(err ? 'warn' : 'info', 'relay-state', { url, state, ...(err ? { error: err.message } : {}) }),
     });
     this.clients.set(url, c);
     return c;

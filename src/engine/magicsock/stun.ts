@@ -15,6 +15,8 @@ import { randomBytes } from 'node:crypto';
 import { isIPv4 } from 'node:net';
 import { crc32 } from 'node:zlib';
 import { MeshdError } from '../../errors.js';
+import { backoffDelay } from '../../util/backoff.js';
+import { systemClock, type Clock, type Ticker } from '../../util/clock.js';
 import { formatIPv4, formatIPv6, formatIp16, isV4MappedAt, parseIp16At, parseIpZoned } from '../../util/ip.js';
 
 export const STUN_MAGIC_COOKIE = 0x2112a442;
@@ -369,8 +371,8 @@ export interface StunClientOptions {
   readonly retransmitMs?: number;
   /** Retransmissions after the first send (default 2). */
   readonly maxRetransmits?: number;
-  /** Clock in milliseconds (default performance.now). */
-  readonly now?: () => number;
+  /** Default: the system clock. */
+  readonly clock?: Clock;
 }
 
 interface Pending {
@@ -379,8 +381,8 @@ interface Pending {
   readonly sentAt: number;
   readonly resolve: (r: StunBindingResult) => void;
   readonly reject: (e: Error) => void;
-  retransmitTimer: NodeJS.Timeout | undefined;
-  readonly deadline: NodeJS.Timeout;
+  retransmitTimer: Ticker | undefined;
+  readonly deadline: Ticker;
 }
 
 /**
@@ -394,7 +396,7 @@ export class StunClient {
   private readonly timeoutMs: number;
   private readonly retransmitMs: number;
   private readonly maxRetransmits: number;
-  private readonly now: () => number;
+  private readonly clock: Clock;
   private closed = false;
   /** STUN datagrams handed in that matched no pending request or did not parse. */
   unmatched = 0;
@@ -404,7 +406,7 @@ export class StunClient {
     this.timeoutMs = opts.timeoutMs ?? 3000;
     this.retransmitMs = opts.retransmitMs ?? 500;
     this.maxRetransmits = opts.maxRetransmits ?? 2;
-    this.now = opts.now ?? (() => performance.now());
+    this.clock = opts.clock ?? systemClock;
   }
 
   get pendingCount(): number {
@@ -422,11 +424,11 @@ export class StunClient {
       const p: Pending = {
         server,
         packet,
-        sentAt: this.now(),
+        sentAt: this.clock.now(),
         resolve,
         reject,
         retransmitTimer: undefined,
-        deadline: setTimeout(() => this.fail(id, new StunError('timeout', `no answer from ${server.host}:${server.port} within ${timeoutMs} ms`)), timeoutMs),
+        deadline: this.clock.after(timeoutMs, () => this.fail(id, new StunError('timeout', `no answer from ${server.host}:${server.port} within ${timeoutMs} ms`))),
       };
       this.pending.set(id, p);
       this.transmit(id, p, 0);
@@ -441,9 +443,11 @@ export class StunClient {
       return;
     }
     if (attempt < this.maxRetransmits) {
-      p.retransmitTimer = setTimeout(() => {
+      // RFC 8489 RTO: doubling, no jitter
+      const wait = backoffDelay(attempt, { initialMs: this.retransmitMs, maxMs: Infinity, jitter: 0 });
+      p.retransmitTimer = this.clock.after(wait, () => {
         if (this.pending.get(id) === p) this.transmit(id, p, attempt + 1);
-      }, this.retransmitMs * 2 ** attempt);
+      });
     }
   }
 
@@ -451,8 +455,8 @@ export class StunClient {
     const p = this.pending.get(id);
     if (!p) return undefined;
     this.pending.delete(id);
-    clearTimeout(p.deadline);
-    if (p.retransmitTimer) clearTimeout(p.retransmitTimer);
+    p.deadline.cancel();
+    p.retransmitTimer?.cancel();
     return p;
   }
 
@@ -486,7 +490,7 @@ export class StunClient {
       return false;
     }
     const p = this.settle(id)!;
-    p.resolve({ server: p.server, mapped: res.mapped, rttMs: this.now() - p.sentAt });
+    p.resolve({ server: p.server, mapped: res.mapped, rttMs: this.clock.now() - p.sentAt });
     return true;
   }
 

@@ -10,7 +10,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import { MeshdError } from '../../errors.js';
+import { backoffDelay } from '../../util/backoff.js';
 import { equalBytes, hexOf as hex } from '../../util/bytes.js';
+import { systemClock, type Clock, type Ticker } from '../../util/clock.js';
 import { boxPublicKey } from '../crypto/nacl-box.js';
 import {
   DEFAULT_MAX_FRAME_LEN,
@@ -77,6 +79,8 @@ export interface RelayClientOptions {
   readonly maxFrameLength?: number;
   /** Random source in [0,1) for jitter (tests make it deterministic). */
   readonly random?: () => number;
+  /** Time and timers: keepalives, round trips, reconnects (default: the system clock). */
+  readonly clock?: Clock;
 }
 
 export interface RelayClientStats {
@@ -103,18 +107,19 @@ export class RelayClient {
   readonly publicKey: Uint8Array;
   private readonly privateKey: Uint8Array;
   private readonly opts: RelayClientOptions;
+  private readonly clock: Clock;
   private st: RelayClientState = 'idle';
   private conn: Conn | null = null;
   private readonly pending: { dst: Uint8Array; packet: Uint8Array }[] = [];
   private attempts = 0;
-  private reconnectTimer: NodeJS.Timeout | undefined;
-  private connectTimer: NodeJS.Timeout | undefined;
-  private tickTimer: NodeJS.Timeout | undefined;
+  private reconnectTimer: Ticker | undefined;
+  private connectTimer: Ticker | undefined;
+  private tickTimer: Ticker | undefined;
   private lastRecvAt = 0;
   private lastSendAt = 0;
   private pingSentAt = 0;
   private pingData: Uint8Array | null = null;
-  private readonly pingWaiters = new Map<string, { resolve: (ms: number) => void; reject: (e: Error) => void; at: number; timer: NodeJS.Timeout }>();
+  private readonly pingWaiters = new Map<string, { resolve: (ms: number) => void; reject: (e: Error) => void; at: number; timer: Ticker }>();
   private restartHintMs: number | null = null;
   private waiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
   private closedWaiters: (() => void)[] = [];
@@ -144,6 +149,7 @@ export class RelayClient {
   };
 
   constructor(opts: RelayClientOptions) {
+    this.clock = opts.clock ?? systemClock;
     let url: URL;
     try {
       url = new URL(opts.url);
@@ -195,7 +201,7 @@ export class RelayClient {
       this.counters.packetsDropped++;
       return false;
     }
-    this.lastSendAt = performance.now();
+    this.lastSendAt = this.clock.now();
     const c = this.conn;
     if (this.st === 'connected' && c?.transport) {
       if (c.transport.bufferedBytes > (this.opts.maxBufferedBytes ?? 1 << 20)) {
@@ -233,11 +239,11 @@ export class RelayClient {
     const data = new Uint8Array(randomBytes(8));
     const id = hex(data);
     return new Promise<number>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const timer = this.clock.after(timeoutMs, () => {
         this.pingWaiters.delete(id);
         reject(new MeshdError('E_TIMEOUT', `relay ping timed out after ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.pingWaiters.set(id, { resolve, reject, at: performance.now(), timer });
+      });
+      this.pingWaiters.set(id, { resolve, reject, at: this.clock.now(), timer });
       this.writeFrame({ type: 'ping', data });
       this.counters.pingsSent++;
     });
@@ -251,18 +257,18 @@ export class RelayClient {
     return new Promise<void>((resolve, reject) => {
       const w = {
         resolve: () => {
-          clearTimeout(t);
+          t.cancel();
           resolve();
         },
         reject: (e: Error) => {
-          clearTimeout(t);
+          t.cancel();
           reject(e);
         },
       };
-      const t = setTimeout(() => {
+      const t = this.clock.after(timeoutMs, () => {
         this.waiters = this.waiters.filter((x) => x !== w);
         reject(new MeshdError('E_TIMEOUT', `relay ${this.url.host} not connected within ${timeoutMs} ms`));
-      }, timeoutMs);
+      });
       this.waiters.push(w);
     });
   }
@@ -271,7 +277,7 @@ export class RelayClient {
   async stop(): Promise<void> {
     if (this.st === 'stopped') return;
     this.setState('stopped');
-    clearTimeout(this.reconnectTimer);
+    this.reconnectTimer?.cancel();
     this.counters.packetsDropped += this.pending.length;
     this.pending.length = 0;
     const err = new RelayClientError('relay client stopped');
@@ -299,7 +305,7 @@ export class RelayClient {
   }
 
   private connect(): void {
-    clearTimeout(this.reconnectTimer);
+    this.reconnectTimer?.cancel();
     this.setState('connecting');
     const c: Conn = {
       transport: null,
@@ -310,9 +316,8 @@ export class RelayClient {
       abort: null,
     };
     this.conn = c;
-    this.connectTimer = setTimeout(
-      () => this.closeConn(c, new RelayClientError(`connect to ${this.url.host} timed out`)),
-      this.opts.connectTimeoutMs ?? 10_000,
+    this.connectTimer = this.clock.after(this.opts.connectTimeoutMs ?? 10_000, () =>
+      this.closeConn(c, new RelayClientError(`connect to ${this.url.host} timed out`)),
     );
     dial(
       c,
@@ -335,7 +340,7 @@ export class RelayClient {
 
   private onData(c: Conn, chunk: Uint8Array): void {
     if (c.phase === 'closed') return;
-    this.lastRecvAt = performance.now();
+    this.lastRecvAt = this.clock.now();
     try {
       c.parser.push(chunk, (type, payload) => this.onFrame(c, type, payload));
     } catch (e) {
@@ -397,8 +402,8 @@ export class RelayClient {
         const w = this.pingWaiters.get(hex(f.data));
         if (w) {
           this.pingWaiters.delete(hex(f.data));
-          clearTimeout(w.timer);
-          w.resolve(performance.now() - w.at);
+          w.timer.cancel();
+          w.resolve(this.clock.now() - w.at);
         }
         return;
       }
@@ -422,11 +427,11 @@ export class RelayClient {
 
   private onLoggedIn(c: Conn): void {
     c.phase = 'ready';
-    clearTimeout(this.connectTimer);
+    this.connectTimer?.cancel();
     this.attempts = 0;
     this.restartHintMs = null;
     this.counters.connects++;
-    const now = performance.now();
+    const now = this.clock.now();
     this.lastRecvAt = now;
     if (this.lastSendAt === 0 || this.pending.length === 0) this.lastSendAt = now;
     this.pingData = null;
@@ -441,15 +446,14 @@ export class RelayClient {
     const pt = this.opts.pongTimeoutMs ?? 10_000;
     const idle = this.opts.idleTimeoutMs ?? 0;
     const period = Math.max(50, Math.floor(Math.min(ka, pt, idle > 0 ? idle : Infinity) / 4));
-    this.tickTimer = setInterval(() => this.tick(c), period);
-    this.tickTimer.unref();
+    this.tickTimer = this.clock.every(period, () => this.tick(c), { unref: true });
     for (const w of this.waiters.splice(0)) w.resolve();
   }
 
   /** Keepalive, dead-connection and idle checks. */
   private tick(c: Conn): void {
     if (c !== this.conn || c.phase !== 'ready') return;
-    const now = performance.now();
+    const now = this.clock.now();
     const idle = this.opts.idleTimeoutMs ?? 0;
     if (idle > 0 && now - this.lastSendAt >= idle) {
       this.counters.idleCloses++;
@@ -479,15 +483,15 @@ export class RelayClient {
   }
 
   private clearConnTimers(): void {
-    clearTimeout(this.connectTimer);
-    clearInterval(this.tickTimer);
+    this.connectTimer?.cancel();
+    this.tickTimer?.cancel();
     this.connectTimer = undefined;
     this.tickTimer = undefined;
   }
 
   private failPings(err: Error): void {
     for (const w of this.pingWaiters.values()) {
-      clearTimeout(w.timer);
+      w.timer.cancel();
       w.reject(err);
     }
     this.pingWaiters.clear();
@@ -539,14 +543,12 @@ export class RelayClient {
       delay = this.restartHintMs;
       this.restartHintMs = null;
     } else {
-      const base = Math.min(max, min * 2 ** Math.min(this.attempts, 30));
-      // Jitter: a random delay between half and all of the backoff.
-      delay = base / 2 + (base / 2) * this.rand();
+      delay = backoffDelay(this.attempts, { initialMs: min, maxMs: max }, () => this.rand());
     }
     this.attempts++;
     this.setState('backoff', err);
-    this.reconnectTimer = setTimeout(() => {
+    this.reconnectTimer = this.clock.after(delay, () => {
       if (this.st === 'backoff') this.connect();
-    }, delay);
+    });
   }
 }

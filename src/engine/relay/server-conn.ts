@@ -10,6 +10,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { equalBytes } from '../../util/bytes.js';
+import type { Clock } from '../../util/clock.js';
+import type { Logger } from '../../util/log.js';
 import {
   DerpFrameError,
   FrameParser,
@@ -163,7 +165,8 @@ export interface ConnHost {
   route(from: ServerConn, dst: Uint8Array, packet: Uint8Array): void;
   noteSent(bytes: number): void;
   drop(reason: DropReason): void;
-  logLine(line: string): void;
+  readonly log: Logger;
+  readonly clock: Clock;
 }
 
 /** One client connection on the server. */
@@ -183,10 +186,10 @@ export class ServerConn {
   private writeTimer: NodeJS.Timeout | undefined;
   /** Token bucket for PeerGone(not-here) replies. */
   private notHereTokens = 3;
-  private notHereAt = performance.now();
+  private notHereAt: number;
   /** Token bucket of the send rate limit (bytes). */
   private sendTokens: number;
-  private sendAt = performance.now();
+  private sendAt: number;
   /** This connection's login challenge. */
   private readonly challenge = new Uint8Array(randomBytes(LOGIN_NONCE_LEN));
 
@@ -196,6 +199,7 @@ export class ServerConn {
   ) {
     this.parser = new FrameParser(Math.min(MAX_LOGIN_FRAME_LEN, server.maxFrameLength));
     this.sendTokens = server.sendBurstBytes;
+    this.notHereAt = this.sendAt = server.clock.now();
   }
 
   start(initial: Uint8Array | undefined): void {
@@ -319,7 +323,7 @@ export class ServerConn {
   private takeSendTokens(bytes: number): boolean {
     const rate = this.server.sendRateBytesPerSec;
     if (rate <= 0) return true;
-    const now = performance.now();
+    const now = this.server.clock.now();
     this.sendTokens = Math.min(this.server.sendBurstBytes, this.sendTokens + ((now - this.sendAt) / 1000) * rate);
     this.sendAt = now;
     if (this.sendTokens < bytes) return false;
@@ -349,7 +353,7 @@ export class ServerConn {
 
   sendPeerGone(key: Uint8Array, reason: number): void {
     if (reason === PeerGoneReason.NotHere) {
-      const now = performance.now();
+      const now = this.server.clock.now();
       this.notHereTokens = Math.min(3, this.notHereTokens + ((now - this.notHereAt) / 1000) * this.server.notHereRatePerSec);
       this.notHereAt = now;
       if (this.notHereTokens < 1) {
@@ -410,7 +414,7 @@ export class ServerConn {
   kill(why: string): void {
     if (this.closing) return;
     this.closing = true;
-    this.server.logLine(`closing ${this.describe()}: ${why}`);
+    this.server.log.info('conn-closed', { conn: this.describe(), why });
     this.transport.destroy();
   }
 

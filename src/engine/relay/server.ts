@@ -24,6 +24,8 @@ import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { once } from 'node:events';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { MeshdError } from '../../errors.js';
+import { systemClock, type Clock } from '../../util/clock.js';
+import { silentLogger, type Logger } from '../../util/log.js';
 import { boxPublicKey, generateBoxKeyPair } from '../crypto/nacl-box.js';
 import { stunRespond } from '../magicsock/stun.js';
 import { DEFAULT_MAX_FRAME_LEN, PROTOCOL_VERSION, PeerGoneReason } from './frames.js';
@@ -84,8 +86,10 @@ export interface RelayServerOptions {
   readonly maxWatchedPerConn?: number;
   /** Accept standard DERP clients, whose login has no challenge and can be replayed (default false). */
   readonly allowLegacyLogin?: boolean;
-  /** Diagnostic log lines (default: none). */
-  readonly log?: (line: string) => void;
+  /** Diagnostics (connections closed, STUN socket errors); default: none. */
+  readonly log?: Logger;
+  /** Monotonic time for keepalives and rate windows (default: the system clock). */
+  readonly clock?: Clock;
 }
 
 /** One accepted TCP connection, from accept until close. */
@@ -128,7 +132,8 @@ export class RelayServer implements ConnHost {
   readonly allowLegacyLogin: boolean;
   readonly maxConnections: number;
   readonly maxConnectionsPerIp: number;
-  private readonly log: ((line: string) => void) | undefined;
+  readonly log: Logger;
+  readonly clock: Clock;
   private readonly host: string;
   private readonly http: HttpServer | HttpsServer;
   private readonly wss: WebSocketServer;
@@ -169,7 +174,8 @@ export class RelayServer implements ConnHost {
     this.allowLegacyLogin = opts.allowLegacyLogin ?? false;
     this.maxConnections = opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
     this.maxConnectionsPerIp = opts.maxConnectionsPerIp ?? DEFAULT_MAX_CONNECTIONS_PER_IP;
-    this.log = opts.log;
+    this.log = opts.log ?? silentLogger;
+    this.clock = opts.clock ?? systemClock;
     this.host = opts.host ?? '0.0.0.0';
     const onReq = (req: IncomingMessage, res: ServerResponse): void => this.onRequest(req, res);
     this.http = opts.tls
@@ -223,7 +229,7 @@ export class RelayServer implements ConnHost {
         else this.counters.stunResponses++;
       });
     });
-    sock.on('error', (e) => this.logLine(`STUN socket error: ${e.message}`));
+    sock.on('error', (e) => this.log.warn('stun-socket-error', { error: e.message }));
     await new Promise<void>((resolve, reject) => {
       sock.once('error', reject);
       sock.bind(port, this.host, () => {
@@ -304,10 +310,6 @@ export class RelayServer implements ConnHost {
       await new Promise<void>((resolve) => s.close(() => resolve()));
     }
     await closed;
-  }
-
-  logLine(line: string): void {
-    this.log?.(`relay: ${line}`);
   }
 
   private onRequest(req: IncomingMessage, res: ServerResponse): void {

@@ -71,6 +71,18 @@ export class AddrEndpoint implements Endpoint {
     return true;
   }
 
+  /** A plain address learns nothing: the bind makes an endpoint for the new source. */
+  roamed(): null {
+    return null;
+  }
+
+  equals(other: Endpoint): boolean {
+    if (other === this) return true;
+    if (!(other instanceof AddrEndpoint)) return false;
+    for (let k = 17; k >= 0; k--) if (other.addr[k] !== this.addr[k]) return false;
+    return true;
+  }
+
   toString(): string {
     if (this.text === null) this.text = this.isIPv4 ? `${this.ip}:${this.port}` : `[${this.ip}]:${this.port}`;
     return this.text;

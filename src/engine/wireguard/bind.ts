@@ -8,13 +8,26 @@
  * `matches` it, and only on a mismatch (the peer roamed) asks the bind for a new Endpoint. So a
  * magic socket can hand out one Endpoint object per peer that owns path choice (direct or relay,
  * Tailscale-style): its `matches` accepts every path of that peer, `endpointFor` maps any of them
- * back to the same object, and `send` lets the object pick the path.
+ * back to the same object, `roamed` lets it learn a new path of its peer (so it stays the peer's
+ * endpoint when the peer roams), and `send` lets the object pick the path.
+ *
+ * Endpoints are compared with `equals`, never by their text: `toString()` is for people and may
+ * describe the path in use, which changes while the endpoint stays the same.
  */
 import type { PacketBatch } from '../packet-batch.js';
 
 export interface Endpoint {
   /** Does the source in `addrs` slot i belong to this endpoint? Called per authenticated packet. */
   matches(addrs: Uint8Array, i: number): boolean;
+  /**
+   * An authenticated packet of this endpoint's peer came from a source `matches` refused: the
+   * peer roamed. Return the endpoint to send to from now on — this one, when it owns path choice
+   * and has taken the source as a path of its peer — or null to have the bind make one for the
+   * source (`Bind.endpointFor`).
+   */
+  roamed(addrs: Uint8Array, i: number): Endpoint | null;
+  /** The same destination as `other` (a plain address by value; a path-owning endpoint by identity). */
+  equals(other: Endpoint): boolean;
   /** For logs and status: "192.0.2.1:51820", "[2001:db8::1]:51820", or a path description. */
   toString(): string;
 }

@@ -16,7 +16,7 @@ import type { Keypair } from './keypair.js';
 import type { StaticIdentity } from './noise.js';
 import type { Peer } from './peer.js';
 import { RateLimiter } from './ratelimiter.js';
-import { systemClock, type Clock, type Ticker } from './clock.js';
+import { systemClock, type Clock, type Ticker } from '../../util/clock.js';
 import { AllowedIps } from './allowed-ips.js';
 import { createAeadBatch, type AeadBatch } from '../crypto/aead-batch.js';
 import { randomBytes } from 'node:crypto';
@@ -80,19 +80,30 @@ function emptyRanges(): MutableRanges {
   return { buf: new Uint8Array(0), offsets: new Uint32Array(0), lengths: new Uint32Array(0), count: 0 };
 }
 
-/** Send-path scratch: the ranges handed to the AEAD, a per-batch key table, per-packet state. */
-export class SendScratch {
+/**
+ * One batch's AEAD job, as both transport paths build it: the packet ranges, a key table with
+ * each keypair's key once per batch (a keypair remembers the batch epoch it registered in), the
+ * 64-bit nonce counter and the result of each packet. Arrays grow to the largest batch seen and
+ * never shrink, so a batch allocates nothing.
+ */
+export class AeadScratch {
   cap = 0;
   epoch = 0;
+  nKeys = 0;
   readonly ranges = emptyRanges();
   keyBuf = new Uint8Array(0);
   keyIdx = new Uint32Array(0);
   counters = new Uint32Array(0);
   ok = new Uint8Array(0);
-  eps: Array<Endpoint | null> = [];
-  peers: Array<Peer | null> = [];
 
-  /** Grow to hold `n` packets (never shrinks; allocates only when a batch is larger than any before). */
+  /** Start a batch of up to `n` packets; returns its epoch. */
+  begin(n: number): number {
+    this.ensure(n);
+    this.nKeys = 0;
+    return ++this.epoch;
+  }
+
+  /** Grow to hold `n` packets. */
   ensure(n: number): void {
     if (n <= this.cap) return;
     this.cap = n;
@@ -102,33 +113,61 @@ export class SendScratch {
     this.keyIdx = new Uint32Array(n);
     this.counters = new Uint32Array(n * 2);
     this.ok = new Uint8Array(n);
+    this.grow(n);
+  }
+
+  /** The path's own per-packet arrays. */
+  protected grow(_n: number): void {}
+
+  /** Put a key in this batch's table; returns its index. */
+  addKey(key: Uint8Array): number {
+    const i = this.nKeys++;
+    this.keyBuf.set(key, i * 32);
+    return i;
+  }
+
+  /** Packet j of the job: bytes [off, off+len) of the batch buffer, key `keyIndex`, nonce counter `counter`. */
+  queue(j: number, keyIndex: number, counter: number, off: number, len: number): void {
+    this.keyIdx[j] = keyIndex;
+    this.counters[2 * j] = counter >>> 0;
+    this.counters[2 * j + 1] = Math.floor(counter / 4294967296);
+    this.ranges.offsets[j] = off;
+    this.ranges.lengths[j] = len;
+  }
+
+  /** Seal packets 0..count-1 in place (`ok[j]` says which succeeded). */
+  seal(aead: AeadBatch, buf: Uint8Array, count: number): void {
+    this.ranges.buf = buf;
+    this.ranges.count = count;
+    aead.seal(this.ranges, this.keyBuf, this.keyIdx, this.counters, this.ok, 0, count);
+  }
+
+  /** Open packets 0..count-1 in place (`ok[j]` says which authenticated). */
+  open(aead: AeadBatch, buf: Uint8Array, count: number): void {
+    this.ranges.buf = buf;
+    this.ranges.count = count;
+    aead.open(this.ranges, this.keyBuf, this.keyIdx, this.counters, this.ok, 0, count);
+  }
+}
+
+/** Send path: plus where each sealed packet goes. */
+export class SendScratch extends AeadScratch {
+  eps: Array<Endpoint | null> = [];
+  peers: Array<Peer | null> = [];
+
+  protected override grow(n: number): void {
     this.eps = new Array<Endpoint | null>(n).fill(null);
     this.peers = new Array<Peer | null>(n).fill(null);
   }
 }
 
-/** Receive-path scratch, the same idea plus where each opened packet came from. */
-export class RecvScratch {
-  cap = 0;
-  epoch = 0;
-  readonly ranges = emptyRanges();
-  keyBuf = new Uint8Array(0);
-  keyIdx = new Uint32Array(0);
-  counters = new Uint32Array(0);
-  ok = new Uint8Array(0);
+/** Receive path: plus where each opened packet came from and its counter for the replay window. */
+export class RecvScratch extends AeadScratch {
   slots = new Uint32Array(0);
   counterNum = new Float64Array(0);
   keypairs: Array<Keypair<Peer> | null> = [];
 
-  ensure(n: number): void {
-    if (n <= this.cap) return;
-    this.cap = n;
-    this.ranges.offsets = new Uint32Array(n);
-    this.ranges.lengths = new Uint32Array(n);
-    this.keyBuf = new Uint8Array(n * 32);
-    this.keyIdx = new Uint32Array(n);
-    this.counters = new Uint32Array(n * 2);
-    this.ok = new Uint8Array(n);
+  protected override grow(n: number): void {
     this.slots = new Uint32Array(n);
     this.counterNum = new Float64Array(n);
     this.keypairs = new Array<Keypair<Peer> | null>(n).fill(null);
@@ -201,9 +240,13 @@ export class DeviceState {
     return kp !== null && kp.sendCounter < REJECT_AFTER_MESSAGES && now - kp.created < this.timers.rejectAfterTime;
   }
 
-  /** An authenticated packet came from another address than the peer's endpoint: roam there. */
+  /**
+   * An authenticated packet came from another address than the peer's endpoint: roam there. The
+   * current endpoint may take the new source as its own (a magic socket's per-peer endpoint);
+   * otherwise the bind makes one for it.
+   */
   setEndpointFromPacket(peer: Peer, addrs: Uint8Array, slot: number): void {
-    const ep = this.bind.endpointFor(addrs, slot);
+    const ep = peer.endpoint?.roamed(addrs, slot) ?? this.bind.endpointFor(addrs, slot);
     peer.endpoint = ep;
     this.onEvent({ type: 'endpoint-changed', peer: peer.publicKeyBase64, endpoint: ep.toString() });
   }

@@ -164,7 +164,7 @@ export class Device {
       peer.handshake.presharedKey = s.presharedKey === null ? new Uint8Array(32) : new Uint8Array(s.presharedKey);
     }
     // the same address again keeps the current object (a network map re-applied changes nothing)
-    if (s.endpoint !== undefined && (s.endpoint === null || peer.endpoint === null || s.endpoint.toString() !== peer.endpoint.toString())) {
+    if (s.endpoint !== undefined && (s.endpoint === null || peer.endpoint === null || !s.endpoint.equals(peer.endpoint))) {
       peer.endpoint = s.endpoint;
     }
     if (s.allowedIps !== undefined) {

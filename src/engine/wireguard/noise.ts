@@ -24,9 +24,28 @@ import {
 const enc = new TextEncoder();
 const EMPTY = new Uint8Array(0);
 
+/** The symmetric state before the first message: chaining key and transcript hash. */
+export interface NoiseStart {
+  readonly chainKey: Uint8Array;
+  readonly hash: Uint8Array;
+}
+
+/**
+ * Noise's InitializeSymmetric + MixHash(prologue): h = HASH(name) (the name is longer than 32
+ * bytes), ck = h, h = HASH(h ‖ prologue). WireGuard's is the protocol name CONSTRUCTION with
+ * the prologue IDENTIFIER; the Noise test vectors use other prologues.
+ */
+export function noiseStart(protocolName: string, prologue: Uint8Array): NoiseStart {
+  const name = enc.encode(protocolName);
+  if (name.length <= 32) throw new RangeError('a protocol name of 32 bytes or less is padded, not hashed (not IKpsk2_25519_ChaChaPoly_BLAKE2s)');
+  const chainKey = hash(name);
+  return { chainKey, hash: hash(chainKey, prologue) };
+}
+
 /** C = HASH(CONSTRUCTION), H = HASH(C ‖ IDENTIFIER). */
-export const INITIAL_CHAIN_KEY = hash(enc.encode(CONSTRUCTION));
-export const INITIAL_HASH = hash(INITIAL_CHAIN_KEY, enc.encode(IDENTIFIER));
+export const WIREGUARD_START = noiseStart(CONSTRUCTION, enc.encode(IDENTIFIER));
+export const INITIAL_CHAIN_KEY = WIREGUARD_START.chainKey;
+export const INITIAL_HASH = WIREGUARD_START.hash;
 
 export interface StaticIdentity {
   readonly privateKey: KeyObject;
@@ -75,6 +94,124 @@ export class Handshake {
   }
 }
 
+// ---------------------------------------------------------------- the IKpsk2 messages
+//
+// The four functions below are the Noise pattern itself, free of WireGuard's message layout:
+//   <- s
+//   ...
+//   -> e, es, s, ss, {payload}        (WireGuard: payload = TAI64N timestamp)
+//   <- e, ee, se, psk, {payload}      (WireGuard: payload empty)
+// They are what the Noise test vectors check (test/unit/wg-noise-vectors.test.ts); the
+// WireGuard functions after them put their fields into messages and keep the per-peer state.
+
+/** The fields of message 1 and the symmetric state after it. */
+export interface Message1 {
+  readonly ephemeral: Uint8Array;
+  /** Our static public key, sealed: 32 + 16 bytes. */
+  readonly encryptedStatic: Uint8Array;
+  readonly encryptedPayload: Uint8Array;
+  readonly chainKey: Uint8Array;
+  readonly hash: Uint8Array;
+}
+
+/**
+ * Initiator: -> e, es, s, ss, {payload}. `staticStatic` is DH(our static, their static)
+ * (precomputed per peer). Null when a DH result is all zeros (a low-order point).
+ */
+export function writeMessage1(
+  start: NoiseStart,
+  identity: StaticIdentity,
+  remoteStatic: Uint8Array,
+  staticStatic: Uint8Array,
+  eph: KeyObject,
+  payload: Uint8Array,
+): Message1 | null {
+  const ephPub = publicKeyOf(eph);
+  let h = hash(start.hash, remoteStatic);
+  let c = kdf1(start.chainKey, ephPub);
+  h = hash(h, ephPub);
+  const es = dh(eph, remoteStatic);
+  if (es === null) return null;
+  let k: Uint8Array;
+  [c, k] = kdf2(c, es);
+  const encryptedStatic = aeadSeal(k, 0, identity.publicKey, h);
+  h = hash(h, encryptedStatic);
+  [c, k] = kdf2(c, staticStatic);
+  const encryptedPayload = aeadSeal(k, 0, payload, h);
+  h = hash(h, encryptedPayload);
+  return { ephemeral: ephPub, encryptedStatic, encryptedPayload, chainKey: c, hash: h };
+}
+
+/** The fields of message 2 and the symmetric state after it. */
+export interface Message2 {
+  readonly ephemeral: Uint8Array;
+  readonly encryptedPayload: Uint8Array;
+  readonly chainKey: Uint8Array;
+  readonly hash: Uint8Array;
+}
+
+/** Responder: <- e, ee, se, psk, {payload}, from the state after message 1. */
+export function writeMessage2(
+  after1: NoiseStart,
+  eph: KeyObject,
+  remoteEphemeral: Uint8Array,
+  remoteStatic: Uint8Array,
+  presharedKey: Uint8Array,
+  payload: Uint8Array,
+): Message2 | null {
+  const ephPub = publicKeyOf(eph);
+  let h = hash(after1.hash, ephPub);
+  let c = kdf1(after1.chainKey, ephPub);
+  const ee = dh(eph, remoteEphemeral);
+  const se = dh(eph, remoteStatic);
+  if (ee === null || se === null) return null;
+  c = kdf1(c, ee);
+  c = kdf1(c, se);
+  const [c2, tau, k] = kdf3(c, presharedKey);
+  h = hash(h, tau);
+  const encryptedPayload = aeadSeal(k, 0, payload, h);
+  h = hash(h, encryptedPayload);
+  return { ephemeral: ephPub, encryptedPayload, chainKey: c2, hash: h };
+}
+
+/** The payload of message 2 and the symmetric state after it (initiator). */
+export interface Message2Opened {
+  readonly payload: Uint8Array;
+  readonly chainKey: Uint8Array;
+  readonly hash: Uint8Array;
+}
+
+/** Initiator: read message 2's fields. Null when it does not authenticate. */
+export function readMessage2(
+  after1: NoiseStart,
+  identity: StaticIdentity,
+  localEphemeral: KeyObject,
+  ephemeral: Uint8Array,
+  presharedKey: Uint8Array,
+  encryptedPayload: Uint8Array,
+): Message2Opened | null {
+  let h = hash(after1.hash, ephemeral);
+  let c = kdf1(after1.chainKey, ephemeral);
+  const ee = dh(localEphemeral, ephemeral);
+  const se = dh(identity.privateKey, ephemeral);
+  if (ee === null || se === null) return null;
+  c = kdf1(c, ee);
+  c = kdf1(c, se);
+  const [c2, tau, k] = kdf3(c, presharedKey);
+  h = hash(h, tau);
+  const payload = aeadOpen(k, 0, encryptedPayload, h);
+  if (payload === null) return null;
+  h = hash(h, encryptedPayload);
+  return { payload, chainKey: c2, hash: h };
+}
+
+/** Split: (T_initiator→responder, T_responder→initiator) = KDF2(C, ε). */
+export function splitKeys(chainKey: Uint8Array): [Uint8Array, Uint8Array] {
+  return kdf2(chainKey, EMPTY);
+}
+
+// ---------------------------------------------------------------- WireGuard's handshake
+
 /**
  * Initiator: build message 1 (mac1/mac2 zero). `ephemeralPrivate` is 32 random bytes (clamped
  * by X25519), `timestamp` the 12-byte TAI64N. Sets hs.state = 'initiation-created'.
@@ -88,30 +225,19 @@ export function createInitiation(
 ): Uint8Array | null {
   if (hs.precomputedStaticStatic === null) return null;
   const eph = privateKeyObject(ephemeralPrivate);
-  const ephPub = publicKeyOf(eph);
-  let h = hash(INITIAL_HASH, hs.remoteStatic);
-  let c = kdf1(INITIAL_CHAIN_KEY, ephPub);
-  h = hash(h, ephPub);
-  const es = dh(eph, hs.remoteStatic);
-  if (es === null) return null;
-  let k: Uint8Array;
-  [c, k] = kdf2(c, es);
-  const encryptedStatic = aeadSeal(k, 0, identity.publicKey, h);
-  h = hash(h, encryptedStatic);
-  [c, k] = kdf2(c, hs.precomputedStaticStatic);
-  const encryptedTimestamp = aeadSeal(k, 0, timestamp, h);
-  h = hash(h, encryptedTimestamp);
+  const m = writeMessage1(WIREGUARD_START, identity, hs.remoteStatic, hs.precomputedStaticStatic, eph, timestamp);
+  if (m === null) return null;
 
-  hs.hash = h;
-  hs.chainKey = c;
+  hs.hash = m.hash;
+  hs.chainKey = m.chainKey;
   hs.localEphemeral = eph;
   hs.localIndex = localIndex;
   hs.state = 'initiation-created';
   return encodeInitiation({
     sender: localIndex,
-    ephemeral: ephPub,
-    encryptedStatic,
-    encryptedTimestamp,
+    ephemeral: m.ephemeral,
+    encryptedStatic: m.encryptedStatic,
+    encryptedTimestamp: m.encryptedPayload,
     mac1: new Uint8Array(16),
     mac2: new Uint8Array(16),
   });
@@ -126,19 +252,46 @@ export interface InitiationOpened {
   readonly sender: number;
 }
 
-/** Responder, step 1: decrypt the initiator's static key. Null when it does not authenticate. */
-export function openInitiation(identity: StaticIdentity, msg: Uint8Array): InitiationOpened | null {
-  const ephemeral = copyBytes(msg, INITIATION.ephemeral, INITIATION.ephemeral + 32);
-  let h = hash(INITIAL_HASH, identity.publicKey);
+/**
+ * Responder, message 1 up to s: whose initiation this is. Null when it does not authenticate.
+ * (The payload needs DH(s, s), so it waits for the peer: readMessage1Payload.)
+ */
+export function readMessage1Static(
+  start: NoiseStart,
+  identity: StaticIdentity,
+  ephemeral: Uint8Array,
+  encryptedStatic: Uint8Array,
+): { peerPublic: Uint8Array; chainKey: Uint8Array; hash: Uint8Array } | null {
+  let h = hash(start.hash, identity.publicKey);
   h = hash(h, ephemeral);
   const es = dh(identity.privateKey, ephemeral);
   if (es === null) return null;
-  const [c, k] = kdf2(kdf1(INITIAL_CHAIN_KEY, ephemeral), es);
-  const encryptedStatic = msg.subarray(INITIATION.static, INITIATION.static + 48);
+  const [c, k] = kdf2(kdf1(start.chainKey, ephemeral), es);
   const peerPublic = aeadOpen(k, 0, encryptedStatic, h);
   if (peerPublic === null) return null;
   h = hash(h, encryptedStatic);
-  return { peerPublic, hash: h, chainKey: c, ephemeral, sender: readU32LE(msg, INITIATION.sender) };
+  return { peerPublic, chainKey: c, hash: h };
+}
+
+/** Responder, the rest of message 1: ss, {payload}. Null when it does not authenticate. */
+export function readMessage1Payload(
+  afterStatic: NoiseStart,
+  staticStatic: Uint8Array,
+  encryptedPayload: Uint8Array,
+): { payload: Uint8Array; chainKey: Uint8Array; hash: Uint8Array } | null {
+  const [c, k] = kdf2(afterStatic.chainKey, staticStatic);
+  const payload = aeadOpen(k, 0, encryptedPayload, afterStatic.hash);
+  if (payload === null) return null;
+  return { payload, chainKey: c, hash: hash(afterStatic.hash, encryptedPayload) };
+}
+
+/** Responder, step 1: decrypt the initiator's static key. Null when it does not authenticate. */
+export function openInitiation(identity: StaticIdentity, msg: Uint8Array): InitiationOpened | null {
+  const ephemeral = copyBytes(msg, INITIATION.ephemeral, INITIATION.ephemeral + 32);
+  const encryptedStatic = msg.subarray(INITIATION.static, INITIATION.static + 48);
+  const r = readMessage1Static(WIREGUARD_START, identity, ephemeral, encryptedStatic);
+  if (r === null) return null;
+  return { peerPublic: r.peerPublic, hash: r.hash, chainKey: r.chainKey, ephemeral, sender: readU32LE(msg, INITIATION.sender) };
 }
 
 export type ConsumeInitiationResult = 'ok' | 'bad-timestamp' | 'replay' | 'flood' | 'bad-peer';
@@ -155,11 +308,10 @@ export function consumeInitiation(
   floodInterval: number,
 ): ConsumeInitiationResult {
   if (hs.precomputedStaticStatic === null) return 'bad-peer';
-  const [c, k] = kdf2(opened.chainKey, hs.precomputedStaticStatic);
   const encryptedTimestamp = msg.subarray(INITIATION.timestamp, INITIATION.timestamp + 28);
-  const timestamp = aeadOpen(k, 0, encryptedTimestamp, opened.hash);
-  if (timestamp === null) return 'bad-timestamp';
-  const h = hash(opened.hash, encryptedTimestamp);
+  const r = readMessage1Payload(opened, hs.precomputedStaticStatic, encryptedTimestamp);
+  if (r === null) return 'bad-timestamp';
+  const { payload: timestamp, chainKey: c, hash: h } = r;
   if (compareBytes(timestamp, hs.lastTimestamp) <= 0) return 'replay';
   if (now - hs.lastInitiationConsumption <= floodInterval) return 'flood';
 
@@ -177,29 +329,19 @@ export function consumeInitiation(
 export function createResponse(hs: Handshake, ephemeralPrivate: Uint8Array, localIndex: number): Uint8Array | null {
   if (hs.state !== 'initiation-consumed' || hs.remoteEphemeral === null) return null;
   const eph = privateKeyObject(ephemeralPrivate);
-  const ephPub = publicKeyOf(eph);
-  let h = hash(hs.hash, ephPub);
-  let c = kdf1(hs.chainKey, ephPub);
-  const ee = dh(eph, hs.remoteEphemeral);
-  const se = dh(eph, hs.remoteStatic);
-  if (ee === null || se === null) return null;
-  c = kdf1(c, ee);
-  c = kdf1(c, se);
-  const [c2, tau, k] = kdf3(c, hs.presharedKey);
-  h = hash(h, tau);
-  const encryptedNothing = aeadSeal(k, 0, EMPTY, h);
-  h = hash(h, encryptedNothing);
+  const m = writeMessage2(hs, eph, hs.remoteEphemeral, hs.remoteStatic, hs.presharedKey, EMPTY);
+  if (m === null) return null;
 
-  hs.hash = h;
-  hs.chainKey = c2;
+  hs.hash = m.hash;
+  hs.chainKey = m.chainKey;
   hs.localEphemeral = eph;
   hs.localIndex = localIndex;
   hs.state = 'response-created';
   return encodeResponse({
     sender: localIndex,
     receiver: hs.remoteIndex,
-    ephemeral: ephPub,
-    encryptedNothing,
+    ephemeral: m.ephemeral,
+    encryptedNothing: m.encryptedPayload,
     mac1: new Uint8Array(16),
     mac2: new Uint8Array(16),
   });
@@ -209,21 +351,12 @@ export function createResponse(hs: Handshake, ephemeralPrivate: Uint8Array, loca
 export function consumeResponse(identity: StaticIdentity, hs: Handshake, msg: Uint8Array): boolean {
   if (hs.state !== 'initiation-created' || hs.localEphemeral === null) return false;
   const ephemeral = msg.subarray(RESPONSE.ephemeral, RESPONSE.ephemeral + 32);
-  let h = hash(hs.hash, ephemeral);
-  let c = kdf1(hs.chainKey, ephemeral);
-  const ee = dh(hs.localEphemeral, ephemeral);
-  const se = dh(identity.privateKey, ephemeral);
-  if (ee === null || se === null) return false;
-  c = kdf1(c, ee);
-  c = kdf1(c, se);
-  const [c2, tau, k] = kdf3(c, hs.presharedKey);
-  h = hash(h, tau);
   const encryptedNothing = msg.subarray(RESPONSE.empty, RESPONSE.empty + 16);
-  if (aeadOpen(k, 0, encryptedNothing, h) === null) return false;
-  h = hash(h, encryptedNothing);
+  const r = readMessage2(hs, identity, hs.localEphemeral, ephemeral, hs.presharedKey, encryptedNothing);
+  if (r === null || r.payload.length !== 0) return false;
 
-  hs.hash = h;
-  hs.chainKey = c2;
+  hs.hash = r.hash;
+  hs.chainKey = r.chainKey;
   hs.remoteIndex = readU32LE(msg, RESPONSE.sender);
   hs.state = 'response-consumed';
   return true;
@@ -241,10 +374,10 @@ export interface SessionKeys {
 export function deriveSession(hs: Handshake): SessionKeys | null {
   let keys: SessionKeys;
   if (hs.state === 'response-consumed') {
-    const [a, b] = kdf2(hs.chainKey, EMPTY);
+    const [a, b] = splitKeys(hs.chainKey);
     keys = { sendKey: a, receiveKey: b, isInitiator: true, localIndex: hs.localIndex, remoteIndex: hs.remoteIndex };
   } else if (hs.state === 'response-created') {
-    const [a, b] = kdf2(hs.chainKey, EMPTY);
+    const [a, b] = splitKeys(hs.chainKey);
     keys = { sendKey: b, receiveKey: a, isInitiator: false, localIndex: hs.localIndex, remoteIndex: hs.remoteIndex };
   } else {
     return null;

@@ -23,15 +23,12 @@ import { timersAnyAuthenticatedPacketReceived, timersAnyAuthenticatedPacketTrave
 export function receiveDatagrams(dev: DeviceState, batch: PacketBatch): void {
   const n = batch.count;
   const sc = dev.recvScratch;
-  sc.ensure(n);
+  const epoch = sc.begin(n);
   const now = dev.clock.now();
   const buf = batch.buf;
   const offsets = batch.offsets;
   const lengths = batch.lengths;
   const rejectAfter = dev.timers.rejectAfterTime;
-  const r = sc.ranges;
-  const epoch = ++sc.epoch;
-  let nKeys = 0;
   let m = 0;
   for (let i = 0; i < n; i++) {
     const off = offsets[i]!;
@@ -59,17 +56,11 @@ export function receiveDatagrams(dev: DeviceState, batch: PacketBatch): void {
     }
     if (kp.openEpoch !== epoch) {
       kp.openEpoch = epoch;
-      kp.openKeyIndex = nKeys;
-      sc.keyBuf.set(kp.receiveKey, nKeys * 32);
-      nKeys++;
+      kp.openKeyIndex = sc.addKey(kp.receiveKey);
     }
-    sc.keyIdx[m] = kp.openKeyIndex;
-    sc.counters[2 * m] = counter >>> 0;
-    sc.counters[2 * m + 1] = Math.floor(counter / 4294967296);
+    sc.queue(m, kp.openKeyIndex, counter, off + TRANSPORT_HEADER_SIZE, len - TRANSPORT_HEADER_SIZE);
     sc.counterNum[m] = counter;
     sc.slots[m] = i;
-    r.offsets[m] = off + TRANSPORT_HEADER_SIZE;
-    r.lengths[m] = len - TRANSPORT_HEADER_SIZE;
     sc.keypairs[m] = kp;
     m++;
   }
@@ -78,9 +69,8 @@ export function receiveDatagrams(dev: DeviceState, batch: PacketBatch): void {
     flushStaged(dev);
     return;
   }
-  r.buf = buf;
-  r.count = m;
-  dev.aead.open(r, sc.keyBuf, sc.keyIdx, sc.counters, sc.ok, 0, m);
+  sc.open(dev.aead, buf, m);
+  const r = sc.ranges;
 
   let out = 0;
   let lastPeer: Peer | null = null;

@@ -31,17 +31,14 @@ export function paddedLength(len: number, mtu: number): number {
 export function sealAndSend(dev: DeviceState, batch: PacketBatch, fixedPeer: Peer | null): void {
   const n = batch.count;
   const sc = dev.sendScratch;
-  sc.ensure(n);
+  const epoch = sc.begin(n);
   const now = dev.clock.now();
   const buf = batch.buf;
   const slotSize = batch.slotSize;
   const offsets = batch.offsets;
   const lengths = batch.lengths;
   const mtu = dev.mtu;
-  const r = sc.ranges;
-  const epoch = ++sc.epoch;
   const hooks = fixedPeer === null ? dev.hooks : null;
-  let nKeys = 0;
   let k = 0;
   for (let i = 0; i < n; i++) {
     const off = offsets[i]!;
@@ -76,15 +73,9 @@ export function sealAndSend(dev: DeviceState, batch: PacketBatch, fixedPeer: Pee
     writeTransportHeader(buf, off - TRANSPORT_HEADER_SIZE, kp.remoteIndex, counter);
     if (kp.sealEpoch !== epoch) {
       kp.sealEpoch = epoch;
-      kp.sealKeyIndex = nKeys;
-      sc.keyBuf.set(kp.sendKey, nKeys * 32);
-      nKeys++;
+      kp.sealKeyIndex = sc.addKey(kp.sendKey);
     }
-    sc.keyIdx[k] = kp.sealKeyIndex;
-    sc.counters[2 * k] = counter >>> 0;
-    sc.counters[2 * k + 1] = Math.floor(counter / 4294967296);
-    r.offsets[k] = off;
-    r.lengths[k] = padded;
+    sc.queue(k, kp.sealKeyIndex, counter, off, padded);
     sc.eps[k] = peer.endpoint;
     sc.peers[k] = peer;
     k++;
@@ -93,9 +84,8 @@ export function sealAndSend(dev: DeviceState, batch: PacketBatch, fixedPeer: Pee
     batch.count = 0;
     return;
   }
-  r.buf = buf;
-  r.count = k;
-  dev.aead.seal(r, sc.keyBuf, sc.keyIdx, sc.counters, sc.ok, 0, k);
+  sc.seal(dev.aead, buf, k);
+  const r = sc.ranges;
   let out = 0;
   for (let j = 0; j < k; j++) {
     if (sc.ok[j] === 0) {

@@ -3,14 +3,14 @@
  * named as wireguard-go's timers.go names them. A timer is a deadline field of the peer
  * (PeerTimers, peer.ts; Infinity when not pending); one periodic tick per device fires whatever
  * is due. Nothing here schedules a callback per packet: arming a timer on the hot path is a
- * field write. The clock lives in clock.ts and is re-exported here.
+ * field write. The clock is src/util/clock.ts, re-exported here.
  */
-import { jitter } from './clock.js';
+import { jitter } from '../../util/clock.js';
 import { zeroKeys } from './keypair-rotation.js';
 import type { DeviceState } from './device-state.js';
 import type { Peer } from './peer.js';
 
-export { ManualClock, jitter, systemClock, type Clock, type Ticker } from './clock.js';
+export { ManualClock, jitter, systemClock, type Clock, type Ticker } from '../../util/clock.js';
 
 // ---------------------------------------------------------------- hooks (called by the paths)
 

@@ -1,15 +1,19 @@
 /**
- * Reconnect delays: start at 1 s, double up to 30 s, with jitter so that many nodes
- * losing the same DWN do not come back in lock-step.
+ * The one retry schedule: exponential backoff with one jitter formula. Attempt n (0-based) waits
+ * min(maxMs, initialMs × 2ⁿ) scaled by a random factor in [1 − jitter, 1], so that many nodes
+ * that lost the same DWN or relay do not come back in lock-step, and no wait is ever longer than
+ * the cap. jitter 0 gives the plain doubling schedule.
  */
 export interface BackoffOptions {
+  /** First delay (default 1000 ms). */
   initialMs?: number;
+  /** Cap (default 30 000 ms). */
   maxMs?: number;
   /** Fraction of the delay that is randomised, 0–1. Default 0.5: delay × [0.5, 1.0]. */
   jitter?: number;
 }
 
-/** Delay before reconnect attempt `attempt` (0-based). `random` returns a value in [0, 1). */
+/** Delay before retry `attempt` (0-based). `random` returns a value in [0, 1). */
 export function backoffDelay(attempt: number, opts: BackoffOptions = {}, random: () => number = Math.random): number {
   const initial = opts.initialMs ?? 1000;
   const max = opts.maxMs ?? 30_000;

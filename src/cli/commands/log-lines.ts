@@ -1,5 +1,5 @@
 /**
- * The daemon's log file as it is written today (src/daemon/log.ts): one JSON object a line,
+ * The daemon’s log file as src/util/log.ts writes it: one JSON object a line,
  * `{"ts": ISO-8601, "level": "debug|info|warn|error", "event": NAME, ...fields}`. Parsed here
  * on its own, so that `meshd logs` reads the file and does not depend on how it is written.
  * A line that is not such an object is returned as null (the caller counts it).

@@ -30,6 +30,7 @@ export const ERROR_CODES = [
   'E_CONFIG_INVALID',
   'E_TIMEOUT',
   'E_LAB',
+  'E_ROUTING',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

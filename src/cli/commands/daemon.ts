@@ -15,7 +15,7 @@ import { runningDaemonPid } from '../../daemon/lock.js';
 import { logPath, spawnHeldDaemon, waitForRelease } from '../../daemon/background.js';
 import { parsePort } from './network.js';
 import { joinHostPort, splitHostPort } from '../../util/host-port.js';
-import type { AgentStatus } from '../../daemon/agent.js';
+import type { AgentStatus, RoutingOptions } from '../../daemon/agent.js';
 
 interface UpOptions {
   /** `meshd up <invite>`: the invite line. */
@@ -35,6 +35,42 @@ interface UpOptions {
   hostname?: string;
   timeout?: string;
   wait?: string;
+  advertiseRoutes?: string;
+  advertiseExitNode?: boolean;
+  snatSubnetRoutes?: string;
+  exitNode?: string;
+  exitNodeAllowLanAccess?: boolean;
+}
+
+/** The routing flags of `up` as agent options (usage errors before anything starts). */
+async function routingOptions(o: UpOptions): Promise<RoutingOptions | undefined> {
+  const any = o.advertiseRoutes !== undefined || o.advertiseExitNode || o.exitNode !== undefined || o.exitNodeAllowLanAccess || o.snatSubnetRoutes !== undefined;
+  if (!any) return undefined;
+  const { parseAdvertisedRoutes } = await import('../../control/routes.js');
+  const snat = o.snatSubnetRoutes ?? 'true';
+  if (snat !== 'true' && snat !== 'false') throw new UsageError(`--snat-subnet-routes takes true or false, not "${snat.slice(0, 20)}"`);
+  if (o.exitNode !== undefined && o.advertiseExitNode) throw new UsageError('a node cannot use an exit node and be one: give --exit-node or --advertise-exit-node');
+  if (o.exitNode !== undefined && (o.exitNode.length === 0 || o.exitNode.length > 2048)) throw new UsageError('--exit-node takes a host name, mesh IP or DID');
+  if (o.exitNodeAllowLanAccess && o.exitNode === undefined) throw new UsageError('--exit-node-allow-lan-access goes with --exit-node');
+  return {
+    advertiseRoutes: o.advertiseRoutes !== undefined ? parseAdvertisedRoutes(o.advertiseRoutes, []) : [],
+    advertiseExitNode: o.advertiseExitNode === true,
+    snatSubnetRoutes: snat === 'true',
+    exitNode: o.exitNode ?? null,
+    exitNodeAllowLanAccess: o.exitNodeAllowLanAccess === true,
+  };
+}
+
+/** The routing flags again, for the background daemon's command line. */
+function routingArgs(r: RoutingOptions | undefined): string[] {
+  if (!r) return [];
+  const args: string[] = [];
+  if (r.advertiseRoutes.length > 0) args.push('--advertise-routes', r.advertiseRoutes.join(','));
+  if (r.advertiseExitNode) args.push('--advertise-exit-node');
+  if (!r.snatSubnetRoutes) args.push('--snat-subnet-routes', 'false');
+  if (r.exitNode !== null) args.push('--exit-node', r.exitNode);
+  if (r.exitNodeAllowLanAccess) args.push('--exit-node-allow-lan-access');
+  return args;
 }
 
 function parseListen(s: string, defaultPort: number): { host: string; port: number } {
@@ -123,6 +159,11 @@ export function registerDaemon(program: Command, io: Io): void {
     .option('--dwn-listen <addr>', 'address the embedded DWN listens on (default 0.0.0.0: other machines reach it; remembered)')
     .option('--tun <name>', 'tunnel device name', 'meshd0')
     .option('--hostname <name>', 'the name peers see for this device (default: the host name; remembered)')
+    .option('--advertise-routes <cidrs>', 'offer to route these subnets for the mesh, e.g. 192.168.1.0/24,10.1.0.0/16 (used once the owner approves them)')
+    .option('--advertise-exit-node', 'offer to carry all traffic of other nodes to the internet (used once the owner approves it)')
+    .option('--snat-subnet-routes <bool>', 'masquerade mesh traffic to advertised subnets (false: the LAN sees mesh addresses and needs a route back)', 'true')
+    .option('--exit-node <name|ip|did>', 'send all traffic through this exit node')
+    .option('--exit-node-allow-lan-access', 'with --exit-node: keep reaching the local networks directly')
     .option('--foreground', 'run in the foreground (logs to stderr)')
     .option('--timeout <seconds>', 'how long to wait for the daemon to come up', '60')
     .option('--wait <seconds>', "with an invite: how long to wait for the owner's meshd to admit this device", '600');
@@ -155,6 +196,7 @@ export function registerDaemon(program: Command, io: Io): void {
         throw new UsageError(`--hostname "${o.hostname.slice(0, 80)}" is not a host name`, { hint: 'letters, digits, dots, dashes and underscores' });
       }
     }
+    const routing = await routingOptions(o);
     const cc: ControlContext = { home: ctx.home, profile, progress: (s) => ctx.progress(s) };
     const remember = () => {
       // `--dwn-listen` is remembered for later `up`s of the network this machine hosts
@@ -179,7 +221,7 @@ export function registerDaemon(program: Command, io: Io): void {
       await prepareNetwork(ctx, cc, o);
       remember();
       const log = createLogger({ file: logPath(ctx.home), stderr: process.env.MESHD_BACKGROUND !== '1', debug: process.env.MESHD_DEBUG === '1' });
-      const agent = new MeshAgent({ ctx: cc, log, tunName: o.tun ?? 'meshd0', ...(relay ? { relay } : {}), ...(o.dwnListen ? { dwnListen: o.dwnListen } : {}) });
+      const agent = new MeshAgent({ ctx: cc, log, tunName: o.tun ?? 'meshd0', ...(relay ? { relay } : {}), ...(o.dwnListen ? { dwnListen: o.dwnListen } : {}), ...(routing ? { routing } : {}) });
       const handle = await runDaemon({ home: ctx.home, log, agent });
       if (process.env.MESHD_BACKGROUND !== '1') ctx.progress(summarizeUp(agent.status()));
       await handle.stopped;
@@ -191,6 +233,7 @@ export function registerDaemon(program: Command, io: Io): void {
     if (relay?.url) args.push('--relay-url', relay.url);
     if (relay?.insecureHttp) args.push('--relay-insecure-http');
     if (o.dwnListen) args.push('--dwn-listen', o.dwnListen);
+    args.push(...routingArgs(routing));
     // The daemon process starts now and loads its modules while this one creates or joins the
     // network (they are each about half a second of `meshd up`); it waits to be released.
     const daemon = spawnHeldDaemon(ctx.home, args);
@@ -211,7 +254,12 @@ export function registerDaemon(program: Command, io: Io): void {
   action(down, io, async (ctx) => {
     const { stopRunningDaemon } = await import('../../daemon/stop.js');
     const pid = await stopRunningDaemon(ctx.home);
-    if (pid === null) ctx.print({ stopped: false, running: false }, 'meshd is not running.');
+    if (pid === null) {
+      // a daemon that was killed left its routes and firewall rules: undo them now
+      const { undoLeftoverRouting } = await import('../../daemon/routing/os-routing.js');
+      const undone = await undoLeftoverRouting(ctx.home);
+      ctx.print({ stopped: false, running: false, routingStepsUndone: undone }, undone > 0 ? `meshd is not running; undid ${undone} routing change(s) it left behind.` : 'meshd is not running.');
+    }
     else ctx.print({ stopped: true, pid }, 'meshd stopped.');
   });
 }

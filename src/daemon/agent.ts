@@ -14,7 +14,7 @@ import { ControlClient } from '../control/control-client.js';
 import { localNodeInfo } from '../control/device-records.js';
 import { leaseEmbeddedDwn, type EmbeddedLease } from '../control/embedded.js';
 import { readJoinedNetwork, requireJoinedNetwork } from '../control/local-state.js';
-import type { NetworkMap } from '../control/netmap.js';
+import type { MapPeer, NetworkMap } from '../control/netmap.js';
 import type { ControlContext } from '../control/session.js';
 import type { EndpointRecord, PublicEndpoint } from '../control/records.js';
 import { DataPlane, type DataPlaneStatus } from '../engine/dataplane.js';
@@ -334,7 +334,7 @@ export class MeshAgent implements AgentLike {
       const latest = this.map!;
       if (latest.hash === this.appliedHash) return;
       const exitDid = this.opts.routing?.exitNode ? pickExitNode(latest, this.opts.routing.exitNode) : null;
-      if (this.opts.routing?.exitNode && exitDid === null) this.log.warn('exit-node.unknown', { exitNode: this.opts.routing.exitNode, hint: 'no peer has that host name, mesh IP or DID; see `meshd status`' });
+      if (this.opts.routing?.exitNode && exitDid === null) this.log.warn('exit-node.unknown', { exitNode: this.opts.routing.exitNode, hint: 'no peer (or more than one) has that host name, and none that mesh IP or DID; see `meshd status`' });
       const cfg = configFromMap(latest, { exitNode: exitDid, localPrefixes: [...hostPrefixes(this.tunName), ...(this.opts.routing?.advertiseRoutes ?? [])] });
       for (const p of cfg.problems) this.log.warn('map.peer-skipped', { peer: p.peer, field: p.field, reason: p.reason, peerSkipped: p.peerSkipped });
       let policy: ReturnType<typeof compileFilter> | null;
@@ -645,11 +645,13 @@ export function pickExitNode(map: NetworkMap, want: string): string | null {
   const w = want.trim();
   const lower = w.toLowerCase();
   const peers = map.peers;
+  // a host name shared by several peers names none of them
+  const one = (xs: MapPeer[]): MapPeer | undefined => (xs.length === 1 ? xs[0] : undefined);
   const hit =
     peers.find((p) => p.did === w) ??
     peers.find((p) => p.meshIP === w || p.meshIP6 === w) ??
-    peers.find((p) => p.hostname !== null && p.hostname.toLowerCase() === lower) ??
-    peers.find((p) => p.hostname !== null && p.hostname.toLowerCase().split('.')[0] === lower);
+    one(peers.filter((p) => p.hostname !== null && p.hostname.toLowerCase() === lower)) ??
+    one(peers.filter((p) => p.hostname !== null && p.hostname.toLowerCase().split('.')[0] === lower));
   return hit?.did ?? null;
 }
 

@@ -10,8 +10,8 @@
  *   - the owner approves 192.168.77.0/24 only: c reaches the LAN host by ping and TCP; the
  *     unapproved 192.168.78.0/24 is not used (not even with a route forced into c's TUN);
  *   - the owner approves x as exit node: c reaches srv through it, its tunnel keeps working (no
- *     loop: the DWN, the mesh and srv answer together), and after `down` c's rules, table and
- *     default route are as before;
+ *     loop: the DWN, the mesh and srv answer together); after kill -9 the next `up` recovers and
+ *     applies its rules once; after `down` c's rules, table and default route are as before;
  *   - kill -9 of the exit node leaves its forwarding rules; `meshd down` with no daemon undoes them;
  *   - `down` on the router leaves no iptables rule, route or sysctl change behind.
  */
@@ -209,6 +209,15 @@ describe('meshd subnet routers and exit nodes', { timeout: 300_000 }, () => {
     assert.equal(tcp.received, tcp.sent);
     // a control-plane round trip from c while its traffic goes through x
     await meshdJson(c, ['route', 'list']);
+
+    // kill -9: the rules stay behind; the next `up` undoes them and applies its own, once
+    await killDaemon(c);
+    assert.match(await c.ns.ip('-4', 'rule', 'show'), /lookup 5282/, 'no leftover to recover from after kill -9?');
+    await meshdOk(c, ['up', '--exit-node', 'exit-x']);
+    assert.ok((await pingUntil(c.ns, SRV, 15_000)) !== null, 'srv does not answer c after the restart');
+    const again = await c.ns.ip('-4', 'rule', 'show');
+    assert.equal(again.match(/lookup 5282/g)?.length, 1, `rules applied twice:\n${again}`);
+    assert.equal(again.match(/sport/g)?.length, 1, `rules applied twice:\n${again}`);
 
     await meshdOk(c, ['down']);
     const after_ = await hostRouting(c.ns);

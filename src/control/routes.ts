@@ -32,7 +32,9 @@ export function subnetRouteProblem(text: string, meshPrefixes: readonly string[]
   if (c === null) {
     const slash = text.indexOf('/');
     const host = parseCidr(text.slice(0, slash));
-    return host === null ? 'is not an IP prefix' : 'has host bits set (the address must be the first of its prefix, e.g. 192.168.1.0/24)';
+    const len = text.slice(slash + 1);
+    const validLength = host !== null && /^\d{1,3}$/.test(len) && Number(len) <= (host.family === 4 ? 32 : 128);
+    return validLength ? 'has host bits set (the address must be the first of its prefix, e.g. 192.168.1.0/24)' : 'is not an IP prefix';
   }
   if (c.bits === 0) return `is a default route: advertise an exit node instead (--advertise-exit-node)`;
   if (formatCidr(c) !== text) return `is not in canonical form (${formatCidr(c)})`;

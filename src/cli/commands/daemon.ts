@@ -185,6 +185,9 @@ export function registerDaemon(program: Command, io: Io): void {
         });
       }
       const s = await callDaemon<AgentStatus & { state: string; pid: number }>(ctx.home, 'GET', '/v0/status');
+      if (o.advertiseRoutes !== undefined || o.advertiseExitNode || o.exitNode !== undefined) {
+        ctx.progress('Route and exit node options take effect when meshd starts: run `meshd down`, then `meshd up` with them.');
+      }
       ctx.print({ ...s, already: true }, () => `meshd is already up (pid ${pid}).\n${summarizeUp(s)}`);
       return;
     }

@@ -175,6 +175,8 @@ export class MeshAgent implements AgentLike {
       } else if (e.type === 'expired') this.log.info('peer.expired', { dids: e.dids });
       else if (e.type === 'revoked') {
         this.log.warn('control.revoked', { hint: 'this device was removed from the network' });
+        // no peers from now on: exit routes into the tunnel would only black-hole the host
+        this.applying = this.applying.then(() => this.osRouting?.clear()).catch((err: Error) => this.log.error('routing.clear-failed', { error: err.message }));
         this.dataplane?.setConfig({ peers: [] }).then(
           (r) => this.log.info('map.applied', { reason: 'revoked', peers: r.applied, removed: r.removed }),
           (err: Error) => this.log.error('map.apply-failed', { reason: 'revoked', error: err.message }),

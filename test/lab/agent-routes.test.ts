@@ -164,6 +164,9 @@ describe('meshd subnet routers and exit nodes', { timeout: 300_000 }, () => {
     assert.deepEqual(ra?.advertised, [LAN, LAN_UNAPPROVED]);
     assert.deepEqual(ra?.inUse, []);
     assert.equal(list.routes.find((r) => r.did === x.did)?.advertisesExitNode, true);
+    const human = await meshdOk(a, ['route', 'list']);
+    assert.match(human, /192\.168\.77\.0\/24\s+waiting for approval/);
+    assert.match(human, /exit node\s+waiting for approval/);
     assert.equal(await pingOnce(c.ns, LAN_HOST), false, 'LAN host answered before any approval');
     assert.doesNotMatch(await c.ns.ip('-4', 'route', 'show'), /192\.168\.7[78]/);
     assert.doesNotMatch((await hostRouting(a.ns)).iptables, /meshd-/, 'router rules installed before approval');
@@ -188,6 +191,7 @@ describe('meshd subnet routers and exit nodes', { timeout: 300_000 }, () => {
     }
     const s = await daemonStatus(a);
     assert.deepEqual(s.routing.routes, [LAN]);
+    assert.match(await meshdOk(c, ['route', 'list']), /192\.168\.77\.0\/24\s+approved, in use\n\s+192\.168\.78\.0\/24\s+waiting for approval/);
   });
 
   test('exit node: c reaches a host only x reaches, its tunnel keeps working, and `down` restores its routing', async (t) => {

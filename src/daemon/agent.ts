@@ -26,6 +26,7 @@ import { wgKeyToBase64 } from '../identity/keys.js';
 import { subnetRouteProblem } from '../control/routes.js';
 import { formatPrefix, maskBytes, parsePrefix } from '../engine/wireguard/ip-prefix.js';
 import { OsRouting, type RoutingPlan } from './routing/os-routing.js';
+import { TUNNEL_SOCKET_MARK } from './routing/exit-client.js';
 import { joinHostPort, splitHostPort } from '../util/host-port.js';
 import { resetHttpConnections } from './http-connections.js';
 import { configFromMap, peerEndpoints } from './map-to-config.js';
@@ -227,6 +228,7 @@ export class MeshAgent implements AgentLike {
       mtu: this.opts.mtu,
       filter: this.filter,
       log: (event, fields) => this.log.debug(event, fields),
+      ...(routing?.exitNode ? { socketMark: TUNNEL_SOCKET_MARK } : {}),
     });
     this.log.info('dataplane.up', { tun: tunName, meshIP: self.meshIP, port: this.dataplane.listenPort });
     this.dataplane.onLocalEndpointsChanged((ep) => this.publishEndpoints(ep));
@@ -391,6 +393,7 @@ export class MeshAgent implements AgentLike {
           ? {
               tun: this.tunName,
               listenPort: this.dataplane.listenPort,
+              socketMark: this.dataplane.socketMark,
               bypass: await this.bypassAddresses(relayUrls),
               allowLanAccess: r?.exitNodeAllowLanAccess ?? false,
             }

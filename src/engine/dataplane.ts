@@ -47,6 +47,11 @@ export interface DataPlaneOptions {
   filter?: PacketFilter;
   udpImplementation?: 'auto' | UdpImplementation;
   env?: NodeJS.ProcessEnv;
+  /**
+   * SO_MARK for the tunnel's UDP socket, so that policy routing (an exit node's routes) can leave
+   * the tunnel's own datagrams alone. Best effort: `socketMark` says whether the socket has it.
+   */
+  socketMark?: number;
 }
 
 /**
@@ -246,6 +251,7 @@ export class DataPlane {
           return host !== null && meshPrefixes.some((p) => covers(p, host));
         },
         log,
+        ...(opts.socketMark ? { socketMark: opts.socketMark } : {}),
         ...(opts.udpImplementation !== undefined ? { implementation: opts.udpImplementation } : {}),
         ...(opts.env !== undefined ? { env: opts.env } : {}),
       });
@@ -286,6 +292,11 @@ export class DataPlane {
 
   get listenPort(): number {
     return this.magic.localPort;
+  }
+
+  /** The SO_MARK the tunnel's UDP socket carries (0: none: no addon support, or no permission). */
+  get socketMark(): number {
+    return this.magic.socketMark;
   }
 
   get discoPublicKey(): string {

@@ -202,6 +202,8 @@ describe('meshd subnet routers and exit nodes', { timeout: 300_000 }, () => {
     assert.ok((await pingUntil(c.ns, SRV, 15_000)) !== null, 'srv does not answer c through the exit node');
     const rules = await c.ns.ip('-4', 'rule', 'show');
     assert.match(rules, /5230:\s+from all lookup 5282/);
+    // the tunnel's own UDP: by SO_MARK when the addon can set it, else by source port
+    assert.match(rules, /5210:\s+from all (fwmark 0x5282|ipproto udp sport \d+) lookup main/);
     // no loop: the tunnel's own UDP, the DWN's TCP, the mesh and the exit all work together
     const [toSrv, toA, toLan] = await Promise.all([pingCount(c.ns, SRV, 10), pingCount(c.ns, a.meshIP, 10), pingCount(c.ns, LAN_HOST, 10)]);
     assert.deepEqual([toSrv, toA, toLan], [10, 10, 10], 'pings lost with the exit node in use');

@@ -179,8 +179,9 @@ test('router rules: forward from the tunnel only to approved routes; SNAT on or 
 });
 
 test('exit client rules: the tunnel\'s own UDP first, LAN access optional, then the exit table', () => {
-  const p = { tun: 'meshd0', listenPort: 41641, bypass: ['198.51.100.10'], allowLanAccess: false };
+  const p = { tun: 'meshd0', listenPort: 41641, socketMark: 0, bypass: ['198.51.100.10'], allowLanAccess: false };
   assert.deepEqual(exitRules(p).map((r) => r.join(' ')), ['pref 5210 ipproto udp sport 41641 lookup main', 'pref 5230 lookup 5282']);
+  assert.deepEqual(exitRules({ ...p, socketMark: 0x5282 })[0]!.join(' '), 'pref 5210 fwmark 0x5282 lookup main');
   assert.deepEqual(exitRules({ ...p, allowLanAccess: true }).map((r) => r.join(' '))[1], 'pref 5220 lookup main suppress_prefixlength 0');
 });
 

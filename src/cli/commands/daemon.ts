@@ -261,7 +261,7 @@ export function registerDaemon(program: Command, io: Io): void {
       // a daemon that was killed left its routes and firewall rules: undo them now
       const { undoLeftoverRouting } = await import('../../daemon/routing/os-routing.js');
       const undone = await undoLeftoverRouting(ctx.home);
-      ctx.print({ stopped: false, running: false, routingStepsUndone: undone }, undone > 0 ? `meshd is not running; undid ${undone} routing change(s) it left behind.` : 'meshd is not running.');
+      ctx.print({ stopped: false, running: false, ...(undone > 0 ? { routingStepsUndone: undone } : {}) }, undone > 0 ? `meshd is not running; undid ${undone} routing change(s) it left behind.` : 'meshd is not running.');
     }
     else ctx.print({ stopped: true, pid }, 'meshd stopped.');
   });

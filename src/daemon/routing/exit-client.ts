@@ -4,14 +4,16 @@
  *
  *   table T:   default dev TUN; throw routes for the DWN and relay addresses (their TCP
  *              connections keep the host's own route: a relayed tunnel inside itself would loop)
- *   pref 5210  ipproto udp sport PORT lookup main     the WireGuard/disco/STUN socket's packets
+ *   pref 5210  fwmark 0x5282 lookup main             the WireGuard/disco/STUN socket's packets
+ *              (or: ipproto udp sport PORT)           (marked with SO_MARK, else by source port)
  *   pref 5220  lookup main suppress_prefixlength 0     only with LAN access: the host's specific
  *                                                     routes (its LANs) win, its default does not
  *   pref 5230  lookup T                               everything else
  *
- * The tunnel's UDP is told apart by its source port, which our socket owns on this host (the
- * kernel puts the bound port in the route lookup of an unconnected socket's sendmsg), so this
- * works with every UDP implementation and needs no socket mark. The main table — and with it the
+ * The tunnel's UDP is told apart by the SO_MARK on its socket, as wg-quick does; when the socket
+ * could not be marked (node:dgram fallback, an addon built before udpSetMark) by its source port,
+ * which our socket owns on this host (the kernel puts the bound port in the route lookup of an
+ * unconnected socket's sendmsg). The main table — and with it the
  * host's default route — is never modified: removing the rules and table T restores routing.
  */
 import { runCommand, type Command } from './command.js';
@@ -21,6 +23,8 @@ export interface ExitClientPlan {
   tun: string;
   /** The tunnel's UDP port on this host. */
   listenPort: number;
+  /** The SO_MARK the tunnel's UDP socket carries (0: none, told apart by its port instead). */
+  socketMark: number;
   /** IPv4 addresses that keep the host's own routes (DWN, relays). */
   bypass: string[];
   /** Keep the host's LANs (its specific routes) out of the tunnel. */
@@ -29,6 +33,8 @@ export interface ExitClientPlan {
 
 /** Routing table of the exit routes, and the preferences of our rules. */
 export const EXIT_TABLE = 5282;
+/** The SO_MARK put on the tunnel's UDP socket when an exit node is to be used. */
+export const TUNNEL_SOCKET_MARK = 0x5282;
 export const PREF_TUNNEL_UDP = 5210;
 export const PREF_LAN = 5220;
 export const PREF_EXIT = 5230;
@@ -37,7 +43,8 @@ const ip = (...args: string[]): Command => ({ tool: 'ip', args: ['-4', ...args] 
 
 /** The `ip rule` selectors of a plan, by preference (pure; tests read it). */
 export function exitRules(p: ExitClientPlan): string[][] {
-  const rules: string[][] = [['pref', String(PREF_TUNNEL_UDP), 'ipproto', 'udp', 'sport', String(p.listenPort), 'lookup', 'main']];
+  const own = p.socketMark !== 0 ? ['fwmark', `0x${p.socketMark.toString(16)}`] : ['ipproto', 'udp', 'sport', String(p.listenPort)];
+  const rules: string[][] = [['pref', String(PREF_TUNNEL_UDP), ...own, 'lookup', 'main']];
   if (p.allowLanAccess) rules.push(['pref', String(PREF_LAN), 'lookup', 'main', 'suppress_prefixlength', '0']);
   rules.push(['pref', String(PREF_EXIT), 'lookup', String(EXIT_TABLE)]);
   return rules;

@@ -30,6 +30,8 @@ export interface MagicSockOptions {
   log?: MagicLog;
   stunTimeoutMs?: number;
   env?: NodeJS.ProcessEnv;
+  /** SO_MARK for the socket (best effort: `socket.mark` says whether it took). */
+  socketMark?: number;
 }
 
 export async function openSocket(opts: MagicSockOptions): Promise<BatchUdpSocket> {
@@ -44,6 +46,7 @@ export async function openSocket(opts: MagicSockOptions): Promise<BatchUdpSocket
           port,
           ...(opts.implementation ? { implementation: opts.implementation } : {}),
           ...(opts.env ? { env: opts.env } : {}),
+          ...(opts.socketMark ? { mark: opts.socketMark } : {}),
         });
       } catch (e) {
         last = e;

@@ -13,7 +13,8 @@
  *     loop: the DWN, the mesh and srv answer together); after kill -9 the next `up` recovers and
  *     applies its rules once; after `down` c's rules, table and default route are as before;
  *   - kill -9 of the exit node leaves its forwarding rules; `meshd down` with no daemon undoes them;
- *   - `down` on the router leaves no iptables rule, route or sysctl change behind.
+ *   - `down` on the router leaves no iptables rule, route or sysctl change behind;
+ *   - with `--snat-subnet-routes=false` the LAN host answers only once it has a route back.
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -261,5 +262,22 @@ describe('meshd subnet routers and exit nodes', { timeout: 300_000 }, () => {
     assert.equal(now.forward, aBefore.forward);
     assert.equal(now.rules, aBefore.rules);
     assert.equal(now.routes, aBefore.routes);
+  });
+
+  test('--snat-subnet-routes=false: the LAN sees mesh addresses and answers only with a route back', async (t) => {
+    if (!requirePrereqs(t, AGENT_PREREQS)) return;
+    await meshdOk(a, ['up', '--advertise-routes', LAN, '--snat-subnet-routes=false']);
+    await meshdOk(c, ['up']);
+    assert.ok((await pingUntil(c.ns, a.meshIP, 20_000)) !== null, 'c cannot reach a after both restarted');
+    await waitUntil(async () => (await daemonStatus(a)).routing.routes.length > 0, 10_000);
+    const rules = (await hostRouting(a.ns)).iptables;
+    assert.doesNotMatch(rules, /MASQUERADE/);
+    assert.match(rules, /-A meshd-nat-meshd0 -d 192\.168\.77\.0\/24 -j RETURN/);
+    assert.equal(await pingCount(c.ns, LAN_HOST, 3, { waitS: 1 }), 0, 'answered without a route back: masqueraded?');
+    await lanNs.ip('route', 'add', '10.200.0.0/16', 'via', '192.168.77.1');
+    assert.ok((await pingUntil(c.ns, LAN_HOST, 10_000)) !== null, 'LAN host with a route back does not answer');
+    await meshdOk(c, ['down']);
+    await meshdOk(a, ['down']);
+    assert.equal((await hostRouting(a.ns)).iptables, aBefore.iptables);
   });
 });

@@ -36,6 +36,7 @@ export const ERROR_CODES = [
   'E_PEER_OFFLINE',
   'E_ACL_DENIED',
   'E_CHECK_FAILED',
+  'E_ROUTING',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

@@ -19,6 +19,7 @@ static const export_entry EXPORTS[] = {
     {"udpLocalAddress", meshd_udp_local_address},
     {"udpRecv", meshd_udp_recv},
     {"udpSend", meshd_udp_send},
+    {"udpSetMark", meshd_udp_set_mark},
     {"aeadSeal", meshd_aead_seal},
     {"aeadOpen", meshd_aead_open},
     {"opensslVersion", meshd_openssl_version},

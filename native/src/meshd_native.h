@@ -30,6 +30,7 @@ napi_value meshd_udp_open(napi_env env, napi_callback_info info);
 napi_value meshd_udp_local_address(napi_env env, napi_callback_info info);
 napi_value meshd_udp_recv(napi_env env, napi_callback_info info);
 napi_value meshd_udp_send(napi_env env, napi_callback_info info);
+napi_value meshd_udp_set_mark(napi_env env, napi_callback_info info);
 
 napi_value meshd_aead_seal(napi_env env, napi_callback_info info);
 napi_value meshd_aead_open(napi_env env, napi_callback_info info);

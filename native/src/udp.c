@@ -136,6 +136,23 @@ napi_value meshd_udp_open(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/*
+ * udpSetMark(fd, mark): undefined — SO_MARK on the socket (needs CAP_NET_ADMIN), so that policy
+ * routing can tell the tunnel's own datagrams apart (an exit node's routes must not catch them).
+ */
+napi_value meshd_udp_set_mark(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (!meshd_args(env, info, 2, argv, NULL)) return NULL;
+  int64_t fd, mark;
+  if (!meshd_get_int(env, argv[0], "fd", 0, INT_MAX, &fd) || !meshd_get_int(env, argv[1], "mark", 1, UINT32_MAX, &mark)) return NULL;
+  uint32_t m = (uint32_t)mark;
+  if (setsockopt((int)fd, SOL_SOCKET, SO_MARK, &m, sizeof m) < 0) {
+    meshd_throw_errno(env, "setsockopt(SO_MARK)", errno);
+    return NULL;
+  }
+  return NULL;
+}
+
 /* udpLocalAddress(fd, out: Uint8Array(20)): number (the bound port) */
 napi_value meshd_udp_local_address(napi_env env, napi_callback_info info) {
   napi_value argv[2];

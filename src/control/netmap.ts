@@ -11,6 +11,7 @@ import { DEFAULT_MESH_CIDR6 } from '../identity/mesh-address.js';
 import { compileAcl, type AclNode, type CompiledFilter } from './acl.js';
 import { activeNodes, currentNetwork, currentPolicy, currentRelays, type ActiveNode, type RecordSet } from './model.js';
 import type { Capability, EndpointSource, NatType } from './records.js';
+import { routesInUse } from './routes.js';
 
 export const MAP_FORMAT_VERSION = 1;
 /**
@@ -38,6 +39,13 @@ export interface MapPeer {
   hostname: string | null;
   os: string | null;
   capabilities: Capability[];
+  /**
+   * Subnet routes this node routes for the mesh: advertised by it and approved by the owner
+   * (always set by buildNetworkMap; absent in maps cached by older versions).
+   */
+  routes?: string[];
+  /** An exit node: advertised by it and approved by the owner (route 0.0.0.0/0). */
+  exitNode?: boolean;
   /** Candidate public endpoints, highest priority first. */
   endpoints: MapEndpoint[];
   /** "ip:port" addresses on the device's own networks. */
@@ -107,8 +115,10 @@ export function wireguardKeyOf(did: string): string {
   return wgKeyToBase64(x25519PublicFromEd25519(parseDidJwk(did)));
 }
 
-function toPeer(n: ActiveNode, now: number, keyOf: (did: string) => string): MapPeer {
+function toPeer(n: ActiveNode, now: number, keyOf: (did: string) => string, meshPrefixes: readonly string[]): MapPeer {
   const d = n.record.data;
+  const caps = n.info?.data.capabilities ?? [];
+  const inUse = routesInUse(n.info?.data.routes, caps.includes('exit-node'), d.approvedRoutes, meshPrefixes);
   const ep = n.endpoint?.data;
   // the record's own (signed) time moves with heartbeats; the data's updatedAt with changes
   const updated = ep ? Math.max(Date.parse(ep.updatedAt), Date.parse(n.endpoint!.timestamp)) : NaN;
@@ -120,7 +130,9 @@ function toPeer(n: ActiveNode, now: number, keyOf: (did: string) => string): Map
     owner: d.owner,
     hostname: n.info?.data.hostname ?? null,
     os: n.info?.data.os ?? null,
-    capabilities: [...(n.info?.data.capabilities ?? [])].sort(),
+    capabilities: [...caps].sort(),
+    routes: inUse.routes,
+    exitNode: inUse.exitNode,
     endpoints: (ep?.publicEndpoints ?? [])
       .map((e) => ({ address: e.address, port: e.port, priority: e.priority ?? 0, source: e.source }))
       .sort((a, b) => b.priority - a.priority || a.address.localeCompare(b.address) || a.port - b.port),
@@ -166,7 +178,8 @@ export function buildNetworkMap(input: BuildMapInput): NetworkMap | undefined {
   const n = net.data;
   const view = activeNodes(set, networkId, anchor, n.meshCIDR, now);
   const keyOf = input.keyOf ?? wireguardKeyOf;
-  const all = view.active.map((a) => toPeer(a, now, keyOf));
+  const meshPrefixes = [n.meshCIDR, n.meshCIDR6 ?? DEFAULT_MESH_CIDR6];
+  const all = view.active.map((a) => toPeer(a, now, keyOf, meshPrefixes));
   const aclNodes: AclNode[] = all.map((p) => ({ did: p.did, owner: p.owner, wireguardKey: p.wireguardKey, meshIPs: [p.meshIP, p.meshIP6] }));
   const policy = currentPolicy(set, networkId, anchor);
   const relays: MapRelay[] = currentRelays(set, networkId, anchor).map((r) => ({

@@ -91,6 +91,8 @@ async function addNode(s: NetworkSession, did: string, owner: string, reserved: 
       : assignMeshAddresses(did, net.data.meshCIDR, taken);
   reserved.add(addrs.meshIP).add(addrs.meshIP6);
   const data: NodeRecord = { did, ...addrs, owner, status: 'active', addedAt: new Date().toISOString(), ...(expiresAt ? { expiresAt } : {}) };
+  // a re-add keeps the routes the owner approved for the device
+  if (existing?.data.status === 'active' && existing.data.approvedRoutes) data.approvedRoutes = existing.data.approvedRoutes;
   // the key first: the device can read its node record as soon as it appears
   await deliverKey(s, did, epoch);
   if (existing) await s.update(existing, data, s.recipients(epoch));

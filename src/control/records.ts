@@ -7,7 +7,7 @@ import { canonicalDid, parseDidJwk } from '../identity/did-jwk.js';
 import { x25519PublicFromEd25519 } from '../identity/keys.js';
 import { MeshdError } from '../errors.js';
 import type { RecordKind } from './protocol.js';
-import { canonicalIp, parseCidr, parseIp } from './ip.js';
+import { canonicalIp, formatCidr, parseCidr, parseIp } from './ip.js';
 import { array, boolean, integer, invalid, map, number, object, oneOf, optional, record, string, type Check, type Mode } from './validate.js';
 
 export const OS_VALUES = ['linux', 'darwin', 'windows', 'freebsd', 'android', 'ios'] as const;
@@ -42,6 +42,8 @@ export interface NodeRecord {
   status: NodeStatus;
   addedAt: string;
   expiresAt?: string;
+  /** Routes of this device the owner approved (subnet prefixes; 0.0.0.0/0: exit node). */
+  approvedRoutes?: string[];
 }
 
 /** A person invited into the network (docs/DESIGN.md §4.1: a role record whose recipient is the member). */
@@ -55,6 +57,8 @@ export interface NodeInfoRecord {
   hostname: string;
   os: Os;
   capabilities?: Capability[];
+  /** Subnet routes this device offers to route for the mesh (used once the owner approves them). */
+  routes?: string[];
   version: string;
 }
 
@@ -166,6 +170,18 @@ export const did: Check<string> = (v, path) => {
     throw invalid(path, 'is not a valid did:jwk');
   }
 };
+
+/** A prefix in canonical text with its length and no host bits; `allowDefault`: 0.0.0.0/0 too. */
+function routePrefix(allowDefault: boolean): Check<string> {
+  return string({
+    max: 50,
+    test: (s) => {
+      const c = parseCidr(s);
+      return c !== null && s.includes('/') && formatCidr(c) === s && (c.bits > 0 || (allowDefault && s === '0.0.0.0/0'));
+    },
+    what: allowDefault ? 'a route prefix (e.g. 192.168.1.0/24, or 0.0.0.0/0)' : 'a subnet prefix (e.g. 192.168.1.0/24)',
+  });
+}
 
 const isoTime: Check<string> = string({
   max: 40,
@@ -288,6 +304,7 @@ const nodeSchema = object({
   status: oneOf(NODE_STATUS),
   addedAt: isoTime,
   expiresAt: optional(isoTime),
+  approvedRoutes: optional(array(routePrefix(true), { max: 65, unique: true })),
 });
 
 const memberSchema = object({
@@ -300,6 +317,7 @@ const nodeInfoSchema = object({
   hostname,
   os: oneOf(OS_VALUES),
   capabilities: optional(array(oneOf(CAPABILITIES), { max: CAPABILITIES.length, unique: true })),
+  routes: optional(array(routePrefix(false), { max: 64, unique: true })),
   version: string({ min: 1, max: 64 }),
 });
 

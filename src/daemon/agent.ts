@@ -5,6 +5,8 @@
  * publishes this node's endpoints when they change, and turns the ACL policy into the packet
  * filter. The engine never sees a DWN; the control client never sees a packet.
  */
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
 import { hostname, networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { MeshdError } from '../errors.js';
@@ -13,7 +15,7 @@ import { ControlClient } from '../control/control-client.js';
 import { localNodeInfo } from '../control/device-records.js';
 import { leaseEmbeddedDwn, type EmbeddedLease } from '../control/embedded.js';
 import { readJoinedNetwork, requireJoinedNetwork } from '../control/local-state.js';
-import type { NetworkMap } from '../control/netmap.js';
+import type { MapPeer, NetworkMap } from '../control/netmap.js';
 import type { ControlContext } from '../control/session.js';
 import type { EndpointRecord, PublicEndpoint } from '../control/records.js';
 import { DataPlane, type DataPlaneStatus } from '../engine/dataplane.js';
@@ -22,6 +24,10 @@ import type { LocalEndpoints } from '../engine/magicsock/magicsock.js';
 import { startRelayServer, type RelayServer } from '../engine/relay/server.js';
 import { removeStaleTun } from '../engine/tun/ip-command.js';
 import { wgKeyToBase64 } from '../identity/keys.js';
+import { subnetRouteProblem } from '../control/routes.js';
+import { formatPrefix, maskBytes, parsePrefix } from '../engine/wireguard/ip-prefix.js';
+import { OsRouting, type RoutingPlan } from './routing/os-routing.js';
+import { TUNNEL_SOCKET_MARK } from './routing/exit-client.js';
 import { joinHostPort, splitHostPort } from '../util/host-port.js';
 import { resetHttpConnections } from './http-connections.js';
 import { configFromMap, peerEndpoints } from './map-to-config.js';
@@ -60,6 +66,32 @@ export interface AgentOptions {
   acceptDns?: boolean;
   /** Mesh DNS port (default 53; MESHD_DNS_PORT; 0: no mesh DNS). */
   dnsPort?: number;
+  /** Subnet routes and exit nodes (`meshd up --advertise-routes`, `--exit-node`, …). */
+  routing?: RoutingOptions;
+}
+
+export interface RoutingOptions {
+  /** Subnet routes to offer (validated; used once the owner approves them). */
+  advertiseRoutes: string[];
+  advertiseExitNode: boolean;
+  /** Masquerade traffic to subnet routes (default true). */
+  snatSubnetRoutes: boolean;
+  /** The exit node to use: its host name, mesh IP or DID; null: none. */
+  exitNode: string | null;
+  exitNodeAllowLanAccess: boolean;
+}
+
+export interface AgentRoutingStatus {
+  /** What this node offers, and what of it the owner approved and is in use. */
+  advertisedRoutes: string[];
+  routes: string[];
+  advertisesExitNode: boolean;
+  exitNodeApproved: boolean;
+  /** The exit node asked for (`--exit-node`), and the DID in use (null: not in use). */
+  exitNodeWanted: string | null;
+  exitNode: string | null;
+  /** The last failure to apply the host's routes or firewall, or null. */
+  error: string | null;
 }
 
 export interface AgentPeerStatus {
@@ -94,6 +126,7 @@ export interface AgentStatus {
   relayServer: { url: string; stunPort: number | null } | null;
   /** Mesh DNS: where it serves, how the host was told, its counters; null when it does not run. */
   dns: (MeshDnsStatus & { name: string | null }) | null;
+  routing: AgentRoutingStatus;
   peers: AgentPeerStatus[];
 }
 
@@ -129,6 +162,9 @@ export class MeshAgent implements AgentLike {
   private publishSeq = 0;
   private publishRetry: NodeJS.Timeout | undefined;
   private dns: MeshDns | undefined;
+  private osRouting: OsRouting | undefined;
+  private routingState: { routes: string[]; exitNodeApproved: boolean; exitNode: string | null; error: string | null } = { routes: [], exitNodeApproved: false, exitNode: null, error: null };
+  private bypassCache: { key: string; ips: string[] } = { key: '', ips: [] };
 
   private readonly tunName: string;
   private readonly metrics = new DaemonMetrics(() => this.status());
@@ -164,6 +200,8 @@ export class MeshAgent implements AgentLike {
       } else if (e.type === 'expired') this.log.info('peer.expired', { dids: e.dids });
       else if (e.type === 'revoked') {
         this.log.warn('control.revoked', { hint: 'this device was removed from the network' });
+        // no peers from now on: exit routes into the tunnel would only black-hole the host
+        this.applying = this.applying.then(() => this.osRouting?.clear()).catch((err: Error) => this.log.error('routing.clear-failed', { error: err.message }));
         this.dataplane?.setConfig({ peers: [] }).then(
           (r) => this.log.info('map.applied', { reason: 'revoked', peers: r.applied, removed: r.removed }),
           (err: Error) => this.log.error('map.apply-failed', { reason: 'revoked', error: err.message }),
@@ -198,6 +236,11 @@ export class MeshAgent implements AgentLike {
       this.log.info('relay.serving', { ...this.relayServer.address() });
     }
     const tunName = this.tunName;
+    const routing = this.opts.routing;
+    if (routing) checkAdvertisedRoutes(routing, map.network.meshCIDR, map.network.meshCIDR6);
+    // routes and firewall rules a crashed run left are undone before anything else
+    this.osRouting = new OsRouting(ctx.home, (event, fields) => this.log.warn(event, fields));
+    await this.osRouting.recover();
     if (await removeStaleTun(tunName)) this.log.warn('tun.leftover-removed', { tun: tunName });
     const bits = map.network.meshCIDR.split('/')[1] ?? '16';
     const bits6 = map.network.meshCIDR6.split('/')[1] ?? '48';
@@ -209,6 +252,7 @@ export class MeshAgent implements AgentLike {
       mtu: this.opts.mtu,
       filter: this.filter,
       log: this.log.child('dataplane'),
+      ...(routing?.exitNode ? { socketMark: TUNNEL_SOCKET_MARK } : {}),
     });
     this.log.info('dataplane.up', { tun: tunName, meshIP: self.meshIP, port: this.dataplane.listenPort });
     this.dataplane.onLocalEndpointsChanged((ep) => this.publishEndpoints(ep));
@@ -217,8 +261,14 @@ export class MeshAgent implements AgentLike {
     this.publishEndpoints(this.dataplane.localEndpoints());
     this.watchLinks();
     if (this.relayServer && this.opts.relay) void this.announceRelay(this.opts.relay);
+    const offers = {
+      ...(routing && (routing.advertiseRoutes.length > 0 || routing.advertiseExitNode)
+        ? { capabilities: [...(routing.advertiseRoutes.length > 0 ? (['subnet-router'] as const) : []), ...(routing.advertiseExitNode ? (['exit-node'] as const) : [])] }
+        : {}),
+      ...(routing && routing.advertiseRoutes.length > 0 ? { routes: routing.advertiseRoutes } : {}),
+    };
     control
-      .publishNodeInfo(localNodeInfo(this.opts.hostname ?? joined.hostname ? { hostname: this.opts.hostname ?? joined.hostname! } : {}))
+      .publishNodeInfo(localNodeInfo({ ...(this.opts.hostname ?? joined.hostname ? { hostname: this.opts.hostname ?? joined.hostname! } : {}), ...offers }))
       .catch((e: Error) => this.log.warn('nodeinfo.publish-failed', { error: e.message }));
   }
 
@@ -348,7 +398,9 @@ export class MeshAgent implements AgentLike {
       if (this.stopped || !this.dataplane) return;
       const latest = this.map!;
       if (latest.hash === this.appliedHash) return;
-      const cfg = configFromMap(latest);
+      const exitDid = this.opts.routing?.exitNode ? pickExitNode(latest, this.opts.routing.exitNode) : null;
+      if (this.opts.routing?.exitNode && exitDid === null) this.log.warn('exit-node.unknown', { exitNode: this.opts.routing.exitNode, hint: 'no peer (or more than one) has that host name, and none that mesh IP or DID; see `meshd status`' });
+      const cfg = configFromMap(latest, { exitNode: exitDid, localPrefixes: [...hostPrefixes(this.tunName), ...(this.opts.routing?.advertiseRoutes ?? [])] });
       for (const p of cfg.problems) this.log.warn('map.peer-skipped', { peer: p.peer, field: p.field, reason: p.reason, peerSkipped: p.peerSkipped });
       let policy: ReturnType<typeof compileFilter> | null;
       try {
@@ -384,8 +436,72 @@ export class MeshAgent implements AgentLike {
       } catch (e) {
         this.log.error('map.apply-failed', { error: (e as Error).message });
       }
+      await this.syncRouting(latest, cfg.exitNode?.did ?? null, cfg.relays.map((r) => r.url));
     });
     return this.applying;
+  }
+
+  /**
+   * Bring the host's routes and firewall in line with the map: forwarding for the routes (and
+   * exit node) of ours the owner approved and this run advertises; exit routes when the chosen
+   * exit node is in the data plane. A failure is logged and shown in `status`; the tunnel stays.
+   */
+  private async syncRouting(map: NetworkMap, exitDid: string | null, relayUrls: string[]): Promise<void> {
+    const r = this.opts.routing;
+    if (!this.osRouting || !this.dataplane || this.stopped) return;
+    const self = map.self;
+    const routes = (self?.routes ?? []).filter((x) => r?.advertiseRoutes.includes(x) === true);
+    const exitNodeApproved = self?.exitNode === true && r?.advertiseExitNode === true;
+    const plan: RoutingPlan = {
+      router: routes.length > 0 || exitNodeApproved ? { tun: this.tunName, meshCIDR: map.network.meshCIDR, routes, exitNode: exitNodeApproved, snat: r?.snatSubnetRoutes ?? true } : null,
+      exit:
+        exitDid !== null
+          ? {
+              tun: this.tunName,
+              listenPort: this.dataplane.listenPort,
+              socketMark: this.dataplane.socketMark,
+              bypass: await this.bypassAddresses(relayUrls),
+              allowLanAccess: r?.exitNodeAllowLanAccess ?? false,
+            }
+          : null,
+    };
+    try {
+      if (await this.osRouting.apply(plan)) {
+        this.log.info('routing.applied', { routes, exitNode: exitNodeApproved, usingExitNode: exitDid, bypass: plan.exit?.bypass });
+      }
+      this.routingState = { routes, exitNodeApproved, exitNode: exitDid, error: null };
+    } catch (e) {
+      this.routingState = { routes: [], exitNodeApproved: false, exitNode: null, error: (e as Error).message };
+      this.log.error('routing.apply-failed', { error: (e as Error).message, hint: (e as MeshdError).hint });
+    }
+  }
+
+  /**
+   * The IPv4 addresses that keep the host's own routes while an exit node is in use: the DWN's
+   * and the relays' (their TCP connections must not enter the tunnel they may be carrying).
+   */
+  private async bypassAddresses(relayUrls: string[]): Promise<string[]> {
+    const hosts = new Set<string>();
+    const dwn = this.control?.session.joined.endpoint;
+    for (const u of [...(dwn ? [dwn] : []), ...relayUrls]) {
+      try {
+        hosts.add(new URL(u).hostname.replace(/^\[|\]$/g, ''));
+      } catch {
+        // not a URL: nothing to keep out of the tunnel
+      }
+    }
+    const key = [...hosts].sort().join(',');
+    if (key === this.bypassCache.key) return this.bypassCache.ips;
+    const ips = new Set<string>();
+    for (const h of hosts) {
+      if (isIP(h) === 4) ips.add(h);
+      else if (isIP(h) === 0) {
+        const found = await lookup(h, { all: true, family: 4 }).catch(() => []);
+        for (const a of found) ips.add(a.address);
+      }
+    }
+    this.bypassCache = { key, ips: [...ips].sort() };
+    return this.bypassCache.ips;
   }
 
   /**
@@ -470,6 +586,15 @@ export class MeshAgent implements AgentLike {
       filter: { ...this.filter.counters(), policyVersion: this.policyVersion },
       relayServer: this.relayServer ? { url: this.relayServer.address().url, stunPort: this.relayServer.address().stunPort } : null,
       dns: this.dns ? { ...this.dns.status(), name: this.dns.nameOf(profile.did) } : null,
+      routing: {
+        advertisedRoutes: this.opts.routing?.advertiseRoutes ?? [],
+        routes: this.routingState.routes,
+        advertisesExitNode: this.opts.routing?.advertiseExitNode ?? false,
+        exitNodeApproved: this.routingState.exitNodeApproved,
+        exitNodeWanted: this.opts.routing?.exitNode ?? null,
+        exitNode: this.routingState.exitNode,
+        error: this.routingState.error,
+      },
       peers,
     };
   }
@@ -521,6 +646,19 @@ export class MeshAgent implements AgentLike {
           return approvePeerIn(s, b.dids[0]!);
         });
       },
+      'GET /v0/routes': async () => {
+        const c = this.ownerControl();
+        const { routeListing } = await import('../control/route-ops.js');
+        return { routes: routeListing(c.session) };
+      },
+      'POST /v0/routes/approve': (body: unknown) => {
+        const b = routeRequest(body, this.opts.ctx.profile.did);
+        return this.ownerControl().ownerOp(async (s) => (await import('../control/route-ops.js')).approveRouteIn(s, b.did, b.route));
+      },
+      'POST /v0/routes/remove': (body: unknown) => {
+        const b = routeRequest(body, this.opts.ctx.profile.did);
+        return this.ownerControl().ownerOp(async (s) => (await import('../control/route-ops.js')).removeRouteIn(s, b.did, b.route));
+      },
       'POST /v0/peers/remove': (body: unknown) => {
         const b = ownerRequest(body, this.opts.ctx.profile.did);
         return this.ownerControl().ownerOp(async (s) => {
@@ -545,6 +683,8 @@ export class MeshAgent implements AgentLike {
     const steps: Array<[string, (() => Promise<void>) | undefined]> = [
       // the host's DNS first, while the server it points at still answers
       ['dns', this.dns && (() => this.dns!.stop())],
+      // the host's routes first: exit routes into a TUN about to go would black-hole traffic
+      ['routing', this.osRouting && (() => this.osRouting!.clear())],
       ['dataplane', this.dataplane && (() => this.dataplane!.stop())],
       ['control', this.control && (() => this.control!.stop())],
       ['relay', this.relayServer && (() => this.relayServer!.stop())],
@@ -572,6 +712,59 @@ function ownerRequest(body: unknown, self: string): { dids: string[]; member?: u
   }
   if (b.as !== self) throw new MeshdError('E_WRONG_PROFILE', 'the daemon runs another identity');
   return { dids: b.dids as string[], member: b.member, expiresAt: b.expiresAt };
+}
+
+/** The body of a route operation sent to the daemon: `{as, did, route}`. */
+function routeRequest(body: unknown, self: string): { did: string; route: string } {
+  const b = body as { as?: unknown; did?: unknown; route?: unknown } | null;
+  if (typeof b !== 'object' || b === null || typeof b.did !== 'string' || typeof b.route !== 'string') {
+    throw new MeshdError('E_USAGE', 'expected {"as": DID, "did": DID, "route": CIDR}');
+  }
+  if (b.as !== self) throw new MeshdError('E_WRONG_PROFILE', 'the daemon runs another identity');
+  return { did: b.did, route: b.route };
+}
+
+/** `--advertise-routes` checked against the network's own prefixes (known once the map is). */
+function checkAdvertisedRoutes(r: RoutingOptions, meshCIDR: string, meshCIDR6: string): void {
+  for (const route of r.advertiseRoutes) {
+    const why = subnetRouteProblem(route, [meshCIDR, meshCIDR6]);
+    if (why !== null) {
+      throw new MeshdError('E_CONFIG_INVALID', `--advertise-routes: ${route} ${why}`, { hint: 'run `meshd up` again with prefixes outside the mesh, e.g. 192.168.1.0/24' });
+    }
+  }
+}
+
+/**
+ * The DID of the peer `want` names — a DID, a mesh IP, or a host name (case-insensitive, with
+ * or without the domain) — or null when no peer of the map matches.
+ */
+export function pickExitNode(map: NetworkMap, want: string): string | null {
+  const w = want.trim();
+  const lower = w.toLowerCase();
+  const peers = map.peers;
+  // a host name shared by several peers names none of them
+  const one = (xs: MapPeer[]): MapPeer | undefined => (xs.length === 1 ? xs[0] : undefined);
+  const hit =
+    peers.find((p) => p.did === w) ??
+    peers.find((p) => p.meshIP === w || p.meshIP6 === w) ??
+    one(peers.filter((p) => p.hostname !== null && p.hostname.toLowerCase() === lower)) ??
+    one(peers.filter((p) => p.hostname !== null && p.hostname.toLowerCase().split('.')[0] === lower));
+  return hit?.did ?? null;
+}
+
+/** The prefixes of this host's own interfaces except the TUN ("192.168.1.0/24"). */
+function hostPrefixes(tun: string): string[] {
+  const out = new Set<string>();
+  for (const [name, list] of Object.entries(networkInterfaces())) {
+    if (name === tun || !list) continue;
+    for (const a of list) {
+      if (a.internal || a.cidr === null) continue;
+      const p = parsePrefix(a.cidr);
+      if (p === null || p.bits === 0) continue;
+      out.add(formatPrefix({ addr: maskBytes(p.addr, p.bits), bits: p.bits }));
+    }
+  }
+  return [...out];
 }
 
 /**

@@ -17,7 +17,8 @@ import type { DataPlanePeer } from '../engine/dataplane.js';
 import { isWireGuardKeyBase64, type FilterRuleSpec, type FilterSpec } from '../engine/filter/index.js';
 import { normalizeRelayUrl, type RelayConfig } from '../engine/magicsock/relay-set.js';
 import { AddrEndpoint } from '../engine/wireguard/addr-endpoint.js';
-import { parseIp, type IpPrefix } from '../engine/wireguard/ip-prefix.js';
+import { maskBytes, parseIp, parsePrefix, type IpPrefix } from '../engine/wireguard/ip-prefix.js';
+import { subnetRouteProblem } from '../control/routes.js';
 import { joinHostPort } from '../util/host-port.js';
 
 export type { RelayConfig };
@@ -43,7 +44,9 @@ export type MapProblemField =
   | 'localEndpoints'
   | 'preferredRelay'
   | 'relays'
-  | 'defaultRelays';
+  | 'defaultRelays'
+  | 'routes'
+  | 'exitNode';
 
 /** A field of the map that could not be used, and what was done instead. */
 export interface MapProblem {
@@ -61,6 +64,20 @@ export interface DataPlaneConfigFromMap {
   /** null: no policy record, allow everything. */
   filter: FilterSpec | null;
   problems: MapProblem[];
+  /** The exit node in use (0.0.0.0/0 is in its allowed IPs), or null. */
+  exitNode: { did: string; publicKeyBase64: string } | null;
+}
+
+/** Options of configFromMap. */
+export interface ConfigFromMapOptions {
+  persistentKeepalive?: number;
+  /** DID of the peer to use as exit node (only when the map says it is an approved one). */
+  exitNode?: string | null;
+  /**
+   * Prefixes this host is itself on (its LANs) or routes itself: a peer's route equal to or
+   * inside one of them is not taken, so the host's own networks never move into the tunnel.
+   */
+  localPrefixes?: readonly string[];
 }
 
 const HTTP_PROTOCOLS = new Set(['http:', 'https:']);
@@ -229,12 +246,67 @@ function peerAddrEndpoints(p: UntrustedPeer, report: (field: MapProblemField, re
   return [...out.values()];
 }
 
+/** Whether `outer` contains `inner` (same family, shorter or equal prefix, same leading bits). */
+function prefixCovers(outer: IpPrefix, inner: IpPrefix): boolean {
+  if (outer.addr.length !== inner.addr.length || outer.bits > inner.bits) return false;
+  const a = maskBytes(outer.addr, outer.bits);
+  const b = maskBytes(inner.addr, outer.bits);
+  return a.every((x, i) => x === b[i]);
+}
+
+/**
+ * A peer's subnet routes as prefixes: each must be a valid subnet route (no host bits, not the
+ * mesh's, not a default route), not one of this host's own networks, and not already taken by
+ * an earlier peer (peers come sorted by DID: the first router of a prefix keeps it).
+ */
+function peerRoutes(
+  p: UntrustedPeer,
+  meshPrefixes: readonly string[],
+  local: readonly IpPrefix[],
+  claimed: Map<string, string>,
+  did: string,
+  report: (field: MapProblemField, reason: string) => void,
+): IpPrefix[] {
+  const raw: unknown = p.routes;
+  if (raw === undefined || raw === null) return [];
+  if (!Array.isArray(raw)) {
+    report('routes', 'not a list; dropped');
+    return [];
+  }
+  const out: IpPrefix[] = [];
+  for (const r of raw as unknown[]) {
+    const why = typeof r === 'string' ? subnetRouteProblem(r, meshPrefixes) : 'is not text';
+    if (why !== null) {
+      report('routes', `route ${describe(r)} ${why}; dropped`);
+      continue;
+    }
+    const route = r as string;
+    const prefix = parsePrefix(route)!;
+    if (local.some((l) => prefixCovers(l, prefix))) {
+      report('routes', `route ${route} is inside a network this host is on; not routed through the mesh`);
+      continue;
+    }
+    const owner = claimed.get(route);
+    if (owner !== undefined) {
+      if (owner !== did) report('routes', `route ${route} is also routed by ${owner}, which keeps it; dropped`);
+      continue;
+    }
+    claimed.set(route, did);
+    out.push(prefix);
+  }
+  return out;
+}
+
 /**
  * The data-plane configuration of a network map. Never throws on what peers wrote into their
  * records: problems are listed in `problems` and cost only the field or the peer concerned.
  */
-export function configFromMap(map: NetworkMap, opts: { persistentKeepalive?: number } = {}): DataPlaneConfigFromMap {
+export function configFromMap(map: NetworkMap, opts: ConfigFromMapOptions = {}): DataPlaneConfigFromMap {
   const problems: MapProblem[] = [];
+  const meshPrefixes = [map.network?.meshCIDR, map.network?.meshCIDR6].filter((x): x is string => typeof x === 'string');
+  const local = (opts.localPrefixes ?? []).map((x) => parsePrefix(x)).filter((x): x is IpPrefix => x !== null);
+  const claimed = new Map<string, string>();
+  let exitNode: DataPlaneConfigFromMap['exitNode'] = null;
   const relays = relaysFromMap(map, problems);
   const relayUrls = new Set(relays.map((r) => r.url));
   const selfDid = map.self?.did;
@@ -269,6 +341,11 @@ export function configFromMap(map: NetworkMap, opts: { persistentKeepalive?: num
       else report('meshIP6', `mesh IPv6 ${describe(p.meshIP6)} is not an IP address; dropped`);
     }
     if (allowedIps.length === 0) return skip('meshIP', 'no usable mesh address; peer left out');
+    allowedIps.push(...peerRoutes(p, meshPrefixes, local, claimed, did, report));
+    if (opts.exitNode === did) {
+      if (p.exitNode === true) allowedIps.push({ addr: new Uint8Array(4), bits: 0 });
+      else report('exitNode', 'chosen as exit node but not an approved exit node (the owner approves it with `meshd route approve DID exit-node`); not used');
+    }
 
     // Until a peer publishes its endpoint record it has no disco key; it is still a WireGuard
     // peer (handshakes from it are accepted), only path discovery waits.
@@ -298,6 +375,7 @@ export function configFromMap(map: NetworkMap, opts: { persistentKeepalive?: num
     if (opts.persistentKeepalive) pc.persistentKeepalive = opts.persistentKeepalive;
     seen.add(publicKeyBase64);
     peers.push(pc);
+    if (opts.exitNode === did && p.exitNode === true) exitNode = { did, publicKeyBase64 };
   });
-  return { peers, relays, filter: filterSpecFromAcl(map.filter), problems };
+  return { peers, relays, filter: filterSpecFromAcl(map.filter), problems, exitNode };
 }

@@ -50,6 +50,11 @@ export interface DataPlaneOptions {
   filter?: PacketFilter;
   udpImplementation?: 'auto' | UdpImplementation;
   env?: NodeJS.ProcessEnv;
+  /**
+   * SO_MARK for the tunnel's UDP socket, so that policy routing (an exit node's routes) can leave
+   * the tunnel's own datagrams alone. Best effort: `socketMark` says whether the socket has it.
+   */
+  socketMark?: number;
 }
 
 /**
@@ -251,6 +256,7 @@ export class DataPlane {
           return host !== null && meshPrefixes.some((p) => covers(p, host));
         },
         log: log.child('magicsock'),
+        ...(opts.socketMark ? { socketMark: opts.socketMark } : {}),
         ...(opts.udpImplementation !== undefined ? { implementation: opts.udpImplementation } : {}),
         ...(opts.env !== undefined ? { env: opts.env } : {}),
       });
@@ -292,6 +298,11 @@ export class DataPlane {
 
   get listenPort(): number {
     return this.magic.localPort;
+  }
+
+  /** The SO_MARK the tunnel's UDP socket carries (0: none: no addon support, or no permission). */
+  get socketMark(): number {
+    return this.magic.socketMark;
   }
 
   get discoPublicKey(): string {

@@ -227,6 +227,21 @@ describe('batch UDP across implementations', () => {
     );
   });
 
+  test('socket mark: native sockets carry it when the addon can set it (root); node:dgram never; a bad mark is refused', async (t) => {
+    const d = await openBatchUdpSocket({ address: '127.0.0.1', implementation: 'dgram', mark: 0x5282 });
+    assert.equal(d.mark, 0);
+    await d.close();
+    await assert.rejects(openBatchUdpSocket({ address: '127.0.0.1', mark: -1 }), (e: unknown) => e instanceof MeshdError && e.code === 'E_ENGINE');
+    if (!requirePrereqs(t, ['native'])) return;
+    const addon = loadNative()!;
+    const n = await openBatchUdpSocket({ address: '127.0.0.1', implementation: 'native', mark: 0x5282 });
+    t.after(() => n.close());
+    assert.equal(n.mark, typeof addon.udpSetMark === 'function' && process.getuid?.() === 0 ? 0x5282 : 0);
+    const plain = await openBatchUdpSocket({ address: '127.0.0.1', implementation: 'native' });
+    assert.equal(plain.mark, 0);
+    await plain.close();
+  });
+
   test('choosing: MESHD_PURE_TS=1 → dgram; native without the addon → E_NATIVE; bad address → E_ENGINE', async () => {
     const s = await openBatchUdpSocket({ address: '127.0.0.1', env: { MESHD_PURE_TS: '1' } });
     assert.equal(s.kind, 'dgram');

@@ -16,7 +16,7 @@ import { runningDaemonPid } from '../../daemon/lock.js';
 import { logPath, spawnHeldDaemon, waitForRelease } from '../../daemon/background.js';
 import { parsePort } from './network.js';
 import { joinHostPort, splitHostPort } from '../../util/host-port.js';
-import type { AgentStatus } from '../../daemon/agent.js';
+import type { AgentStatus, RoutingOptions } from '../../daemon/agent.js';
 
 interface UpOptions {
   /** `meshd up <invite>`: the invite line. */
@@ -38,6 +38,42 @@ interface UpOptions {
   timeout?: string;
   wait?: string;
   metricsListen?: string;
+  advertiseRoutes?: string;
+  advertiseExitNode?: boolean;
+  snatSubnetRoutes?: string;
+  exitNode?: string;
+  exitNodeAllowLanAccess?: boolean;
+}
+
+/** The routing flags of `up` as agent options (usage errors before anything starts). */
+async function routingOptions(o: UpOptions): Promise<RoutingOptions | undefined> {
+  const any = o.advertiseRoutes !== undefined || o.advertiseExitNode || o.exitNode !== undefined || o.exitNodeAllowLanAccess || o.snatSubnetRoutes !== undefined;
+  if (!any) return undefined;
+  const { parseAdvertisedRoutes } = await import('../../control/routes.js');
+  const snat = o.snatSubnetRoutes ?? 'true';
+  if (snat !== 'true' && snat !== 'false') throw new UsageError(`--snat-subnet-routes takes true or false, not "${snat.slice(0, 20)}"`);
+  if (o.exitNode !== undefined && o.advertiseExitNode) throw new UsageError('a node cannot use an exit node and be one: give --exit-node or --advertise-exit-node');
+  if (o.exitNode !== undefined && (o.exitNode.length === 0 || o.exitNode.length > 2048)) throw new UsageError('--exit-node takes a host name, mesh IP or DID');
+  if (o.exitNodeAllowLanAccess && o.exitNode === undefined) throw new UsageError('--exit-node-allow-lan-access goes with --exit-node');
+  return {
+    advertiseRoutes: o.advertiseRoutes !== undefined ? parseAdvertisedRoutes(o.advertiseRoutes, []) : [],
+    advertiseExitNode: o.advertiseExitNode === true,
+    snatSubnetRoutes: snat === 'true',
+    exitNode: o.exitNode ?? null,
+    exitNodeAllowLanAccess: o.exitNodeAllowLanAccess === true,
+  };
+}
+
+/** The routing flags again, for the background daemon's command line. */
+function routingArgs(r: RoutingOptions | undefined): string[] {
+  if (!r) return [];
+  const args: string[] = [];
+  if (r.advertiseRoutes.length > 0) args.push('--advertise-routes', r.advertiseRoutes.join(','));
+  if (r.advertiseExitNode) args.push('--advertise-exit-node');
+  if (!r.snatSubnetRoutes) args.push('--snat-subnet-routes', 'false');
+  if (r.exitNode !== null) args.push('--exit-node', r.exitNode);
+  if (r.exitNodeAllowLanAccess) args.push('--exit-node-allow-lan-access');
+  return args;
 }
 
 function parseListen(s: string, defaultPort: number): { host: string; port: number } {
@@ -128,6 +164,11 @@ export function registerDaemon(program: Command, io: Io): void {
     .option('--hostname <name>', 'the name peers see for this device, and its mesh DNS name (default: the host name; remembered; on a running daemon: renames it)')
     .option('--accept-dns', 'without systemd-resolved: point /etc/resolv.conf at the mesh DNS server (restored by `meshd down`; remembered)')
     .option('--no-accept-dns', "leave the host's DNS settings alone, systemd-resolved included (remembered)")
+    .option('--advertise-routes <cidrs>', 'offer to route these subnets for the mesh, e.g. 192.168.1.0/24,10.1.0.0/16 (used once the owner approves them)')
+    .option('--advertise-exit-node', 'offer to carry all traffic of other nodes to the internet (used once the owner approves it)')
+    .option('--snat-subnet-routes <bool>', 'masquerade mesh traffic to advertised subnets (false: the LAN sees mesh addresses and needs a route back)', 'true')
+    .option('--exit-node <name|ip|did>', 'send all traffic through this exit node')
+    .option('--exit-node-allow-lan-access', 'with --exit-node: keep reaching the local networks directly')
     .option('--foreground', 'run in the foreground (logs to stderr)')
     .option('--timeout <seconds>', 'how long to wait for the daemon to come up', '60')
     .option('--wait <seconds>', "with an invite: how long to wait for the owner's meshd to admit this device", '600')
@@ -165,9 +206,21 @@ export function registerDaemon(program: Command, io: Io): void {
       }
       if (o.acceptDns !== undefined) ctx.progress('--accept-dns takes effect with the next `meshd up` (after `meshd down`).');
       const s = await callDaemon<AgentStatus & { state: string; pid: number }>(ctx.home, 'GET', '/v0/status');
+      if (o.advertiseRoutes !== undefined || o.advertiseExitNode || o.exitNode !== undefined) {
+        ctx.progress('Route and exit node options take effect when meshd starts: run `meshd down`, then `meshd up` with them.');
+      }
       ctx.print({ ...s, already: true }, () => `meshd is already up (pid ${pid}).\n${summarizeUp(s)}`);
       return;
     }
+    if (o.hostname !== undefined) {
+      const { validateRecord } = await import('../../control/records.js');
+      try {
+        validateRecord('nodeInfo', { hostname: o.hostname, os: 'linux', version: '0' }, 'write');
+      } catch {
+        throw new UsageError(`--hostname "${o.hostname.slice(0, 80)}" is not a host name`, { hint: 'letters, digits, dots, dashes and underscores' });
+      }
+    }
+    const routing = await routingOptions(o);
     const cc: ControlContext = { home: ctx.home, profile, progress: (s) => ctx.progress(s) };
     const remember = () => {
       // `--dwn-listen` is remembered for later `up`s of the network this machine hosts
@@ -200,6 +253,7 @@ export function registerDaemon(program: Command, io: Io): void {
           ...(relay ? { relay } : {}),
           ...(o.dwnListen ? { dwnListen: o.dwnListen } : {}),
           ...(o.acceptDns !== undefined ? { acceptDns: o.acceptDns } : {}),
+          ...(routing ? { routing } : {}),
         });
         const metricsListen = o.metricsListen !== undefined ? (await import('../../daemon/metrics.js')).parseMetricsListen(o.metricsListen) : undefined;
         const handle = await runDaemon({ home: ctx.home, log, agent, metricsListen });
@@ -218,6 +272,7 @@ export function registerDaemon(program: Command, io: Io): void {
     if (o.dwnListen) args.push('--dwn-listen', o.dwnListen);
     if (o.acceptDns !== undefined) args.push(o.acceptDns ? '--accept-dns' : '--no-accept-dns');
     if (o.metricsListen) args.push('--metrics-listen', (await import('../../daemon/metrics.js')).parseMetricsListen(o.metricsListen).text);
+    args.push(...routingArgs(routing));
     // The daemon process starts now and loads its modules while this one creates or joins the
     // network (they are each about half a second of `meshd up`); it waits to be released.
     const daemon = spawnHeldDaemon(ctx.home, args);
@@ -247,7 +302,15 @@ export function registerDaemon(program: Command, io: Io): void {
       ctx.progress(`Could not restore /etc/resolv.conf: ${(e as Error).message}. Run \`sudo meshd down\`.`);
     }
     if (dns === 'restored') ctx.progress('Restored /etc/resolv.conf (left by a meshd that did not stop cleanly).');
-    if (pid === null) ctx.print({ stopped: false, running: false, ...(dns !== 'nothing' ? { dns } : {}) }, 'meshd is not running.');
+    if (pid === null) {
+      // a daemon that was killed left its routes and firewall rules: undo them now
+      const { undoLeftoverRouting } = await import('../../daemon/routing/os-routing.js');
+      const undone = await undoLeftoverRouting(ctx.home);
+      ctx.print(
+        { stopped: false, running: false, ...(dns !== 'nothing' ? { dns } : {}), ...(undone > 0 ? { routingStepsUndone: undone } : {}) },
+        undone > 0 ? `meshd is not running; undid ${undone} routing change(s) it left behind.` : 'meshd is not running.',
+      );
+    }
     else ctx.print({ stopped: true, pid }, 'meshd stopped.');
   });
 }

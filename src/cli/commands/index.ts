@@ -4,6 +4,7 @@ import type { Io } from '../program.js';
 import { registerIdentity } from './identity.js';
 import { registerNetwork } from './network.js';
 import { registerPeer } from './peer.js';
+import { registerRoute } from './route.js';
 import { registerInvite } from './invite.js';
 import { registerAcl } from './acl.js';
 import { registerStatus } from './status.js';
@@ -18,6 +19,7 @@ export function registerCommands(program: Command, io: Io): void {
   registerIdentity(program, io);
   registerNetwork(program, io);
   registerPeer(program, io);
+  registerRoute(program, io);
   registerInvite(program, io);
   registerAcl(program, io);
   registerStatus(program, io);

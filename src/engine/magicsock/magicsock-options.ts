@@ -26,6 +26,8 @@ export interface MagicSockOptions {
   log?: Logger;
   stunTimeoutMs?: number;
   env?: NodeJS.ProcessEnv;
+  /** SO_MARK for the socket (best effort: `socket.mark` says whether it took). */
+  socketMark?: number;
 }
 
 export async function openSocket(opts: MagicSockOptions): Promise<BatchUdpSocket> {
@@ -40,6 +42,7 @@ export async function openSocket(opts: MagicSockOptions): Promise<BatchUdpSocket
           port,
           ...(opts.implementation ? { implementation: opts.implementation } : {}),
           ...(opts.env ? { env: opts.env } : {}),
+          ...(opts.socketMark ? { mark: opts.socketMark } : {}),
         });
       } catch (e) {
         last = e;

@@ -167,6 +167,11 @@ export class MagicSock implements Bind {
     return this.socket.port;
   }
 
+  /** The SO_MARK the UDP socket carries (0: none). */
+  get socketMark(): number {
+    return this.socket.mark;
+  }
+
   get kind(): UdpImplementation {
     return this.socket.kind;
   }

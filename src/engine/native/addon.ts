@@ -66,6 +66,8 @@ export interface NativeAddon {
 
   /** Bind a UDP socket to the address in a 20-byte address slot; IPv4-mapped → AF_INET, else dual-stack AF_INET6. */
   udpOpen(addr: Uint8Array, recvBufferSize: number, sendBufferSize: number): { fd: number; family: 4 | 6 };
+  /** SO_MARK on a socket (CAP_NET_ADMIN); absent in addons built before it existed. */
+  udpSetMark?(fd: number, mark: number): void;
   /** Write the bound address into `out` (20 bytes); returns the port. */
   udpLocalAddress(fd: number, out: Uint8Array): number;
   /** recvmmsg into slot starts. result: [count, truncated, errors, lastErrno]. */

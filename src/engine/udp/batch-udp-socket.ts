@@ -21,6 +21,8 @@ export interface BatchUdpOptions extends ImplementationChoice<'dgram'> {
   /** Kernel buffer sizes in bytes (default 4 MiB each; as root they may exceed the sysctl limits). */
   recvBufferSize?: number;
   sendBufferSize?: number;
+  /** SO_MARK for the socket's datagrams (policy routing); 0 or absent: none. Best effort. */
+  mark?: number;
 }
 
 export const DEFAULT_SOCKET_BUFFER = 4 * 1024 * 1024;
@@ -30,6 +32,7 @@ function resolveOptions(o: BatchUdpOptions): ResolvedUdpOptions {
   const port = o.port ?? 0;
   if (isIP(address.split('%')[0]!) === 0) throw new MeshdError('E_ENGINE', `not an IP address: ${JSON.stringify(address)}`);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new MeshdError('E_ENGINE', `bad UDP port: ${port}`);
+  if (o.mark !== undefined && (!Number.isInteger(o.mark) || o.mark < 0 || o.mark > 0xffffffff)) throw new MeshdError('E_ENGINE', `bad socket mark: ${o.mark}`);
   const size = (v: number | undefined, name: string): number => {
     const n = v ?? DEFAULT_SOCKET_BUFFER;
     if (!Number.isInteger(n) || n < 0 || n > 0x7fffffff) throw new MeshdError('E_ENGINE', `bad ${name}: ${n}`);
@@ -40,6 +43,7 @@ function resolveOptions(o: BatchUdpOptions): ResolvedUdpOptions {
     port,
     recvBufferSize: size(o.recvBufferSize, 'recvBufferSize'),
     sendBufferSize: size(o.sendBufferSize, 'sendBufferSize'),
+    mark: o.mark ?? 0,
   };
 }
 

@@ -27,6 +27,8 @@ export class DgramUdpSocket implements BatchUdpSocket {
   readonly family: 4 | 6;
   readonly address: string;
   readonly port: number;
+  /** node:dgram cannot set SO_MARK. */
+  readonly mark = 0;
   readonly stats: UdpStats = emptyUdpStats();
   readonly #socket: Socket;
   #queue: Queued[] = [];

@@ -13,6 +13,7 @@ export class NativeUdpSocket implements BatchUdpSocket {
   readonly family: 4 | 6;
   readonly address: string;
   readonly port: number;
+  readonly mark: number;
   readonly stats: UdpStats = emptyUdpStats();
   readonly #addon: NativeAddon;
   #fd: number;
@@ -20,13 +21,14 @@ export class NativeUdpSocket implements BatchUdpSocket {
   /** Per-call results from the addon, reused: [n, a, b, lastErrno]. */
   readonly #result = new Int32Array(4);
 
-  private constructor(addon: NativeAddon, fd: number, family: 4 | 6, address: string, port: number) {
+  private constructor(addon: NativeAddon, fd: number, family: 4 | 6, address: string, port: number, mark: number) {
     this.#addon = addon;
     this.#fd = fd;
     this.#reader = new FdBatchReader(addon, this.stats);
     this.family = family;
     this.address = address;
     this.port = port;
+    this.mark = mark;
   }
 
   static async open(addon: NativeAddon, o: ResolvedUdpOptions): Promise<NativeUdpSocket> {
@@ -43,7 +45,16 @@ export class NativeUdpSocket implements BatchUdpSocket {
     }
     try {
       const port = addon.udpLocalAddress(opened.fd, slot);
-      return new NativeUdpSocket(addon, opened.fd, opened.family, readAddr(slot, 0).ip, port);
+      let mark = 0;
+      if (o.mark !== 0 && addon.udpSetMark) {
+        try {
+          addon.udpSetMark(opened.fd, o.mark);
+          mark = o.mark;
+        } catch {
+          // no CAP_NET_ADMIN: the socket works unmarked (mark 0 says so)
+        }
+      }
+      return new NativeUdpSocket(addon, opened.fd, opened.family, readAddr(slot, 0).ip, port, mark);
     } catch (e) {
       addon.fdClose(opened.fd);
       throw new MeshdError('E_ENGINE', `cannot read the bound UDP address: ${(e as Error).message}`, { cause: e });

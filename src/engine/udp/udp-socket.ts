@@ -19,6 +19,8 @@ export interface BatchUdpSocket {
   /** The bound address and port (the real port when 0 was asked for). */
   readonly address: string;
   readonly port: number;
+  /** The SO_MARK the socket carries (0: none; node:dgram sockets cannot carry one). */
+  readonly mark: number;
   readonly stats: UdpStats;
   /**
    * Receive up to batch.capacity waiting datagrams into slots 0..n-1; sets batch.count and
@@ -76,4 +78,6 @@ export interface ResolvedUdpOptions {
   port: number;
   recvBufferSize: number;
   sendBufferSize: number;
+  /** SO_MARK to set (0: none); a socket that cannot carry it still opens, with mark 0. */
+  mark: number;
 }

@@ -53,7 +53,7 @@ export const MAX_CALL_ME_MAYBE_ENDPOINTS = 32;
  * its disco key) cannot turn us into a ping cannon aimed at third parties.
  */
 export const MAX_PINGS_PER_INTERVAL = 64;
-/** Period of the magic socket's tick (heartbeats, ping expiry, trust expiry). */
+/** Period of the magic socket's tick (heartbeats, ping expiry, trust expiry) while a peer is active. */
 export const TICK_MS = 250;
 /** Sends on the relay path kick discovery at most this often (it is cheap but not free). */
 export const SLOW_PATH_DISCOVERY_MIN_MS = 100;

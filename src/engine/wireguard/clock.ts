@@ -13,6 +13,8 @@ export interface Clock {
   wallNanos(): bigint;
   /** Call `fn` every `ms` until cancelled. */
   every(ms: number, fn: () => void): Ticker;
+  /** Call `fn` once, `ms` from now, unless cancelled first. */
+  after(ms: number, fn: () => void): Ticker;
 }
 
 export const systemClock: Clock = {
@@ -22,13 +24,24 @@ export const systemClock: Clock = {
     const h = setInterval(fn, ms);
     return { cancel: () => clearInterval(h) };
   },
+  after(ms, fn) {
+    const h = setTimeout(fn, ms);
+    return { cancel: () => clearTimeout(h) };
+  },
 };
+
+interface ManualTicker {
+  ms: number;
+  next: number;
+  fn: () => void;
+  once: boolean;
+}
 
 /** A clock that moves only when told to; tickers fire as time passes over them. */
 export class ManualClock implements Clock {
   private t = 0;
   private wall: bigint;
-  private readonly tickers = new Set<{ ms: number; next: number; fn: () => void }>();
+  private readonly tickers = new Set<ManualTicker>();
 
   constructor(startWallNanos = 1_700_000_000_000_000_000n) {
     this.wall = startWallNanos;
@@ -43,7 +56,13 @@ export class ManualClock implements Clock {
   }
 
   every(ms: number, fn: () => void): Ticker {
-    const entry = { ms, next: this.t + ms, fn };
+    const entry: ManualTicker = { ms, next: this.t + ms, fn, once: false };
+    this.tickers.add(entry);
+    return { cancel: () => this.tickers.delete(entry) };
+  }
+
+  after(ms: number, fn: () => void): Ticker {
+    const entry: ManualTicker = { ms, next: this.t + Math.max(0, ms), fn, once: true };
     this.tickers.add(entry);
     return { cancel: () => this.tickers.delete(entry) };
   }
@@ -52,11 +71,12 @@ export class ManualClock implements Clock {
   advance(ms: number): void {
     const end = this.t + ms;
     for (;;) {
-      let due: { ms: number; next: number; fn: () => void } | null = null;
+      let due: ManualTicker | null = null;
       for (const e of this.tickers) if (e.next <= end && (due === null || e.next < due.next)) due = e;
       if (due === null) break;
       this.t = Math.max(this.t, due.next);
-      due.next += due.ms;
+      if (due.once) this.tickers.delete(due);
+      else due.next += due.ms;
       due.fn();
     }
     this.t = end;

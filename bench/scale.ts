@@ -101,7 +101,7 @@ function logSince(file: string, from: number): string {
 
 /**
  * The joining `up`; run again (at most twice) when its daemon got no first map in time, once
- * that daemon has stopped. The CLI may report such a start only as "daemon answered 200": the
+ * that daemon has stopped, or when the DWN did not answer the CLI in time. The CLI may report such a start only as "daemon answered 200": the
  * daemon's log (what it wrote during this attempt) says why.
  */
 async function joinNode(c: Ctx, p: Prepared): Promise<MeshNode> {
@@ -111,6 +111,12 @@ async function joinNode(c: Ctx, p: Prepared): Promise<MeshNode> {
     try {
       return await upJoiner(c, p.name, p);
     } catch (e) {
+      if (attempt < 2 && /did not answer within/.test((e as Error).message)) {
+        // the DWN was too busy to answer the CLI in time (a small machine, many joins at once)
+        c.upRetries++;
+        await sleep(2000);
+        continue;
+      }
       const failed = /"event":"daemon.start-failed"[^\n]*no network map/.test(logSince(file, from));
       if (attempt >= 2 || !failed) throw e;
       const stopped = await waitUntil(() => logSince(file, from).includes('"event":"daemon.stopped"'), 30_000, 200);

@@ -197,7 +197,16 @@ export class NetworkSession {
       } else {
         this.reads++;
         const r = await this.client.read(msg.recordId, queryFor(this.acc, kind).protocolRole);
-        if (!r) continue;
+        if (!r) {
+          // deleted since the event (only the owner is told of deletes): what this slot holds
+          // of that record is gone too — a revoked node's tombstone read after its deletion
+          // must not leave the node in the map
+          if (held && held.recordId === msg.recordId) {
+            this.slots.delete(slot);
+            changed.add(kind);
+          }
+          continue;
+        }
         d = await decodeEntry(this.acc, kind, r.message, this.skips, r.data, this.now());
         if (d) this.decoded.set(DecodeCache.key(d.recordId, d.dataCid), d);
       }

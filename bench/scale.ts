@@ -14,8 +14,12 @@
  * member write K junk endpoint records under its own node record (with its own identity, from
  * its home) and repeats the steady-state measurements.
  *
- *   node dist/bench/scale.js [--nodes 50] [--flood 0] [--idle-seconds 60] [--sample-pairs 200]
+ *   node dist/bench/scale.js [--nodes 50] [--flood 0] [--idle-seconds 60] [--settle-seconds 50] [--sample-pairs 200]
  *                            [--concurrency 8] [--add-concurrency 4] [--keep] [--profile]
+ *
+ * An idle window starts --settle-seconds after the endpoint change (default 60: the last ping
+ * of the full-mesh check is answered by a WireGuard keepalive 10 s later, and a session stays
+ * active 45 s after its last packet), so the window measures a quiet mesh.
  *
  * `--profile`: in each idle window, a CPU profile and the memory figures of one member's daemon
  * (bench/inspect-daemon.ts; the .cpuprofile stays in the lab directory with --keep).
@@ -35,12 +39,15 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Internet, Lab, onPath, ping, type Host, type Netns } from '../src/lab/index.js';
 import { callDaemon } from '../src/daemon/api.js';
+import { SESSION_ACTIVE_TIMEOUT_MS } from '../src/engine/magicsock/constants.js';
 import type { AgentStatus } from '../src/daemon/agent.js';
 import { median, meshdJson, meshdOk, upJoiner, waitUntil, type Mesh, type MeshNode } from '../test/lab/agent-helpers.js';
 import { diffCounters } from '../test/helpers/dwn-proxy.js';
 import { CLK_TCK, cpuTicks, mapLimit, pct, prepareHosts, requestsOf, rssKiB, startProxiedOwner, type Prepared, type ProxyHandle } from '../test/lab/scale-helpers.js';
 
 const SELF_JS = fileURLToPath(import.meta.url);
+/** WireGuard's passive keepalive (10 s) + the data plane's session timeout + 5 s. */
+const SETTLE_SECONDS = 10 + SESSION_ACTIVE_TIMEOUT_MS / 1000 + 5;
 const INSPECT_JS = fileURLToPath(new URL('./inspect-daemon.js', import.meta.url));
 
 type Status = AgentStatus & { state: string; pid: number };
@@ -63,6 +70,8 @@ interface Ctx extends Omit<Mesh, 'close'> {
   upRetries: number;
   /** Profile one member's daemon in each idle window. */
   profile: boolean;
+  /** Wait this long after the endpoint change before an idle window (sessions going idle). */
+  settleSeconds: number;
 }
 
 /**
@@ -92,7 +101,7 @@ function logSince(file: string, from: number): string {
 
 /**
  * The joining `up`; run again (at most twice) when its daemon got no first map in time, once
- * that daemon has stopped. The CLI may report such a start only as "daemon answered 200": the
+ * that daemon has stopped, or when the DWN did not answer the CLI in time. The CLI may report such a start only as "daemon answered 200": the
  * daemon's log (what it wrote during this attempt) says why.
  */
 async function joinNode(c: Ctx, p: Prepared): Promise<MeshNode> {
@@ -102,6 +111,12 @@ async function joinNode(c: Ctx, p: Prepared): Promise<MeshNode> {
     try {
       return await upJoiner(c, p.name, p);
     } catch (e) {
+      if (attempt < 2 && /did not answer within/.test((e as Error).message)) {
+        // the DWN was too busy to answer the CLI in time (a small machine, many joins at once)
+        c.upRetries++;
+        await sleep(2000);
+        continue;
+      }
       const failed = /"event":"daemon.start-failed"[^\n]*no network map/.test(logSince(file, from));
       if (attempt >= 2 || !failed) throw e;
       const stopped = await waitUntil(() => logSince(file, from).includes('"event":"daemon.stopped"'), 30_000, 200);
@@ -300,6 +315,12 @@ async function steadyState(c: Ctx, label: string, idleSeconds: number, mover: Me
   out(
     `${label}endpoint change → every map (${ec.times.length}/${ec.times.length + ec.missing.length} daemons): median ${ms(median(ec.times))}, p95 ${ms(pct(ec.times, 95))}, max ${ms(Math.max(...ec.times))}${ec.missing.length ? `; never seen by ${ec.missing.join(',')}` : ''}`,
   );
+  if (c.settleSeconds > 0) {
+    // the mesh was just pinged: data-plane sessions stay active (heartbeats) this long after the
+    // last packet, then go quiet; the idle window measures the quiet state
+    log(`${label}settling for ${c.settleSeconds} s (sessions go idle ${SESSION_ACTIVE_TIMEOUT_MS / 1000} s after the last packet)`);
+    await sleep(c.settleSeconds * 1000);
+  }
   log(`${label}idle for ${idleSeconds} s`);
   printIdle(label, await idle(c, idleSeconds, label));
 }
@@ -355,6 +376,7 @@ async function main(): Promise<void> {
       nodes: { type: 'string', default: '50' },
       flood: { type: 'string', default: '0' },
       'idle-seconds': { type: 'string', default: '60' },
+      'settle-seconds': { type: 'string', default: String(SETTLE_SECONDS) },
       'sample-pairs': { type: 'string', default: '200' },
       concurrency: { type: 'string', default: '8' },
       'add-concurrency': { type: 'string', default: '4' },
@@ -365,6 +387,8 @@ async function main(): Promise<void> {
   const n = Number(values.nodes);
   const floodCount = Number(values.flood);
   const idleSeconds = Number(values['idle-seconds']);
+  const settleSeconds = Number(values['settle-seconds']);
+  if (!Number.isFinite(settleSeconds) || settleSeconds < 0) throw new Error('--settle-seconds must be a number ≥ 0');
   const sample = Number(values['sample-pairs']);
   const concurrency = Number(values.concurrency);
   const addConcurrency = Number(values['add-concurrency']);
@@ -380,7 +404,7 @@ async function main(): Promise<void> {
     log(`lab ${lab.runTag}: owner + DWN behind the proxy`);
     const o = await startProxiedOwner(lab, internet);
     proxy = o.proxy;
-    const c: Ctx = { lab, internet, nodes: [o.owner], owner: o.owner, networkId: o.networkId, endpoint: o.endpoint, proxy: o.proxy, concurrency, upRetries: 0, profile: values.profile };
+    const c: Ctx = { lab, internet, nodes: [o.owner], owner: o.owner, networkId: o.networkId, endpoint: o.endpoint, proxy: o.proxy, concurrency, upRetries: 0, profile: values.profile, settleSeconds };
 
     log(`${n - 1} hosts and identities`);
     const names = Array.from({ length: n - 1 }, (_, i) => `n${i + 1}`);

@@ -5,7 +5,9 @@
  * role) and reads what each event names — one record, not the whole kind — debouncing bursts
  * (≈250 ms after the last event, at most 1 s after the first; a slot that changes many times in
  * a burst is read once). A heartbeat re-write of bytes it already holds costs no read. After
- * every (re)connect, and when the network key rotates, it re-queries everything. A map whose
+ * every (re)connect it re-queries everything. A key rotation costs what changed: the records
+ * re-encrypted under the new key come as events like any change, and what arrived before its
+ * key is read again once the key delivery is read (session.ts). A map whose
  * hash changed is emitted and cached on disk. With the DWN unreachable it keeps (and at start,
  * emits) the last good map from the cache. Run by the owner, it also revokes devices whose
  * expiry has come.
@@ -62,8 +64,11 @@ export interface ControlStats {
   lastError: string | null;
   skipped: SkipCounters;
   revoked: boolean;
-  /** DWN requests by purpose since start (reads named by events, full re-queries, writes). */
-  requests: { eventReads: number; fullLoads: number; writes: number };
+  /**
+   * DWN requests by purpose since start (reads named by events, full re-queries, queries of this
+   * device's key deliveries, writes).
+   */
+  requests: { eventReads: number; fullLoads: number; keyLoads: number; writes: number };
   /** Devices this owner revoked because their expiry came. */
   expired: number;
 }
@@ -94,7 +99,7 @@ export class ControlClient {
   private lastEndpoint: Omit<EndpointRecord, 'updatedAt'> | undefined;
   private loadedOnce = false;
   private stopped = false;
-  private readonly counters = { refreshes: 0, events: 0, eventReads: 0, fullLoads: 0, writes: 0 };
+  private readonly counters = { refreshes: 0, events: 0, eventReads: 0, fullLoads: 0, keyLoads: 0, writes: 0 };
   private lastRefreshAt: string | null = null;
   private lastError: string | null = null;
   private revoked = false;
@@ -175,7 +180,7 @@ export class ControlClient {
       lastError: this.lastError,
       skipped: { ...this.session.skips.counters },
       revoked: this.revoked,
-      requests: { eventReads: this.counters.eventReads, fullLoads: this.counters.fullLoads, writes: this.counters.writes },
+      requests: { eventReads: this.counters.eventReads, fullLoads: this.counters.fullLoads, keyLoads: this.counters.keyLoads, writes: this.counters.writes },
       expired: this.expiredCount,
     };
   }
@@ -376,14 +381,30 @@ export class ControlClient {
       let full = messages === undefined;
       if (!full) {
         const readsBefore = s.reads;
+        const keysBefore = s.keysLearned;
         const changed = await s.ingest(messages!);
-        this.counters.eventReads += s.reads - readsBefore;
         this.notePenalties(messages!);
-        // a removal (tombstone) reaches the data plane now, not after the re-read a rotation needs
+        // a removal (tombstone) reaches the data plane now, not after the re-reads a rotation needs
         if (changed.size > 0 && this.loadedOnce) this.rebuild();
+        if (s.role !== 'owner') {
+          // The network key rotated: what the owner and the devices re-encrypt under the new key
+          // arrives as events, read one by one like any change; only what did not open under the
+          // keys held is read again once the key comes. A record under a key not held asks for
+          // this device's key deliveries (one query) when no new key came with it.
+          if (s.waitedInLastIngest > 0 && s.keysLearned === keysBefore) {
+            this.counters.keyLoads++;
+            await s.load(['keyDelivery']);
+          }
+          if (s.keysLearned !== keysBefore) {
+            const again = await s.retryWaitingForKey();
+            for (const k of again.changed) changed.add(k);
+            this.notePenalties(again.retried); // a record that waited for its key was no junk
+          }
+        }
+        this.counters.eventReads += s.reads - readsBefore;
         const net = currentNetwork(s.set, s.joined.networkId, s.joined.anchor);
-        const netNamed = messages!.some((m) => m.descriptor.protocolPath === 'network');
-        full = changed.has('keyDelivery') || (netNamed && !changed.has('network') && s.role !== 'owner') || !net;
+        // a network record this device still cannot open: read everything (the old way)
+        full = !net || (s.role !== 'owner' && !s.acc.keyring.hasEpoch(net.data.epoch));
       }
       if (full) {
         this.counters.fullLoads++;

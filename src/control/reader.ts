@@ -77,6 +77,8 @@ export interface SkipLog {
   recent: { at: string; kind: RecordKind; recordId: string; reason: SkipReason; message: string }[];
   /** Record versions already counted: a skipped record is counted once, not on every re-query. */
   seen: Set<string>;
+  /** The reason of the latest skip, counted or not (callers clear it before a decode). */
+  lastReason: SkipReason | null;
 }
 
 export function newSkipLog(): SkipLog {
@@ -84,6 +86,7 @@ export function newSkipLog(): SkipLog {
     counters: { invalid: 0, decryptFailed: 0, unknownKey: 0, notForMe: 0, badSignature: 0, wrongAuthor: 0, futureDated: 0, staleEpoch: 0, rollback: 0 },
     recent: [],
     seen: new Set(),
+    lastReason: null,
   };
 }
 
@@ -103,6 +106,7 @@ const COUNTER: Record<SkipReason, keyof SkipCounters> = {
 export const MAX_CLOCK_SKEW_MS = 5 * 60_000;
 
 export function recordSkip(log: SkipLog, kind: RecordKind, recordId: string, version: string, reason: SkipReason, message: string): void {
+  log.lastReason = reason;
   const key = `${recordId}@${version}:${reason}`;
   if (log.seen.has(key)) return;
   log.seen.add(key);

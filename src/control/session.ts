@@ -33,6 +33,9 @@ import {
 } from './reader.js';
 import { validateRecord, type RecordTypes } from './records.js';
 
+/** Records kept waiting for a network key (one per slot; the oldest out first beyond this). */
+const MAX_WAITING_FOR_KEY = 1024;
+
 export interface ControlContext {
   home: string;
   profile: Profile;
@@ -88,6 +91,16 @@ export class NetworkSession {
   reads = 0;
   /** Slots whose record, read by the last `ingest`, was skipped (invalid, undecryptable…). */
   readonly failedSlots = new Set<string>();
+  /**
+   * Records an event named that are encrypted under a network key this device does not hold yet
+   * (a rotation whose key delivery has not been read): the newest per slot, bounded. A new key
+   * opens them by re-reading just these (`retryWaitingForKey`), not every record.
+   */
+  private readonly waitingForKey = new Map<string, RecordsWriteMessage>();
+  /** Records the last `ingest` could not open for want of a network key. */
+  waitedInLastIngest = 0;
+  /** Network keys learned from key deliveries so far (a change means: retry what waited). */
+  keysLearned = 0;
 
   private constructor(ctx: ControlContext, joined: JoinedNetwork, acc: NetworkAccess, lease: EmbeddedLease | undefined) {
     this.ctx = ctx;
@@ -157,7 +170,7 @@ export class NetworkSession {
           this.slots.set(slot, r);
         }
       }
-      if (kind === 'keyDelivery') absorbKeyDeliveries(this.acc, recs as Decoded<'keyDelivery'>[]);
+      if (kind === 'keyDelivery') this.keysLearned += absorbKeyDeliveries(this.acc, recs as Decoded<'keyDelivery'>[]).length;
     }
     return this.derive();
   }
@@ -170,6 +183,7 @@ export class NetworkSession {
   async ingest(messages: RecordsWriteMessage[]): Promise<Set<RecordKind>> {
     const changed = new Set<RecordKind>();
     this.failedSlots.clear();
+    this.waitedInLastIngest = 0;
     for (const msg of messages) {
       const kind = kindOfPath(msg.descriptor?.protocolPath ?? '');
       if (!kind || typeof msg.recordId !== 'string') continue;
@@ -177,27 +191,65 @@ export class NetworkSession {
       const held = this.slots.get(slot);
       if (held && held.timestamp >= msg.descriptor.messageTimestamp) continue;
       let d: Decoded | undefined;
+      this.skips.lastReason = null;
       if (this.decoded.get(DecodeCache.key(msg.recordId, msg.descriptor.dataCid))) {
         d = await decodeCached(this.acc, kind, msg, this.skips, this.decoded, this.now());
       } else {
         this.reads++;
         const r = await this.client.read(msg.recordId, queryFor(this.acc, kind).protocolRole);
-        if (!r) continue;
+        if (!r) {
+          // deleted since the event (only the owner is told of deletes): what this slot holds
+          // of that record is gone too — a revoked node's tombstone read after its deletion
+          // must not leave the node in the map
+          if (held && held.recordId === msg.recordId) {
+            this.slots.delete(slot);
+            changed.add(kind);
+          }
+          continue;
+        }
         d = await decodeEntry(this.acc, kind, r.message, this.skips, r.data, this.now());
         if (d) this.decoded.set(DecodeCache.key(d.recordId, d.dataCid), d);
       }
       if (!d) {
         this.failedSlots.add(slot);
+        if (this.skips.lastReason === 'unknown-key') {
+          this.waitForKey(slot, msg);
+          this.waitedInLastIngest++;
+        }
         continue;
       }
+      this.waitingForKey.delete(slot);
       const cur = this.slots.get(slot);
       if (cur && cur.timestamp >= d.timestamp) continue;
       this.slots.set(slot, d);
       changed.add(kind);
-      if (kind === 'keyDelivery') absorbKeyDeliveries(this.acc, [d as Decoded<'keyDelivery'>]);
+      if (kind === 'keyDelivery') this.keysLearned += absorbKeyDeliveries(this.acc, [d as Decoded<'keyDelivery'>]).length;
     }
     if (changed.size > 0) this.derive();
     return changed;
+  }
+
+  private waitForKey(slot: string, msg: RecordsWriteMessage): void {
+    const prev = this.waitingForKey.get(slot);
+    if (prev && prev.descriptor.messageTimestamp >= msg.descriptor.messageTimestamp) return;
+    this.waitingForKey.delete(slot);
+    this.waitingForKey.set(slot, msg);
+    if (this.waitingForKey.size > MAX_WAITING_FOR_KEY) this.waitingForKey.delete(this.waitingForKey.keys().next().value!);
+  }
+
+  /** How many records wait for a network key this device does not hold yet. */
+  get waitingForKeyCount(): number {
+    return this.waitingForKey.size;
+  }
+
+  /**
+   * Keys arrived: read again the records that waited for one (each one request). Those that
+   * still do not open wait on. Returns the kinds that changed and the messages retried.
+   */
+  async retryWaitingForKey(): Promise<{ changed: Set<RecordKind>; retried: RecordsWriteMessage[] }> {
+    const retried = [...this.waitingForKey.values()];
+    this.waitingForKey.clear();
+    return { changed: retried.length > 0 ? await this.ingest(retried) : new Set(), retried };
   }
 
   /** The newest record read in a node's nodeInfo or endpoint slot, whatever its epoch. */

@@ -61,15 +61,25 @@ export interface HeldDaemon {
 /** The message a held daemon waits for (anything else, or a closed channel, means abort). */
 export const RELEASE_MESSAGE = 'meshd:release';
 
+/**
+ * How the long-running daemon's Node is started, for a small resident set (it idles most of the
+ * time, and a device may run it next to everything else): glibc keeps at most two malloc arenas
+ * (one per thread otherwise, each holding freed memory), V8 runs two platform worker threads
+ * (not one per core) and keeps its young generation small (the data plane allocates little per
+ * packet). An explicit MALLOC_ARENA_MAX in the environment wins.
+ */
+export const DAEMON_NODE_ARGS = ['--max-semi-space-size=2', '--v8-pool-size=2'];
+export const DAEMON_ENV = { MALLOC_ARENA_MAX: '2' };
+
 /** Spawn a detached `meshd up --foreground` (with `foregroundArgs`) that waits to be released. */
 export function spawnHeldDaemon(home: string, foregroundArgs: string[]): HeldDaemon {
   const bin = new URL('../../../bin/meshd.js', import.meta.url).pathname;
   const log = logPath(home);
   const fd = openSync(log, 'a', 0o600);
-  const child = spawn(process.execPath, [bin, ...foregroundArgs], {
+  const child = spawn(process.execPath, [...DAEMON_NODE_ARGS, bin, ...foregroundArgs], {
     detached: true,
     stdio: ['ignore', fd, fd, 'ipc'],
-    env: { ...process.env, MESHD_BACKGROUND: '1' },
+    env: { ...DAEMON_ENV, ...process.env, MESHD_BACKGROUND: '1' },
   });
   closeSync(fd);
   let exited: number | null = null;

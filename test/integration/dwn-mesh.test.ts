@@ -222,6 +222,7 @@ describe('a network of three identities on a real DWN', () => {
     const removed = mdev.ctx.profile.did;
     const t0 = Date.now();
     const keysBefore = (await ownerRecords()).map((r) => `${r.recordId}@${r.descriptor.messageTimestamp}`);
+    const devBefore = dev.client!.stats.requests;
     const r = await removePeer(owner.ctx, removed);
     assert.deepEqual(r.removed, [removed]);
     assert.equal(r.epoch, 1);
@@ -244,6 +245,11 @@ describe('a network of three identities on a real DWN', () => {
       await new Promise((res) => setTimeout(res, 100));
     }
     assert.ok(after.length >= 5, `records written after the removal: ${after.length}`);
+    // the rotation cost the remaining device what changed, not a re-read of everything
+    const devAfter = dev.client!.stats.requests;
+    console.log(`# remaining device during the rotation: ${JSON.stringify({ eventReads: devAfter.eventReads - devBefore.eventReads, fullLoads: devAfter.fullLoads - devBefore.fullLoads, keyLoads: devAfter.keyLoads - devBefore.keyLoads })}`);
+    assert.equal(devAfter.fullLoads, devBefore.fullLoads, 'a key rotation made the remaining device re-query everything');
+    assert.ok(devAfter.eventReads - devBefore.eventReads <= after.length, `${devAfter.eventReads - devBefore.eventReads} reads for ${after.length} records written`);
     // everything the removed device could hold: its own key and the epoch-0 network key
     const ring = new Keyring(mdev.ctx.profile.keys);
     ring.addNetworkKey(0, deriveNetworkKey(owner.ctx.profile.keys.xPrivate, networkId, 0));

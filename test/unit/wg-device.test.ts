@@ -395,4 +395,48 @@ describe('wireguard device (in memory)', () => {
       { numRuns: 300 },
     );
   });
+  test('timers wake the device only when one is due: none while idle, whatever the number of peers', () => {
+    const net = new MemoryNet();
+    const manual = new ManualClock();
+    let wakeUps = 0;
+    const clock = {
+      now: () => manual.now(),
+      wallMs: () => manual.wallMs(),
+      wallNanos: () => manual.wallNanos(),
+      every: (ms: number, fn: () => void) => manual.every(ms, () => (wakeUps++, fn())),
+      after: (ms: number, fn: () => void) => manual.after(ms, () => (wakeUps++, fn())),
+    };
+    const timers = timerConfig(1);
+    const a = makeDevice(net, '127.0.0.1:1001', { clock, timers });
+    const b = makeDevice(net, '127.0.0.2:1002', { clock, timers });
+    const ka = keypair();
+    const kb = keypair();
+    a.device.setPrivateKey(ka.priv);
+    b.device.setPrivateKey(kb.priv);
+    for (let i = 0; i < 100; i++) a.device.upsertPeer({ publicKey: keypair().pub, allowedIps: prefixes(`10.1.${i}.0/24`), endpoint: AddrEndpoint.parse(`127.0.1.${i + 1}:51820`) });
+    a.device.upsertPeer({ publicKey: kb.pub, allowedIps: prefixes('10.0.0.2/32'), endpoint: AddrEndpoint.parse('127.0.0.2:1002') });
+    b.device.upsertPeer({ publicKey: ka.pub, allowedIps: prefixes('10.0.0.1/32'), endpoint: AddrEndpoint.parse('127.0.0.1:1001') });
+    a.device.start();
+    b.device.start();
+    manual.advance(60_000);
+    assert.equal(wakeUps, 0, 'an idle device woke up');
+    // one packet: a handshake, the data, then the timers that follow it (passive keepalive,
+    // key material zeroed after 3 × REJECT_AFTER_TIME) — each a wake-up when due, nothing in between
+    MemoryTun.inject(a.device, [ipv4Packet('10.0.0.1', '10.0.0.2', payload(1))]);
+    net.pump();
+    assert.equal(b.tun.received.length, 1);
+    const statsOfB = () => a.device.peerStats().find((p) => p.publicKey === Buffer.from(kb.pub).toString('base64'))!;
+    const rxBefore = statsOfB().rxBytes;
+    for (let t = 0; t < timers.keepaliveTimeout + 1000; t += 100) {
+      manual.advance(100);
+      net.pump();
+    }
+    assert.equal(statsOfB().rxBytes, rxBefore + 32, 'the passive keepalive from b did not come');
+    const afterKeepalive = wakeUps;
+    assert.ok(afterKeepalive >= 1 && afterKeepalive <= 6, `${afterKeepalive} wake-ups for one packet's timers`);
+    manual.advance(timers.rejectAfterTime * 3 + 1000);
+    net.pump();
+    assert.ok(wakeUps - afterKeepalive <= 4, `${wakeUps - afterKeepalive} wake-ups in ${(timers.rejectAfterTime * 3) / 1000} s of quiet`);
+    assert.equal(statsOfB().hasSession, false, 'key material not zeroed');
+  });
 });

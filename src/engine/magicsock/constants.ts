@@ -58,7 +58,7 @@ export const MAX_PINGS_PER_INTERVAL = 64;
  * budget (one user ping a second must not wait behind a discovery burst) but cannot pile up.
  */
 export const MAX_USER_PINGS_IN_FLIGHT = 8;
-/** Period of the magic socket's tick (heartbeats, ping expiry, trust expiry). */
+/** Period of the magic socket's tick (heartbeats, ping expiry, trust expiry) while a peer is active. */
 export const TICK_MS = 250;
 /** Sends on the relay path kick discovery at most this often (it is cheap but not free). */
 export const SLOW_PATH_DISCOVERY_MIN_MS = 100;

@@ -133,7 +133,7 @@ export class MagicSock implements Bind {
       ownerOf: (addrs, i) => this.peers.ownerOf(addrs, i),
       candidateAdded: (ep, c) => this.peers.mapCandidate(ep, c),
       candidateRemoved: (ep, c) => this.peers.unmapCandidate(ep, c),
-      activate: (ep) => void this.active.add(ep),
+      activate: (ep) => this.activate(ep),
       event: (ep, e) => this.onEndpointEvent(ep, e),
     };
     this.peers = new PeerTable(this.io, this.discoPrivateKey);
@@ -179,7 +179,7 @@ export class MagicSock implements Bind {
   start(handler: ReceiveHandler): void {
     this.handler = handler;
     this.socket.startReceiving(this.rx, (batch) => this.onUdpBatch(batch));
-    this.ticker ??= this.clock.every(TICK_MS, () => this.tick());
+    if (this.active.size > 0) this.startTicking();
     void this.discover('start');
   }
 
@@ -502,10 +502,27 @@ export class MagicSock implements Bind {
 
   // ------------------------------------------------------------------------------------- timers, events, status
 
+  /**
+   * A peer has path work to do (traffic started): tick it. The tick runs only while some peer is
+   * active, so an idle socket wakes for nothing, however many peers it knows.
+   */
+  private activate(ep: PeerEndpoint): void {
+    this.active.add(ep);
+    if (this.handler !== null) this.startTicking();
+  }
+
+  private startTicking(): void {
+    if (this.ticker !== null || this.closed) return;
+    this.ticker = this.clock.every(TICK_MS, () => this.tick());
+  }
+
   private tick(): void {
-    if (this.active.size === 0) return;
     const now = this.clock.now();
     for (const ep of this.active) if (!ep.tick(now)) this.active.delete(ep);
+    if (this.active.size === 0) {
+      this.ticker?.cancel();
+      this.ticker = null;
+    }
   }
 
   private onEndpointEvent(ep: PeerEndpoint, e: EndpointEvent): void {

@@ -200,7 +200,11 @@ export class DeviceState {
   hooks: PacketHooks | null;
   identity: StaticIdentity | null = null;
   cookieChecker: CookieChecker | null = null;
-  ticker: Ticker | null = null;
+  /** The device's timer tick while started (Device.start); null before and after close. */
+  tickFn: (() => void) | null = null;
+  /** When the one pending wake-up fires (Infinity: none pending). */
+  wakeAt = Infinity;
+  private wakeTimer: Ticker | null = null;
   closed = false;
 
   // under-load accounting: handshake messages seen in the current one-second window
@@ -229,6 +233,28 @@ export class DeviceState {
     this.hooks = opts.hooks ?? null;
     this.sendScratch.ensure(64);
     this.recvScratch.ensure(64);
+  }
+
+  /**
+   * A timer deadline was armed: make sure the tick runs by then. One wake-up is pending at a
+   * time, for the earliest deadline armed; deadlines moved later (the hot path does that per
+   * packet) cost a comparison, and the tick that finds nothing due sleeps until the next one.
+   * So an idle device wakes only when a timer is due, whatever the number of peers.
+   */
+  wakeBy(deadline: number): void {
+    if (deadline >= this.wakeAt) return;
+    this.wakeAt = deadline;
+    const fn = this.tickFn;
+    if (fn === null) return; // not started: start() schedules
+    this.wakeTimer?.cancel();
+    this.wakeTimer = this.clock.after(Math.max(0, Math.ceil(deadline - this.clock.now())), fn);
+  }
+
+  /** The pending wake-up fired (the tick runs now) or the device stops: none pending. */
+  clearWake(): void {
+    this.wakeTimer?.cancel();
+    this.wakeTimer = null;
+    this.wakeAt = Infinity;
   }
 
   drop(reason: DropReason): void {

@@ -25,7 +25,7 @@ import { staticIdentity } from './noise.js';
 import { Peer } from './peer.js';
 import { receiveDatagrams } from './receive.js';
 import { sealAndSend, sendKeepalive } from './send.js';
-import { tick, type TimerActions } from './timers.js';
+import { nextDeadline, tick, type TimerActions } from './timers.js';
 import type { AllowedIps } from './allowed-ips.js';
 
 export type { DeviceCounters, DeviceEvent, DeviceOptions, PacketHooks } from './device-state.js';
@@ -74,11 +74,16 @@ export class Device {
     this.timers = this.s.timers;
   }
 
-  /** Start the timer tick. Packet handlers may be called before or after. */
+  /**
+   * Start the timers (the tick runs when one is due). Packet handlers may be called before or
+   * after.
+   */
   start(): void {
     const s = this.s;
-    if (s.ticker !== null || s.closed) return;
-    s.ticker = s.clock.every(s.timers.tickInterval, () => this.tick());
+    if (s.tickFn !== null || s.closed) return;
+    s.tickFn = () => this.tick();
+    s.clearWake();
+    s.wakeBy(nextDeadline(s));
     // like wireguard-go's device up: peers with a persistent keepalive say hello at once
     for (const peer of s.peers.values()) if (peer.persistentKeepalive > 0) sendKeepalive(s, peer);
   }
@@ -86,8 +91,8 @@ export class Device {
   close(): void {
     const s = this.s;
     s.closed = true;
-    s.ticker?.cancel();
-    s.ticker = null;
+    s.tickFn = null;
+    s.clearWake();
     for (const p of [...s.peers.values()]) this.removePeer(p.publicKey);
     s.index.clear();
   }
@@ -116,7 +121,7 @@ export class Device {
     receiveDatagrams(this.s, batch);
   }
 
-  /** Run every timer that is due. Called by the device's ticker; tests may call it directly. */
+  /** Run every timer that is due. Called when one is due; tests may call it directly. */
   tick(): void {
     tick(this.s, TIMER_ACTIONS);
   }
@@ -174,7 +179,7 @@ export class Device {
     if (s.persistentKeepalive !== undefined) {
       const was = peer.persistentKeepalive;
       peer.persistentKeepalive = s.persistentKeepalive;
-      if (s.persistentKeepalive > 0 && (was === 0 || isNew) && this.s.ticker !== null) sendKeepalive(this.s, peer);
+      if (s.persistentKeepalive > 0 && (was === 0 || isNew) && this.s.tickFn !== null) sendKeepalive(this.s, peer);
       if (s.persistentKeepalive === 0) peer.timers.persistentKeepalive = Infinity;
     }
     return peer;

@@ -58,7 +58,7 @@ export function sendHandshakeInitiation(dev: DeviceState, peer: Peer, isRetry: b
     return;
   }
   peer.cookieGenerator.addMacs(msg);
-  timersAnyAuthenticatedPacketTraversal(peer, now);
+  timersAnyAuthenticatedPacketTraversal(dev, peer, now);
   timersAnyAuthenticatedPacketSent(peer);
   timersHandshakeInitiated(dev, peer, now);
   peer.txBytes += msg.length;
@@ -82,7 +82,7 @@ function sendHandshakeResponse(dev: DeviceState, peer: Peer): void {
   peer.cookieGenerator.addMacs(msg);
   beginSymmetricSession(dev, peer, now);
   timersSessionDerived(dev, peer, now);
-  timersAnyAuthenticatedPacketTraversal(peer, now);
+  timersAnyAuthenticatedPacketTraversal(dev, peer, now);
   timersAnyAuthenticatedPacketSent(peer);
   peer.txBytes += msg.length;
   if (peer.endpoint !== null) dev.bind.sendOne(msg, peer.endpoint);
@@ -167,7 +167,7 @@ function handleHandshakeMessageUnsafe(dev: DeviceState, type: number, msg: Uint8
       dev.drop(r === 'replay' ? 'handshake-replay' : r === 'flood' ? 'handshake-flood' : 'bad-initiation');
       return;
     }
-    timersAnyAuthenticatedPacketTraversal(peer, now);
+    timersAnyAuthenticatedPacketTraversal(dev, peer, now);
     timersAnyAuthenticatedPacketReceived(peer);
     if (peer.endpoint === null || !peer.endpoint.matches(addrs, slot)) dev.setEndpointFromPacket(peer, addrs, slot);
     peer.rxBytes += msg.length;
@@ -189,7 +189,7 @@ function handleHandshakeMessageUnsafe(dev: DeviceState, type: number, msg: Uint8
     }
     if (peer.endpoint === null || !peer.endpoint.matches(addrs, slot)) dev.setEndpointFromPacket(peer, addrs, slot);
     peer.rxBytes += msg.length;
-    timersAnyAuthenticatedPacketTraversal(peer, now);
+    timersAnyAuthenticatedPacketTraversal(dev, peer, now);
     timersAnyAuthenticatedPacketReceived(peer);
     if (!beginSymmetricSession(dev, peer, now)) {
       dev.drop('handshake-failed');

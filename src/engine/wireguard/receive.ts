@@ -104,7 +104,7 @@ export function receiveDatagrams(dev: DeviceState, batch: PacketBatch): void {
     dev.counters.rxBytes += datagramLen;
     if (peer !== lastPeer) {
       keepKeyFreshReceiving(dev, peer, now);
-      timersAnyAuthenticatedPacketTraversal(peer, now);
+      timersAnyAuthenticatedPacketTraversal(dev, peer, now);
       timersAnyAuthenticatedPacketReceived(peer);
       lastPeer = peer;
     }

@@ -110,7 +110,7 @@ export function sealAndSend(dev: DeviceState, batch: PacketBatch, fixedPeer: Pee
     dev.counters.txBytes += bytes;
     if (bytes > TRANSPORT_HEADER_SIZE + TAG_SIZE) timersDataSent(dev, peer, now);
     if (peer !== last) {
-      timersAnyAuthenticatedPacketTraversal(peer, now);
+      timersAnyAuthenticatedPacketTraversal(dev, peer, now);
       timersAnyAuthenticatedPacketSent(peer);
       keepKeyFreshSending(dev, peer, now);
       last = peer;

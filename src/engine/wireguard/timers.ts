@@ -1,9 +1,10 @@
 /**
  * The per-peer protocol timers: the hooks that arm and disarm them and the tick that fires them,
  * named as wireguard-go's timers.go names them. A timer is a deadline field of the peer
- * (PeerTimers, peer.ts; Infinity when not pending); one periodic tick per device fires whatever
- * is due. Nothing here schedules a callback per packet: arming a timer on the hot path is a
- * field write. The clock is src/util/clock.ts, re-exported here.
+ * (PeerTimers, peer.ts; Infinity when not pending); one tick per device fires whatever is due,
+ * woken for the earliest deadline (one pending wake-up per device, not a periodic tick). Nothing
+ * here schedules a callback per packet: arming a timer on the hot path is a field write and a
+ * comparison. The clock is src/util/clock.ts, re-exported here.
  */
 import { jitter } from '../../util/clock.js';
 import { zeroKeys } from './keypair-rotation.js';
@@ -18,14 +19,19 @@ export { ManualClock, jitter, systemClock, type Clock, type Ticker } from '../..
 export function timersDataSent(dev: DeviceState, peer: Peer, now: number): void {
   const t = peer.timers;
   const c = dev.timers;
-  if (t.newHandshake === Infinity) t.newHandshake = now + c.keepaliveTimeout + c.rekeyTimeout + jitter(c.rekeyTimeoutJitterMax);
+  if (t.newHandshake === Infinity) {
+    t.newHandshake = now + c.keepaliveTimeout + c.rekeyTimeout + jitter(c.rekeyTimeoutJitterMax);
+    dev.wakeBy(t.newHandshake);
+  }
 }
 
 /** Called after an authenticated data packet is received. */
 export function timersDataReceived(dev: DeviceState, peer: Peer, now: number): void {
   const t = peer.timers;
-  if (t.sendKeepalive === Infinity) t.sendKeepalive = now + dev.timers.keepaliveTimeout;
-  else t.needAnotherKeepalive = true;
+  if (t.sendKeepalive === Infinity) {
+    t.sendKeepalive = now + dev.timers.keepaliveTimeout;
+    dev.wakeBy(t.sendKeepalive);
+  } else t.needAnotherKeepalive = true;
 }
 
 /** Called after any type of authenticated packet is sent: keepalive, data, or handshake. */
@@ -41,6 +47,7 @@ export function timersAnyAuthenticatedPacketReceived(peer: Peer): void {
 /** Called after a handshake initiation message is sent. */
 export function timersHandshakeInitiated(dev: DeviceState, peer: Peer, now: number): void {
   peer.timers.retransmitHandshake = now + dev.timers.rekeyTimeout + jitter(dev.timers.rekeyTimeoutJitterMax);
+  dev.wakeBy(peer.timers.retransmitHandshake);
 }
 
 /**
@@ -63,14 +70,18 @@ export function timersHandshakeComplete(dev: DeviceState, peer: Peer, initiator:
  */
 export function timersSessionDerived(dev: DeviceState, peer: Peer, now: number): void {
   peer.timers.zeroKeyMaterial = now + dev.timers.rejectAfterTime * 3;
+  dev.wakeBy(peer.timers.zeroKeyMaterial);
 }
 
 /**
  * Called before a packet with authentication (keepalive, data, or handshake) is sent, or after
  * one is received.
  */
-export function timersAnyAuthenticatedPacketTraversal(peer: Peer, now: number): void {
-  if (peer.persistentKeepalive > 0) peer.timers.persistentKeepalive = now + peer.persistentKeepalive * 1000;
+export function timersAnyAuthenticatedPacketTraversal(dev: DeviceState, peer: Peer, now: number): void {
+  if (peer.persistentKeepalive > 0) {
+    peer.timers.persistentKeepalive = now + peer.persistentKeepalive * 1000;
+    dev.wakeBy(peer.timers.persistentKeepalive);
+  }
 }
 
 // ---------------------------------------------------------------- expiry (called by the tick)
@@ -85,9 +96,13 @@ export interface TimerActions {
   sendHandshakeInitiation(dev: DeviceState, peer: Peer, isRetry: boolean): void;
 }
 
-/** Run every timer that is due. Called by the device's ticker. */
+/**
+ * Run every timer that is due, then sleep until the next deadline. Called when the earliest
+ * armed deadline comes (DeviceState.wakeBy), so an idle device does no work per peer.
+ */
 export function tick(dev: DeviceState, actions: TimerActions): void {
   if (dev.closed) return;
+  dev.clearWake();
   const now = dev.clock.now();
   for (const peer of [...dev.peers.values()]) {
     const t = peer.timers;
@@ -114,6 +129,18 @@ export function tick(dev: DeviceState, actions: TimerActions): void {
     }
   }
   dev.rateLimiter.sweep(now);
+  if (dev.rateLimiter.size > 0) dev.wakeBy(now + 1000);
+  dev.wakeBy(nextDeadline(dev));
+}
+
+/** The earliest deadline armed on any peer (Infinity: none). */
+export function nextDeadline(dev: DeviceState): number {
+  let next = Infinity;
+  for (const peer of dev.peers.values()) {
+    const t = peer.timers;
+    next = Math.min(next, t.retransmitHandshake, t.sendKeepalive, t.newHandshake, t.zeroKeyMaterial, t.persistentKeepalive);
+  }
+  return next;
 }
 
 /** Retry the initiation, or give up after maxTimerHandshakes and drop what waits for it. */
@@ -125,7 +152,10 @@ function expiredRetransmitHandshake(dev: DeviceState, peer: Peer, actions: Timer
       dev.counters.drops['staged-expired'] += peer.staged.length;
       peer.staged = [];
     }
-    if (t.zeroKeyMaterial === Infinity) t.zeroKeyMaterial = dev.clock.now() + dev.timers.rejectAfterTime * 3;
+    if (t.zeroKeyMaterial === Infinity) {
+      t.zeroKeyMaterial = dev.clock.now() + dev.timers.rejectAfterTime * 3;
+      dev.wakeBy(t.zeroKeyMaterial);
+    }
     dev.onEvent({ type: 'handshake-gave-up', peer: peer.publicKeyBase64, attempts: t.handshakeAttempts + 1 });
     return;
   }
@@ -140,5 +170,6 @@ function expiredSendKeepalive(dev: DeviceState, peer: Peer, now: number, actions
   if (t.needAnotherKeepalive) {
     t.needAnotherKeepalive = false;
     t.sendKeepalive = now + dev.timers.keepaliveTimeout;
+    dev.wakeBy(t.sendKeepalive);
   }
 }

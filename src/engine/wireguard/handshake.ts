@@ -162,7 +162,15 @@ function handleHandshakeMessageUnsafe(dev: DeviceState, type: number, msg: Uint8
       dev.drop('unknown-peer');
       return;
     }
-    const r = consumeInitiation(opened, msg, peer.handshake, now, HANDSHAKE_INITIATION_RATE);
+    // Both sides initiated at once (each pinged the other): consuming the other's initiation
+    // would void our own, and each side's response would then be refused, costing both a
+    // REKEY_TIMEOUT. The side with the larger public key keeps its initiation; the other answers.
+    const hs = peer.handshake;
+    if (hs.state === 'initiation-created' && now - hs.lastSentHandshake < dev.timers.rekeyTimeout && compareBytes(identity.publicKey, peer.publicKey) > 0) {
+      dev.drop('handshake-crossed');
+      return;
+    }
+    const r = consumeInitiation(opened, msg, hs, now, HANDSHAKE_INITIATION_RATE);
     if (r !== 'ok') {
       dev.drop(r === 'replay' ? 'handshake-replay' : r === 'flood' ? 'handshake-flood' : 'bad-initiation');
       return;

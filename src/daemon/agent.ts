@@ -7,6 +7,7 @@
  */
 import { hostname, networkInterfaces } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { MeshdError } from '../errors.js';
 import { ControlClient } from '../control/control-client.js';
 import { localNodeInfo } from '../control/device-records.js';
@@ -86,6 +87,8 @@ const DEFAULT_DWN_LISTEN = '0.0.0.0';
 const HANDSHAKE_ONLINE_MS = 3 * 60_000;
 /** How often the interface addresses are compared with the last seen (written at once). */
 const LINK_POLL_MS = 1000;
+/** How long `start` waits for the first endpoint record to be written before going on. */
+const FIRST_PUBLISH_WAIT_MS = 3000;
 /** Longest wait between retries of a failed endpoint write. */
 const PUBLISH_RETRY_MAX_MS = 30_000;
 
@@ -134,7 +137,8 @@ export class MeshAgent implements AgentLike {
       else if (e.type === 'error') this.log.warn('control.error', { during: e.during, error: e.error.message });
       else if (e.type === 'admission') {
         for (const r of e.results) {
-          if (r.admitted) this.log.info('invite.admitted', { did: r.did, invite: r.inviteId });
+          if (r.admitted) this.log.info('invite.admitted', { did: r.did, invite: r.inviteId, ...(r.member ? { member: r.member } : {}) });
+          else if (r.pending) this.log.info('invite.waiting-approval', { did: r.did, member: r.member, hint: `meshd peer approve ${r.did}` });
           else this.log.warn('invite.refused', { did: r.did, invite: r.inviteId, reason: r.reason });
         }
       } else if (e.type === 'expired') this.log.info('peer.expired', { dids: e.dids });
@@ -189,7 +193,9 @@ export class MeshAgent implements AgentLike {
     this.log.info('dataplane.up', { tun: tunName, meshIP: self.meshIP, port: this.dataplane.listenPort });
     this.dataplane.onLocalEndpointsChanged((ep) => this.publishEndpoints(ep));
     await this.applyMap(map);
-    this.publishEndpoints(this.dataplane.localEndpoints());
+    // peers learn where to answer from this record: a device that joined a moment ago is not
+    // "up" before they can (its first handshake would be lost and retried only after 5 s)
+    await Promise.race([this.publishEndpoints(this.dataplane.localEndpoints()), sleep(FIRST_PUBLISH_WAIT_MS, undefined, { ref: false })]);
     this.watchLinks();
     if (this.relayServer && this.opts.relay) void this.announceRelay(this.opts.relay);
     control
@@ -327,8 +333,8 @@ export class MeshAgent implements AgentLike {
    * local address) is retried with backoff — 1 s doubling to 30 s — until it succeeds or newer
    * endpoints replace it; the peers cannot find us at new endpoints they are never told.
    */
-  private publishEndpoints(ep: LocalEndpoints, attempt = 0): void {
-    if (!this.control || this.stopped) return;
+  private publishEndpoints(ep: LocalEndpoints, attempt = 0): Promise<void> {
+    if (!this.control || this.stopped) return Promise.resolve();
     if (attempt === 0) {
       this.publishSeq++;
       clearTimeout(this.publishRetry);
@@ -346,7 +352,7 @@ export class MeshAgent implements AgentLike {
       discoKey: ep.discoKey,
       ...(ep.preferredRelay ? { preferredRelay: ep.preferredRelay } : {}),
     };
-    this.control.publishEndpoint(rec).then(
+    return this.control.publishEndpoint(rec).then(
       () => this.log.info('endpoint.published', { public: ep.publicEndpoints, local: ep.localEndpoints.length, nat: ep.natType, attempt }),
       (e: Error) => {
         if (this.stopped || seq !== this.publishSeq) return; // newer endpoints were written since

@@ -113,6 +113,8 @@ export interface DataPlanePeerStatus {
   /** Traffic sent in the last 45 s. */
   active: boolean;
   candidates: string[];
+  /** Milliseconds since the peer last answered a disco ping or pinged us; absent: never. */
+  heardAgoMs?: number;
 }
 
 export interface DataPlaneStatus {
@@ -488,6 +490,7 @@ export class DataPlane {
           ...(path.latencyMs !== undefined ? { latencyMs: path.latencyMs } : {}),
           active: path.active,
           candidates: path.candidates,
+          ...(path.heardAgoMs !== undefined ? { heardAgoMs: path.heardAgoMs } : {}),
         });
       } else {
         const ep = s?.endpoint ?? null;
@@ -518,6 +521,11 @@ export class DataPlane {
       },
       peers,
     };
+  }
+
+  /** Ping every peer not heard from within `freshMs` (liveness); returns how many were pinged. */
+  probePeers(freshMs: number): number {
+    return this.magic.probePeers(freshMs);
   }
 
   /** Run endpoint discovery now (STUN, local addresses, NAT type); resolves when done. */

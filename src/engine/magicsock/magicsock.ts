@@ -556,6 +556,17 @@ export class MagicSock implements Bind {
     };
   }
 
+  /**
+   * Ping every peer not heard from within `freshMs` (a liveness check); returns how many were
+   * pinged. Their answers show in each peer's `heardAgoMs`.
+   */
+  probePeers(freshMs: number): number {
+    const now = this.clock.now();
+    let n = 0;
+    for (const ep of this.peers.byKey.values()) if (ep.probe(now, freshMs)) n++;
+    return n;
+  }
+
   /** Path status of a magic peer (base64 key); null for plain WireGuard peers and unknown keys. */
   peerStatus(publicKeyBase64: string): EndpointStatus | null {
     return this.peers.byKey.get(publicKeyBase64)?.status(this.clock.now()) ?? null;

@@ -11,7 +11,6 @@ export const DROP_REASONS = [
   'unknown-peer',
   'handshake-replay',
   'handshake-flood',
-  'handshake-crossed',
   'bad-response',
   'bad-cookie-reply',
   'handshake-failed',

@@ -8,8 +8,8 @@
  * never reaches the DWN: only the verifier (encrypted to the owner) and per-device proofs do.
  */
 import { randomBytes } from 'node:crypto';
-import { networkInterfaces } from 'node:os';
 import { DwnError, MeshdError, UsageError } from '../errors.js';
+import { firstLanAddress, isLocalOnlyHost } from '../util/local-address.js';
 import { encryptJson } from './crypto.js';
 import { Keyring } from './keyring.js';
 import { localNodeInfo } from './device-records.js';
@@ -39,19 +39,11 @@ export function parseDuration(s: string): number {
 export function reachableEndpoint(joined: JoinedNetwork, announced: string | undefined): string {
   if (announced) return announced;
   const u = new URL(joined.endpoint);
-  if (u.hostname !== '127.0.0.1' && u.hostname !== 'localhost' && u.hostname !== '[::1]') return joined.endpoint;
+  if (!isLocalOnlyHost(u.hostname)) return joined.endpoint;
   const ip = firstLanAddress();
   if (!ip) return joined.endpoint;
   u.hostname = ip;
   return u.toString().replace(/\/$/, '');
-}
-
-function firstLanAddress(): string | undefined {
-  for (const [name, list] of Object.entries(networkInterfaces())) {
-    if (name.startsWith('meshd') || !list) continue;
-    for (const a of list) if (!a.internal && a.family === 'IPv4') return a.address;
-  }
-  return undefined;
 }
 
 export interface CreateInviteOptions {

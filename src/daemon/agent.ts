@@ -23,6 +23,7 @@ import { startRelayServer, type RelayServer } from '../engine/relay/server.js';
 import { removeStaleTun } from '../engine/tun/ip-command.js';
 import { wgKeyToBase64 } from '../identity/keys.js';
 import { joinHostPort, splitHostPort } from '../util/host-port.js';
+import { firstLanAddress, isLocalOnlyHost, sourceAddressToward } from '../util/local-address.js';
 import { resetHttpConnections } from './http-connections.js';
 import { configFromMap, peerEndpoints } from './map-to-config.js';
 import type { AgentLike } from './daemon.js';
@@ -83,8 +84,13 @@ export interface AgentStatus {
  */
 const DEFAULT_DWN_LISTEN = '0.0.0.0';
 
-/** A handshake this recent makes a peer "online" even without a fresh endpoint record. */
-const HANDSHAKE_ONLINE_MS = 3 * 60_000;
+/**
+ * A peer is online when it answered a disco ping (or pinged us, or completed a handshake) this
+ * recently. Status checks first: peers not heard from within the window are pinged, and their
+ * answers awaited up to LIVENESS_PROBE_WAIT_MS. Only without a data plane do the records say.
+ */
+const LIVE_MS = 20_000;
+const LIVENESS_PROBE_WAIT_MS = 1200;
 /** How often the interface addresses are compared with the last seen (written at once). */
 const LINK_POLL_MS = 1000;
 /** How long `start` waits for the first endpoint record to be written before going on. */
@@ -98,6 +104,8 @@ export class MeshAgent implements AgentLike {
   private dataplane: DataPlane | undefined;
   private lease: EmbeddedLease | undefined;
   private relayServer: RelayServer | undefined;
+  /** The URL other nodes reach this node's relay at (announced in the relay record). */
+  private relayUrl: string | undefined;
   private relayFingerprint: string | null = null;
   private readonly filter = new PacketFilter();
   private map: NetworkMap | undefined;
@@ -170,6 +178,7 @@ export class MeshAgent implements AgentLike {
     }
     if (this.opts.relay) {
       const r = this.opts.relay;
+      this.relayUrl = await relayUrlFor(r, joined.endpoint);
       // HTTPS with a self-signed certificate kept in HOME/relay; its pin goes into the relay record.
       const { loadOrCreateRelayCertificate } = await import('../engine/relay/tls-cert.js');
       const cert = r.insecureHttp ? null : loadOrCreateRelayCertificate(join(this.opts.ctx.home, 'relay'), { commonName: 'meshd-relay', altNames: [hostname().slice(0, 253)] });
@@ -235,12 +244,8 @@ export class MeshAgent implements AgentLike {
 
   /** Write (or refresh) the relay record for the relay this node runs. */
   private async announceRelay(r: NonNullable<AgentOptions['relay']>): Promise<void> {
-    const unspecified = r.host === '0.0.0.0' || r.host === '::' || r.host === '';
-    const url = r.url ?? (unspecified ? undefined : `${r.insecureHttp ? 'http' : 'https'}://${joinHostPort(r.host, r.port)}/derp`);
-    if (!url) {
-      this.log.warn('relay.not-announced', { hint: 'give --relay-url URL (or --relay ADDR:PORT with a reachable address) so other nodes can use this relay' });
-      return;
-    }
+    const url = this.relayUrl;
+    if (url === undefined) return;
     try {
       const { publishRelay } = await import('../control/relay-ops.js');
       const pin = this.relayFingerprint !== null && url.startsWith('https:') ? { fingerprint: this.relayFingerprint } : {};
@@ -381,7 +386,7 @@ export class MeshAgent implements AgentLike {
           meshIP: p.meshIP,
           meshIP6: p.meshIP6,
           wireguardKey: p.wireguardKey,
-          online: p.online || (hs > 0 && now - hs < HANDSHAKE_ONLINE_MS),
+          online: dp ? (s?.heardAgoMs !== undefined && s.heardAgoMs <= LIVE_MS) || (hs > 0 && now - hs <= LIVE_MS) : p.online,
           path: s?.path ?? 'none',
           endpoint: s?.endpoint ?? null,
           endpoints: peerEndpoints(p),
@@ -406,15 +411,28 @@ export class MeshAgent implements AgentLike {
       dataplane,
       control: this.control?.stats ?? null,
       filter: { ...this.filter.counters(), policyVersion: this.policyVersion },
-      relayServer: this.relayServer ? { url: this.relayServer.address().url, stunPort: this.relayServer.address().stunPort } : null,
+      relayServer: this.relayServer ? { url: this.relayUrl ?? this.relayServer.address().url, stunPort: this.relayServer.address().stunPort } : null,
       peers,
     };
+  }
+
+  /** status() once the peers not heard from lately were pinged and had a moment to answer. */
+  async liveStatus(): Promise<AgentStatus> {
+    const dp = this.dataplane;
+    if (dp && dp.probePeers(LIVE_MS) > 0) {
+      const until = Date.now() + LIVENESS_PROBE_WAIT_MS;
+      while (Date.now() < until) {
+        await sleep(50);
+        if (dp.status().peers.every((p) => p.heardAgoMs !== undefined && p.heardAgoMs <= LIVE_MS)) break;
+      }
+    }
+    return this.status();
   }
 
   routes() {
     return {
       'GET /v0/peers': async () => {
-        const peers = this.status().peers;
+        const peers = (await this.liveStatus()).peers;
         const c = this.control;
         if (!c || c.session.role !== 'owner') return { peers };
         // the owner also sees members and the device requests waiting for approval
@@ -509,3 +527,29 @@ function interfaceAddresses(tun: string): Set<string> {
   return out;
 }
 
+/**
+ * The URL other nodes reach this node's relay at: --relay-url, else the address it listens on,
+ * else (listening on every address) the local address that routes to the DWN — or, when this
+ * machine hosts the DWN, its first LAN address. None: a clear error rather than announcing
+ * 0.0.0.0, which nobody can use.
+ */
+export async function relayUrlFor(r: NonNullable<AgentOptions['relay']>, dwnEndpoint: string): Promise<string> {
+  if (r.url) return r.url;
+  const scheme = r.insecureHttp ? 'http' : 'https';
+  if (!isLocalOnlyHost(r.host)) return `${scheme}://${joinHostPort(r.host, r.port)}/derp`;
+  let host: string | undefined;
+  try {
+    const u = new URL(dwnEndpoint);
+    const dwnHost = u.hostname.replace(/^\[|\]$/g, '');
+    if (!isLocalOnlyHost(dwnHost)) host = await sourceAddressToward(dwnHost, Number(u.port || (u.protocol === 'https:' ? 443 : 80)));
+  } catch {
+    host = undefined;
+  }
+  if (host === undefined || isLocalOnlyHost(host)) host = firstLanAddress();
+  if (host === undefined) {
+    throw new MeshdError('E_RELAY', 'cannot tell at which address other machines reach the relay (this machine has no address but loopback)', {
+      hint: 'give the address with --relay ADDR:PORT, or the full URL with --relay-url URL',
+    });
+  }
+  return `${scheme}://${joinHostPort(host, r.port)}/derp`;
+}

@@ -12,6 +12,8 @@ import type { Logger } from './log.js';
 export interface AgentLike {
   start(): Promise<void>;
   status(): unknown;
+  /** The status after checking which peers are there (liveness); default: status(). */
+  liveStatus?(): Promise<unknown>;
   stop(): Promise<void>;
   /** Extra control-socket routes ("GET /v0/peers" → handler). */
   routes?(): Record<string, Handler>;
@@ -79,7 +81,10 @@ export async function runDaemon(opts: { home: string; log: Logger; agent: AgentL
 
   try {
     api = await startApiServer(home, {
-      'GET /v0/status': () => ({ state, error: failure, pid: process.pid, ...(state === 'running' ? (agent.status() as object) : {}) }),
+      'GET /v0/status': async () => {
+        const s = state === 'running' ? ((await (agent.liveStatus?.() ?? agent.status())) as object) : {};
+        return { state, error: failure, pid: process.pid, ...s };
+      },
       'POST /v0/shutdown': () => {
         setImmediate(() => void stop('shutdown requested'));
         return { stopping: true };

@@ -81,9 +81,15 @@ describe('meshd invite: one line joins a machine', { timeout: 240_000 }, () => {
     assert.equal(peers, 1, 'only the first machine joined');
   });
 
-  test('an expired and a revoked invite fail with a one-line reason', async (t) => {
+  test('an expired and a revoked invite fail with a one-line reason; --qr prints a QR code', async (t) => {
     if (!requirePrereqs(t, AGENT_PREREQS)) return;
     const short = await invite(['--expires', '1s']);
+    // --qr: the line, then the same invite as a QR code of block characters
+    const qr = await meshdOk(owner, ['invite', '--qr']);
+    const [line, blank, ...code] = qr.trimEnd().split('\n');
+    assert.match(line!, /^sudo meshd up meshd-invite-v1\.[A-Za-z0-9_-]+$/);
+    assert.equal(blank, '');
+    assert.ok(code.length >= 15 && code.every((l) => /^[ █▀▄]+$/.test(l.split('\u001b').join('').replace(/\[[0-9;]*m/g, ''))), qr);
     const revoked = await invite();
     const r0 = await meshdJson<{ id: string }>(owner, ['invite', 'revoke', revoked.id]);
     assert.equal(r0.id, revoked.id);

@@ -17,7 +17,10 @@ function parseUses(s: string): number {
 /** The invite as a QR code drawn with block characters (two rows of modules a line). */
 async function qrText(text: string): Promise<string> {
   const QRCode = (await import('qrcode')).default;
-  return (await QRCode.toString(text, { type: 'terminal', small: true, errorCorrectionLevel: 'L' })).trimEnd();
+  const lines = (await QRCode.toString(text, { type: 'terminal', small: true, errorCorrectionLevel: 'L' })).split('\n');
+  // the last line holds only the colour reset
+  while (lines.length > 0 && lines.at(-1)!.split('\u001b').join('').replace(/\[[0-9;]*m/g, '').trim() === '') lines.pop();
+  return `${lines.join('\n')}\u001b[0m`;
 }
 
 export function registerInvite(program: Command, io: Io): void {

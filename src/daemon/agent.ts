@@ -91,6 +91,8 @@ const DEFAULT_DWN_LISTEN = '0.0.0.0';
  */
 const LIVE_MS = 20_000;
 const LIVENESS_PROBE_WAIT_MS = 1200;
+/** Peers heard from this recently are not pinged again by a status check. */
+const LIVENESS_FRESH_MS = 2000;
 /** How often the interface addresses are compared with the last seen (written at once). */
 const LINK_POLL_MS = 1000;
 /** How long `start` waits for the first endpoint record to be written before going on. */
@@ -369,7 +371,8 @@ export class MeshAgent implements AgentLike {
     );
   }
 
-  status(): AgentStatus {
+  /** `silent`: keys of peers that did not answer a liveness check just now (offline). */
+  status(silent: ReadonlySet<string> = new Set()): AgentStatus {
     const profile = this.opts.ctx.profile;
     const map = this.control?.map ?? this.map; // the freshest online flags
     const dp = this.dataplane?.status();
@@ -386,7 +389,7 @@ export class MeshAgent implements AgentLike {
           meshIP: p.meshIP,
           meshIP6: p.meshIP6,
           wireguardKey: p.wireguardKey,
-          online: dp ? (s?.heardAgoMs !== undefined && s.heardAgoMs <= LIVE_MS) || (hs > 0 && now - hs <= LIVE_MS) : p.online,
+          online: dp ? !silent.has(p.wireguardKey) && ((s?.heardAgoMs !== undefined && s.heardAgoMs <= LIVE_MS) || (hs > 0 && now - hs <= LIVE_MS)) : p.online,
           path: s?.path ?? 'none',
           endpoint: s?.endpoint ?? null,
           endpoints: peerEndpoints(p),
@@ -416,17 +419,23 @@ export class MeshAgent implements AgentLike {
     };
   }
 
-  /** status() once the peers not heard from lately were pinged and had a moment to answer. */
+  /**
+   * status() once the peers not heard from in the last moments were pinged and had a moment to
+   * answer: one that does not answer is offline, however recently it was heard before.
+   */
   async liveStatus(): Promise<AgentStatus> {
     const dp = this.dataplane;
-    if (dp && dp.probePeers(LIVE_MS) > 0) {
-      const until = Date.now() + LIVENESS_PROBE_WAIT_MS;
-      while (Date.now() < until) {
-        await sleep(50);
-        if (dp.status().peers.every((p) => p.heardAgoMs !== undefined && p.heardAgoMs <= LIVE_MS)) break;
-      }
+    if (!dp) return this.status();
+    const started = Date.now();
+    const probed = new Set(dp.probePeers(LIVENESS_FRESH_MS));
+    const answered = (p: { heardAgoMs?: number }) => p.heardAgoMs !== undefined && p.heardAgoMs <= Date.now() - started;
+    const silent = () => dp.status().peers.filter((p) => probed.has(p.publicKey) && !answered(p));
+    let waiting = probed.size > 0 ? silent() : [];
+    while (waiting.length > 0 && Date.now() - started < LIVENESS_PROBE_WAIT_MS) {
+      await sleep(50);
+      waiting = silent();
     }
-    return this.status();
+    return this.status(new Set(waiting.map((p) => p.publicKey)));
   }
 
   routes() {

@@ -12,7 +12,7 @@ import type { Logger } from './log.js';
 export interface AgentLike {
   start(): Promise<void>;
   status(): unknown;
-  /** The status after checking which peers are there (liveness); default: status(). */
+  /** The status after checking which peers are there (liveness): `GET /v0/status?live=1`. */
   liveStatus?(): Promise<unknown>;
   stop(): Promise<void>;
   /** Extra control-socket routes ("GET /v0/peers" → handler). */
@@ -81,7 +81,9 @@ export async function runDaemon(opts: { home: string; log: Logger; agent: AgentL
 
   try {
     api = await startApiServer(home, {
-      'GET /v0/status': async () => {
+      'GET /v0/status': () => ({ state, error: failure, pid: process.pid, ...(state === 'running' ? (agent.status() as object) : {}) }),
+      // what `meshd status` shows: the peers not heard from just now are pinged first
+      'GET /v0/status/live': async () => {
         const s = state === 'running' ? ((await (agent.liveStatus?.() ?? agent.status())) as object) : {};
         return { state, error: failure, pid: process.pid, ...s };
       },

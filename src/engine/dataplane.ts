@@ -523,8 +523,8 @@ export class DataPlane {
     };
   }
 
-  /** Ping every peer not heard from within `freshMs` (liveness); returns how many were pinged. */
-  probePeers(freshMs: number): number {
+  /** Ping every peer not heard from within `freshMs` (liveness); returns the keys pinged. */
+  probePeers(freshMs: number): string[] {
     return this.magic.probePeers(freshMs);
   }
 

@@ -143,7 +143,7 @@ export function registerDaemon(program: Command, io: Io): void {
           hint: 'run `meshd down` first to create or join another network',
         });
       }
-      const s = await callDaemon<AgentStatus & { state: string; pid: number }>(ctx.home, 'GET', '/v0/status');
+      const s = await callDaemon<AgentStatus & { state: string; pid: number }>(ctx.home, 'GET', '/v0/status/live');
       ctx.print({ ...s, already: true }, () => `meshd is already up (pid ${pid}).\n${summarizeUp(s)}`);
       return;
     }
@@ -203,7 +203,8 @@ export function registerDaemon(program: Command, io: Io): void {
     }
     ctx.progress('Starting the meshd daemon…');
     await daemon.release({ timeoutMs: Number(o.timeout ?? 60) * 1000, onProgress: (s) => ctx.progress(s) });
-    const s = await callDaemon<AgentStatus & { state: string; pid: number }>(ctx.home, 'GET', '/v0/status');
+    // the live status: which peers answer now (a moment more when some do not)
+    const s = await callDaemon<AgentStatus & { state: string; pid: number }>(ctx.home, 'GET', '/v0/status/live');
     ctx.print(s, () => summarizeUp(s));
   });
 

@@ -557,14 +557,14 @@ export class MagicSock implements Bind {
   }
 
   /**
-   * Ping every peer not heard from within `freshMs` (a liveness check); returns how many were
-   * pinged. Their answers show in each peer's `heardAgoMs`.
+   * Ping every peer not heard from within `freshMs` (a liveness check); returns the keys
+   * (base64) of those pinged. Their answers show in each peer's `heardAgoMs`.
    */
-  probePeers(freshMs: number): number {
+  probePeers(freshMs: number): string[] {
     const now = this.clock.now();
-    let n = 0;
-    for (const ep of this.peers.byKey.values()) if (ep.probe(now, freshMs)) n++;
-    return n;
+    const out: string[] = [];
+    for (const ep of this.peers.byKey.values()) if (ep.probe(now, freshMs)) out.push(ep.publicKeyBase64);
+    return out;
   }
 
   /** Path status of a magic peer (base64 key); null for plain WireGuard peers and unknown keys. */

@@ -82,10 +82,10 @@ describe('meshd quick start without traps', { timeout: 300_000 }, () => {
     );
     const text = await meshdOk(owner, ['status']);
     const lines = text.trimEnd().split('\n');
-    const header = lines.findIndex((l) => /^HOST\s+MESH IP\s+STATE/.test(l));
+    const header = lines.findIndex((l) => /^HOST\s+MESH IP\s+STATE\s+VIA/.test(l));
     assert.ok(header >= 0, text);
     const row = lines[header + 1]!;
-    assert.match(row, /^laptop-7\s+10\.200\.\d+\.\d+\s+online/);
+    assert.match(row, /^laptop-7\s+10\.200\.\d+\.\d+\s+direct\s+198\.51\.100\.\d+:\d+ [\d.]+ms\s/);
     assert.ok(lines.slice(header).every((l) => l.length <= 100), `a peer row wider than 100 columns:\n${text}`);
     assert.ok(!text.includes(st.peers[0]!.did), 'full DIDs only in --json');
   });

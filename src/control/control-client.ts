@@ -458,13 +458,16 @@ export class ControlClient {
     this.expiryTimer.unref();
   }
 
+  /** Join requests left waiting for `peer approve`, reported once. */
+  private readonly notedJoins = new Set<string>();
+
   /** The owner's daemon admits devices that ask to join with a valid invite. */
   private async admitJoins(): Promise<void> {
     try {
-      const results = await admitJoinRequests(this.session, this.now());
+      const results = await admitJoinRequests(this.session, this.now(), this.notedJoins);
       if (results.length > 0) {
         this.emit({ type: 'admission', results });
-        this.rebuild();
+        if (results.some((r) => r.admitted)) this.rebuild();
       }
     } catch (e) {
       this.emit({ type: 'error', error: e as Error, during: 'admitting invited devices' });

@@ -7,97 +7,22 @@
  * running daemon admits it — node record, network key — and deletes the request. The secret
  * never reaches the DWN: only the verifier (encrypted to the owner) and per-device proofs do.
  */
-import { createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
-import { networkInterfaces } from 'node:os';
-import { canonicalDid, formatDidJwk, parseDidJwk } from '../identity/did-jwk.js';
+import { randomBytes } from 'node:crypto';
 import { DwnError, MeshdError, UsageError } from '../errors.js';
+import { firstLanAddress, isLocalOnlyHost } from '../util/local-address.js';
 import { encryptJson } from './crypto.js';
 import { Keyring } from './keyring.js';
 import { localNodeInfo } from './device-records.js';
-import type { JoinedNetwork } from './local-state.js';
+import { requireJoinedNetwork, type JoinedNetwork } from './local-state.js';
+import { memberRecords } from './model.js';
 import { addPeersIn } from './peer-ops.js';
 import { DATA_FORMAT, PATHS, PROTOCOL_URI } from './protocol.js';
-import type { Decoded } from './reader.js';
 import { validateRecord, type InviteRecord } from './records.js';
+import { formatInvite, inviteVerifier, joinProof, proofMatches, SECRET_BYTES, signGrant, type Invite } from './invite-token.js';
+import { checkMemberJoin, memberDeviceCount, memberDevicesInvite, memberInvitesOff, noteGrantUse, setMemberDevices } from './member-devices.js';
 import { NetworkSession, openDwn, requireOwner, x25519OfDid, type ControlContext } from './session.js';
 
-const TOKEN_PREFIX = 'meshd-invite-v1.';
-const SECRET_BYTES = 16;
-
-/** What an invite line carries. */
-export interface Invite {
-  endpoint: string;
-  anchor: string;
-  networkId: string;
-  /** The invite record's id. */
-  inviteId: string;
-  secret: Uint8Array;
-  role: 'node' | 'member';
-  expiresAt: string;
-}
-
-/** The one-line invite text: a prefix and base64url JSON (short keys; the owner by its key). */
-export function formatInvite(i: Invite): string {
-  const o = {
-    e: i.endpoint,
-    o: Buffer.from(parseDidJwk(i.anchor)).toString('base64url'),
-    n: i.networkId,
-    i: i.inviteId,
-    s: Buffer.from(i.secret).toString('base64url'),
-    r: i.role === 'member' ? 'm' : 'n',
-    x: i.expiresAt,
-  };
-  return TOKEN_PREFIX + Buffer.from(JSON.stringify(o)).toString('base64url');
-}
-
-export function looksLikeInvite(s: string): boolean {
-  return s.startsWith(TOKEN_PREFIX);
-}
-
-/** Parse an invite line; a UsageError says what is wrong with it. */
-export function parseInvite(text: string): Invite {
-  const bad = (why: string) => new UsageError(`this is not a meshd invite (${why})`, { hint: 'copy the whole line `meshd invite` printed' });
-  const t = text.trim();
-  if (!t.startsWith(TOKEN_PREFIX) || t.length > 2048) throw bad('it should start with meshd-invite-v1.');
-  let o: Record<string, unknown>;
-  try {
-    o = JSON.parse(Buffer.from(t.slice(TOKEN_PREFIX.length), 'base64url').toString('utf8')) as Record<string, unknown>;
-  } catch {
-    throw bad('it is cut or damaged');
-  }
-  const str = (k: string) => (typeof o[k] === 'string' ? (o[k] as string) : '');
-  let endpoint: URL;
-  try {
-    endpoint = new URL(str('e'));
-  } catch {
-    throw bad('no DWN endpoint');
-  }
-  if (endpoint.protocol !== 'http:' && endpoint.protocol !== 'https:') throw bad('no DWN endpoint');
-  const key = Buffer.from(str('o'), 'base64url');
-  const secret = Buffer.from(str('s'), 'base64url');
-  if (key.length !== 32 || secret.length !== SECRET_BYTES) throw bad('it is cut or damaged');
-  if (!/^[A-Za-z0-9]{20,100}$/.test(str('n')) || !/^[A-Za-z0-9]{20,100}$/.test(str('i'))) throw bad('it is cut or damaged');
-  if (Number.isNaN(Date.parse(str('x')))) throw bad('no expiry');
-  return {
-    endpoint: str('e'),
-    anchor: canonicalDid(formatDidJwk(new Uint8Array(key))),
-    networkId: str('n'),
-    inviteId: str('i'),
-    secret: new Uint8Array(secret),
-    role: str('r') === 'm' ? 'member' : 'node',
-    expiresAt: str('x'),
-  };
-}
-
-/** The key a join proof is made with: derived from the secret, stored (encrypted) by the owner. */
-export function inviteVerifier(secret: Uint8Array): Uint8Array {
-  return new Uint8Array(hkdfSync('sha256', secret, Buffer.alloc(0), Buffer.from('meshd/invite-verifier/v1'), 32));
-}
-
-/** HMAC-SHA-256 under the verifier over the invite id and the joining device's DID. */
-export function joinProof(verifier: Uint8Array, inviteId: string, did: string): Uint8Array {
-  return new Uint8Array(createHmac('sha256', verifier).update(`meshd/join/v1|${inviteId}|${did}`).digest());
-}
+export { formatInvite, inviteVerifier, joinProof, looksLikeInvite, parseInvite, type Invite } from './invite-token.js';
 
 /** A duration such as 90s, 30m, 24h, 7d. */
 export function parseDuration(s: string): number {
@@ -114,19 +39,11 @@ export function parseDuration(s: string): number {
 export function reachableEndpoint(joined: JoinedNetwork, announced: string | undefined): string {
   if (announced) return announced;
   const u = new URL(joined.endpoint);
-  if (u.hostname !== '127.0.0.1' && u.hostname !== 'localhost' && u.hostname !== '[::1]') return joined.endpoint;
+  if (!isLocalOnlyHost(u.hostname)) return joined.endpoint;
   const ip = firstLanAddress();
   if (!ip) return joined.endpoint;
   u.hostname = ip;
   return u.toString().replace(/\/$/, '');
-}
-
-function firstLanAddress(): string | undefined {
-  for (const [name, list] of Object.entries(networkInterfaces())) {
-    if (name.startsWith('meshd') || !list) continue;
-    for (const a of list) if (!a.internal && a.family === 'IPv4') return a.address;
-  }
-  return undefined;
 }
 
 export interface CreateInviteOptions {
@@ -147,14 +64,20 @@ export interface CreatedInvite {
   expiresAt: string;
   uses: number | null;
   endpoint: string;
+  /** A member's invite: how many devices each member may bring without the owner's approval. */
+  memberDevices?: number;
 }
 
 export async function createInvite(ctx: ControlContext, o: CreateInviteOptions = {}): Promise<CreatedInvite> {
-  const s = await NetworkSession.open(ctx);
+  const joined = requireJoinedNetwork(ctx.profile.dir);
+  if (!joined.roles.includes('owner') && joined.roles.includes('member')) return createMemberInvite(ctx, joined, o);
+  const s = await NetworkSession.open(ctx, { joined });
   try {
     requireOwner(s, 'invite devices');
-    await s.load(['network']);
+    await s.load(o.member ? ['network', 'invite'] : ['network']);
     const net = s.network();
+    // a person invited may bring devices of their own: the policy (and its record) exists first
+    if (o.member && !memberDevicesInvite(s)) await setMemberDevices(s);
     const expiresAt = new Date(Date.now() + (o.expiresInMs ?? 24 * 3_600_000)).toISOString();
     const secret = new Uint8Array(randomBytes(SECRET_BYTES));
     const role = o.member ? 'member' : 'node';
@@ -171,6 +94,46 @@ export async function createInvite(ctx: ControlContext, o: CreateInviteOptions =
     const endpoint = o.endpoint ?? reachableEndpoint(s.joined, net.data.anchorEndpoint);
     const invite = formatInvite({ endpoint, anchor: s.joined.anchor, networkId: s.joined.networkId, inviteId: ref.recordId, secret, role, expiresAt });
     return { invite, id: ref.recordId, role, expiresAt, uses, endpoint };
+  } finally {
+    await s.close();
+  }
+}
+
+/**
+ * A member invites one of its own devices: a grant signed with the member's key, hung off the
+ * owner's "member devices" invite record. Nothing is written: the owner's daemon checks the
+ * grant when the device asks (and admits it while the member is under the owner's limit).
+ */
+async function createMemberInvite(ctx: ControlContext, joined: JoinedNetwork, o: CreateInviteOptions): Promise<CreatedInvite> {
+  if (o.member) throw new MeshdError('E_NOT_OWNER', 'only the network owner can invite people (--member)', { hint: 'invite your own devices with `meshd invite`' });
+  const s = await NetworkSession.open(ctx, { joined, as: 'member' });
+  try {
+    await s.load(['keyDelivery', 'network', 'member']);
+    const me = memberRecords(s.set, s.joined.networkId, s.joined.anchor).find((m) => m.data.did === s.me);
+    if (!me || me.data.status !== 'active') throw new MeshdError('E_NOT_OWNER', 'this identity is not an active member of the network');
+    const net = s.network();
+    const gateway = net.data.memberDevices;
+    if (!gateway) throw memberInvitesOff();
+    const expiresAt = new Date(Date.now() + (o.expiresInMs ?? 24 * 3_600_000)).toISOString();
+    const secret = new Uint8Array(randomBytes(SECRET_BYTES));
+    const uses = o.uses === undefined ? 1 : o.uses;
+    const nonce = randomBytes(12).toString('base64url');
+    const grant = signGrant(ctx.profile.keys.edSeed, { networkId: s.joined.networkId, nonce, expiresAt, uses, verifier: inviteVerifier(secret) });
+    const endpoint = o.endpoint ?? reachableEndpoint(s.joined, net.data.anchorEndpoint);
+    const invite = formatInvite({ endpoint, anchor: s.joined.anchor, networkId: s.joined.networkId, inviteId: gateway.invite, secret, role: 'node', expiresAt, grant });
+    return { invite, id: nonce, role: 'node', expiresAt, uses, endpoint, memberDevices: gateway.max };
+  } finally {
+    await s.close();
+  }
+}
+
+/** `meshd network policy --member-devices N` (owner): how many devices each member may bring. */
+export async function setMemberDevicesPolicy(ctx: ControlContext, max: number): Promise<{ memberDevices: number }> {
+  const s = await NetworkSession.open(ctx);
+  try {
+    requireOwner(s, 'set the network policy');
+    await s.load(['network', 'invite']);
+    return { memberDevices: (await setMemberDevices(s, max)).max };
   } finally {
     await s.close();
   }
@@ -199,10 +162,10 @@ export async function listInvites(ctx: ControlContext): Promise<InviteRow[]> {
     await s.load(['network', 'invite']);
     const now = Date.now();
     return s.set.invite
-      .filter((i) => i.author === s.me && i.parentContextId === s.joined.networkId)
+      .filter((i) => i.author === s.me && i.parentContextId === s.joined.networkId && i.data.role !== 'memberDevices')
       .map((i) => ({
         id: i.recordId,
-        role: i.data.role,
+        role: i.data.role === 'member' ? ('member' as const) : ('node' as const),
         label: i.data.label ?? null,
         expiresAt: i.data.expiresAt,
         uses: i.data.uses ?? null,
@@ -221,7 +184,7 @@ export async function revokeInvite(ctx: ControlContext, id: string): Promise<{ i
   try {
     requireOwner(s, 'revoke invites');
     await s.load(['network', 'invite']);
-    const inv = s.set.invite.find((i) => i.recordId === id || i.recordId.endsWith(id));
+    const inv = s.set.invite.find((i) => (i.recordId === id || i.recordId.endsWith(id)) && i.data.role !== 'memberDevices');
     if (!inv || id.length < 8) throw new MeshdError('E_NO_NETWORK', `no invite ${id}`, { hint: 'see `meshd invite list`' });
     await s.client.delete(inv.recordId, { prune: true });
     return { id: inv.recordId };
@@ -235,13 +198,19 @@ export interface AdmitResult {
   inviteId: string;
   admitted: boolean;
   reason?: string;
+  /** A member's device over the policy's limit: it waits for `meshd peer approve`. */
+  pending?: boolean;
+  /** The member who invited the device (a member's invite). */
+  member?: string;
 }
 
 /**
  * The owner's daemon: admit every pending join request that proves a valid invite, refuse the
- * others; each request is deleted once decided. Needs an owner session with everything loaded.
+ * others; each request is deleted once decided. A member's device over the policy's limit is
+ * neither: its request stays for `meshd peer approve`, reported once (`noted` remembers which).
+ * Needs an owner session with everything loaded.
  */
-export async function admitJoinRequests(s: NetworkSession, now = Date.now()): Promise<AdmitResult[]> {
+export async function admitJoinRequests(s: NetworkSession, now = Date.now(), noted?: Set<string>): Promise<AdmitResult[]> {
   const out: AdmitResult[] = [];
   for (const r of [...s.set.joinRequest]) {
     const inv = s.set.invite.find((i) => i.contextId === r.parentContextId && i.author === s.joined.anchor);
@@ -249,8 +218,20 @@ export async function admitJoinRequests(s: NetworkSession, now = Date.now()): Pr
     const refuse = (reason: string) => out.push({ did, inviteId: inv?.recordId ?? '?', admitted: false, reason });
     if (!inv) refuse('no such invite');
     else if (r.author !== did) refuse('the request is not signed by the device it names');
-    else if (Date.parse(inv.data.expiresAt) <= now) refuse('the invite expired');
-    else if (!proofMatches(inv, r.data.proof, did)) refuse('the request does not prove the invite secret');
+    else if (inv.data.role === 'memberDevices') {
+      const c = checkMemberJoin(s, inv, r, now);
+      if (c.refusal !== undefined) refuse(c.refusal);
+      else if (memberDeviceCount(s, c.grant.member, did, now) >= (s.network().data.memberDevices?.max ?? 0)) {
+        if (!noted?.has(r.recordId)) out.push({ did, inviteId: inv.recordId, admitted: false, pending: true, member: c.grant.member, reason: 'the member has as many devices as the policy allows' });
+        noted?.add(r.recordId);
+        continue;
+      } else {
+        await addPeersIn(s, [did], { owner: c.grant.member });
+        await noteGrantUse(s, inv, did, c.grant.nonce, now);
+        out.push({ did, inviteId: inv.recordId, admitted: true, member: c.grant.member });
+      }
+    } else if (Date.parse(inv.data.expiresAt) <= now) refuse('the invite expired');
+    else if (!proofMatches(new Uint8Array(Buffer.from(inv.data.verifier, 'base64url')), inv.recordId, did, r.data.proof)) refuse('the request does not prove the invite secret');
     else if (!inv.data.used.some((u) => u.did === did) && inv.data.uses !== undefined && inv.data.used.length >= inv.data.uses) refuse('the invite is used up');
     else {
       if (inv.data.role === 'member') {
@@ -264,23 +245,18 @@ export async function admitJoinRequests(s: NetworkSession, now = Date.now()): Pr
       }
       out.push({ did, inviteId: inv.recordId, admitted: true });
     }
+    noted?.delete(r.recordId);
     await s.client.delete(r.recordId);
     s.forget(r.recordId);
   }
   return out;
 }
 
-function proofMatches(inv: Decoded<'invite'>, proof: string, did: string): boolean {
-  const want = joinProof(new Uint8Array(Buffer.from(inv.data.verifier, 'base64url')), inv.recordId, did);
-  const got = Buffer.from(proof, 'base64url');
-  return got.length === want.length && timingSafeEqual(got, want);
-}
-
 export interface JoinByInviteOptions {
   hostname?: string;
   /** How long to wait for the owner's daemon (default 10 min). */
   timeoutMs?: number;
-  /** Time between checks (default 1 s). */
+  /** Time between checks (default 250 ms for 20 s, then 1 s). */
   pollMs?: number;
 }
 
@@ -300,7 +276,16 @@ export async function requestJoinByInvite(ctx: ControlContext, inv: Invite, o: J
   const admitted = async () => (await client.query({ ...base, protocolPath: PATHS.node })).length > 0;
   if (await admitted()) return;
   const verifier = inviteVerifier(inv.secret);
-  const data = validateRecord('joinRequest', { did: me, hostname: o.hostname ?? localNodeInfo().hostname, proof: Buffer.from(joinProof(verifier, inv.inviteId, me)).toString('base64url') }, 'write');
+  const data = validateRecord(
+    'joinRequest',
+    {
+      did: me,
+      hostname: o.hostname ?? localNodeInfo().hostname,
+      proof: Buffer.from(joinProof(verifier, inv.inviteId, me)).toString('base64url'),
+      ...(inv.grant !== undefined ? { grant: inv.grant } : {}),
+    },
+    'write',
+  );
   const recipients = new Keyring(ctx.profile.keys).privateRecipients(x25519OfDid(inv.anchor));
   try {
     await client.write({
@@ -316,14 +301,19 @@ export async function requestJoinByInvite(ctx: ControlContext, inv: Invite, o: J
     }
     throw e;
   }
-  ctx.progress?.(`asked ${inv.endpoint} to join; waiting for the owner's meshd to admit this device…`);
+  ctx.progress?.(
+    inv.grant !== undefined
+      ? `asked ${inv.endpoint} to join; waiting for the owner's meshd to admit this device (or, past the owner's limit of devices per member, for \`meshd peer approve\`)…`
+      : `asked ${inv.endpoint} to join; waiting for the owner's meshd to admit this device…`,
+  );
   const started = Date.now();
   const timeoutMs = o.timeoutMs ?? 600_000;
-  const pollMs = o.pollMs ?? 1000;
+  // quick checks while the owner's daemon is likely admitting this device, then every second
+  const pollMs = (elapsed: number) => o.pollMs ?? (elapsed < 20_000 ? 250 : 1000);
   let lastNote = started;
   const mine = { protocol: PROTOCOL_URI, protocolPath: PATHS.joinRequest, author: me };
   for (;;) {
-    await new Promise((r) => setTimeout(r, pollMs));
+    await new Promise((r) => setTimeout(r, pollMs(Date.now() - started)));
     if (await admitted()) return;
     // the owner deletes a request once decided: gone without admission means refused
     const pending = await client.query(mine).catch(() => undefined);

@@ -11,7 +11,8 @@ import { assignMeshAddresses } from './addressing.js';
 import { encryptJson } from './crypto.js';
 import { Keyring } from './keyring.js';
 import { localNodeInfo, myNodeRecord, publishNodeInfo } from './device-records.js';
-import { embeddedEndpoint } from './embedded.js';
+import { embeddedEndpoint, freeEmbeddedPort } from './embedded.js';
+import { DEFAULT_DWN_PORT } from '../dwn/server.js';
 import { forgetNetwork, readJoinedNetwork, writeJoinedNetwork, type JoinedNetwork } from './local-state.js';
 import { DATA_FORMAT, PATHS, PROTOCOL_URI, protocolDefinition } from './protocol.js';
 import type { ActorRole } from './reader.js';
@@ -68,7 +69,12 @@ export async function createNetwork(ctx: ControlContext, o: CreateNetworkOptions
     throw new UsageError(`invalid network: ${(e as Error).message.replace(/^network\./, '')}`);
   }
   const embedded = o.endpoint === undefined;
-  const dwn = await openDwn(ctx, o.endpoint ?? embeddedEndpoint(o.embeddedPort), embedded);
+  // another meshd home on this machine may serve its embedded DWN on the default port already
+  const embeddedPort = embedded ? (o.embeddedPort ?? (await freeEmbeddedPort(ctx.home))) : undefined;
+  if (embedded && o.embeddedPort === undefined && embeddedPort !== DEFAULT_DWN_PORT) {
+    ctx.progress?.(`port ${DEFAULT_DWN_PORT} serves another meshd home's DWN: this network's embedded DWN uses port ${embeddedPort}`);
+  }
+  const dwn = await openDwn(ctx, o.endpoint ?? embeddedEndpoint(embeddedPort), embedded);
   try {
     const me = ctx.profile.did;
     const owner = dwn.client(me);
@@ -88,7 +94,7 @@ export async function createNetwork(ctx: ControlContext, o: CreateNetworkOptions
       version: 1,
       networkId,
       anchor: me,
-      endpoint: embedded ? embeddedEndpoint(o.embeddedPort) : dwn.endpoint,
+      endpoint: embedded ? embeddedEndpoint(embeddedPort) : dwn.endpoint,
       roles: ['owner', 'node'],
       embedded,
       joinedAt: new Date().toISOString(),

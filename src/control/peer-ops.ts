@@ -12,6 +12,7 @@ import { readableKinds, type Decoded } from './reader.js';
 import { ONLINE_WINDOW_MS } from './netmap.js';
 import type { NodeRecord } from './records.js';
 import { requireJoinedNetwork } from './local-state.js';
+import { memberDevicesInvite, noteGrantUse, pendingMemberDevices } from './member-devices.js';
 import { NetworkSession, requireOwner, x25519OfDid, type ControlContext } from './session.js';
 
 export function parsePeerDid(did: string): string {
@@ -197,6 +198,16 @@ export async function approvePeerIn(s: NetworkSession, didText: string): Promise
   requireOwner(s, 'approve devices');
   const now = Date.now();
   const req = pendingRequests(s.set, s.joined.networkId, s.joined.anchor, now).find((r) => r.data.did === did);
+  const join = req ? undefined : pendingMemberDevices(s, now).find((p) => p.request.data.did === did);
+  if (join) {
+    // a member's device that asked with the member's invite, over the policy's limit
+    const r = await addNode(s, did, join.grant.member, new Set());
+    const inv = memberDevicesInvite(s);
+    if (inv) await noteGrantUse(s, inv, did, join.grant.nonce, now);
+    await s.client.delete(join.request.recordId);
+    s.forget(join.request.recordId);
+    return r;
+  }
   if (!req) {
     const node = nodeRecords(s.set, s.joined.networkId, s.joined.anchor).find((n) => n.data.did === did);
     if (node && isNodeActive(node.data, now)) return await addNode(s, did, node.data.owner, new Set(), node.data.expiresAt);
@@ -212,7 +223,7 @@ export async function approvePeer(ctx: ControlContext, didText: string): Promise
   const s = await NetworkSession.open(ctx);
   try {
     requireOwner(s, 'approve devices');
-    await s.load(['network', 'node', 'member', 'nodeRequest', 'keyDelivery']);
+    await s.load(['network', 'node', 'member', 'nodeRequest', 'keyDelivery', 'invite', 'joinRequest']);
     return await approvePeerIn(s, didText);
   } finally {
     await s.close();
@@ -346,7 +357,7 @@ export interface PeerListing {
 export async function listPeers(ctx: ControlContext): Promise<PeerListing> {
   const s = await NetworkSession.open(ctx);
   try {
-    const kinds = s.role === 'owner' ? (['network', 'node', 'nodeInfo', 'endpoint', 'member', 'nodeRequest'] as const) : (['keyDelivery', 'network', 'node', 'nodeInfo', 'endpoint'] as const);
+    const kinds = s.role === 'owner' ? (['network', 'node', 'nodeInfo', 'endpoint', 'member', 'nodeRequest', 'invite', 'joinRequest'] as const) : (['keyDelivery', 'network', 'node', 'nodeInfo', 'endpoint'] as const);
     await s.load([...kinds]);
     return peerListing(s, Date.now());
   } finally {
@@ -380,6 +391,9 @@ export function peerListing(s: NetworkSession, now: number): PeerListing {
     };
   });
   const members = memberRecords(s.set, id, anchor).map((m) => ({ did: m.data.did, status: m.data.status }));
-  const pending = pendingRequests(s.set, id, anchor, now).map((r) => ({ did: r.data.did, member: r.author, hostname: r.data.hostname ?? null }));
+  const pending = [
+    ...pendingRequests(s.set, id, anchor, now).map((r) => ({ did: r.data.did, member: r.author, hostname: r.data.hostname ?? null })),
+    ...pendingMemberDevices(s, now).map((p) => ({ did: p.request.data.did, member: p.grant.member, hostname: p.request.data.hostname ?? null })),
+  ];
   return { networkId: id, peers, members, pending };
 }

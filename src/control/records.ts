@@ -32,6 +32,11 @@ export interface NetworkRecord {
   magicDNSSuffix?: string;
   listenPort?: number;
   epoch: number;
+  /**
+   * Members may invite their own devices: up to `max` devices each are admitted by the owner's
+   * daemon (more wait for `peer approve`), joining under the owner's invite record `invite`.
+   */
+  memberDevices?: { max: number; invite: string };
 }
 
 export interface NodeRecord {
@@ -126,14 +131,15 @@ export interface KeyDeliveryRecord {
  * `verifier` is a key derived from it, with which a joiner's proof is checked.
  */
 export interface InviteRecord {
-  role: 'node' | 'member';
+  /** memberDevices: the one record members' device invites hang off (no secret of its own). */
+  role: 'node' | 'member' | 'memberDevices';
   expiresAt: string;
   /** How many devices may join with it; absent: any number until it expires. */
   uses?: number;
   label?: string;
   verifier: string;
-  /** Who joined with it, in order. */
-  used: { did: string; at: string }[];
+  /** Who joined with it, in order (under memberDevices: with the nonce of the member's grant). */
+  used: { did: string; at: string; grant?: string }[];
 }
 
 /** A device asking to join under an invite: proof = HMAC(verifier, invite id and its DID). */
@@ -141,6 +147,8 @@ export interface JoinRequestRecord {
   did: string;
   hostname?: string;
   proof: string;
+  /** A member's signed grant (a member inviting its own device). */
+  grant?: string;
 }
 
 export interface RecordTypes {
@@ -284,6 +292,8 @@ const selector: Check<string> = map(
 
 // ---- record schemas ----
 
+const recordIdText = string({ min: 20, max: 100, pattern: /^[A-Za-z0-9]+$/, what: 'a record id' });
+
 const networkSchema = object({
   name: string({ min: 1, max: 64 }),
   meshCIDR: ipv4Cidr,
@@ -294,6 +304,7 @@ const networkSchema = object({
   magicDNSSuffix: optional(domain),
   listenPort: optional(port),
   epoch: integer({ min: 0, max: 1_000_000 }),
+  memberDevices: optional(object({ max: integer({ min: 0, max: 1000 }), invite: recordIdText })),
 });
 
 const nodeSchema = object({
@@ -393,18 +404,19 @@ const keyDeliverySchema = object({
 });
 
 const inviteSchema = object({
-  role: oneOf(['node', 'member'] as const),
+  role: oneOf(['node', 'member', 'memberDevices'] as const),
   expiresAt: isoTime,
   uses: optional(integer({ min: 1, max: 10_000 })),
   label: optional(string({ min: 1, max: 64 })),
   verifier: base64urlKey32,
-  used: array(object({ did, at: isoTime }), { max: 10_000 }),
+  used: array(object({ did, at: isoTime, grant: optional(string({ min: 8, max: 64, pattern: /^[A-Za-z0-9_-]+$/, what: 'a grant nonce' })) }), { max: 10_000 }),
 });
 
 const joinRequestSchema = object({
   did,
   hostname: optional(hostname),
   proof: base64urlKey32,
+  grant: optional(string({ min: 1, max: 1024 })),
 });
 
 const SCHEMAS: { [K in RecordKind]: Check<RecordTypes[K]> } = {

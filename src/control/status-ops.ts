@@ -81,6 +81,18 @@ export function cachedPeerListing(ctx: ControlContext, e: unknown): PeerListing 
   return { networkId: joined.networkId, peers: st.peers, members: [], pending: [], warning: st.warning! };
 }
 
+/**
+ * `acl show` with the DWN unreachable: the packet filter of the last network map this device
+ * applied (the policy's text itself is only on the DWN), with a warning saying so; the original
+ * error when there is no such map.
+ */
+export function cachedAcl(ctx: ControlContext, e: unknown): { policy: null; compiled: NetworkMap['filter']; source: 'cache'; warning: string } {
+  const joined = readJoinedNetwork(ctx.profile.dir);
+  const cached = joined && unreachable(e) ? readCachedMap(ctx.profile.dir, joined.networkId) : undefined;
+  if (!joined || !cached) throw e;
+  return { policy: null, compiled: cached.filter, source: 'cache', warning: `${(e as Error).message}; showing the packet filter cached at ${cached.generatedAt}` };
+}
+
 function unreachable(e: unknown): boolean {
   return e instanceof DwnError && (e.code === 'E_DWN_UNREACHABLE' || e.code === 'E_DWN_TIMEOUT');
 }

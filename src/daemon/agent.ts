@@ -9,6 +9,7 @@ import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { hostname, networkInterfaces } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { MeshdError } from '../errors.js';
 import { backoffDelay } from '../util/backoff.js';
 import { ControlClient } from '../control/control-client.js';
@@ -29,6 +30,7 @@ import { formatPrefix, maskBytes, parsePrefix } from '../engine/wireguard/ip-pre
 import { OsRouting, type RoutingPlan } from './routing/os-routing.js';
 import { TUNNEL_SOCKET_MARK } from './routing/exit-client.js';
 import { joinHostPort, splitHostPort } from '../util/host-port.js';
+import { firstLanAddress, isLocalOnlyHost, sourceAddressToward } from '../util/local-address.js';
 import { resetHttpConnections } from './http-connections.js';
 import { configFromMap, peerEndpoints } from './map-to-config.js';
 import { nameTableFromMap } from './map-to-dns.js';
@@ -136,10 +138,19 @@ export interface AgentStatus {
  */
 const DEFAULT_DWN_LISTEN = '0.0.0.0';
 
-/** A handshake this recent makes a peer "online" even without a fresh endpoint record. */
-const HANDSHAKE_ONLINE_MS = 3 * 60_000;
+/**
+ * A peer is online when it answered a disco ping (or pinged us, or completed a handshake) this
+ * recently. Status checks first: peers not heard from within the window are pinged, and their
+ * answers awaited up to LIVENESS_PROBE_WAIT_MS. Only without a data plane do the records say.
+ */
+const LIVE_MS = 20_000;
+const LIVENESS_PROBE_WAIT_MS = 1200;
+/** Peers heard from this recently are not pinged again by a status check. */
+const LIVENESS_FRESH_MS = 2000;
 /** How often the interface addresses are compared with the last seen (written at once). */
 const LINK_POLL_MS = 1000;
+/** How long `start` waits for the first endpoint record to be written before going on. */
+const FIRST_PUBLISH_WAIT_MS = 3000;
 /** Longest wait between retries of a failed endpoint write. */
 const PUBLISH_RETRY_MAX_MS = 30_000;
 
@@ -149,6 +160,8 @@ export class MeshAgent implements AgentLike {
   private dataplane: DataPlane | undefined;
   private lease: EmbeddedLease | undefined;
   private relayServer: RelayServer | undefined;
+  /** The URL other nodes reach this node's relay at (announced in the relay record). */
+  private relayUrl: string | undefined;
   private relayFingerprint: string | null = null;
   private readonly filter = new PacketFilter();
   private map: NetworkMap | undefined;
@@ -194,7 +207,8 @@ export class MeshAgent implements AgentLike {
       else if (e.type === 'error') this.log.warn('control.error', { during: e.during, error: e.error.message });
       else if (e.type === 'admission') {
         for (const r of e.results) {
-          if (r.admitted) this.log.info('invite.admitted', { did: r.did, invite: r.inviteId });
+          if (r.admitted) this.log.info('invite.admitted', { did: r.did, invite: r.inviteId, ...(r.member ? { member: r.member } : {}) });
+          else if (r.pending) this.log.info('invite.waiting-approval', { did: r.did, member: r.member, hint: `meshd peer approve ${r.did}` });
           else this.log.warn('invite.refused', { did: r.did, invite: r.inviteId, reason: r.reason });
         }
       } else if (e.type === 'expired') this.log.info('peer.expired', { dids: e.dids });
@@ -228,6 +242,7 @@ export class MeshAgent implements AgentLike {
     }
     if (this.opts.relay) {
       const r = this.opts.relay;
+      this.relayUrl = await relayUrlFor(r, joined.endpoint);
       // HTTPS with a self-signed certificate kept in HOME/relay; its pin goes into the relay record.
       const { loadOrCreateRelayCertificate } = await import('../engine/relay/tls-cert.js');
       const cert = r.insecureHttp ? null : loadOrCreateRelayCertificate(join(this.opts.ctx.home, 'relay'), { commonName: 'meshd-relay', altNames: [hostname().slice(0, 253)] });
@@ -258,7 +273,9 @@ export class MeshAgent implements AgentLike {
     this.dataplane.onLocalEndpointsChanged((ep) => this.publishEndpoints(ep));
     await this.applyMap(map);
     await this.startDns(this.map ?? map);
-    this.publishEndpoints(this.dataplane.localEndpoints());
+    // peers learn where to answer from this record: a device that joined a moment ago is not
+    // "up" before they can (its first handshake would be lost and retried only after 5 s)
+    await Promise.race([this.publishEndpoints(this.dataplane.localEndpoints()), sleep(FIRST_PUBLISH_WAIT_MS, undefined, { ref: false })]);
     this.watchLinks();
     if (this.relayServer && this.opts.relay) void this.announceRelay(this.opts.relay);
     const offers = {
@@ -339,12 +356,8 @@ export class MeshAgent implements AgentLike {
 
   /** Write (or refresh) the relay record for the relay this node runs. */
   private async announceRelay(r: NonNullable<AgentOptions['relay']>): Promise<void> {
-    const unspecified = r.host === '0.0.0.0' || r.host === '::' || r.host === '';
-    const url = r.url ?? (unspecified ? undefined : `${r.insecureHttp ? 'http' : 'https'}://${joinHostPort(r.host, r.port)}/derp`);
-    if (!url) {
-      this.log.warn('relay.not-announced', { hint: 'give --relay-url URL (or --relay ADDR:PORT with a reachable address) so other nodes can use this relay' });
-      return;
-    }
+    const url = this.relayUrl;
+    if (url === undefined) return;
     try {
       const { publishRelay } = await import('../control/relay-ops.js');
       const pin = this.relayFingerprint !== null && url.startsWith('https:') ? { fingerprint: this.relayFingerprint } : {};
@@ -509,8 +522,8 @@ export class MeshAgent implements AgentLike {
    * local address) is retried with backoff — 1 s doubling to 30 s — until it succeeds or newer
    * endpoints replace it; the peers cannot find us at new endpoints they are never told.
    */
-  private publishEndpoints(ep: LocalEndpoints, attempt = 0): void {
-    if (!this.control || this.stopped) return;
+  private publishEndpoints(ep: LocalEndpoints, attempt = 0): Promise<void> {
+    if (!this.control || this.stopped) return Promise.resolve();
     if (attempt === 0) {
       this.publishSeq++;
       clearTimeout(this.publishRetry);
@@ -528,7 +541,7 @@ export class MeshAgent implements AgentLike {
       discoKey: ep.discoKey,
       ...(ep.preferredRelay ? { preferredRelay: ep.preferredRelay } : {}),
     };
-    this.control.publishEndpoint(rec).then(
+    return this.control.publishEndpoint(rec).then(
       () => this.log.info('endpoint.published', { public: ep.publicEndpoints, local: ep.localEndpoints.length, nat: ep.natType, attempt }),
       (e: Error) => {
         if (this.stopped || seq !== this.publishSeq) return; // newer endpoints were written since
@@ -540,7 +553,8 @@ export class MeshAgent implements AgentLike {
     );
   }
 
-  status(): AgentStatus {
+  /** `silent`: keys of peers that did not answer a liveness check just now (offline). */
+  status(silent: ReadonlySet<string> = new Set()): AgentStatus {
     const profile = this.opts.ctx.profile;
     const map = this.control?.map ?? this.map; // the freshest online flags
     const dp = this.dataplane?.status();
@@ -558,7 +572,7 @@ export class MeshAgent implements AgentLike {
           meshIP: p.meshIP,
           meshIP6: p.meshIP6,
           wireguardKey: p.wireguardKey,
-          online: p.online || (hs > 0 && now - hs < HANDSHAKE_ONLINE_MS),
+          online: dp ? !silent.has(p.wireguardKey) && ((s?.heardAgoMs !== undefined && s.heardAgoMs <= LIVE_MS) || (hs > 0 && now - hs <= LIVE_MS)) : p.online,
           path: s?.path ?? 'none',
           endpoint: s?.endpoint ?? null,
           endpoints: peerEndpoints(p),
@@ -584,7 +598,7 @@ export class MeshAgent implements AgentLike {
       dataplane,
       control: this.control?.stats ?? null,
       filter: { ...this.filter.counters(), policyVersion: this.policyVersion },
-      relayServer: this.relayServer ? { url: this.relayServer.address().url, stunPort: this.relayServer.address().stunPort } : null,
+      relayServer: this.relayServer ? { url: this.relayUrl ?? this.relayServer.address().url, stunPort: this.relayServer.address().stunPort } : null,
       dns: this.dns ? { ...this.dns.status(), name: this.dns.nameOf(profile.did) } : null,
       routing: {
         advertisedRoutes: this.opts.routing?.advertiseRoutes ?? [],
@@ -597,6 +611,25 @@ export class MeshAgent implements AgentLike {
       },
       peers,
     };
+  }
+
+  /**
+   * status() once the peers not heard from in the last moments were pinged and had a moment to
+   * answer: one that does not answer is offline, however recently it was heard before.
+   */
+  async liveStatus(): Promise<AgentStatus> {
+    const dp = this.dataplane;
+    if (!dp) return this.status();
+    const started = Date.now();
+    const probed = new Set(dp.probePeers(LIVENESS_FRESH_MS));
+    const answered = (p: { heardAgoMs?: number }) => p.heardAgoMs !== undefined && p.heardAgoMs <= Date.now() - started;
+    const silent = () => dp.status().peers.filter((p) => probed.has(p.publicKey) && !answered(p));
+    let waiting = probed.size > 0 ? silent() : [];
+    while (waiting.length > 0 && Date.now() - started < LIVENESS_PROBE_WAIT_MS) {
+      await sleep(50);
+      waiting = silent();
+    }
+    return this.status(new Set(waiting.map((p) => p.publicKey)));
   }
 
   routes() {
@@ -617,7 +650,7 @@ export class MeshAgent implements AgentLike {
           body,
         ),
       'GET /v0/peers': async () => {
-        const peers = this.status().peers;
+        const peers = (await this.liveStatus()).peers;
         const c = this.control;
         if (!c || c.session.role !== 'owner') return { peers };
         // the owner also sees members and the device requests waiting for approval
@@ -796,3 +829,29 @@ function interfaceAddresses(tun: string): Set<string> {
   return out;
 }
 
+/**
+ * The URL other nodes reach this node's relay at: --relay-url, else the address it listens on,
+ * else (listening on every address) the local address that routes to the DWN — or, when this
+ * machine hosts the DWN, its first LAN address. None: a clear error rather than announcing
+ * 0.0.0.0, which nobody can use.
+ */
+export async function relayUrlFor(r: NonNullable<AgentOptions['relay']>, dwnEndpoint: string): Promise<string> {
+  if (r.url) return r.url;
+  const scheme = r.insecureHttp ? 'http' : 'https';
+  if (!isLocalOnlyHost(r.host)) return `${scheme}://${joinHostPort(r.host, r.port)}/derp`;
+  let host: string | undefined;
+  try {
+    const u = new URL(dwnEndpoint);
+    const dwnHost = u.hostname.replace(/^\[|\]$/g, '');
+    if (!isLocalOnlyHost(dwnHost)) host = await sourceAddressToward(dwnHost, Number(u.port || (u.protocol === 'https:' ? 443 : 80)));
+  } catch {
+    host = undefined;
+  }
+  if (host === undefined || isLocalOnlyHost(host)) host = firstLanAddress();
+  if (host === undefined) {
+    throw new MeshdError('E_RELAY', 'cannot tell at which address other machines reach the relay (this machine has no address but loopback)', {
+      hint: 'give the address with --relay ADDR:PORT, or the full URL with --relay-url URL',
+    });
+  }
+  return `${scheme}://${joinHostPort(host, r.port)}/derp`;
+}

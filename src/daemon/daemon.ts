@@ -12,6 +12,8 @@ import type { Logger } from './log.js';
 export interface AgentLike {
   start(): Promise<void>;
   status(): unknown;
+  /** The status after checking which peers are there (liveness): `GET /v0/status?live=1`. */
+  liveStatus?(): Promise<unknown>;
   stop(): Promise<void>;
   /** Extra control-socket routes ("GET /v0/peers" → handler). */
   routes?(): Record<string, Handler>;
@@ -89,6 +91,11 @@ export async function runDaemon(opts: {
   try {
     api = await startApiServer(home, {
       'GET /v0/status': () => ({ state, error: failure, pid: process.pid, ...(state === 'running' ? (agent.status() as object) : {}) }),
+      // what `meshd status` shows: the peers not heard from just now are pinged first
+      'GET /v0/status/live': async () => {
+        const s = state === 'running' ? ((await (agent.liveStatus?.() ?? agent.status())) as object) : {};
+        return { state, error: failure, pid: process.pid, ...s };
+      },
       'POST /v0/shutdown': () => {
         setImmediate(() => void stop('shutdown requested'));
         return { stopping: true };

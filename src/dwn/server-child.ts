@@ -67,6 +67,9 @@ let bound: http.Server | undefined;
   if (typeof args[0] === 'number' && (args.length === 1 || typeof args[1] === 'function')) {
     const server = this as http.Server;
     bound = server;
+    // which meshd home this server is the embedded DWN of (see DwnServerOptions.instanceId)
+    const instance = process.env.MESHD_DWN_INSTANCE;
+    if (instance) server.prependListener('request', (_req: http.IncomingMessage, res: http.ServerResponse) => res.setHeader('x-meshd-dwn-instance', instance));
     server.once('error', (e: Error) => fail(`cannot listen on ${host}:${String(args[0])}: ${e.message}`));
     beforeListen().then(
       () => originalListen.call(server, args[0], host, ...args.slice(1)),

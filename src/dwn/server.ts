@@ -33,7 +33,15 @@ export interface DwnServerOptions {
   /** dwn-server log level (trace/debug/info/warn/error). Default warn. */
   logLevel?: string;
   startTimeoutMs?: number;
+  /**
+   * Who this server is (e.g. which meshd home it is the embedded DWN of): every response
+   * carries it in the DWN_INSTANCE_HEADER header, so another home can tell it is not its own.
+   */
+  instanceId?: string;
 }
+
+/** The response header naming the instance (DwnServerOptions.instanceId) of a server. */
+export const DWN_INSTANCE_HEADER = 'x-meshd-dwn-instance';
 
 export interface RunningDwnServer {
   /** Base URL for clients, e.g. http://127.0.0.1:8787 */
@@ -203,7 +211,9 @@ export async function startDwnServer(opts: DwnServerOptions): Promise<RunningDwn
     MESHD_DWN_HOST: host,
     DWN_SERVER_LOG_LEVEL: opts.logLevel ?? 'warn',
     DWN_BASE_URL: `http://${urlHost(host)}:${port}`,
+    ...(opts.instanceId !== undefined ? { MESHD_DWN_INSTANCE: opts.instanceId } : {}),
   };
+  if (opts.instanceId === undefined) delete env.MESHD_DWN_INSTANCE;
   delete env.DWN_STORAGE; // setting it alone breaks the server's registration store
   delete env.DWN_REGISTRATION_STORE_URL;
   const pkg = dwnServerPackageJson();

@@ -123,6 +123,8 @@ export interface DataPlanePeerStatus {
   /** Traffic sent in the last 45 s. */
   active: boolean;
   candidates: string[];
+  /** Milliseconds since the peer last answered a disco ping or pinged us; absent: never. */
+  heardAgoMs?: number;
 }
 
 export interface DataPlaneStatus {
@@ -491,6 +493,7 @@ export class DataPlane {
           ...(path.latencyMs !== undefined ? { latencyMs: path.latencyMs } : {}),
           active: path.active,
           candidates: path.candidates,
+          ...(path.heardAgoMs !== undefined ? { heardAgoMs: path.heardAgoMs } : {}),
         });
       } else {
         const ep = s?.endpoint ?? null;
@@ -540,6 +543,11 @@ export class DataPlane {
       if (sent === 'no-disco' || sent === 'no-path' || sent === 'busy') return resolve({ sent, reply: null });
       wait.timer = setTimeout(() => resolve({ sent, reply: null }), Math.min(Math.max(1, timeoutMs), PING_TIMEOUT_MS));
     });
+  }
+
+  /** Ping every peer not heard from within `freshMs` (liveness); returns the keys pinged. */
+  probePeers(freshMs: number): string[] {
+    return this.magic.probePeers(freshMs);
   }
 
   /** Run endpoint discovery now (STUN, local addresses, NAT type); resolves when done. */

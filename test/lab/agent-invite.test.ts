@@ -2,14 +2,16 @@
  * One-command invites across namespaces standing in for machines (real CLI, embedded DWN,
  * daemons): the owner runs `meshd up --create`, then `meshd invite`; the line it prints is all
  * the other machine runs, and the two ping each other within 10 s. A used single-use invite, an
- * expired one and a revoked one each fail with a one-line reason, and add nobody.
+ * expired one and a revoked one each fail with a one-line reason, and add nobody. A member
+ * invites its own devices the same way: admitted by the owner's daemon up to the owner's limit,
+ * approved with `meshd peer approve` beyond it.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { missingPrereqs, requirePrereqs } from '../helpers/prereqs.js';
 import { Internet, Lab, type Host } from '../../src/lab/index.js';
-import { addHost, AGENT_PREREQS, createOwner, daemonStatus, meshd, meshdJson, pingUntil, type MeshNode } from './agent-helpers.js';
+import { addHost, AGENT_PREREQS, createOwner, daemonStatus, meshd, meshdJson, meshdOk, pingUntil, waitUntil, type MeshNode } from './agent-helpers.js';
 
 interface InviteJson {
   invite: string;
@@ -22,6 +24,8 @@ describe('meshd invite: one line joins a machine', { timeout: 240_000 }, () => {
   let internet: Internet;
   let owner!: MeshNode;
   let seq = 0;
+  /** The person's machine, once the member invite test has run. */
+  let member: { ns: Host['ns']; home: string; meshIP: string } | undefined;
 
   before(async () => {
     if (missingPrereqs(AGENT_PREREQS).length > 0) return;
@@ -77,9 +81,15 @@ describe('meshd invite: one line joins a machine', { timeout: 240_000 }, () => {
     assert.equal(peers, 1, 'only the first machine joined');
   });
 
-  test('an expired and a revoked invite fail with a one-line reason', async (t) => {
+  test('an expired and a revoked invite fail with a one-line reason; --qr prints a QR code', async (t) => {
     if (!requirePrereqs(t, AGENT_PREREQS)) return;
     const short = await invite(['--expires', '1s']);
+    // --qr: the line, then the same invite as a QR code of block characters
+    const qr = await meshdOk(owner, ['invite', '--qr']);
+    const [line, blank, ...code] = qr.trimEnd().split('\n');
+    assert.match(line!, /^sudo meshd up meshd-invite-v1\.[A-Za-z0-9_-]+$/);
+    assert.equal(blank, '');
+    assert.ok(code.length >= 15 && code.every((l) => /^[ █▀▄]+$/.test(l.split('\u001b').join('').replace(/\[[0-9;]*m/g, ''))), qr);
     const revoked = await invite();
     const r0 = await meshdJson<{ id: string }>(owner, ['invite', 'revoke', revoked.id]);
     assert.equal(r0.id, revoked.id);
@@ -109,5 +119,50 @@ describe('meshd invite: one line joins a machine', { timeout: 240_000 }, () => {
     const list = await meshdJson<{ members?: { did: string; status: string }[]; peers: { did: string }[] }>(owner, ['peer', 'list']);
     assert.deepEqual(list.members?.map((x) => [x.did, x.status]), [[st.identity.did, 'active']]);
     assert.ok(list.peers.some((p) => p.did === st.identity.did));
+    member = { ns: m.host.ns, home: m.home, meshIP: st.identity.meshIP };
+  });
+
+  test("a member invites its own device: the owner's daemon admits it, and it pings the others within 10 s", async (t) => {
+    if (!requirePrereqs(t, AGENT_PREREQS)) return;
+    assert.ok(member, 'the member invite test ran first');
+    const inv = await meshdJson<InviteJson & { memberDevices: number }>(member, ['invite']);
+    assert.equal(inv.memberDevices, 5, 'the default policy: five devices per member');
+    const d = await machine();
+    const started = Date.now();
+    const r = await upWith(d, inv.invite);
+    assert.equal(r.code, 0, r.stderr);
+    const st = await meshdJson<{ identity: { did: string; meshIP: string } }>({ ns: d.host.ns, home: d.home }, ['status']);
+    const pings = await Promise.all([pingUntil(d.host.ns, owner.meshIP, 10_000), pingUntil(d.host.ns, member.meshIP, 10_000), pingUntil(owner.ns, st.identity.meshIP, 10_000)]);
+    assert.ok(pings.every((x) => x !== null), `no ping between the member's new device and the others: ${pings.join(' / ')}`);
+    const total = Date.now() - started;
+    t.diagnostic(`member invite → pinging the owner and the member in ${total} ms (up took ${r.ms} ms)`);
+    assert.ok(total <= 10_000, `the member's device pinged the others ${total} ms after \`meshd up <invite>\` started`);
+    const memberDid = (await meshdJson<{ identity: { did: string } }>(member, ['status'])).identity.did;
+    const list = await meshdJson<{ peers: { did: string; owner?: string }[] }>(owner, ['peer', 'list']);
+    assert.ok(list.peers.some((p) => p.did === st.identity.did), "the owner sees the member's device");
+
+    // the same single-use line again: refused in one line
+    const again = await upWith(await machine(), inv.invite);
+    assert.equal(again.code, 1);
+    assert.equal(again.stderr.trim().split('\n').filter((l) => l.startsWith('meshd:')).length, 1, again.stderr);
+    assert.match(again.stderr, /refused this invite/);
+
+    // over the owner's limit, a member's device waits for `peer approve`
+    const p = await meshdJson<{ memberDevices: number }>(owner, ['network', 'policy', '--member-devices', '2']);
+    assert.equal(p.memberDevices, 2);
+    const third = await meshdJson<InviteJson>(member, ['invite']);
+    const e = await machine();
+    const waiting = upWith(e, third.invite);
+    const pending = await waitUntil(async () => {
+      const l = await meshdJson<{ pending?: { did: string; member: string }[] }>(owner, ['peer', 'list']);
+      return l.pending?.find((x) => x.member === memberDid);
+    }, 30_000, 300);
+    assert.ok(pending, "the member's third device is listed as waiting for approval");
+    await meshdOk(owner, ['peer', 'approve', pending.did]);
+    const up = await waiting;
+    assert.equal(up.code, 0, up.stderr);
+    const est = await meshdJson<{ identity: { did: string; meshIP: string } }>({ ns: e.host.ns, home: e.home }, ['status']);
+    assert.equal(est.identity.did, pending.did);
+    assert.ok((await pingUntil(e.host.ns, owner.meshIP, 10_000)) !== null, 'the approved device pings the owner');
   });
 });

@@ -135,17 +135,19 @@ describe('wireguard device (in memory)', () => {
     assert.ok(pb.hasSession);
   });
 
-  test('simultaneous first packets: both initiate, the retry jitter resolves it', () => {
-    const { net, clock, a, b, timers } = pair(0.01);
+  test('simultaneous first packets: both initiate, the larger key keeps its initiation, no retry needed', () => {
+    const { net, a, b, ka, kb } = pair(0.01);
     MemoryTun.inject(a.device, [ipv4Packet('10.0.0.1', '10.0.0.2', payload(1))]);
     MemoryTun.inject(b.device, [ipv4Packet('10.0.0.2', '10.0.0.1', payload(2))]);
     net.pump();
-    for (let t = 0; t < timers.rekeyTimeout * 20 && (a.tun.received.length === 0 || b.tun.received.length === 0); t += 1) {
-      clock.advance(1);
-      net.pump();
-    }
+    // no clock advance: without the tie-break each side voids its own initiation and refuses the
+    // other's response, and both wait a REKEY_TIMEOUT
     assert.equal(a.tun.received.length, 1);
     assert.equal(b.tun.received.length, 1);
+    const aWins = Buffer.compare(Buffer.from(ka.pub), Buffer.from(kb.pub)) > 0;
+    assert.equal(a.device.counters.initiationsCrossed, aWins ? 1 : 0);
+    assert.equal(b.device.counters.initiationsCrossed, aWins ? 0 : 1);
+    assert.equal(totalDrops(a.device.counters.drops) + totalDrops(b.device.counters.drops), 0);
   });
 
   test('keepalive after KEEPALIVE_TIMEOUT when only receiving; persistent keepalive', () => {

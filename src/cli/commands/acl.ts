@@ -14,8 +14,22 @@ export function registerAcl(program: Command, io: Io): void {
   });
 
   action(subcommand(acl, 'show', 'show the ACL policy in force'), io, async (ctx) => {
-    const { showAcl } = await import('../../control/acl-ops.js');
-    const r = await showAcl(controlContext(ctx));
+    const [{ showAcl }, { cachedAcl }] = await Promise.all([import('../../control/acl-ops.js'), import('../../control/status-ops.js')]);
+    const cc = controlContext(ctx);
+    const r = await showAcl(cc).catch((e: unknown) => cachedAcl(cc, e));
+    if ('warning' in r) {
+      // the DWN is down: what this device last applied, saying so
+      ctx.progress(`Warning: ${r.warning}`);
+      const c = r.compiled;
+      ctx.print(r, () =>
+        c.policyVersion === null
+          ? 'No ACL policy (as last applied): every device may reach every other.'
+          : `ACL policy version ${c.policyVersion} as last applied: default ${c.defaultAction}, ${c.rules.length} compiled rule${c.rules.length === 1 ? '' : 's'} ` +
+            '(the policy text needs the DWN).\n' +
+            JSON.stringify(c.rules, null, 2),
+      );
+      return;
+    }
     ctx.print(r, () => (r.policy ? JSON.stringify(r.policy, null, 2) : 'No ACL policy: every device may reach every other.'));
   });
 }

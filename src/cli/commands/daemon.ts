@@ -205,7 +205,7 @@ export function registerDaemon(program: Command, io: Io): void {
         ctx.progress(`Renamed this device to "${o.hostname}".`);
       }
       if (o.acceptDns !== undefined) ctx.progress('--accept-dns takes effect with the next `meshd up` (after `meshd down`).');
-      const s = await callDaemon<AgentStatus & { state: string; pid: number }>(ctx.home, 'GET', '/v0/status');
+      const s = await callDaemon<AgentStatus & { state: string; pid: number }>(ctx.home, 'GET', '/v0/status/live');
       if (o.advertiseRoutes !== undefined || o.advertiseExitNode || o.exitNode !== undefined) {
         ctx.progress('Route and exit node options take effect when meshd starts: run `meshd down`, then `meshd up` with them.');
       }
@@ -285,7 +285,8 @@ export function registerDaemon(program: Command, io: Io): void {
     }
     ctx.progress('Starting the meshd daemon…');
     await daemon.release({ timeoutMs: Number(o.timeout ?? 60) * 1000, onProgress: (s) => ctx.progress(s) });
-    const s = await callDaemon<AgentStatus & { state: string; pid: number }>(ctx.home, 'GET', '/v0/status');
+    // the live status: which peers answer now (a moment more when some do not)
+    const s = await callDaemon<AgentStatus & { state: string; pid: number }>(ctx.home, 'GET', '/v0/status/live');
     ctx.print(s, () => summarizeUp(s));
   });
 

@@ -21,14 +21,26 @@ export function registerDwn(program: Command, io: Io): void {
     if (isIP(o.listen) === 0) throw new UsageError(`--listen "${o.listen}" is not an IP address`);
     const { describeDwnStorage, parseDwnStorage, startDwnServer } = await import('../../dwn/server.js');
     const storage = o.storage !== undefined ? parseDwnStorage(o.storage) : undefined;
-    const { embeddedDataDir } = await import('../../control/embedded.js');
+    const { embeddedDataDir, embeddedInstanceId } = await import('../../control/embedded.js');
     const { ensurePrivateDir } = await import('../../identity/state-files.js');
     ensurePrivateDir(ctx.home);
     const dataDir = embeddedDataDir(ctx.home);
-    const server = await startDwnServer({ dataDir, port, host: o.listen, inheritLogs: !ctx.json, logLevel: 'warn', ...(storage ? { storage } : {}) });
+    const server = await startDwnServer({
+      dataDir,
+      port,
+      host: o.listen,
+      inheritLogs: !ctx.json,
+      logLevel: 'warn',
+      instanceId: embeddedInstanceId(ctx.home),
+      ...(storage ? { storage } : {}),
+    });
     const where = describeDwnStorage(server.storage);
-    const info = { url: server.url, host: server.host, port: server.port, dataDir, storage: where, pid: server.pid };
-    ctx.print(info, `DWN listening on ${server.url} (storage: ${where}); Ctrl-C stops it.`);
+    // listening on every address: the URL other machines use is a LAN address, not loopback
+    const { firstLanAddress } = await import('../../util/local-address.js');
+    const lan = o.listen === '0.0.0.0' || o.listen === '::' ? firstLanAddress() : undefined;
+    const publicUrl = lan !== undefined ? `http://${lan}:${server.port}` : undefined;
+    const info = { url: server.url, host: server.host, port: server.port, dataDir, storage: where, pid: server.pid, ...(publicUrl ? { publicUrl } : {}) };
+    ctx.print(info, `DWN listening on ${server.url}${publicUrl ? `; other machines reach it at ${publicUrl}` : ''} (storage: ${where}); Ctrl-C stops it.`);
     const stopWait = new AbortController();
     const reason = await Promise.race([waitForStop({ signal: stopWait.signal }), server.exited.then((c) => `exit:${c}`)]);
     stopWait.abort(); // the server exited first: stop listening for signals

@@ -67,6 +67,22 @@ export function registerNetwork(program: Command, io: Io): void {
     ctx.print(r, () => describe(r, 'Joined'));
   });
 
+  const policy = subcommand(network, 'policy', 'what members may do without the owner (owner)').requiredOption(
+    '--member-devices <n>',
+    "how many devices each member may bring with `meshd invite` before the owner must approve them (0: always approve)",
+  );
+  action(policy, io, async (ctx) => {
+    const o = policy.opts<{ memberDevices: string }>();
+    if (!/^\d{1,4}$/.test(o.memberDevices) || Number(o.memberDevices) > 1000) throw new UsageError(`--member-devices "${o.memberDevices}" is not a number from 0 to 1000`);
+    const { setMemberDevicesPolicy } = await import('../../control/invite-ops.js');
+    const r = await setMemberDevicesPolicy(controlContext(ctx), Number(o.memberDevices));
+    ctx.print(r, () =>
+      r.memberDevices === 0
+        ? "Members' devices now always wait for your approval (`meshd peer approve DID`)."
+        : `Each member may now bring up to ${r.memberDevices} device${r.memberDevices === 1 ? '' : 's'} with \`meshd invite\`; more wait for \`meshd peer approve\`.`,
+    );
+  });
+
   const leave = subcommand(network, 'leave', "stop meshd, remove this device's own records and forget the network")
     .option('--force', 'forget the network even when the DWN cannot be reached')
     .option('-y, --yes', 'the owner leaves without being asked');

@@ -61,7 +61,7 @@ export function formatDaemonStatus(s: AgentStatus & { pid?: number }): string {
 export function registerStatus(program: Command, io: Io): void {
   action(subcommand(program, 'status', 'identity, network and peers'), io, async (ctx) => {
     if (runningDaemonPid(ctx.home) !== null) {
-      const d = await callDaemon<AgentStatus & { state: string; pid: number }>(ctx.home, 'GET', '/v0/status');
+      const d = await callDaemon<AgentStatus & { state: string; pid: number }>(ctx.home, 'GET', '/v0/status/live');
       ctx.print({ source: 'daemon', ...d }, () => formatDaemonStatus(d));
       return;
     }

@@ -109,6 +109,8 @@ export interface EndpointStatus {
   candidates: string[];
   /** The best direct path known, even when not trusted now. */
   bestEndpoint?: string;
+  /** Milliseconds since the peer last answered a ping or pinged us (any path); absent: never. */
+  heardAgoMs?: number;
 }
 
 export interface EndpointCounters {

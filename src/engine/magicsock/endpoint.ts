@@ -102,6 +102,8 @@ export class PeerEndpoint implements Endpoint {
   private lastCallMeMaybe = -Infinity;
   private lastRelayPing = -Infinity;
   private lastSlowPathDiscovery = -Infinity;
+  /** Monotonic ms of the peer's last pong to us or ping of us (liveness). */
+  private lastHeard = -Infinity;
   private closed = false;
 
   constructor(
@@ -273,6 +275,18 @@ export class PeerEndpoint implements Endpoint {
     if (!this.hasTrustedPath(now) && now - this.lastRelayPing >= DISCO_PING_INTERVAL_MS) this.pingRelay(now);
   }
 
+  /**
+   * Is the peer there? Ping its candidates (and over the relay) now unless it was heard within
+   * `freshMs`; its answer shows in `status().heardAgoMs`. Within the ping budget.
+   */
+  probe(now: number, freshMs: number): boolean {
+    if (this.closed || this.sharedKey === null || now - this.lastHeard <= freshMs) return false;
+    for (const c of this.candidates.values()) c.lastPing = -Infinity;
+    this.discover(now, false);
+    if (now - this.lastRelayPing >= 1000) this.pingRelay(now);
+    return true;
+  }
+
   /** Our endpoints changed: tell an active peer at once and probe everything again. */
   onLocalEndpointsChanged(now: number): void {
     for (const c of this.candidates.values()) c.lastPing = -Infinity;
@@ -390,6 +404,7 @@ export class PeerEndpoint implements Endpoint {
     }
     this.sentPings.delete(id);
     this.counters.pongsReceived++;
+    this.lastHeard = now;
     const latency = Math.max(0, now - sp.at);
     if (sp.reply !== undefined && !sp.reply.done) {
       sp.reply.done = true;
@@ -420,6 +435,7 @@ export class PeerEndpoint implements Endpoint {
    */
   onPing(txId: Uint8Array, from: ParsedAddr | null, now: number): void {
     this.counters.pingsReceived++;
+    this.lastHeard = now;
     if (from === null) {
       this.io.sendDisco(this, null, { type: 'pong', txId, src: { ip: '0.0.0.0', port: 0 } });
       return;
@@ -556,6 +572,7 @@ export class PeerEndpoint implements Endpoint {
       active,
       candidates,
       ...(this.best !== null ? { bestEndpoint: this.best.key } : {}),
+      ...(this.lastHeard !== -Infinity ? { heardAgoMs: Math.max(0, now - this.lastHeard) } : {}),
     };
     if (this.best !== null && now < this.trustUntil) {
       return {

@@ -575,8 +575,23 @@ export class MagicSock implements Bind {
     const ep = this.peers.byKey.get(publicKeyBase64);
     if (ep === undefined || this.closed) return 'no-disco';
     const how = ep.userPing(this.clock.now(), reply);
-    if (how !== 'no-disco' && how !== 'busy') this.active.add(ep);
+    if (how !== 'no-disco' && how !== 'busy') this.activate(ep);
     return how;
+  }
+
+  /**
+   * Ping every peer not heard from within `freshMs` (a liveness check); returns the keys
+   * (base64) of those pinged. Their answers show in each peer's `heardAgoMs`.
+   */
+  probePeers(freshMs: number): string[] {
+    const now = this.clock.now();
+    const out: string[] = [];
+    for (const ep of this.peers.byKey.values()) {
+      if (!ep.probe(now, freshMs)) continue;
+      out.push(ep.publicKeyBase64);
+      this.activate(ep); // the tick expires the ping
+    }
+    return out;
   }
 
   /** Path status of a magic peer (base64 key); null for plain WireGuard peers and unknown keys. */

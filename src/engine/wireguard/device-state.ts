@@ -64,6 +64,8 @@ export interface DeviceCounters {
   txPackets: number;
   txBytes: number;
   handshakesReceived: number;
+  /** Initiations left unanswered because ours crossed them (we keep ours: see handshake.ts). */
+  initiationsCrossed: number;
   cookieRepliesSent: number;
   drops: DropCounters;
 }
@@ -183,6 +185,7 @@ export class DeviceState {
     txPackets: 0,
     txBytes: 0,
     handshakesReceived: 0,
+    initiationsCrossed: 0,
     cookieRepliesSent: 0,
     drops: newDropCounters(),
   };

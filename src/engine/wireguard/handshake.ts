@@ -162,7 +162,21 @@ function handleHandshakeMessageUnsafe(dev: DeviceState, type: number, msg: Uint8
       dev.drop('unknown-peer');
       return;
     }
-    const r = consumeInitiation(opened, msg, peer.handshake, now, HANDSHAKE_INITIATION_RATE);
+    // Both sides started their first session at once (each pinged the other): consuming the
+    // other's initiation would void our own, and each side's response would then be refused,
+    // costing both a REKEY_TIMEOUT before the first packet. The side with the larger public key
+    // keeps its initiation; the other answers. (Rekeys of a live session are left as they are.)
+    const hs = peer.handshake;
+    if (
+      hs.state === 'initiation-created' &&
+      peer.keypairs.current === null &&
+      now - hs.lastSentHandshake < dev.timers.rekeyTimeout &&
+      compareBytes(identity.publicKey, peer.publicKey) > 0
+    ) {
+      dev.counters.initiationsCrossed++;
+      return;
+    }
+    const r = consumeInitiation(opened, msg, hs, now, HANDSHAKE_INITIATION_RATE);
     if (r !== 'ok') {
       dev.drop(r === 'replay' ? 'handshake-replay' : r === 'flood' ? 'handshake-flood' : 'bad-initiation');
       return;

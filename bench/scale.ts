@@ -40,7 +40,7 @@ import { parseArgs } from 'node:util';
 import { Internet, Lab, onPath, ping, type Host, type Netns } from '../src/lab/index.js';
 import { callDaemon } from '../src/daemon/api.js';
 import { SESSION_ACTIVE_TIMEOUT_MS } from '../src/engine/magicsock/constants.js';
-import type { AgentStatus } from '../src/daemon/agent.js';
+import type { AgentStatus } from '../src/daemon/agent-types.js';
 import { median, meshdJson, meshdOk, upJoiner, waitUntil, type Mesh, type MeshNode } from '../test/lab/agent-helpers.js';
 import { diffCounters } from '../test/helpers/dwn-proxy.js';
 import { CLK_TCK, cpuTicks, mapLimit, pct, prepareHosts, requestsOf, rssKiB, startProxiedOwner, type Prepared, type ProxyHandle } from '../test/lab/scale-helpers.js';

@@ -64,10 +64,7 @@ export interface ControlStats {
   lastError: string | null;
   skipped: SkipCounters;
   revoked: boolean;
-  /**
-   * DWN requests by purpose since start (reads named by events, full re-queries, queries of this
-   * device's key deliveries, writes).
-   */
+  /** DWN requests by purpose: reads named by events, full re-queries, own key-delivery queries, writes. */
   requests: { eventReads: number; fullLoads: number; keyLoads: number; writes: number };
   /** Devices this owner revoked because their expiry came. */
   expired: number;
@@ -77,7 +74,6 @@ export interface ControlStats {
 const MAX_PENDING = 10_000;
 /** Delay after an expiry time before the owner revokes (clock skew between machines). */
 const EXPIRY_SLACK_MS = 1000;
-
 
 export class ControlClient {
   readonly session: NetworkSession;

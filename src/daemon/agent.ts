@@ -5,9 +5,7 @@
  * publishes this node's endpoints when they change, and turns the ACL policy into the packet
  * filter. The engine never sees a DWN; the control client never sees a packet.
  */
-import { lookup } from 'node:dns/promises';
-import { isIP } from 'node:net';
-import { hostname, networkInterfaces } from 'node:os';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { MeshdError } from '../errors.js';
@@ -16,121 +14,31 @@ import { ControlClient } from '../control/control-client.js';
 import { localNodeInfo } from '../control/device-records.js';
 import { leaseEmbeddedDwn, type EmbeddedLease } from '../control/embedded.js';
 import { readJoinedNetwork, requireJoinedNetwork } from '../control/local-state.js';
-import type { MapPeer, NetworkMap } from '../control/netmap.js';
-import type { ControlContext } from '../control/session.js';
+import type { NetworkMap } from '../control/netmap.js';
 import type { EndpointRecord, PublicEndpoint } from '../control/records.js';
-import { DataPlane, type DataPlaneStatus } from '../engine/dataplane.js';
+import { DataPlane } from '../engine/dataplane.js';
 import { compileFilter, PacketFilter } from '../engine/filter/index.js';
 import type { LocalEndpoints } from '../engine/magicsock/magicsock.js';
 import { startRelayServer, type RelayServer } from '../engine/relay/server.js';
 import { removeStaleTun } from '../engine/tun/ip-command.js';
 import { wgKeyToBase64 } from '../identity/keys.js';
-import { subnetRouteProblem } from '../control/routes.js';
-import { formatPrefix, maskBytes, parsePrefix } from '../engine/wireguard/ip-prefix.js';
-import { OsRouting, type RoutingPlan } from './routing/os-routing.js';
+import { checkAdvertisedRoutes, HostRouting, hostPrefixes, pickExitNode, routingStatusOf } from './agent-routing.js';
+import { dnsPortFromEnv, endpointHeartbeatMs, interfaceAddresses, relayUrlFor } from './agent-host.js';
+import { ownerRequest, routeRequest } from './agent-requests.js';
+import type { AgentOptions, AgentPeerStatus, AgentStatus } from './agent-types.js';
+export type { AgentOptions, AgentPeerStatus, AgentRoutingStatus, AgentStatus, RoutingOptions } from './agent-types.js';
 import { TUNNEL_SOCKET_MARK } from './routing/exit-client.js';
-import { joinHostPort, splitHostPort } from '../util/host-port.js';
-import { firstLanAddress, isLocalOnlyHost, sourceAddressToward } from '../util/local-address.js';
+import { splitHostPort } from '../util/host-port.js';
 import { resetHttpConnections } from './http-connections.js';
 import { configFromMap, peerEndpoints } from './map-to-config.js';
 import { nameTableFromMap } from './map-to-dns.js';
-import { MeshDns, readAcceptDns, writeAcceptDns, type MeshDnsStatus } from '../dns/mesh-dns.js';
+import { MeshDns, readAcceptDns, writeAcceptDns } from '../dns/mesh-dns.js';
 import { DaemonMetrics } from './metrics.js';
 import { pingRoute } from './ping.js';
 import { DepartedPeers, departedNode } from './peer-query.js';
 import { nodeRecords } from '../control/model.js';
 import type { AgentLike } from './daemon.js';
 import type { Logger } from './log.js';
-
-export interface AgentOptions {
-  ctx: ControlContext;
-  log: Logger;
-  /** TUN device name (default meshd0). */
-  tunName?: string;
-  mtu?: number;
-  /**
-   * Run a relay (and STUN responder) here: `meshd up --relay`. `url` is how other nodes reach
-   * it (announced in a relay record); without it the relay is announced only when it listens on
-   * a specific address.
-   */
-  relay?: { host: string; port: number; stunPort: number; url?: string; insecureHttp?: boolean };
-  /** How long `start` waits for the first network map from the DWN when there is no cache. */
-  firstMapTimeoutMs?: number;
-  /** The name peers see for this device (default: remembered, else the machine's host name). */
-  hostname?: string;
-  /** Embedded DWN listen address when this node hosts it (default: remembered, else 0.0.0.0). */
-  dwnListen?: string;
-  /**
-   * `--accept-dns`: point the host's resolv.conf at the mesh DNS server when systemd-resolved
-   * does not run (true), or leave the host's DNS alone even when it does (false). Remembered;
-   * default: resolved only.
-   */
-  acceptDns?: boolean;
-  /** Mesh DNS port (default 53; MESHD_DNS_PORT; 0: no mesh DNS). */
-  dnsPort?: number;
-  /** Subnet routes and exit nodes (`meshd up --advertise-routes`, `--exit-node`, …). */
-  routing?: RoutingOptions;
-}
-
-export interface RoutingOptions {
-  /** Subnet routes to offer (validated; used once the owner approves them). */
-  advertiseRoutes: string[];
-  advertiseExitNode: boolean;
-  /** Masquerade traffic to subnet routes (default true). */
-  snatSubnetRoutes: boolean;
-  /** The exit node to use: its host name, mesh IP or DID; null: none. */
-  exitNode: string | null;
-  exitNodeAllowLanAccess: boolean;
-}
-
-export interface AgentRoutingStatus {
-  /** What this node offers, and what of it the owner approved and is in use. */
-  advertisedRoutes: string[];
-  routes: string[];
-  advertisesExitNode: boolean;
-  exitNodeApproved: boolean;
-  /** The exit node asked for (`--exit-node`), and the DID in use (null: not in use). */
-  exitNodeWanted: string | null;
-  exitNode: string | null;
-  /** The last failure to apply the host's routes or firewall, or null. */
-  error: string | null;
-}
-
-export interface AgentPeerStatus {
-  did: string;
-  hostname: string | null;
-  /** The peer's mesh DNS name (`<label>.<suffix>`), null without mesh DNS. */
-  dnsName: string | null;
-  meshIP: string;
-  meshIP6: string;
-  wireguardKey: string;
-  online: boolean;
-  path: 'direct' | 'relay' | 'none';
-  endpoint: string | null;
-  /** The 'ip:port' candidates the peer published in its endpoint record (the network map). */
-  endpoints: string[];
-  relay: string | null;
-  latencyMs: number | null;
-  lastHandshake: string | null;
-  rxBytes: number;
-  txBytes: number;
-  /** WireGuard handshakes completed with the peer. */
-  handshakes: number;
-}
-
-export interface AgentStatus {
-  identity: { did: string; wireguardKey: string; meshIP: string | null; meshIP6: string | null };
-  network: { id: string; name: string; anchor: string; epoch: number; endpoint: string; mapHash: string; mapSource: string | null } | null;
-  /** The data plane's own view; `peerKeys`: the WireGuard keys it has as peers right now. */
-  dataplane: (Omit<DataPlaneStatus, 'peers'> & { peerKeys: string[] }) | null;
-  control: ControlClient['stats'] | null;
-  filter: ReturnType<PacketFilter['counters']> & { policyVersion: number | null };
-  relayServer: { url: string; stunPort: number | null } | null;
-  /** Mesh DNS: where it serves, how the host was told, its counters; null when it does not run. */
-  dns: (MeshDnsStatus & { name: string | null }) | null;
-  routing: AgentRoutingStatus;
-  peers: AgentPeerStatus[];
-}
 
 /**
  * Where the embedded DWN listens when this node hosts the network's DWN: every address, since
@@ -175,9 +83,7 @@ export class MeshAgent implements AgentLike {
   private publishSeq = 0;
   private publishRetry: NodeJS.Timeout | undefined;
   private dns: MeshDns | undefined;
-  private osRouting: OsRouting | undefined;
-  private routingState: { routes: string[]; exitNodeApproved: boolean; exitNode: string | null; error: string | null } = { routes: [], exitNodeApproved: false, exitNode: null, error: null };
-  private bypassCache: { key: string; ips: string[] } = { key: '', ips: [] };
+  private hostRouting: HostRouting | undefined;
 
   private readonly tunName: string;
   private readonly metrics = new DaemonMetrics(() => this.status());
@@ -215,7 +121,7 @@ export class MeshAgent implements AgentLike {
       else if (e.type === 'revoked') {
         this.log.warn('control.revoked', { hint: 'this device was removed from the network' });
         // no peers from now on: exit routes into the tunnel would only black-hole the host
-        this.applying = this.applying.then(() => this.osRouting?.clear()).catch((err: Error) => this.log.error('routing.clear-failed', { error: err.message }));
+        this.applying = this.applying.then(() => this.hostRouting?.clear()).catch((err: Error) => this.log.error('routing.clear-failed', { error: err.message }));
         this.dataplane?.setConfig({ peers: [] }).then(
           (r) => this.log.info('map.applied', { reason: 'revoked', peers: r.applied, removed: r.removed }),
           (err: Error) => this.log.error('map.apply-failed', { reason: 'revoked', error: err.message }),
@@ -254,8 +160,8 @@ export class MeshAgent implements AgentLike {
     const routing = this.opts.routing;
     if (routing) checkAdvertisedRoutes(routing, map.network.meshCIDR, map.network.meshCIDR6);
     // routes and firewall rules a crashed run left are undone before anything else
-    this.osRouting = new OsRouting(ctx.home, (event, fields) => this.log.warn(event, fields));
-    await this.osRouting.recover();
+    this.hostRouting = new HostRouting(ctx.home, tunName, routing, this.log);
+    await this.hostRouting.recover();
     if (await removeStaleTun(tunName)) this.log.warn('tun.leftover-removed', { tun: tunName });
     const bits = map.network.meshCIDR.split('/')[1] ?? '16';
     const bits6 = map.network.meshCIDR6.split('/')[1] ?? '48';
@@ -449,72 +355,11 @@ export class MeshAgent implements AgentLike {
       } catch (e) {
         this.log.error('map.apply-failed', { error: (e as Error).message });
       }
-      await this.syncRouting(latest, cfg.exitNode?.did ?? null, cfg.relays.map((r) => r.url));
+      if (!this.stopped && this.dataplane && this.hostRouting) {
+        await this.hostRouting.sync(latest, this.dataplane, cfg.exitNode?.did ?? null, this.control?.session.joined.endpoint, cfg.relays.map((r) => r.url));
+      }
     });
     return this.applying;
-  }
-
-  /**
-   * Bring the host's routes and firewall in line with the map: forwarding for the routes (and
-   * exit node) of ours the owner approved and this run advertises; exit routes when the chosen
-   * exit node is in the data plane. A failure is logged and shown in `status`; the tunnel stays.
-   */
-  private async syncRouting(map: NetworkMap, exitDid: string | null, relayUrls: string[]): Promise<void> {
-    const r = this.opts.routing;
-    if (!this.osRouting || !this.dataplane || this.stopped) return;
-    const self = map.self;
-    const routes = (self?.routes ?? []).filter((x) => r?.advertiseRoutes.includes(x) === true);
-    const exitNodeApproved = self?.exitNode === true && r?.advertiseExitNode === true;
-    const plan: RoutingPlan = {
-      router: routes.length > 0 || exitNodeApproved ? { tun: this.tunName, meshCIDR: map.network.meshCIDR, routes, exitNode: exitNodeApproved, snat: r?.snatSubnetRoutes ?? true } : null,
-      exit:
-        exitDid !== null
-          ? {
-              tun: this.tunName,
-              listenPort: this.dataplane.listenPort,
-              socketMark: this.dataplane.socketMark,
-              bypass: await this.bypassAddresses(relayUrls),
-              allowLanAccess: r?.exitNodeAllowLanAccess ?? false,
-            }
-          : null,
-    };
-    try {
-      if (await this.osRouting.apply(plan)) {
-        this.log.info('routing.applied', { routes, exitNode: exitNodeApproved, usingExitNode: exitDid, bypass: plan.exit?.bypass });
-      }
-      this.routingState = { routes, exitNodeApproved, exitNode: exitDid, error: null };
-    } catch (e) {
-      this.routingState = { routes: [], exitNodeApproved: false, exitNode: null, error: (e as Error).message };
-      this.log.error('routing.apply-failed', { error: (e as Error).message, hint: (e as MeshdError).hint });
-    }
-  }
-
-  /**
-   * The IPv4 addresses that keep the host's own routes while an exit node is in use: the DWN's
-   * and the relays' (their TCP connections must not enter the tunnel they may be carrying).
-   */
-  private async bypassAddresses(relayUrls: string[]): Promise<string[]> {
-    const hosts = new Set<string>();
-    const dwn = this.control?.session.joined.endpoint;
-    for (const u of [...(dwn ? [dwn] : []), ...relayUrls]) {
-      try {
-        hosts.add(new URL(u).hostname.replace(/^\[|\]$/g, ''));
-      } catch {
-        // not a URL: nothing to keep out of the tunnel
-      }
-    }
-    const key = [...hosts].sort().join(',');
-    if (key === this.bypassCache.key) return this.bypassCache.ips;
-    const ips = new Set<string>();
-    for (const h of hosts) {
-      if (isIP(h) === 4) ips.add(h);
-      else if (isIP(h) === 0) {
-        const found = await lookup(h, { all: true, family: 4 }).catch(() => []);
-        for (const a of found) ips.add(a.address);
-      }
-    }
-    this.bypassCache = { key, ips: [...ips].sort() };
-    return this.bypassCache.ips;
   }
 
   /**
@@ -600,15 +445,7 @@ export class MeshAgent implements AgentLike {
       filter: { ...this.filter.counters(), policyVersion: this.policyVersion },
       relayServer: this.relayServer ? { url: this.relayUrl ?? this.relayServer.address().url, stunPort: this.relayServer.address().stunPort } : null,
       dns: this.dns ? { ...this.dns.status(), name: this.dns.nameOf(profile.did) } : null,
-      routing: {
-        advertisedRoutes: this.opts.routing?.advertiseRoutes ?? [],
-        routes: this.routingState.routes,
-        advertisesExitNode: this.opts.routing?.advertiseExitNode ?? false,
-        exitNodeApproved: this.routingState.exitNodeApproved,
-        exitNodeWanted: this.opts.routing?.exitNode ?? null,
-        exitNode: this.routingState.exitNode,
-        error: this.routingState.error,
-      },
+      routing: this.hostRouting?.status() ?? routingStatusOf(this.opts.routing),
       peers,
     };
   }
@@ -717,7 +554,7 @@ export class MeshAgent implements AgentLike {
       // the host's DNS first, while the server it points at still answers
       ['dns', this.dns && (() => this.dns!.stop())],
       // the host's routes first: exit routes into a TUN about to go would black-hole traffic
-      ['routing', this.osRouting && (() => this.osRouting!.clear())],
+      ['routing', this.hostRouting && (() => this.hostRouting!.clear())],
       ['dataplane', this.dataplane && (() => this.dataplane!.stop())],
       ['control', this.control && (() => this.control!.stop())],
       ['relay', this.relayServer && (() => this.relayServer!.stop())],
@@ -734,124 +571,3 @@ export class MeshAgent implements AgentLike {
   }
 }
 
-/**
- * The body of an owner operation sent to the daemon: `{as, dids, member?, expiresAt?}`. `as`
- * must be the daemon's own identity: a command run with another profile does the work itself.
- */
-function ownerRequest(body: unknown, self: string): { dids: string[]; member?: unknown; expiresAt?: unknown } {
-  const b = body as { as?: unknown; dids?: unknown; member?: unknown; expiresAt?: unknown } | null;
-  if (typeof b !== 'object' || b === null || !Array.isArray(b.dids) || b.dids.length === 0 || !b.dids.every((d) => typeof d === 'string')) {
-    throw new MeshdError('E_USAGE', 'expected {"as": DID, "dids": [DID, …]}');
-  }
-  if (b.as !== self) throw new MeshdError('E_WRONG_PROFILE', 'the daemon runs another identity');
-  return { dids: b.dids as string[], member: b.member, expiresAt: b.expiresAt };
-}
-
-/** The body of a route operation sent to the daemon: `{as, did, route}`. */
-function routeRequest(body: unknown, self: string): { did: string; route: string } {
-  const b = body as { as?: unknown; did?: unknown; route?: unknown } | null;
-  if (typeof b !== 'object' || b === null || typeof b.did !== 'string' || typeof b.route !== 'string') {
-    throw new MeshdError('E_USAGE', 'expected {"as": DID, "did": DID, "route": CIDR}');
-  }
-  if (b.as !== self) throw new MeshdError('E_WRONG_PROFILE', 'the daemon runs another identity');
-  return { did: b.did, route: b.route };
-}
-
-/** `--advertise-routes` checked against the network's own prefixes (known once the map is). */
-function checkAdvertisedRoutes(r: RoutingOptions, meshCIDR: string, meshCIDR6: string): void {
-  for (const route of r.advertiseRoutes) {
-    const why = subnetRouteProblem(route, [meshCIDR, meshCIDR6]);
-    if (why !== null) {
-      throw new MeshdError('E_CONFIG_INVALID', `--advertise-routes: ${route} ${why}`, { hint: 'run `meshd up` again with prefixes outside the mesh, e.g. 192.168.1.0/24' });
-    }
-  }
-}
-
-/**
- * The DID of the peer `want` names — a DID, a mesh IP, or a host name (case-insensitive, with
- * or without the domain) — or null when no peer of the map matches.
- */
-export function pickExitNode(map: NetworkMap, want: string): string | null {
-  const w = want.trim();
-  const lower = w.toLowerCase();
-  const peers = map.peers;
-  // a host name shared by several peers names none of them
-  const one = (xs: MapPeer[]): MapPeer | undefined => (xs.length === 1 ? xs[0] : undefined);
-  const hit =
-    peers.find((p) => p.did === w) ??
-    peers.find((p) => p.meshIP === w || p.meshIP6 === w) ??
-    one(peers.filter((p) => p.hostname !== null && p.hostname.toLowerCase() === lower)) ??
-    one(peers.filter((p) => p.hostname !== null && p.hostname.toLowerCase().split('.')[0] === lower));
-  return hit?.did ?? null;
-}
-
-/** The prefixes of this host's own interfaces except the TUN ("192.168.1.0/24"). */
-function hostPrefixes(tun: string): string[] {
-  const out = new Set<string>();
-  for (const [name, list] of Object.entries(networkInterfaces())) {
-    if (name === tun || !list) continue;
-    for (const a of list) {
-      if (a.internal || a.cidr === null) continue;
-      const p = parsePrefix(a.cidr);
-      if (p === null || p.bits === 0) continue;
-      out.add(formatPrefix({ addr: maskBytes(p.addr, p.bits), bits: p.bits }));
-    }
-  }
-  return [...out];
-}
-
-/**
- * The endpoint heartbeat interval from MESHD_ENDPOINT_HEARTBEAT_MS (tests and benchmarks that
- * need heartbeats inside a short window); undefined: the control client's default.
- */
-export function endpointHeartbeatMs(env: NodeJS.ProcessEnv): number | undefined {
-  const v = env.MESHD_ENDPOINT_HEARTBEAT_MS;
-  if (v === undefined || v === '') return undefined;
-  const n = Number(v);
-  return Number.isInteger(n) && n >= 1000 && n <= 24 * 3_600_000 ? n : undefined;
-}
-
-/** MESHD_DNS_PORT (tests run the mesh DNS server on another port, or 0 for none); default 53. */
-export function dnsPortFromEnv(env: NodeJS.ProcessEnv): number {
-  const v = env.MESHD_DNS_PORT;
-  if (v === undefined || v === '') return 53;
-  const n = Number(v);
-  return Number.isInteger(n) && n >= 0 && n <= 65535 ? n : 53;
-}
-
-/** The non-loopback interface addresses except the TUN's ("eth0/192.0.2.1"). */
-function interfaceAddresses(tun: string): Set<string> {
-  const out = new Set<string>();
-  for (const [name, list] of Object.entries(networkInterfaces())) {
-    if (name === tun || !list) continue;
-    for (const a of list) if (!a.internal) out.add(`${name}/${a.address}`);
-  }
-  return out;
-}
-
-/**
- * The URL other nodes reach this node's relay at: --relay-url, else the address it listens on,
- * else (listening on every address) the local address that routes to the DWN — or, when this
- * machine hosts the DWN, its first LAN address. None: a clear error rather than announcing
- * 0.0.0.0, which nobody can use.
- */
-export async function relayUrlFor(r: NonNullable<AgentOptions['relay']>, dwnEndpoint: string): Promise<string> {
-  if (r.url) return r.url;
-  const scheme = r.insecureHttp ? 'http' : 'https';
-  if (!isLocalOnlyHost(r.host)) return `${scheme}://${joinHostPort(r.host, r.port)}/derp`;
-  let host: string | undefined;
-  try {
-    const u = new URL(dwnEndpoint);
-    const dwnHost = u.hostname.replace(/^\[|\]$/g, '');
-    if (!isLocalOnlyHost(dwnHost)) host = await sourceAddressToward(dwnHost, Number(u.port || (u.protocol === 'https:' ? 443 : 80)));
-  } catch {
-    host = undefined;
-  }
-  if (host === undefined || isLocalOnlyHost(host)) host = firstLanAddress();
-  if (host === undefined) {
-    throw new MeshdError('E_RELAY', 'cannot tell at which address other machines reach the relay (this machine has no address but loopback)', {
-      hint: 'give the address with --relay ADDR:PORT, or the full URL with --relay-url URL',
-    });
-  }
-  return `${scheme}://${joinHostPort(host, r.port)}/derp`;
-}

@@ -16,7 +16,7 @@ import { Counter, Gauge, Registry } from 'prom-client';
 import { MeshdError, UsageError } from '../errors.js';
 import { joinHostPort, splitHostPort } from '../util/host-port.js';
 import { MESHD_VERSION } from '../version.js';
-import type { AgentStatus } from './agent.js';
+import type { AgentStatus } from './agent-types.js';
 import { RawResponse } from './api.js';
 
 type Labels = Record<string, string>;

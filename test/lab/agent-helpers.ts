@@ -15,7 +15,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import type { AgentStatus } from '../../src/daemon/agent.js';
+import type { AgentStatus } from '../../src/daemon/agent-types.js';
 import { exec, Internet, Lab, type ExecResult, type Host, type LabProcess, type Netns } from '../../src/lab/index.js';
 import type { Prereq } from '../helpers/prereqs.js';
 

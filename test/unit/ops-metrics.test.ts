@@ -15,7 +15,7 @@ import { silentLogger } from '../../src/daemon/log.js';
 import { DaemonMetrics, parseMetricsListen } from '../../src/daemon/metrics.js';
 import { pingRoute, type PingDeps } from '../../src/daemon/ping.js';
 import type { DataPlane } from '../../src/engine/dataplane.js';
-import type { AgentStatus } from '../../src/daemon/agent.js';
+import type { AgentStatus } from '../../src/daemon/agent-types.js';
 import { aclReach, DepartedPeers, departedNode, findPeer, unknownPeerError } from '../../src/daemon/peer-query.js';
 import { compileAcl } from '../../src/control/acl.js';
 import type { MapPeer, NetworkMap } from '../../src/control/netmap.js';

@@ -15,7 +15,7 @@ import { EXIT_ROUTE, parseAdvertisedRoutes, parseApprovableRoute, routesInUse, s
 import { validateRecord } from '../../src/control/records.js';
 import { compileAcl, filterDecision, type AclNode } from '../../src/control/acl.js';
 import { configFromMap } from '../../src/daemon/map-to-config.js';
-import { pickExitNode } from '../../src/daemon/agent.js';
+import { pickExitNode } from '../../src/daemon/agent-routing.js';
 import { routerRules } from '../../src/daemon/routing/router.js';
 import { exitRules } from '../../src/daemon/routing/exit-client.js';
 import { Journal, journalPath, readJournal } from '../../src/daemon/routing/journal.js';

@@ -16,7 +16,7 @@ import { runningDaemonPid } from '../../daemon/lock.js';
 import { logPath, spawnHeldDaemon, waitForRelease } from '../../daemon/background.js';
 import { parsePort } from './network.js';
 import { joinHostPort, splitHostPort } from '../../util/host-port.js';
-import type { AgentStatus, RoutingOptions } from '../../daemon/agent.js';
+import type { AgentStatus, RoutingOptions } from '../../daemon/agent-types.js';
 
 interface UpOptions {
   /** `meshd up <invite>`: the invite line. */

@@ -7,7 +7,7 @@
  */
 import type { Command } from 'commander';
 import { MeshdError } from '../../errors.js';
-import type { AgentStatus } from '../../daemon/agent.js';
+import type { AgentStatus } from '../../daemon/agent-types.js';
 import type { NetworkMap } from '../../control/netmap.js';
 import { action, subcommand, type CommandContext, type Io } from '../program.js';
 import { deviceState, loosePermissions, probeHttp, result, routeDevice, vpnClashes, type CheckResult } from './doctor-checks.js';

@@ -3,7 +3,7 @@
  * the running daemon's view (formatDaemonPeers). Shared by both commands, so neither imports
  * the other.
  */
-import type { AgentPeerStatus } from '../../daemon/agent.js';
+import type { AgentPeerStatus } from '../../daemon/agent-types.js';
 import type { PeerListing } from '../../control/peer-ops.js';
 
 /**

@@ -1,5 +1,5 @@
 /** `meshd peer add|approve|remove|list`. */
-import type { AgentPeerStatus } from '../../daemon/agent.js';
+import type { AgentPeerStatus } from '../../daemon/agent-types.js';
 import type { Command } from 'commander';
 import { action, subcommand, type Io } from '../program.js';
 import { controlContext } from './network.js';

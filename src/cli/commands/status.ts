@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { action, subcommand, type Io } from '../program.js';
 import { callDaemon } from '../../daemon/api.js';
 import { runningDaemonPid } from '../../daemon/lock.js';
-import type { AgentStatus } from '../../daemon/agent.js';
+import type { AgentStatus } from '../../daemon/agent-types.js';
 import { controlContext } from './network.js';
 import { formatDaemonPeers, formatPeerListing } from './peer-format.js';
 import type { RecordsStatus } from '../../control/status-ops.js';

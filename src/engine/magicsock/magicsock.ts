@@ -585,13 +585,9 @@ export class MagicSock implements Bind {
    */
   probePeers(freshMs: number): string[] {
     const now = this.clock.now();
-    const out: string[] = [];
-    for (const ep of this.peers.byKey.values()) {
-      if (!ep.probe(now, freshMs)) continue;
-      out.push(ep.publicKeyBase64);
-      this.activate(ep); // the tick expires the ping
-    }
-    return out;
+    const probed = [...this.peers.byKey.values()].filter((ep) => ep.probe(now, freshMs));
+    for (const ep of probed) this.activate(ep); // the tick expires the pings
+    return probed.map((ep) => ep.publicKeyBase64);
   }
 
   /** Path status of a magic peer (base64 key); null for plain WireGuard peers and unknown keys. */

@@ -1,0 +1,171 @@
+/**
+ * Routes and exit nodes on this host for the agent: the options checked against the network,
+ * the exit node a user named, and the host's routes and firewall kept in line with the map
+ * (through routing/os-routing.ts and its undo journal).
+ */
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
+import { networkInterfaces } from 'node:os';
+import { MeshdError } from '../errors.js';
+import type { MapPeer, NetworkMap } from '../control/netmap.js';
+import { subnetRouteProblem } from '../control/routes.js';
+import { formatPrefix, maskBytes, parsePrefix } from '../engine/wireguard/ip-prefix.js';
+import type { AgentRoutingStatus, RoutingOptions } from './agent-types.js';
+import type { Logger } from './log.js';
+import { OsRouting, type RoutingPlan } from './routing/os-routing.js';
+
+/** What the host's routing needs from the data plane of the moment. */
+export interface RoutingDataPlane {
+  listenPort: number;
+  socketMark: number;
+}
+
+type RoutingState = { routes: string[]; exitNodeApproved: boolean; exitNode: string | null; error: string | null };
+const NOTHING_APPLIED: RoutingState = { routes: [], exitNodeApproved: false, exitNode: null, error: null };
+
+/** What `status` shows: what this run offers and what of it is in use (nothing before start). */
+export function routingStatusOf(options: RoutingOptions | undefined, state: RoutingState = NOTHING_APPLIED): AgentRoutingStatus {
+  return {
+    advertisedRoutes: options?.advertiseRoutes ?? [],
+    routes: state.routes,
+    advertisesExitNode: options?.advertiseExitNode ?? false,
+    exitNodeApproved: state.exitNodeApproved,
+    exitNodeWanted: options?.exitNode ?? null,
+    exitNode: state.exitNode,
+    error: state.error,
+  };
+}
+
+/** The host's routes and firewall for one agent run; `sync` after every applied map. */
+export class HostRouting {
+  private readonly os: OsRouting;
+  private state: RoutingState = NOTHING_APPLIED;
+  private bypassCache: { key: string; ips: string[] } = { key: '', ips: [] };
+
+  constructor(
+    home: string,
+    private readonly tunName: string,
+    private readonly options: RoutingOptions | undefined,
+    private readonly log: Logger,
+  ) {
+    this.os = new OsRouting(home, (event, fields) => log.warn(event, fields));
+  }
+
+  /** Undo what a crashed run left, before anything else. */
+  recover(): Promise<void> {
+    return this.os.recover();
+  }
+
+  /** Take everything back (stop, or this device was removed). */
+  clear(): Promise<void> {
+    return this.os.clear();
+  }
+
+  status(): AgentRoutingStatus {
+    return routingStatusOf(this.options, this.state);
+  }
+
+  /**
+   * Bring the host's routes and firewall in line with the map: forwarding for the routes (and
+   * exit node) of ours the owner approved and this run advertises; exit routes when the chosen
+   * exit node is in the data plane. A failure is logged and shown in `status`; the tunnel stays.
+   */
+  async sync(map: NetworkMap, dataplane: RoutingDataPlane, exitDid: string | null, dwnEndpoint: string | undefined, relayUrls: string[]): Promise<void> {
+    const r = this.options;
+    const self = map.self;
+    const routes = (self?.routes ?? []).filter((x) => r?.advertiseRoutes.includes(x) === true);
+    const exitNodeApproved = self?.exitNode === true && r?.advertiseExitNode === true;
+    const plan: RoutingPlan = {
+      router: routes.length > 0 || exitNodeApproved ? { tun: this.tunName, meshCIDR: map.network.meshCIDR, routes, exitNode: exitNodeApproved, snat: r?.snatSubnetRoutes ?? true } : null,
+      exit:
+        exitDid !== null
+          ? {
+              tun: this.tunName,
+              listenPort: dataplane.listenPort,
+              socketMark: dataplane.socketMark,
+              bypass: await this.bypassAddresses(dwnEndpoint, relayUrls),
+              allowLanAccess: r?.exitNodeAllowLanAccess ?? false,
+            }
+          : null,
+    };
+    try {
+      if (await this.os.apply(plan)) {
+        this.log.info('routing.applied', { routes, exitNode: exitNodeApproved, usingExitNode: exitDid, bypass: plan.exit?.bypass });
+      }
+      this.state = { routes, exitNodeApproved, exitNode: exitDid, error: null };
+    } catch (e) {
+      this.state = { routes: [], exitNodeApproved: false, exitNode: null, error: (e as Error).message };
+      this.log.error('routing.apply-failed', { error: (e as Error).message, hint: (e as MeshdError).hint });
+    }
+  }
+
+  /**
+   * The IPv4 addresses that keep the host's own routes while an exit node is in use: the DWN's
+   * and the relays' (their TCP connections must not enter the tunnel they may be carrying).
+   */
+  private async bypassAddresses(dwn: string | undefined, relayUrls: string[]): Promise<string[]> {
+    const hosts = new Set<string>();
+    for (const u of [...(dwn ? [dwn] : []), ...relayUrls]) {
+      try {
+        hosts.add(new URL(u).hostname.replace(/^\[|\]$/g, ''));
+      } catch {
+        // not a URL: nothing to keep out of the tunnel
+      }
+    }
+    const key = [...hosts].sort().join(',');
+    if (key === this.bypassCache.key) return this.bypassCache.ips;
+    const ips = new Set<string>();
+    for (const h of hosts) {
+      if (isIP(h) === 4) ips.add(h);
+      else if (isIP(h) === 0) {
+        const found = await lookup(h, { all: true, family: 4 }).catch(() => []);
+        for (const a of found) ips.add(a.address);
+      }
+    }
+    this.bypassCache = { key, ips: [...ips].sort() };
+    return this.bypassCache.ips;
+  }
+}
+
+/** `--advertise-routes` checked against the network's own prefixes (known once the map is). */
+export function checkAdvertisedRoutes(r: RoutingOptions, meshCIDR: string, meshCIDR6: string): void {
+  for (const route of r.advertiseRoutes) {
+    const why = subnetRouteProblem(route, [meshCIDR, meshCIDR6]);
+    if (why !== null) {
+      throw new MeshdError('E_CONFIG_INVALID', `--advertise-routes: ${route} ${why}`, { hint: 'run `meshd up` again with prefixes outside the mesh, e.g. 192.168.1.0/24' });
+    }
+  }
+}
+
+/**
+ * The DID of the peer `want` names — a DID, a mesh IP, or a host name (case-insensitive, with
+ * or without the domain) — or null when no peer of the map matches.
+ */
+export function pickExitNode(map: NetworkMap, want: string): string | null {
+  const w = want.trim();
+  const lower = w.toLowerCase();
+  const peers = map.peers;
+  // a host name shared by several peers names none of them
+  const one = (xs: MapPeer[]): MapPeer | undefined => (xs.length === 1 ? xs[0] : undefined);
+  const hit =
+    peers.find((p) => p.did === w) ??
+    peers.find((p) => p.meshIP === w || p.meshIP6 === w) ??
+    one(peers.filter((p) => p.hostname !== null && p.hostname.toLowerCase() === lower)) ??
+    one(peers.filter((p) => p.hostname !== null && p.hostname.toLowerCase().split('.')[0] === lower));
+  return hit?.did ?? null;
+}
+
+/** The prefixes of this host's own interfaces except the TUN ("192.168.1.0/24"). */
+export function hostPrefixes(tun: string): string[] {
+  const out = new Set<string>();
+  for (const [name, list] of Object.entries(networkInterfaces())) {
+    if (name === tun || !list) continue;
+    for (const a of list) {
+      if (a.internal || a.cidr === null) continue;
+      const p = parsePrefix(a.cidr);
+      if (p === null || p.bits === 0) continue;
+      out.add(formatPrefix({ addr: maskBytes(p.addr, p.bits), bits: p.bits }));
+    }
+  }
+  return [...out];
+}

@@ -35,7 +35,6 @@ import {
   MAX_DISCO_PACKET_LEN,
   MAX_RELAY_DISCO_PACKET_LEN,
   discoSender,
-  isDiscoPacket,
   openDiscoPacket,
   sealDiscoPacket,
   type DiscoMessage,
@@ -47,6 +46,7 @@ import type { NetcheckReport } from './netcheck.js';
 import { b64, PeerTable, type MagicPeerConfig } from './peer-table.js';
 import { RelaySet, normalizeRelayUrl, type RelayConfig } from './relay-set.js';
 import { StunClient } from './stun.js';
+import { classifyDatagram, isWireGuardAt, type DatagramKind } from './classify.js';
 
 export type { RelayConfig } from './relay-set.js';
 export type { LocalEndpoints } from './discovery.js';
@@ -54,13 +54,6 @@ export type { MagicPeerStatus, MagicSockCounters, MagicSockStatus } from './magi
 export type { MagicPeerConfig } from './peer-table.js';
 
 export type { MagicSockOptions } from './magicsock-options.js';
-
-/** The byte test for WireGuard on the shared socket: type 1–4, then three zero bytes. */
-function isWireGuardAt(buf: Uint8Array, o: number, len: number): boolean {
-  const t = buf[o]!;
-  return len >= 4 && t >= 1 && t <= 4 && buf[o + 1] === 0 && buf[o + 2] === 0 && buf[o + 3] === 0;
-}
-
 
 export class MagicSock implements Bind {
   readonly discoPublicKey: Uint8Array;
@@ -341,8 +334,9 @@ export class MagicSock implements Bind {
       for (let i = 0; i < n; i++) {
         const off = offsets[i]!;
         const len = lengths[i]!;
-        if (!isWireGuardAt(buf, off, len)) {
-          this.handleOther(buf.subarray(off, off + len), addrs, i);
+        const kind = classifyDatagram(buf, off, len);
+        if (kind !== 'wireguard') {
+          this.handleOther(kind, buf.subarray(off, off + len), addrs, i);
           continue;
         }
         if (out !== i) {
@@ -358,13 +352,13 @@ export class MagicSock implements Bind {
     if (batch.count > 0 && this.handler !== null) this.handler(batch);
   }
 
-  private handleOther(pkt: Uint8Array, addrs: Uint8Array, i: number): void {
-    if (isDiscoPacket(pkt)) {
+  private handleOther(kind: Exclude<DatagramKind, 'wireguard'>, pkt: Uint8Array, addrs: Uint8Array, i: number): void {
+    if (kind === 'disco') {
       this.counters.discoReceived++;
       this.handleDisco(pkt, addrAt(addrs, i), null);
       return;
     }
-    if (this.stun.handlePacket(pkt)) {
+    if (kind === 'stun' && this.stun.handlePacket(pkt)) {
       this.counters.stunReceived++;
       return;
     }
@@ -419,12 +413,13 @@ export class MagicSock implements Bind {
 
   private onRelayPacket(src: Uint8Array, packet: Uint8Array): void {
     if (this.closed) return;
-    if (isDiscoPacket(packet)) {
+    const kind = classifyDatagram(packet);
+    if (kind === 'disco') {
       this.counters.relayDiscoReceived++;
       this.handleDisco(packet, null, src);
       return;
     }
-    if (!isWireGuardAt(packet, 0, packet.length)) {
+    if (kind !== 'wireguard') {
       this.counters.unknownDatagrams++;
       return;
     }

@@ -101,8 +101,20 @@ for (const impl of ['native', 'pure'] as const) describe(`two engines over UDP o
     assert.ok(completes >= 3, `rekeys at a: ${completes}`);
     const order = tunB.written.map((w) => w.readUInt32BE(20));
     for (let i = 0; i < sentAB; i++) assert.equal(order[i], i, `order at ${i}: ${order.slice(Math.max(0, i - 5), i + 5).join(',')}`);
-    assert.equal(totalDrops(a.stats().drops), 0, JSON.stringify(a.stats().drops));
-    assert.equal(totalDrops(b.stats().drops), 0, JSON.stringify(b.stats().drops));
+    // Every data packet arrived, in order (above). Drops may still come from one thing: when the
+    // answer to an initiation takes longer than the scaled REKEY_TIMEOUT (60 ms here, 5 s for
+    // real — a busy machine), another initiation replaces it (a retry, or the next data packet's
+    // rekey). Then the answer to the replaced one, or a keepalive sealed with the keypair it made,
+    // finds no receiver, and an initiation close behind another is refused as a flood (so in
+    // wireguard-go too). Never more of those than twice the replaced initiations, none without one.
+    const initiated = events.filter((e) => e.type === 'handshake-initiated').length;
+    const completed = events.filter((e) => e.type === 'handshake-complete' && e.initiator).length;
+    const replaced = initiated - completed;
+    const fromReplaced = (d: ReturnType<typeof a.stats>['drops']) => d['unknown-receiver'] + d['handshake-flood'];
+    const explained = fromReplaced(a.stats().drops) + fromReplaced(b.stats().drops);
+    t.diagnostic(`rekeys ${completes}, initiations ${initiated} (${replaced} replaced), drops from replaced initiations ${explained}`);
+    for (const d of [a.stats().drops, b.stats().drops]) assert.equal(totalDrops(d) - fromReplaced(d), 0, JSON.stringify(d));
+    assert.ok(explained <= 2 * replaced, `${explained} unknown-receiver/handshake-flood drops with ${replaced} replaced initiations`);
   });
 
   test('a removed peer stops receiving; adding it back restores traffic', async (t) => {

@@ -59,6 +59,9 @@ describe('meshd ping, metrics and doctor on a real mesh', { timeout: 400_000 }, 
     const mesh = { internet: lab.internet, owner: nodes.owner, networkId: up.network.id, endpoint: `http://${lab.relay.addr}:${DWN_PORT}` };
     const prepared = [];
     for (const name of ['a', 'b', 'c', 'd'] as const) prepared.push({ name, p: await prepareJoiner(mesh, name, hosts[name]) });
+    // a and b must not find their direct path before the first test pings it: b's router drops
+    // UDP until that test lifts it (status probes and set-up traffic would otherwise go direct)
+    await lab.routers.b!.blockUdp();
     const joined = await Promise.all(prepared.map(({ name, p }) => upJoiner(mesh, name, p)));
     for (const n of joined) nodes[n.name as 'a'] = n;
     // b also serves metrics over TCP, as `up --metrics-listen`, and is named "b" (the lab's
@@ -80,7 +83,11 @@ describe('meshd ping, metrics and doctor on a real mesh', { timeout: 400_000 }, 
   test('ping a cone-NAT pair: via relay first, then direct; --until-direct exits 0', async (t) => {
     if (!requirePrereqs(t, AGENT_PREREQS)) return;
     const { a, b } = nodes;
-    const r = await meshd(a, ['ping', 'b', '--until-direct', '-c', '20', '--interval', '0.5'], 120_000);
+    // UDP from b's router is dropped (before()): the first replies can only come over the relay;
+    // 3 s into the pings it passes again, and the pings themselves find the direct path
+    const unblock = setTimeout(() => void lab!.routers.b!.unblockUdp(), 3000);
+    const r = await meshd(a, ['ping', 'b', '--until-direct', '-c', '40', '--interval', '0.5'], 120_000).finally(() => clearTimeout(unblock));
+    await lab!.routers.b!.unblockUdp(); // (again: a no-op when the timer did it)
     const lines = r.stdout.trim().split('\n');
     assert.equal(r.code, 0, `exit ${r.code}: ${r.stderr}\n${r.stdout}`);
     assert.match(lines[0]!, new RegExp(`^pong from b \\(${b.meshIP.replace(/\./g, '\\.')}\\) via relay meshd-\\S+ \\(https://${lab!.relay.addr.replace(/\./g, '\\.')}:${RELAY_PORT}/derp\\) in \\d+\\.\\d ms$`), r.stdout);

@@ -38,6 +38,7 @@ export interface ControlClientOptions {
   recheckMs?: number;
   /** How often a published endpoint is re-written (heartbeat). Default 4 min, well inside the online window. */
   heartbeatMs?: number;
+  /** Reconnects, and retries of a refresh that failed (a DWN read timed out…). */
   backoff?: BackoffOptions;
   /** Keep the last good map on disk (default true). */
   cache?: boolean;
@@ -89,6 +90,10 @@ export class ControlClient {
   private expiryTimer: NodeJS.Timeout | undefined;
   private expiredCount = 0;
   private flushTimer: NodeJS.Timeout | undefined;
+  /** A failed refresh is tried again (what it was to read stays pending) when this fires. */
+  private retryTimer: NodeJS.Timeout | undefined;
+  /** Refreshes failed in a row (the retry backoff's attempt). */
+  private refreshFailures = 0;
   private recheckTimer: NodeJS.Timeout | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private running: Promise<void> = Promise.resolve();
@@ -214,6 +219,7 @@ export class ControlClient {
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.flushTimer);
+    clearTimeout(this.retryTimer);
     clearInterval(this.recheckTimer);
     clearInterval(this.heartbeatTimer);
     clearTimeout(this.expiryTimer);
@@ -299,6 +305,34 @@ export class ControlClient {
       }
     }
     this.schedule(false);
+  }
+
+  /**
+   * A refresh failed (a read timed out, the DWN answered 5xx…): what it was to read is not lost
+   * with it — the records its events named go back to pending (unless a newer event for the slot
+   * came meanwhile), a failed full re-query is wanted again — and it runs again after a backoff.
+   * Without this, one event whose read failed left that record (a new device's endpoint, say)
+   * out of this device's map until the next heartbeat re-write minutes later.
+   */
+  private retryRefresh(messages: RecordsWriteMessage[] | undefined): void {
+    if (this.stopped || this.revoked || this.subscriber === undefined) return;
+    if (messages === undefined) this.fullLoadWanted = true;
+    else {
+      for (const m of messages) {
+        const kind = kindOfPath(m.descriptor?.protocolPath ?? '');
+        if (!kind) continue;
+        const slot = slotOf(kind, m.recordId, m.contextId);
+        const cur = this.pending.get(slot);
+        if (!cur || cur.descriptor.messageTimestamp < m.descriptor.messageTimestamp) this.pending.set(slot, m);
+      }
+    }
+    const delay = backoffDelay(this.refreshFailures++, this.opts.backoff ?? {});
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      this.schedule(true);
+    }, delay);
+    this.retryTimer.unref();
   }
 
   /** Move deferred events whose slot's penalty ended back to pending. */
@@ -409,6 +443,7 @@ export class ControlClient {
         if (s.role !== 'owner' && (!net || !s.acc.keyring.hasEpoch(net.data.epoch))) await s.load(all);
       }
       this.loadedOnce = true;
+      this.refreshFailures = 0;
       this.counters.refreshes++;
       this.lastRefreshAt = new Date(this.now()).toISOString();
       this.lastError = null;
@@ -427,6 +462,7 @@ export class ControlClient {
       this.lastError = (e as Error).message;
       this.emit({ type: 'error', error: e as Error, during: 'refreshing the network map' });
       if (isRoleRefused(e) || (e instanceof MeshdError && e.code === 'E_NO_NETWORK' && s.role !== 'owner' && readJoinedNetwork(s.ctx.profile.dir)?.removedAt)) this.markRevoked();
+      else this.retryRefresh(messages);
     }
     return this.current;
   }

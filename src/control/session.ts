@@ -249,7 +249,19 @@ export class NetworkSession {
   async retryWaitingForKey(): Promise<{ changed: Set<RecordKind>; retried: RecordsWriteMessage[] }> {
     const retried = [...this.waitingForKey.values()];
     this.waitingForKey.clear();
-    return { changed: retried.length > 0 ? await this.ingest(retried) : new Set(), retried };
+    try {
+      return { changed: retried.length > 0 ? await this.ingest(retried) : new Set(), retried };
+    } catch (e) {
+      // a read failed: what was not read yet waits on (the next key or retry reads it)
+      for (const m of retried) {
+        const kind = kindOfPath(m.descriptor?.protocolPath ?? '');
+        if (!kind) continue;
+        const slot = slotOf(kind, m.recordId, m.contextId);
+        const held = this.slots.get(slot);
+        if (!held || held.timestamp < m.descriptor.messageTimestamp) this.waitForKey(slot, m);
+      }
+      throw e;
+    }
   }
 
   /** The newest record read in a node's nodeInfo or endpoint slot, whatever its epoch. */

@@ -1,0 +1,108 @@
+/**
+ * A read that fails does not lose the record it was for. A device learns another device's new
+ * endpoint from a subscription event and one read of the record it names; when that read fails
+ * (a busy DWN times out or answers 5xx), the record is read again after a backoff — not left
+ * out of the map until its writer's next heartbeat, minutes later. Real dwn-server, real
+ * control clients; the failure comes from the man-in-the-middle proxy in front of the server.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startTestDwn, type TestDwn } from '../helpers/dwn-server.js';
+import { DwnProxy } from '../helpers/dwn-proxy.js';
+import { waitForMap } from '../helpers/control.js';
+import { initProfile } from '../../src/identity/profile.js';
+import { createNetwork, joinNetwork } from '../../src/control/network-ops.js';
+import { addPeer } from '../../src/control/peer-ops.js';
+import { ControlClient } from '../../src/control/control-client.js';
+import type { NetworkMap } from '../../src/control/netmap.js';
+import type { ControlContext } from '../../src/control/session.js';
+
+const tag = `${process.pid}x${Math.random().toString(36).slice(2, 8)}`;
+let dwn: TestDwn;
+let proxy: DwnProxy;
+let root: string;
+/** r: the device that reads through the proxy; w: the device whose endpoint changes. */
+let owner: ControlContext, r: ControlContext, w: ControlContext;
+const clients: ControlClient[] = [];
+
+const endpoint = (port: number) => ({
+  publicEndpoints: [{ address: '203.0.113.7', port, source: 'stun' as const }],
+  localEndpoints: [],
+  natType: 'unknown' as const,
+  discoKey: Buffer.alloc(32, 7).toString('base64'),
+});
+
+const portOf = (map: NetworkMap | undefined, did: string) => map?.peers.find((p) => p.did === did)?.endpoints[0]?.port ?? null;
+
+async function open(ctx: ControlContext): Promise<ControlClient> {
+  const c = await ControlClient.open({ ctx, backoff: { initialMs: 200, maxMs: 1000 }, cache: false });
+  clients.push(c);
+  c.start();
+  return c;
+}
+
+before(async () => {
+  root = mkdtempSync(join(tmpdir(), `meshd-readfail-${tag}-`));
+  dwn = await startTestDwn();
+  proxy = await DwnProxy.start({ upstream: dwn.url });
+  const mk = (n: string): ControlContext => {
+    const home = join(root, n);
+    return { home, profile: initProfile(home).profile };
+  };
+  [owner, r, w] = [mk('owner'), mk('r'), mk('w')];
+  const { networkId } = await createNetwork(owner, { name: `readfail-${tag}`, endpoint: dwn.url });
+  for (const x of [r, w]) await addPeer(owner, x.profile.did);
+  await joinNetwork(r, { anchor: owner.profile.did, networkId, endpoint: proxy.url, nodeInfo: { hostname: 'reader' } });
+  await joinNetwork(w, { anchor: owner.profile.did, networkId, endpoint: dwn.url, nodeInfo: { hostname: 'writer' } });
+});
+
+after(async () => {
+  for (const c of clients) await c.stop().catch(() => undefined);
+  await proxy?.close();
+  await dwn?.stop();
+  rmSync(root, { recursive: true, force: true });
+});
+
+describe('a read of a record an event named fails', () => {
+  test('the record is read again after a backoff and reaches the map', async () => {
+    const rClient = await open(r);
+    const wClient = await open(w);
+    await waitForMap(rClient, (m) => m.peers.some((p) => p.did === w.profile.did), 10_000);
+    await wClient.publishEndpoint(endpoint(46001));
+    await waitForMap(rClient, (m) => portOf(m, w.profile.did) === 46001, 10_000);
+
+    // the reader's next read (the one the endpoint's event asks for) fails once, as a DWN under load does
+    let failed = 0;
+    const off = proxy.onReply(({ request, reply }) => {
+      if (failed > 0 || request.author !== r.profile.did || request.dwnMethod !== 'RecordsRead') return undefined;
+      failed++;
+      return { reply: { ...reply, status: { code: 500, detail: 'injected: the DWN is overloaded' } }, data: new Uint8Array() };
+    });
+    try {
+      const readsBefore = rClient.stats.requests;
+      await wClient.publishEndpoint(endpoint(46002));
+      // the event came and its read failed …
+      await waitForUntil(() => failed === 1, 10_000, 'the injected read failure');
+      // … and the record still reaches the map, without a reconnect or a full re-query
+      const m = await waitForMap(rClient, (x) => portOf(x, w.profile.did) === 46002, 10_000);
+      assert.equal(portOf(m, w.profile.did), 46002);
+      const readsAfter = rClient.stats.requests;
+      assert.equal(readsAfter.fullLoads, readsBefore.fullLoads, 'the retry re-read everything');
+      assert.ok(readsAfter.eventReads - readsBefore.eventReads >= 1, 'the record was read again');
+      assert.ok(rClient.stats.lastError === null, `the error is cleared by the successful retry: ${rClient.stats.lastError}`);
+    } finally {
+      off();
+    }
+  });
+});
+
+async function waitForUntil(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
+    await new Promise((res) => setTimeout(res, 50));
+  }
+}

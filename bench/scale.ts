@@ -32,7 +32,7 @@
  * shows): a Unix socket in each home, reachable from here without entering the namespace.
  * Everything runs in one Lab: namespaces, daemons, proxy and DWN are removed on every exit path.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -147,9 +147,30 @@ async function fullMesh(c: Ctx, t0: number, sample: number): Promise<{ ms: numbe
   const plan = pingPlan(c.nodes, c.owner, sample);
   log(`pinging ${plan.pairs.length} pairs (${plan.full ? 'every ordered pair' : `sample of ${plan.pairs.length - (c.nodes.length - 1)} pairs + every node → owner`})`);
   const done = await mapLimit(plan.pairs, Math.max(4, c.concurrency * 2), ([x, y]) => firstAnswer(x.ns, y.meshIP, 120_000));
-  const failed = plan.pairs.filter((_, i) => done[i] === null).map(([x, y]) => `${x.name}→${y.name}`);
+  const failedPairs = plan.pairs.filter((_, i) => done[i] === null);
+  const failed = failedPairs.map(([x, y]) => `${x.name}→${y.name}`);
+  for (const [x, y] of failedPairs.slice(0, 5)) await dumpPair(c, x, y);
   const last = Math.max(...done.filter((x): x is number => x !== null));
   return { ms: last - t0, pairs: plan.pairs.length, full: plan.full, failed };
+}
+
+/**
+ * A pair that never answered: both daemons' status (with the data plane's and the magic socket's
+ * view of each other) written to the lab directory, and a one-line summary of each side.
+ */
+async function dumpPair(c: Ctx, x: MeshNode, y: MeshNode): Promise<void> {
+  for (const [a, b] of [[x, y], [y, x]] as const) {
+    try {
+      const s = await status(a, 15_000);
+      const file = join(c.lab.workDir, `stuck-${x.name}-${y.name}-${a.name}.json`);
+      writeFileSync(file, JSON.stringify(s, null, 2));
+      const p = s.peers.find((q) => q.did === b.did);
+      const inPlane = s.dataplane?.peerKeys.includes(p?.wireguardKey ?? '') ?? false;
+      log(`stuck ${x.name}→${y.name}: ${a.name} sees ${b.name}: ${p ? JSON.stringify(p) : 'NOT IN MAP'}; in data plane: ${inPlane}; status in ${file}`);
+    } catch (e) {
+      log(`stuck ${x.name}→${y.name}: ${a.name} status failed: ${(e as Error).message}`);
+    }
+  }
 }
 
 /** Moves `node` to a new address on the LAN; returns ms until every other daemon's map has it. */

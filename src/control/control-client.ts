@@ -92,6 +92,8 @@ export class ControlClient {
   private flushTimer: NodeJS.Timeout | undefined;
   /** A failed refresh is tried again (what it was to read stays pending) when this fires. */
   private retryTimer: NodeJS.Timeout | undefined;
+  /** The network epoch this device's own records are known to be written under. */
+  private ownRecordsEpoch: number | undefined;
   /** Refreshes failed in a row (the retry backoff's attempt). */
   private refreshFailures = 0;
   private recheckTimer: NodeJS.Timeout | undefined;
@@ -130,6 +132,7 @@ export class ControlClient {
 
   private constructor(session: NetworkSession, opts: ControlClientOptions) {
     this.session = session;
+    this.ownRecordsEpoch = session.epochs.epoch;
     this.opts = { debounceMs: 250, maxDelayMs: 1000, recheckMs: 15_000, heartbeatMs: 4 * 60_000, ...opts };
     if (opts.now) session.now = opts.now;
   }
@@ -407,7 +410,6 @@ export class ControlClient {
     const s = this.session;
     const all = readableKinds(s.role);
     try {
-      const epochBefore = s.epochs.epoch;
       let full = messages === undefined;
       if (!full) {
         const readsBefore = s.reads;
@@ -425,7 +427,7 @@ export class ControlClient {
             this.counters.keyLoads++;
             await s.load(['keyDelivery']);
           }
-          if (s.keysLearned !== keysBefore) {
+          if (s.keyRetryDue) {
             const again = await s.retryWaitingForKey();
             for (const k of again.changed) changed.add(k);
             this.notePenalties(again.retried); // a record that waited for its key was no junk
@@ -450,9 +452,16 @@ export class ControlClient {
       this.revoked = false;
       this.rebuild();
       const net = currentNetwork(s.set, s.joined.networkId, s.joined.anchor);
-      if (s.role !== 'owner' && net && net.data.epoch !== epochBefore) {
-        // after a key rotation, this device re-writes its own records under the new key
-        await reencryptOwnRecords(s).catch((e: Error) => this.emit({ type: 'error', error: e, during: 're-encrypting own records' }));
+      if (s.role !== 'owner' && net && net.data.epoch !== this.ownRecordsEpoch) {
+        // after a key rotation, this device re-writes its own records under the new key — once it
+        // has, not merely once a refresh saw the new epoch: a refresh that failed after reading the
+        // new network record (a DWN timeout mid-rotation) must not leave them under the old key,
+        // where no other device reads them any more
+        const epoch = net.data.epoch;
+        await reencryptOwnRecords(s).then(
+          () => void (s.acc.keyring.hasEpoch(epoch) && (this.ownRecordsEpoch = epoch)),
+          (e: Error) => this.emit({ type: 'error', error: e, during: 're-encrypting own records' }),
+        );
       }
       if (s.role === 'owner') {
         this.scheduleExpiry();

@@ -101,6 +101,8 @@ export class NetworkSession {
   waitedInLastIngest = 0;
   /** Network keys learned from key deliveries so far (a change means: retry what waited). */
   keysLearned = 0;
+  /** keysLearned when the waiting records were last read again. */
+  private keysAtRetry = 0;
 
   private constructor(ctx: ControlContext, joined: JoinedNetwork, acc: NetworkAccess, lease: EmbeddedLease | undefined) {
     this.ctx = ctx;
@@ -230,11 +232,20 @@ export class NetworkSession {
   }
 
   private waitForKey(slot: string, msg: RecordsWriteMessage): void {
+    if (this.waitingForKey.size === 0) this.keysAtRetry = this.keysLearned; // waits for a key newer than these
     const prev = this.waitingForKey.get(slot);
     if (prev && prev.descriptor.messageTimestamp >= msg.descriptor.messageTimestamp) return;
     this.waitingForKey.delete(slot);
     this.waitingForKey.set(slot, msg);
     if (this.waitingForKey.size > MAX_WAITING_FOR_KEY) this.waitingForKey.delete(this.waitingForKey.keys().next().value!);
+  }
+
+  /**
+   * A key came since the waiting records were last read again (or that re-read failed): read
+   * them again now, whichever refresh learned the key.
+   */
+  get keyRetryDue(): boolean {
+    return this.waitingForKey.size > 0 && this.keysLearned !== this.keysAtRetry;
   }
 
   /** How many records wait for a network key this device does not hold yet. */
@@ -248,11 +259,13 @@ export class NetworkSession {
    */
   async retryWaitingForKey(): Promise<{ changed: Set<RecordKind>; retried: RecordsWriteMessage[] }> {
     const retried = [...this.waitingForKey.values()];
+    const keysBefore = this.keysAtRetry;
+    this.keysAtRetry = this.keysLearned;
     this.waitingForKey.clear();
     try {
       return { changed: retried.length > 0 ? await this.ingest(retried) : new Set(), retried };
     } catch (e) {
-      // a read failed: what was not read yet waits on (the next key or retry reads it)
+      // a read failed: what was not read yet waits on, and the next refresh reads it again
       for (const m of retried) {
         const kind = kindOfPath(m.descriptor?.protocolPath ?? '');
         if (!kind) continue;
@@ -260,6 +273,7 @@ export class NetworkSession {
         const held = this.slots.get(slot);
         if (!held || held.timestamp < m.descriptor.messageTimestamp) this.waitForKey(slot, m);
       }
+      this.keysAtRetry = keysBefore;
       throw e;
     }
   }

@@ -15,7 +15,7 @@ import { DwnProxy } from '../helpers/dwn-proxy.js';
 import { waitForMap } from '../helpers/control.js';
 import { initProfile } from '../../src/identity/profile.js';
 import { createNetwork, joinNetwork } from '../../src/control/network-ops.js';
-import { addPeer } from '../../src/control/peer-ops.js';
+import { addPeer, removePeer } from '../../src/control/peer-ops.js';
 import { ControlClient } from '../../src/control/control-client.js';
 import type { NetworkMap } from '../../src/control/netmap.js';
 import type { ControlContext } from '../../src/control/session.js';
@@ -24,8 +24,8 @@ const tag = `${process.pid}x${Math.random().toString(36).slice(2, 8)}`;
 let dwn: TestDwn;
 let proxy: DwnProxy;
 let root: string;
-/** r: the device that reads through the proxy; w: the device whose endpoint changes. */
-let owner: ControlContext, r: ControlContext, w: ControlContext;
+/** r: the device that reads through the proxy; w: the device whose endpoint changes; x: removed. */
+let owner: ControlContext, r: ControlContext, w: ControlContext, x: ControlContext;
 const clients: ControlClient[] = [];
 
 const endpoint = (port: number) => ({
@@ -52,11 +52,12 @@ before(async () => {
     const home = join(root, n);
     return { home, profile: initProfile(home).profile };
   };
-  [owner, r, w] = [mk('owner'), mk('r'), mk('w')];
+  [owner, r, w, x] = [mk('owner'), mk('r'), mk('w'), mk('x')];
   const { networkId } = await createNetwork(owner, { name: `readfail-${tag}`, endpoint: dwn.url });
-  for (const x of [r, w]) await addPeer(owner, x.profile.did);
+  for (const d of [r, w, x]) await addPeer(owner, d.profile.did);
   await joinNetwork(r, { anchor: owner.profile.did, networkId, endpoint: proxy.url, nodeInfo: { hostname: 'reader' } });
   await joinNetwork(w, { anchor: owner.profile.did, networkId, endpoint: dwn.url, nodeInfo: { hostname: 'writer' } });
+  await joinNetwork(x, { anchor: owner.profile.did, networkId, endpoint: dwn.url, nodeInfo: { hostname: 'removed' } });
 });
 
 after(async () => {
@@ -93,6 +94,44 @@ describe('a read of a record an event named fails', () => {
       assert.equal(readsAfter.fullLoads, readsBefore.fullLoads, 'the retry re-read everything');
       assert.ok(readsAfter.eventReads - readsBefore.eventReads >= 1, 'the record was read again');
       assert.ok(rClient.stats.lastError === null, `the error is cleared by the successful retry: ${rClient.stats.lastError}`);
+    } finally {
+      off();
+    }
+  });
+});
+
+describe('reads fail while the network key rotates', () => {
+  test('the reader still takes the new key, drops the removed device, and re-writes its own records under the new key', async () => {
+    const rClient = clients[0] ?? (await open(r));
+    const wClient = clients[1] ?? (await open(w));
+    await rClient.publishEndpoint(endpoint(47001));
+    await waitForMap(wClient, (m) => portOf(m, r.profile.did) === 47001, 10_000);
+    await waitForMap(rClient, (m) => m.peers.some((p) => p.did === x.profile.did), 10_000);
+
+    // the read right after the reader opened the new network record fails (a DWN under load
+    // mid-rotation): the refresh that saw the new epoch does not finish
+    let armed = false;
+    let failed = 0;
+    const off = proxy.onReply(({ request, reply }) => {
+      if (request.author !== r.profile.did || request.dwnMethod !== 'RecordsRead') return undefined;
+      if (armed && failed === 0) {
+        failed++;
+        return { reply: { ...reply, status: { code: 500, detail: 'injected: the DWN is overloaded' } }, data: new Uint8Array() };
+      }
+      const path = (reply as { entry?: { recordsWrite?: { descriptor?: { protocolPath?: string } } } }).entry?.recordsWrite?.descriptor?.protocolPath;
+      if (path === 'network' && rotated) armed = true;
+      return undefined;
+    });
+    let rotated = false;
+    try {
+      rotated = true;
+      const res = await removePeer(owner, x.profile.did);
+      assert.equal(res.epoch, 1);
+      // the reader: the new epoch, without the removed device, with the writer (its records re-encrypted)
+      await waitForMap(rClient, (m) => m.epoch === 1 && !m.peers.some((p) => p.did === x.profile.did) && portOf(m, w.profile.did) !== null, 30_000);
+      // the writer sees the reader's endpoint again: the reader re-wrote it under the new key
+      await waitForMap(wClient, (m) => m.epoch === 1 && portOf(m, r.profile.did) === 47001, 30_000);
+      assert.ok(failed >= 1, 'no read failed: the test injected nothing');
     } finally {
       off();
     }

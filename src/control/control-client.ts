@@ -7,69 +7,27 @@
  * a burst is read once). A heartbeat re-write of bytes it already holds costs no read. After
  * every (re)connect it re-queries everything. A key rotation costs what changed: the records
  * re-encrypted under the new key come as events like any change, and what arrived before its
- * key is read again once the key delivery is read (session.ts). A map whose
- * hash changed is emitted and cached on disk. With the DWN unreachable it keeps (and at start,
- * emits) the last good map from the cache. Run by the owner, it also revokes devices whose
- * expiry has come.
+ * key is read again once the key delivery is read (session.ts). A map whose hash changed is
+ * emitted and cached on disk. With the DWN unreachable it keeps (and at start, emits) the last
+ * good map from the cache. Run by the owner, it also revokes devices whose expiry has come.
  */
 import type { RecordEvent, RecordsWriteMessage } from '@tbd54566975/dwn-sdk-js';
 import { DwnError, MeshdError } from '../errors.js';
-import { backoffDelay, type BackoffOptions } from '../util/backoff.js';
+import { backoffDelay } from '../util/backoff.js';
 import { DwnSubscriber, type SubscriberStatus, type SubscriptionSpec } from '../dwn/subscriber.js';
 import { myNodeRecord, publishEndpoint, publishNodeInfo, reencryptOwnRecords, touchEndpoint } from './device-records.js';
-import { markRemoved, readCachedMap, readJoinedNetwork, removedError, requireJoinedNetwork, writeCachedMap, type JoinedNetwork } from './local-state.js';
+import { markRemoved, readCachedMap, readJoinedNetwork, removedError, requireJoinedNetwork, writeCachedMap } from './local-state.js';
 import { currentNetwork, nodeRecords } from './model.js';
 import { revoke } from './peer-ops.js';
-import { admitJoinRequests, type AdmitResult } from './invite-ops.js';
+import type { ControlClientOptions, ControlEvent, ControlStats } from './control-client-types.js';
+import { admitJoinRequests } from './invite-ops.js';
 import { buildNetworkMap, mapHash, wireguardKeyOf, type NetworkMap } from './netmap.js';
 import { PROTOCOL_URI, kindOfPath } from './protocol.js';
-import { queryFor, readableKinds, slotOf, type SkipCounters } from './reader.js';
+import { queryFor, readableKinds, slotOf } from './reader.js';
 import type { EndpointRecord, NodeInfoRecord } from './records.js';
-import { isRoleRefused, NetworkSession, type ControlContext } from './session.js';
+import { isRoleRefused, NetworkSession } from './session.js';
 
-export interface ControlClientOptions {
-  ctx: ControlContext;
-  joined?: JoinedNetwork;
-  /** Quiet time after the last event before re-querying. Default 250 ms. */
-  debounceMs?: number;
-  /** Longest wait after the first event of a burst. Default 1000 ms. */
-  maxDelayMs?: number;
-  /** How often online flags are re-evaluated without any event. Default 15 s. */
-  recheckMs?: number;
-  /** How often a published endpoint is re-written (heartbeat). Default 4 min, well inside the online window. */
-  heartbeatMs?: number;
-  /** Reconnects, and retries of a refresh that failed (a DWN read timed out…). */
-  backoff?: BackoffOptions;
-  /** Keep the last good map on disk (default true). */
-  cache?: boolean;
-  now?: () => number;
-}
-
-export type ControlEvent =
-  | { type: 'map'; map: NetworkMap; source: 'cache' | 'dwn' }
-  | { type: 'connection'; up: boolean; reconnect?: boolean; retryInMs?: number; error?: string }
-  | { type: 'error'; error: MeshdError | Error; during: string }
-  | { type: 'revoked' }
-  | { type: 'expired'; dids: string[] }
-  | { type: 'admission'; results: AdmitResult[] };
-
-export interface ControlStats {
-  networkId: string;
-  role: string;
-  connected: boolean;
-  mapHash: string | null;
-  mapSource: 'cache' | 'dwn' | null;
-  refreshes: number;
-  events: number;
-  lastRefreshAt: string | null;
-  lastError: string | null;
-  skipped: SkipCounters;
-  revoked: boolean;
-  /** DWN requests by purpose: reads named by events, full re-queries, own key-delivery queries, writes. */
-  requests: { eventReads: number; fullLoads: number; keyLoads: number; writes: number };
-  /** Devices this owner revoked because their expiry came. */
-  expired: number;
-}
+export type { ControlClientOptions, ControlEvent, ControlStats } from './control-client-types.js';
 
 /** Pending event slots kept at most; past that a full re-query replaces them. */
 const MAX_PENDING = 10_000;

@@ -1,0 +1,52 @@
+/** The control client's options, the events it emits and the counters it keeps. */
+import type { MeshdError } from '../errors.js';
+import type { BackoffOptions } from '../util/backoff.js';
+import type { AdmitResult } from './invite-ops.js';
+import type { JoinedNetwork } from './local-state.js';
+import type { NetworkMap } from './netmap.js';
+import type { SkipCounters } from './reader.js';
+import type { ControlContext } from './session.js';
+
+export interface ControlClientOptions {
+  ctx: ControlContext;
+  joined?: JoinedNetwork;
+  /** Quiet time after the last event before re-querying. Default 250 ms. */
+  debounceMs?: number;
+  /** Longest wait after the first event of a burst. Default 1000 ms. */
+  maxDelayMs?: number;
+  /** How often online flags are re-evaluated without any event. Default 15 s. */
+  recheckMs?: number;
+  /** How often a published endpoint is re-written (heartbeat). Default 4 min, well inside the online window. */
+  heartbeatMs?: number;
+  /** Reconnects, and retries of a refresh that failed (a DWN read timed out…). */
+  backoff?: BackoffOptions;
+  /** Keep the last good map on disk (default true). */
+  cache?: boolean;
+  now?: () => number;
+}
+
+export type ControlEvent =
+  | { type: 'map'; map: NetworkMap; source: 'cache' | 'dwn' }
+  | { type: 'connection'; up: boolean; reconnect?: boolean; retryInMs?: number; error?: string }
+  | { type: 'error'; error: MeshdError | Error; during: string }
+  | { type: 'revoked' }
+  | { type: 'expired'; dids: string[] }
+  | { type: 'admission'; results: AdmitResult[] };
+
+export interface ControlStats {
+  networkId: string;
+  role: string;
+  connected: boolean;
+  mapHash: string | null;
+  mapSource: 'cache' | 'dwn' | null;
+  refreshes: number;
+  events: number;
+  lastRefreshAt: string | null;
+  lastError: string | null;
+  skipped: SkipCounters;
+  revoked: boolean;
+  /** DWN requests by purpose: reads named by events, full re-queries, own key-delivery queries, writes. */
+  requests: { eventReads: number; fullLoads: number; keyLoads: number; writes: number };
+  /** Devices this owner revoked because their expiry came. */
+  expired: number;
+}

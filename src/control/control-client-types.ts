@@ -1,6 +1,7 @@
 /** The control client's options, the events it emits and the counters it keeps. */
 import type { MeshdError } from '../errors.js';
 import type { BackoffOptions } from '../util/backoff.js';
+import type { Clock } from '../util/clock.js';
 import type { AdmitResult } from './invite-ops.js';
 import type { JoinedNetwork } from './local-state.js';
 import type { NetworkMap } from './netmap.js';
@@ -22,7 +23,8 @@ export interface ControlClientOptions {
   backoff?: BackoffOptions;
   /** Keep the last good map on disk (default true). */
   cache?: boolean;
-  now?: () => number;
+  /** The wall clock of record times, online windows and expiries (default: the system's). */
+  clock?: Clock;
 }
 
 export type ControlEvent =

@@ -14,6 +14,7 @@
 import type { RecordEvent, RecordsWriteMessage } from '@tbd54566975/dwn-sdk-js';
 import { DwnError, MeshdError } from '../errors.js';
 import { backoffDelay } from '../util/backoff.js';
+import { systemClock } from '../util/clock.js';
 import { DwnSubscriber, type SubscriberStatus, type SubscriptionSpec } from '../dwn/subscriber.js';
 import { myNodeRecord, publishEndpoint, publishNodeInfo, reencryptOwnRecords, touchEndpoint } from './device-records.js';
 import { markRemoved, readCachedMap, readJoinedNetwork, removedError, requireJoinedNetwork, writeCachedMap } from './local-state.js';
@@ -76,10 +77,7 @@ export class ControlClient {
     }
     return k;
   };
-  /**
-   * Slots whose last record was junk, and until when events for them wait: a member flooding
-   * its own slot costs every node one read per penalty period, not one per record.
-   */
+  /** Slots whose last record was junk, and until when their events wait (one read a penalty period). */
   private readonly penalty = new Map<string, { until: number; strikes: number }>();
   private readonly deferred = new Map<string, RecordsWriteMessage>();
   private deferTimer: NodeJS.Timeout | undefined;
@@ -92,7 +90,7 @@ export class ControlClient {
     this.session = session;
     this.ownRecordsEpoch = session.epochs.epoch;
     this.opts = { debounceMs: 250, maxDelayMs: 1000, recheckMs: 15_000, heartbeatMs: 4 * 60_000, ...opts };
-    if (opts.now) session.now = opts.now;
+    session.now = () => this.now();
   }
 
   /** Open the profile's joined network as a device (or as the owner, who is a device too). */
@@ -106,7 +104,7 @@ export class ControlClient {
   }
 
   private now(): number {
-    return this.opts.now ? this.opts.now() : Date.now();
+    return (this.opts.clock ?? systemClock).wallMs();
   }
 
   /** Listen to maps, connection changes and errors; returns an unsubscribe function. */

@@ -212,14 +212,6 @@ export function registerDaemon(program: Command, io: Io): void {
       ctx.print({ ...s, already: true }, () => `meshd is already up (pid ${pid}).\n${summarizeUp(s)}`);
       return;
     }
-    if (o.hostname !== undefined) {
-      const { validateRecord } = await import('../../control/records.js');
-      try {
-        validateRecord('nodeInfo', { hostname: o.hostname, os: 'linux', version: '0' }, 'write');
-      } catch {
-        throw new UsageError(`--hostname "${o.hostname.slice(0, 80)}" is not a host name`, { hint: 'letters, digits, dots, dashes and underscores' });
-      }
-    }
     const routing = await routingOptions(o);
     const cc: ControlContext = { home: ctx.home, profile, progress: (s) => ctx.progress(s) };
     const remember = () => {

@@ -17,12 +17,12 @@ const PACKAGES = {
   demo: ['python3', 'make', 'g++', 'iproute2', 'iptables', 'iputils-ping', 'procps'],
   test: [
     'python3', 'make', 'g++', 'iproute2', 'iptables', 'iputils-ping', 'conntrack', 'procps', 'ca-certificates',
-    'wireguard-go', 'wireguard-tools', 'coturn', 'iperf3', 'postgresql', 'systemd',
+    'wireguard-go', 'wireguard-tools', 'coturn', 'iperf3', 'postgresql', 'systemd', 'chromium',
   ],
 };
 const WHY = {
   demo: 'a compiler for the native addon; network namespaces, NAT routers and ping for the demo hosts',
-  test: 'a compiler for the native addon; network namespaces, NAT routers, reference peers (wireguard-go, coturn, iperf3), PostgreSQL and systemd-analyze (the service unit) for the tests',
+  test: 'a compiler for the native addon; network namespaces, NAT routers, reference peers (wireguard-go, coturn, iperf3), PostgreSQL systemd-analyze (the service unit) and Chromium (the dashboard) for the tests',
 };
 
 function run(cmd, args, opts = {}) {

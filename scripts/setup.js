@@ -22,7 +22,7 @@ const PACKAGES = {
 };
 const WHY = {
   demo: 'a compiler for the native addon; network namespaces, NAT routers and ping for the demo hosts',
-  test: 'a compiler for the native addon; network namespaces, NAT routers, reference peers (wireguard-go, coturn, iperf3), PostgreSQL systemd-analyze (the service unit) and Chromium (the dashboard) for the tests',
+  test: 'a compiler for the native addon; network namespaces, NAT routers, reference peers (wireguard-go, coturn, iperf3), PostgreSQL, systemd-analyze (the service unit) and Chromium (the dashboard) for the tests',
 };
 
 function run(cmd, args, opts = {}) {

@@ -10,6 +10,9 @@
  * did:jwk (114 characters; SQLite does not enforce the length). Once the server has created its
  * tables and before it listens, those columns are widened to text (only where still varchar).
  *
+ * Senders' DIDs are resolved as did:jwk only (every meshd actor's method), with no cache and no
+ * outbound request. Signatures are checked with node:crypto rather than the SDK's pure-JS Ed25519 (server-ed25519.ts).
+ *
  * Readiness is reported to the parent over the IPC channel: `{ type: 'ready', port, address }`
  * or `{ type: 'error', message }`. When the parent goes away the channel closes and the server
  * stops, so a crashed parent never leaves a server behind.
@@ -17,6 +20,7 @@
 import http from 'node:http';
 import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
+import { useNativeEd25519 } from './server-ed25519.js';
 
 const host = process.env.MESHD_DWN_HOST && process.env.MESHD_DWN_HOST.length > 0 ? process.env.MESHD_DWN_HOST : '127.0.0.1';
 
@@ -96,8 +100,17 @@ process.on('disconnect', () => {
 });
 
 try {
+  // MESHD_DWN_SDK_ED25519=1 keeps the SDK's pure-JS signature checks (for comparisons)
+  if (process.env.MESHD_DWN_SDK_ED25519 !== '1') {
+    const why = await useNativeEd25519();
+    if (why !== null) process.stderr.write(`meshd dwn: signatures checked by the SDK's pure-JS code (${why})\n`);
+  }
   const { DwnServer } = await import('@web5/dwn-server');
-  const server = new DwnServer();
+  const { DidJwk, DidResolverCacheNoop, UniversalResolver } = await import('@web5/dids');
+  // did:jwk only, resolved from the DID itself: the SDK's default also resolves did:dht and
+  // did:web (outbound requests chosen by whoever sends a message) through a LevelDB cache that
+  // cost more per request than resolving a did:jwk does
+  const server = new DwnServer({ didResolver: new UniversalResolver({ didResolvers: [DidJwk], cache: DidResolverCacheNoop }) });
   // Registered before the server's own shutdown handlers (set in start()), so they run first:
   // open WebSockets would otherwise hold the server's graceful shutdown forever.
   const dropConnections = () => {

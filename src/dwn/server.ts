@@ -229,7 +229,10 @@ export async function startDwnServer(opts: DwnServerOptions): Promise<RunningDwn
   }
   let child: ChildProcess;
   try {
-    child = spawn(process.execPath, [`--max-http-header-size=${DWN_MAX_HTTP_HEADER_SIZE}`, CHILD_ENTRY], {
+    // MESHD_DWN_CPU_PROFILE=DIR: a V8 CPU profile of the server, written to DIR when it stops
+    const profile = process.env.MESHD_DWN_CPU_PROFILE;
+    const profileArgs = profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}`] : [];
+    child = spawn(process.execPath, [`--max-http-header-size=${DWN_MAX_HTTP_HEADER_SIZE}`, ...profileArgs, CHILD_ENTRY], {
       env,
       cwd: dataDir,
       stdio,

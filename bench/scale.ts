@@ -118,7 +118,12 @@ async function joinNode(c: Ctx, p: Prepared): Promise<MeshNode> {
         continue;
       }
       const failed = /"event":"daemon.start-failed"[^\n]*no network map/.test(logSince(file, from));
-      if (attempt >= 2 || !failed) throw e;
+      if (attempt >= 2 || !failed) {
+        // the lab (and the log) goes away with the error: say what the daemon was doing
+        const tail = logSince(file, from).trimEnd().split('\n').slice(-40).join('\n');
+        log(`  ${p.name}: \`up\` failed; its daemon's log during this attempt:\n${tail}`);
+        throw e;
+      }
       const stopped = await waitUntil(() => logSince(file, from).includes('"event":"daemon.stopped"'), 30_000, 200);
       if (!stopped) throw e;
       c.upRetries++;
@@ -202,16 +207,23 @@ async function endpointChange(c: Ctx, node: MeshNode): Promise<{ times: number[]
   return { times: [...seen.values()], missing: others.filter((o) => !seen.has(o)).map((o) => o.name) };
 }
 
-/** Owner removes `node`; ms until no other daemon has it in its data plane (peer list). */
-async function removal(c: Ctx, node: MeshNode): Promise<{ max: number; missing: string[] }> {
-  const others = c.nodes.filter((n) => n !== node && n !== c.owner);
+/**
+ * Owner removes `node`; ms from the start of `peer remove` until no other daemon has it in its
+ * data plane (peer list), polled while the command runs (it goes on to rotate the network key
+ * after the tombstone that makes every node drop the device), and how long the command took.
+ */
+async function removal(c: Ctx, node: MeshNode): Promise<{ max: number; missing: string[]; commandMs: number }> {
+  const others = c.nodes.filter((n) => n !== node);
   const t0 = Date.now();
-  await meshdOk(c.owner, ['peer', 'remove', node.did, '--json'], 300_000); // slow after a flood: measured, not cut off
-  const ownerGone = await waitUntil(async () => !(await status(c.owner)).peers.some((p) => p.did === node.did), 120_000, 100);
+  let commandMs = NaN;
+  let failed: unknown;
+  const command = meshdOk(c.owner, ['peer', 'remove', node.did, '--json'], 300_000).then(
+    () => void (commandMs = Date.now() - t0),
+    (e: unknown) => void (failed = e),
+  ); // slow after a flood: measured, not cut off
   const gone = new Map<MeshNode, number>();
-  if (ownerGone) gone.set(c.owner, Date.now() - t0);
   const deadline = t0 + 180_000;
-  while (gone.size < others.length + 1 && Date.now() < deadline) {
+  while (gone.size < others.length && Date.now() < deadline && failed === undefined) {
     await mapLimit(
       others.filter((o) => !gone.has(o)),
       c.concurrency * 2,
@@ -223,10 +235,12 @@ async function removal(c: Ctx, node: MeshNode): Promise<{ max: number; missing: 
         }
       },
     );
-    if (gone.size < others.length + 1) await sleep(100);
+    if (gone.size < others.length) await sleep(100);
   }
+  await command;
+  if (failed !== undefined) throw failed;
   c.nodes = c.nodes.filter((n) => n !== node);
-  return { max: Math.max(...gone.values()), missing: [c.owner, ...others].filter((o) => !gone.has(o)).map((o) => o.name) };
+  return { max: Math.max(...gone.values()), missing: others.filter((o) => !gone.has(o)).map((o) => o.name), commandMs };
 }
 
 interface IdleReport {
@@ -487,7 +501,7 @@ async function main(): Promise<void> {
     const tRm = Date.now();
     try {
       const rm = await removal(c, victim);
-      out(`removal → every data plane (${c.nodes.length} daemons): max ${ms(rm.max)}${rm.missing.length ? `; still present at ${rm.missing.join(',')}` : ''}`);
+      out(`removal → every data plane (${c.nodes.length} daemons): max ${ms(rm.max)}${rm.missing.length ? `; still present at ${rm.missing.join(',')}` : ''}; \`peer remove\` (tombstone, key rotation, re-encryption) took ${ms(rm.commandMs)}`);
     } finally {
       const d = diffCounters(cRm, await c.proxy.counters());
       const perNode = c.nodes.filter((x) => x !== c.owner && x !== victim).map((x) => requestsOf(d, x.did).total);

@@ -3,6 +3,7 @@
  * deliver the current network key; removing revokes, rotates the key, and deletes what the DWN
  * held for the removed device (its node record with everything under it, its key delivery).
  */
+import { inParallel } from '../util/parallel.js';
 import { canonicalDid, parseDidJwk } from '../identity/did-jwk.js';
 import { x25519PublicFromEd25519 } from '../identity/keys.js';
 import { DidError, MeshdError, UsageError } from '../errors.js';
@@ -46,15 +47,6 @@ async function deliverKey(s: NetworkSession, did: string, epoch: number): Promis
 
 function hasDelivery(s: NetworkSession, did: string, epoch: number): boolean {
   return deliveryTo(s, did)?.data.epoch === epoch;
-}
-
-/** Run `fn` over `items`, at most `width` at a time (DWN writes are independent). */
-async function inParallel<T>(items: readonly T[], width: number, fn: (x: T) => Promise<unknown>): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) await fn(items[next++]!);
-  };
-  await Promise.all(Array.from({ length: Math.min(width, items.length) }, worker));
 }
 
 /** Parallel DWN writes per batch: enough to hide round trips, few enough to be polite. */

@@ -2,6 +2,7 @@
  * One command's (or the daemon's) access to the joined network: the DWN client, the keyring,
  * the records read so far, and the write helpers that validate, encrypt and sign.
  */
+import { prefetch } from '../util/parallel.js';
 import type { Profile } from '../identity/profile.js';
 import { parseDidJwk } from '../identity/did-jwk.js';
 import { x25519PublicFromEd25519 } from '../identity/keys.js';
@@ -35,6 +36,8 @@ import { validateRecord, type RecordTypes } from './records.js';
 
 /** Records kept waiting for a network key (one per slot; the oldest out first beyond this). */
 const MAX_WAITING_FOR_KEY = 1024;
+/** Event reads in flight at once: enough to hide round trips, few enough not to crowd the DWN. */
+const READ_WIDTH = 4;
 
 export interface ControlContext {
   home: string;
@@ -186,6 +189,19 @@ export class NetworkSession {
     const changed = new Set<RecordKind>();
     this.failedSlots.clear();
     this.waitedInLastIngest = 0;
+    // what is to be read is read a few at a time (a key rotation names every record at once);
+    // the answers are taken in the events' order, as one by one
+    const readOne = (kind: RecordKind, m: RecordsWriteMessage) => {
+      this.reads++;
+      return this.client.read(m.recordId, queryFor(this.acc, kind).protocolRole);
+    };
+    const toRead: Array<[RecordKind, RecordsWriteMessage]> = [];
+    for (const msg of messages) {
+      const kind = kindOfPath(msg.descriptor?.protocolPath ?? '');
+      if (kind && typeof msg.recordId === 'string' && this.needsRead(kind, msg)) toRead.push([kind, msg]);
+    }
+    const answers = prefetch(toRead, READ_WIDTH, ([kind, m]) => readOne(kind, m));
+    const reads = new Map(toRead.map(([, m], i) => [m, answers[i]!]));
     for (const msg of messages) {
       const kind = kindOfPath(msg.descriptor?.protocolPath ?? '');
       if (!kind || typeof msg.recordId !== 'string') continue;
@@ -194,11 +210,11 @@ export class NetworkSession {
       if (held && held.timestamp >= msg.descriptor.messageTimestamp) continue;
       let d: Decoded | undefined;
       this.skips.lastReason = null;
-      if (this.decoded.get(DecodeCache.key(msg.recordId, msg.descriptor.dataCid))) {
+      const read = reads.get(msg);
+      if (read === undefined && this.decoded.get(DecodeCache.key(msg.recordId, msg.descriptor.dataCid))) {
         d = await decodeCached(this.acc, kind, msg, this.skips, this.decoded, this.now());
       } else {
-        this.reads++;
-        const r = await this.client.read(msg.recordId, queryFor(this.acc, kind).protocolRole);
+        const r = await (read ?? readOne(kind, msg));
         if (!r) {
           // deleted since the event (only the owner is told of deletes): what this slot holds
           // of that record is gone too — a revoked node's tombstone read after its deletion
@@ -229,6 +245,13 @@ export class NetworkSession {
     }
     if (changed.size > 0) this.derive();
     return changed;
+  }
+
+  /** An event's record is newer than the one held and its bytes are not known: it must be read. */
+  private needsRead(kind: RecordKind, msg: RecordsWriteMessage): boolean {
+    const held = this.slots.get(slotOf(kind, msg.recordId, msg.contextId));
+    if (held && held.timestamp >= msg.descriptor.messageTimestamp) return false;
+    return !this.decoded.get(DecodeCache.key(msg.recordId, msg.descriptor.dataCid));
   }
 
   private waitForKey(slot: string, msg: RecordsWriteMessage): void {

@@ -108,19 +108,25 @@ describe('reads fail while the network key rotates', () => {
     await waitForMap(wClient, (m) => portOf(m, r.profile.did) === 47001, 10_000);
     await waitForMap(rClient, (m) => m.peers.some((p) => p.did === x.profile.did), 10_000);
 
-    // the read right after the reader opened the new network record fails (a DWN under load
-    // mid-rotation): the refresh that saw the new epoch does not finish
-    let armed = false;
+    // a read of a record written after the new network record fails (a DWN under load
+    // mid-rotation): the refresh that saw the new epoch does not finish. The reader reads a few
+    // records at once, so replies may come in any order: a later record's reply waits until the
+    // new network record's has been seen
+    let networkAt: string | undefined;
     let failed = 0;
-    const off = proxy.onReply(({ request, reply }) => {
-      if (request.author !== r.profile.did || request.dwnMethod !== 'RecordsRead') return undefined;
-      if (armed && failed === 0) {
-        failed++;
-        return { reply: { ...reply, status: { code: 500, detail: 'injected: the DWN is overloaded' } }, data: new Uint8Array() };
+    const off = proxy.onReply(async ({ request, reply }) => {
+      if (!rotated || request.author !== r.profile.did || request.dwnMethod !== 'RecordsRead') return undefined;
+      const d = (reply as { entry?: { recordsWrite?: { descriptor?: { protocolPath?: string; messageTimestamp?: string } } } }).entry?.recordsWrite?.descriptor;
+      if (d?.messageTimestamp === undefined) return undefined;
+      if (d.protocolPath === 'network') {
+        if (networkAt === undefined || d.messageTimestamp > networkAt) networkAt = d.messageTimestamp;
+        return undefined;
       }
-      const path = (reply as { entry?: { recordsWrite?: { descriptor?: { protocolPath?: string } } } }).entry?.recordsWrite?.descriptor?.protocolPath;
-      if (path === 'network' && rotated) armed = true;
-      return undefined;
+      if (failed > 0) return undefined;
+      await waitForUntil(() => networkAt !== undefined, 5_000, 'the new network record read').catch(() => undefined);
+      if (networkAt === undefined || d.messageTimestamp <= networkAt) return undefined;
+      failed++;
+      return { reply: { ...reply, status: { code: 500, detail: 'injected: the DWN is overloaded' } }, data: new Uint8Array() };
     });
     let rotated = false;
     try {

@@ -48,7 +48,8 @@ export interface ControlStats {
   skipped: SkipCounters;
   revoked: boolean;
   /** DWN requests by purpose: reads named by events, full re-queries, own key-delivery queries, writes. */
-  requests: { eventReads: number; fullLoads: number; keyLoads: number; writes: number };
+  /** DWN requests: eventReads counts every request made for events, batchQueries the queries among them (one for many records of a kind). */
+  requests: { eventReads: number; batchQueries: number; fullLoads: number; keyLoads: number; writes: number };
   /** Devices this owner revoked because their expiry came. */
   expired: number;
 }

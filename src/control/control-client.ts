@@ -140,7 +140,7 @@ export class ControlClient {
       lastError: this.lastError,
       skipped: { ...this.session.skips.counters },
       revoked: this.revoked,
-      requests: { eventReads: this.counters.eventReads, fullLoads: this.counters.fullLoads, keyLoads: this.counters.keyLoads, writes: this.counters.writes },
+      requests: { eventReads: this.counters.eventReads, batchQueries: this.session.eventReads.batchQueries, fullLoads: this.counters.fullLoads, keyLoads: this.counters.keyLoads, writes: this.counters.writes },
       expired: this.expiredCount,
     };
   }

@@ -2,7 +2,6 @@
  * One command's (or the daemon's) access to the joined network: the DWN client, the keyring,
  * the records read so far, and the write helpers that validate, encrypt and sign.
  */
-import { prefetch } from '../util/parallel.js';
 import type { Profile } from '../identity/profile.js';
 import { parseDidJwk } from '../identity/did-jwk.js';
 import { x25519PublicFromEd25519 } from '../identity/keys.js';
@@ -14,6 +13,7 @@ import { Keyring } from './keyring.js';
 import { markRemoved, removedError, requireJoinedNetwork, type JoinedNetwork } from './local-state.js';
 import type { RecordsWriteMessage } from '@tbd54566975/dwn-sdk-js';
 import { EpochGuard } from './epochs.js';
+import { fetchEventRecords, type EventReadCounts } from './event-reads.js';
 import { currentNetwork, emptyRecordSet, type RecordSet } from './model.js';
 import { DATA_FORMAT, MAX_DATA_SIZE, MEMBER_READABLE, PATHS, PROTOCOL_URI, kindOfPath, type RecordKind } from './protocol.js';
 import {
@@ -24,7 +24,6 @@ import {
   fetchKind,
   newSkipLog,
   nodeSlot,
-  queryFor,
   recordSkip,
   slotOf,
   type ActorRole,
@@ -36,8 +35,6 @@ import { validateRecord, type RecordTypes } from './records.js';
 
 /** Records kept waiting for a network key (one per slot; the oldest out first beyond this). */
 const MAX_WAITING_FOR_KEY = 1024;
-/** Event reads in flight at once: enough to hide round trips, few enough not to crowd the DWN. */
-const READ_WIDTH = 4;
 
 export interface ControlContext {
   home: string;
@@ -90,8 +87,12 @@ export class NetworkSession {
   private readonly lease: EmbeddedLease | undefined;
   /** Clock (tests move it). */
   now: () => number = Date.now;
+  /** DWN requests made for events: reads of one record, and queries standing in for many. */
+  readonly eventReads: EventReadCounts = { reads: 0, batchQueries: 0 };
   /** Records read one by one for events (each a DWN request). */
-  reads = 0;
+  get reads(): number {
+    return this.eventReads.reads + this.eventReads.batchQueries;
+  }
   /** Slots whose record, read by the last `ingest`, was skipped (invalid, undecryptable…). */
   readonly failedSlots = new Set<string>();
   /**
@@ -189,19 +190,15 @@ export class NetworkSession {
     const changed = new Set<RecordKind>();
     this.failedSlots.clear();
     this.waitedInLastIngest = 0;
-    // what is to be read is read a few at a time (a key rotation names every record at once);
-    // the answers are taken in the events' order, as one by one
-    const readOne = (kind: RecordKind, m: RecordsWriteMessage) => {
-      this.reads++;
-      return this.client.read(m.recordId, queryFor(this.acc, kind).protocolRole);
-    };
+    // what is to be read is fetched up front (a few reads at a time, or one query for many
+    // records of a kind: a key rotation names every record at once); the answers are taken in
+    // the events' order, as one by one
     const toRead: Array<[RecordKind, RecordsWriteMessage]> = [];
     for (const msg of messages) {
       const kind = kindOfPath(msg.descriptor?.protocolPath ?? '');
       if (kind && typeof msg.recordId === 'string' && this.needsRead(kind, msg)) toRead.push([kind, msg]);
     }
-    const answers = prefetch(toRead, READ_WIDTH, ([kind, m]) => readOne(kind, m));
-    const reads = new Map(toRead.map(([, m], i) => [m, answers[i]!]));
+    const answers = fetchEventRecords(this.acc, toRead, this.eventReads);
     for (const msg of messages) {
       const kind = kindOfPath(msg.descriptor?.protocolPath ?? '');
       if (!kind || typeof msg.recordId !== 'string') continue;
@@ -210,12 +207,12 @@ export class NetworkSession {
       if (held && held.timestamp >= msg.descriptor.messageTimestamp) continue;
       let d: Decoded | undefined;
       this.skips.lastReason = null;
-      const read = reads.get(msg);
-      if (read === undefined && this.decoded.get(DecodeCache.key(msg.recordId, msg.descriptor.dataCid))) {
+      const pending = answers.get(msg);
+      if (pending === undefined && this.decoded.get(DecodeCache.key(msg.recordId, msg.descriptor.dataCid))) {
         d = await decodeCached(this.acc, kind, msg, this.skips, this.decoded, this.now());
       } else {
-        const r = await (read ?? readOne(kind, msg));
-        if (!r) {
+        const a = await (pending ?? fetchEventRecords(this.acc, [[kind, msg]], this.eventReads).get(msg)!);
+        if ('gone' in a) {
           // deleted since the event (only the owner is told of deletes): what this slot holds
           // of that record is gone too — a revoked node's tombstone read after its deletion
           // must not leave the node in the map
@@ -225,7 +222,7 @@ export class NetworkSession {
           }
           continue;
         }
-        d = await decodeEntry(this.acc, kind, r.message, this.skips, r.data, this.now());
+        d = 'read' in a ? await decodeEntry(this.acc, kind, a.read.message, this.skips, a.read.data, this.now()) : await decodeEntry(this.acc, kind, a.entry, this.skips, undefined, this.now());
         if (d) this.decoded.set(DecodeCache.key(d.recordId, d.dataCid), d);
       }
       if (!d) {

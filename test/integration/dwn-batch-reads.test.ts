@@ -1,0 +1,111 @@
+/**
+ * Many records of one kind at once — a key rotation re-encrypts every node record, endpoint and
+ * nodeInfo — are read with one query per kind for what changed, not one read each; and a member
+ * flooding its own slot in the same moment cannot push honest records out of that answer (what
+ * the bounded answer misses is read one by one). Real dwn-server, real control clients.
+ */
+import { waitForMap } from '../helpers/control.js';
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startTestDwn, type TestDwn } from '../helpers/dwn-server.js';
+import { initProfile } from '../../src/identity/profile.js';
+import { DwnClient } from '../../src/dwn/client.js';
+import { createNetwork, joinNetwork } from '../../src/control/network-ops.js';
+import { addPeer, removePeer } from '../../src/control/peer-ops.js';
+import { ControlClient } from '../../src/control/control-client.js';
+import { DATA_FORMAT, PATHS, PROTOCOL_URI } from '../../src/control/protocol.js';
+import type { NetworkMap } from '../../src/control/netmap.js';
+import type { ControlContext } from '../../src/control/session.js';
+
+const tag = `${process.pid}x${Math.random().toString(36).slice(2, 8)}`;
+const DEVICES = 7;
+let dwn: TestDwn;
+let root: string;
+let owner: ControlContext;
+const devs: ControlContext[] = [];
+const clients: ControlClient[] = [];
+
+function ctxOf(name: string): ControlContext {
+  const home = join(root, name);
+  return { home, profile: initProfile(home).profile };
+}
+
+const endpoint = (i: number) => ({
+  publicEndpoints: [{ address: `198.51.100.${i + 10}`, port: 41000 + i, source: 'static' as const, priority: 5 }],
+  localEndpoints: [],
+  natType: 'endpoint-independent' as const,
+  discoKey: Buffer.alloc(32, i + 1).toString('base64'),
+});
+
+const complete = (m: NetworkMap, dids: string[]) => dids.every((d) => m.peers.some((p) => p.did === d && p.endpoints.length > 0));
+
+before(async () => {
+  root = mkdtempSync(join(tmpdir(), `meshd-batch-${tag}-`));
+  dwn = await startTestDwn();
+  owner = ctxOf('owner');
+  const created = await createNetwork(owner, { name: `batch-${tag}`, endpoint: dwn.url });
+  for (let i = 0; i < DEVICES; i++) {
+    const d = ctxOf(`d${i}`);
+    await addPeer(owner, d.profile.did);
+    await joinNetwork(d, { anchor: owner.profile.did, networkId: created.networkId, endpoint: dwn.url, nodeInfo: { hostname: `d${i}-${tag}` } });
+    devs.push(d);
+  }
+  for (const [i, d] of devs.entries()) {
+    const c = await ControlClient.open({ ctx: d });
+    c.start();
+    clients.push(c);
+    await c.publishEndpoint(endpoint(i));
+  }
+});
+
+after(async () => {
+  for (const c of clients) await c.stop();
+  await dwn?.stop();
+  rmSync(root, { recursive: true, force: true });
+});
+
+test('a key rotation is read with a query per kind; a flood in one slot at the same moment changes nothing', async () => {
+  const watcher = clients[0]!;
+  const stay = devs.slice(0, DEVICES - 1).map((d) => d.profile.did);
+  await waitForMap(watcher, (m) => complete(m, stay.slice(1)), 20_000);
+  const before = watcher.stats.requests;
+
+  // the flooder: a member device writing junk under its own node, as fast as it can, while the
+  // owner rotates the key (the junk is newer than every honest record of the rotation)
+  const flooder = devs[1]!;
+  const fc = new DwnClient(dwn.url, owner.profile.did, { did: flooder.profile.did, edSeed: flooder.profile.keys.edSeed });
+  const node = (await fc.query({ protocol: PROTOCOL_URI, protocolPath: PATHS.node, recipient: flooder.profile.did }))[0]!;
+  let flooding = true;
+  let junk = 0;
+  const flood = (async () => {
+    const bytes = new TextEncoder().encode('{"not":"a jwe"}');
+    while (flooding) {
+      await fc.write({ protocol: PROTOCOL_URI, protocolPath: PATHS.endpoint, data: bytes, dataFormat: DATA_FORMAT, parentContextId: node.contextId! });
+      junk++;
+    }
+  })();
+  let res;
+  try {
+    res = await removePeer(owner, devs[DEVICES - 1]!.profile.did);
+    // every remaining device re-encrypted its own records: the watcher has the new epoch with everyone
+    await waitForMap(watcher, (m) => m.epoch === res!.epoch && !m.peers.some((p) => p.did === devs[DEVICES - 1]!.profile.did) && complete(m, stay.slice(1)), 30_000);
+  } finally {
+    flooding = false;
+    await flood;
+  }
+  const after = watcher.stats.requests;
+  const requests = after.eventReads - before.eventReads;
+  const queries = after.batchQueries - before.batchQueries;
+  // what the rotation wrote that the watcher reads: the owner's node records, nodeInfo and endpoint, policy…; each device's nodeInfo and endpoint
+  console.log(`# rotation with ${DEVICES - 1} devices and ${junk} junk records: ${requests} requests for events, ${queries} of them queries; full loads ${after.fullLoads - before.fullLoads}`);
+  assert.ok(junk >= 5, `the flood wrote ${junk} records`);
+  assert.ok(queries >= 1, 'no kind was read with a query');
+  assert.ok(requests < 3 * DEVICES, `${requests} requests`);
+  assert.equal(after.fullLoads, before.fullLoads);
+  // the flooder's honest endpoint (written before the flood, re-encrypted after) is still the one in the map
+  const peer = watcher.map!.peers.find((p) => p.did === flooder.profile.did);
+  assert.equal(peer?.endpoints[0]?.port, 41001);
+});

@@ -19,8 +19,12 @@ import type { RecentEvent } from './recent-events.js';
 
 /** Peers not heard from within this long are pinged by each dashboard update. */
 const PROBE_FRESH_MS = 300;
-/** A pinged peer not heard from for this long shows offline on the dashboard. */
+/**
+ * A pinged peer not heard from for this long shows offline on the dashboard. Over a relay the
+ * engine pings at most once a second, so a relayed peer is given longer.
+ */
 export const UI_OFFLINE_AFTER_MS = 1200;
+export const UI_OFFLINE_AFTER_RELAYED_MS = 2500;
 /** A pause in updates this long starts the watch afresh (nobody pinged meanwhile). */
 const WATCH_GAP_MS = 5000;
 const EVENTS_SHOWN = 60;
@@ -72,7 +76,7 @@ export class UiLiveness {
     return new Set(
       dp
         .status()
-        .peers.filter((p) => p.heardAgoMs === undefined || p.heardAgoMs > UI_OFFLINE_AFTER_MS)
+        .peers.filter((p) => p.heardAgoMs === undefined || p.heardAgoMs > (p.path === 'relay' ? UI_OFFLINE_AFTER_RELAYED_MS : UI_OFFLINE_AFTER_MS))
         .map((p) => p.publicKey),
     );
   }

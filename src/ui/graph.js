@@ -32,7 +32,8 @@ export function drawGraph(svg, view) {
   const edges = el('g', { class: 'edges' });
   const nodes = el('g', { class: 'nodes' });
   peers.forEach((p, i) => {
-    const a = (2 * Math.PI * i) / Math.max(peers.length, 1) - Math.PI / 2;
+    // evenly around, leaving the bottom (where this device's label is) between two peers
+    const a = Math.PI / 2 + Math.PI / peers.length + (2 * Math.PI * i) / peers.length;
     const x = cx + r * Math.cos(a);
     const y = cy + r * Math.sin(a);
     const state = p.online ? 'online' : 'offline';

@@ -30,6 +30,8 @@ export const UI_TICK_MS = 500;
 /** A comment line this often keeps idle streams (and proxies) from timing out. */
 const KEEPALIVE_MS = 15_000;
 const MAX_STREAMS = 16;
+/** A stream with this much not yet taken by its reader is dropped. */
+const MAX_UNSENT_BYTES = 4 * 1024 * 1024;
 const MAX_BODY = 4096;
 
 export type UiActionKind = 'approve' | 'remove' | 'revoke-invite';
@@ -99,6 +101,13 @@ export async function startUiServer(opts: { backend: UiBackend; log: Logger; ass
       const text = await viewText();
       for (const s of streams) {
         if (s.last === text) continue;
+        if (s.res.writableLength > MAX_UNSENT_BYTES) {
+          // a page that stopped reading: drop it rather than buffer for it (it reconnects)
+          log.warn('ui.stream-stalled', { unsentBytes: s.res.writableLength });
+          streams.delete(s);
+          s.res.destroy();
+          continue;
+        }
         s.last = text;
         s.res.write(`event: state\ndata: ${text}\n\n`);
       }
@@ -216,6 +225,7 @@ export async function startUiServer(opts: { backend: UiBackend; log: Logger; ass
       fail(res, status, e instanceof MeshdError ? e.code : 'E_DAEMON', (e as Error).message);
     });
   });
+  server.maxConnections = 64;
   server.headersTimeout = 10_000;
   server.requestTimeout = 30_000;
   await new Promise<void>((resolve, reject) => {

@@ -9,7 +9,8 @@
  *   - a real headless Chromium (run inside `a`'s namespace) opens the link: every peer shows,
  *     with the path the daemon reports (b direct, c relayed); `meshd down` on b shows b offline
  *     within 2 s; "Remove" asks for a confirmation — cancelled, nothing happens; confirmed, c is
- *     removed from the network and gone from the page;
+ *     removed from the network and gone from the page; an invite made with `meshd invite`
+ *     shows up and is revoked from the page;
  *   - a screenshot of the page is decoded and has many colours (not blank).
  */
 import assert from 'node:assert/strict';
@@ -278,6 +279,7 @@ describe('meshd ui: the dashboard on a live three-host mesh', { timeout: 300_000
       const downAt = Date.now();
       await page.waitForSelector(`${row(b.did)}[data-online="false"]`, { timeout: 15_000 });
       const shownMs = Date.now() - downAt;
+      t.diagnostic(`b shown offline ${shownMs} ms after \`meshd down\` returned`);
       assert.ok(shownMs <= 2000, `b showed offline ${shownMs} ms after \`meshd down\` returned (want ≤ 2000)`);
       assert.equal(await page.getAttribute(`#graph g.node[data-did="${b.did}"]`, 'data-online'), 'false');
       assert.equal(await page.getAttribute(row(c.did), 'data-online'), 'true', 'c went offline with b');
@@ -297,9 +299,22 @@ describe('meshd ui: the dashboard on a live three-host mesh', { timeout: 300_000
       await page.click('#confirm-ok');
       await page.waitForSelector(row(c.did), { state: 'detached', timeout: 30_000 });
       await page.waitForSelector(`#graph g.node[data-did="${c.did}"]`, { state: 'detached', timeout: 5000 });
-      assert.match((await page.locator('#notice').textContent()) ?? '', /Done: remove/);
+      await page.locator('#notice', { hasText: 'Done: remove' }).waitFor({ timeout: 10_000 });
       const list = await meshdJson<{ peers: { did: string }[] }>(a, ['peer', 'list']);
       assert.ok(!list.peers.some((p) => p.did === c.did), '`meshd peer list` still lists c');
+
+      // an invite made on the command line shows up, and is revoked from the page
+      const inv = await meshdJson<{ id: string }>(a, ['invite', '--label', 'for-the-dashboard']);
+      const inviteRow = `#invites tbody tr[data-id="${inv.id}"]`;
+      await page.waitForSelector(inviteRow, { timeout: 15_000 });
+      assert.match((await page.locator(inviteRow).textContent()) ?? '', /open.*for-the-dashboard/);
+      await page.click(`button[data-action="revoke-invite"][data-id="${inv.id}"]`);
+      await page.waitForSelector('#confirm[open]', { timeout: 5000 });
+      await page.click('#confirm-ok');
+      await page.waitForSelector(inviteRow, { state: 'detached', timeout: 15_000 });
+      await page.locator('#notice', { hasText: 'Done: revoke-invite' }).waitFor({ timeout: 10_000 });
+      const invites = await meshdJson<{ invites: { id: string }[] }>(a, ['invite', 'list']);
+      assert.ok(!invites.invites.some((i) => i.id === inv.id), '`meshd invite list` still lists the revoked invite');
       assert.deepEqual(pageErrors, [], 'the page threw');
     } finally {
       await Promise.race([context?.close().catch(() => undefined), sleep(10_000)]);

@@ -27,7 +27,7 @@ export function drawGraph(svg, view) {
   const cx = W / 2;
   const cy = H / 2;
   const peers = view.peers;
-  const r = peers.length <= 1 ? 150 : Math.min(170, 60 + peers.length * 18);
+  const r = 165;
   const nodeR = peers.length > 40 ? 7 : peers.length > 16 ? 10 : 16;
   const edges = el('g', { class: 'edges' });
   const nodes = el('g', { class: 'nodes' });
@@ -47,7 +47,7 @@ export function drawGraph(svg, view) {
     g.append(el('circle', { cx: x, cy: y, r: nodeR }));
     g.append(el('title', {}, `${peerName(p)} ${p.meshIP} — ${p.online ? `online, ${p.path}` : 'offline'}`));
     if (peers.length <= 40) {
-      const below = y >= cy;
+      const below = y >= cy - 1;
       g.append(el('text', { x, y: below ? y + nodeR + 14 : y - nodeR - 6 }, short(peerName(p), 22)));
       g.append(el('text', { x, y: below ? y + nodeR + 26 : y - nodeR - 18, class: 'small' }, p.meshIP));
     }

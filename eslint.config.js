@@ -43,6 +43,12 @@ export default tseslint.config(
     },
     rules: { 'import-x/no-cycle': ['error', { ignoreExternal: true }] },
   },
+  // the dashboard's page (served as it is by src/daemon/ui-server.ts): browser code
+  {
+    files: ['src/ui/**/*.js'],
+    languageOptions: { globals: { ...globals.browser }, sourceType: 'module' },
+    rules: forbid(['cli', 'control', 'daemon', 'dns', 'dwn', 'engine', 'identity', 'lab', 'util', 'demo'], 'The dashboard page (src/ui, browser code)'),
+  },
   // layer boundaries (each folder's README.md says what it owns and may import)
   { files: ['src/engine/**/*.ts'], rules: forbid(['control', 'dwn', 'daemon', 'cli'], 'The data plane (src/engine)') },
   { files: ['src/control/**/*.ts'], rules: forbid(['engine', 'daemon', 'cli'], 'The control plane (src/control)') },

@@ -37,6 +37,7 @@ export const ERROR_CODES = [
   'E_ACL_DENIED',
   'E_CHECK_FAILED',
   'E_ROUTING',
+  'E_UI',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

@@ -160,22 +160,26 @@ export async function listInvites(ctx: ControlContext): Promise<InviteRow[]> {
   try {
     requireOwner(s, 'list invites');
     await s.load(['network', 'invite']);
-    const now = Date.now();
-    return s.set.invite
-      .filter((i) => i.author === s.me && i.parentContextId === s.joined.networkId && i.data.role !== 'memberDevices')
-      .map((i) => ({
-        id: i.recordId,
-        role: i.data.role === 'member' ? ('member' as const) : ('node' as const),
-        label: i.data.label ?? null,
-        expiresAt: i.data.expiresAt,
-        uses: i.data.uses ?? null,
-        used: i.data.used,
-        state: inviteState(i.data, now),
-      }))
-      .sort((a, b) => a.expiresAt.localeCompare(b.expiresAt));
+    return inviteRows(s, Date.now());
   } finally {
     await s.close();
   }
+}
+
+/** The owner's invites in a session whose invite records are loaded (the daemon's, the CLI's). */
+export function inviteRows(s: NetworkSession, now: number): InviteRow[] {
+  return s.set.invite
+    .filter((i) => i.author === s.me && i.parentContextId === s.joined.networkId && i.data.role !== 'memberDevices')
+    .map((i) => ({
+      id: i.recordId,
+      role: i.data.role === 'member' ? ('member' as const) : ('node' as const),
+      label: i.data.label ?? null,
+      expiresAt: i.data.expiresAt,
+      uses: i.data.uses ?? null,
+      used: i.data.used,
+      state: inviteState(i.data, now),
+    }))
+    .sort((a, b) => a.expiresAt.localeCompare(b.expiresAt));
 }
 
 /** Delete an invite (and any request under it): a copied invite line stops working at once. */
@@ -184,13 +188,20 @@ export async function revokeInvite(ctx: ControlContext, id: string): Promise<{ i
   try {
     requireOwner(s, 'revoke invites');
     await s.load(['network', 'invite']);
-    const inv = s.set.invite.find((i) => (i.recordId === id || i.recordId.endsWith(id)) && i.data.role !== 'memberDevices');
-    if (!inv || id.length < 8) throw new MeshdError('E_NO_NETWORK', `no invite ${id}`, { hint: 'see `meshd invite list`' });
-    await s.client.delete(inv.recordId, { prune: true });
-    return { id: inv.recordId };
+    return await revokeInviteIn(s, id);
   } finally {
     await s.close();
   }
+}
+
+/** revokeInvite in an owner session whose invite records are loaded (the daemon's). */
+export async function revokeInviteIn(s: NetworkSession, id: string): Promise<{ id: string }> {
+  requireOwner(s, 'revoke invites');
+  const inv = s.set.invite.find((i) => (i.recordId === id || i.recordId.endsWith(id)) && i.data.role !== 'memberDevices');
+  if (!inv || id.length < 8) throw new MeshdError('E_NO_NETWORK', `no invite ${id}`, { hint: 'see `meshd invite list`' });
+  await s.client.delete(inv.recordId, { prune: true });
+  s.forget(inv.recordId);
+  return { id: inv.recordId };
 }
 
 export interface AdmitResult {

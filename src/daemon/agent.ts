@@ -36,6 +36,8 @@ import { MeshDns, readAcceptDns, writeAcceptDns } from '../dns/mesh-dns.js';
 import { DaemonMetrics } from './metrics.js';
 import { pingRoute } from './ping.js';
 import { DepartedPeers, departedNode } from './peer-query.js';
+import { RecentEvents } from './recent-events.js';
+import type { UiActionKind, UiServer } from './ui-server.js';
 import { nodeRecords } from '../control/model.js';
 import type { AgentLike } from './daemon.js';
 import type { Logger } from './log.js';
@@ -88,9 +90,13 @@ export class MeshAgent implements AgentLike {
   private readonly tunName: string;
   private readonly metrics = new DaemonMetrics(() => this.status());
   private readonly departed = new DepartedPeers();
+  /** The last info/warn/error log records (the dashboard's recent events). */
+  private readonly events = new RecentEvents();
+  /** The dashboard's listener, started by the first `meshd ui`. */
+  private ui: Promise<UiServer> | undefined;
 
   constructor(opts: AgentOptions) {
-    this.opts = opts;
+    this.opts = { ...opts, log: this.events.tee(opts.log) };
     this.tunName = opts.tunName ?? 'meshd0';
   }
 
@@ -536,7 +542,52 @@ export class MeshAgent implements AgentLike {
           return removePeerIn(s, b.dids[0]!);
         });
       },
+      'POST /v0/invites/revoke': (body: unknown) => {
+        const b = body as { as?: unknown; id?: unknown } | null;
+        if (typeof b !== 'object' || b === null || typeof b.id !== 'string') throw new MeshdError('E_USAGE', 'expected {"as": DID, "id": INVITE}');
+        if (b.as !== this.opts.ctx.profile.did) throw new MeshdError('E_WRONG_PROFILE', 'the daemon runs another identity');
+        const id = b.id;
+        return this.ownerControl().ownerOp(async (s) => (await import('../control/invite-ops.js')).revokeInviteIn(s, id));
+      },
+      // `meshd ui`: the dashboard's loopback listener (started now if need be) and a one-time link
+      'POST /v0/ui': async () => {
+        const ui = await this.startUi();
+        return { url: ui.link(), port: ui.port };
+      },
     };
+  }
+
+  private startUi(): Promise<UiServer> {
+    this.ui ??= (async () => {
+      const [{ startUiServer }, { buildUiView, UiLiveness }] = await Promise.all([import('./ui-server.js'), import('./ui-view.js')]);
+      const liveness = new UiLiveness();
+      const routes = this.routes();
+      const as = this.opts.ctx.profile.did;
+      const handlers: Record<UiActionKind, (id: string) => unknown> = {
+        approve: (id) => routes['POST /v0/peers/approve']({ as, dids: [id] }),
+        remove: (id) => routes['POST /v0/peers/remove']({ as, dids: [id] }),
+        'revoke-invite': (id) => routes['POST /v0/invites/revoke']({ as, id }),
+      };
+      return startUiServer({
+        log: this.log.child('ui'),
+        backend: {
+          view: () => {
+            const silent = liveness.tick(this.dataplane);
+            const map = this.control?.map ?? this.map;
+            return buildUiView({
+              status: this.status(silent),
+              hostname: map?.self?.hostname ?? this.opts.hostname ?? null,
+              control: this.control,
+              events: this.events.last(),
+              now: Date.now(),
+            });
+          },
+          action: async (kind, id) => handlers[kind](id),
+        },
+      });
+    })();
+    this.ui.catch(() => (this.ui = undefined)); // a failed start may be tried again
+    return this.ui;
   }
 
   private ownerControl(): ControlClient {
@@ -547,6 +598,7 @@ export class MeshAgent implements AgentLike {
   async stop(): Promise<void> {
     this.stopped = true;
     clearInterval(this.linkTimer);
+    await this.ui?.then((u) => u.close()).catch(() => undefined);
     clearTimeout(this.publishRetry);
     this.unsubscribe?.();
     await this.applying.catch(() => undefined);

@@ -14,6 +14,7 @@ import { registerEngine } from './engine.js';
 import { registerRelay } from './relay.js';
 import { registerNetcheck } from './netcheck.js';
 import { registerOps } from './ops.js';
+import { registerUi } from './ui.js';
 
 export function registerCommands(program: Command, io: Io): void {
   registerIdentity(program, io);
@@ -29,4 +30,5 @@ export function registerCommands(program: Command, io: Io): void {
   registerNetcheck(program, io);
   registerEngine(program, io);
   registerOps(program, io);
+  registerUi(program, io);
 }

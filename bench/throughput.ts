@@ -192,10 +192,10 @@ function render(rows: Row[], s: Settings, loads: { start: number[]; end: number[
   const hasRef = ok.some((r) => r.id === 'wg-go');
   out.push(hasRef ? '×wg = ÷ wireguard-go ↔ wireguard-go in this run' : 'no ratios: wireguard-go ↔ wireguard-go was not measured (add wg-go to --only)');
   out.push('');
-  out.push('Throughput (iperf3, received Mbit/s; retr = TCP retransmissions)');
+  out.push('Throughput (iperf3, Mbit/s received; retr = TCP retransmissions; UDP sent = what iperf3 managed to send)');
   out.push(
     table(
-      ['path', 'TCP×1', '×wg', 'retr', `TCP×${s.streams}`, '×wg', 'retr', `UDP ${s.udpRate}: got`, 'loss %'],
+      ['path', 'TCP×1', '×wg', 'retr', `TCP×${s.streams}`, '×wg', 'retr', `UDP ${s.udpRate}: sent`, 'got', 'loss %'],
       ok.map((r) => [
         r.label,
         f0(r.report.tcp1.mbps),
@@ -204,6 +204,7 @@ function render(rows: Row[], s: Settings, loads: { start: number[]; end: number[
         f0(r.report.tcpN.mbps),
         times(r.ratios?.tcpN),
         f0(r.report.tcpN.retransmits),
+        f0(r.report.udp.sentMbps),
         f0(r.report.udp.mbps),
         f2(r.report.udp.lossPercent),
       ]),

@@ -1,7 +1,7 @@
 /**
  * Measures one network path between two lab namespaces — a tunnel or a bare link — the way
  * bench/throughput.ts reports it: iperf3 TCP with 1 and with N parallel streams, iperf3 UDP at a
- * fixed rate (what arrived, and the loss), ping RTT idle and while a TCP stream fills the path
+ * fixed rate (what was sent, what arrived, the loss), ping RTT idle and while a TCP stream fills the path
  * (`ping -i 0.01`: median and p99), and the CPU seconds the path's processes (the tunnel
  * endpoints) spent per Gbit received, read from /proc/PID/stat around each transfer.
  *
@@ -59,6 +59,8 @@ export interface UdpMeasurement {
   targetRate: string;
   /** UDP payload per datagram. */
   datagramBytes: number;
+  /** iperf3's socket buffers (-w). */
+  socketBuffer: string;
   /** What arrived, Mbit/s. */
   mbps: number;
   sentMbps: number;
@@ -103,6 +105,12 @@ export interface PathBenchOptions {
 }
 
 const PING_INTERVAL_S = 0.01;
+/**
+ * iperf3's own UDP sockets get 4 MiB buffers, so the loss counted is the path's and not the
+ * iperf3 receiver falling behind on a busy machine (with the default ~200 KiB, a loaded 2-core
+ * machine drops a third of 1 Gbit/s on a bare veth). The tunnels' sockets keep their own sizes.
+ */
+const UDP_SOCKET_BUFFER = '4M';
 
 function perGbit(cpuSeconds: number, bytes: number): number | undefined {
   const gbit = (bytes * 8) / 1e9;
@@ -156,7 +164,15 @@ export async function measureUdp(
   const { result: r, cpu } = await metered(
     path,
     opts.ticksPerSecond ?? clockTicksPerSecond(),
-    () => iperf3Client(path.client, { server: server.addr, port: server.port, seconds: opts.seconds, udpBitrate: opts.rate, udpLength: datagramBytes }),
+    () =>
+      iperf3Client(path.client, {
+        server: server.addr,
+        port: server.port,
+        seconds: opts.seconds,
+        udpBitrate: opts.rate,
+        udpLength: datagramBytes,
+        socketBuffer: UDP_SOCKET_BUFFER,
+      }),
     (x) => x.bytes,
   );
   requireBytes(path, `UDP at ${opts.rate}`, r);
@@ -164,6 +180,7 @@ export async function measureUdp(
   return {
     targetRate: opts.rate,
     datagramBytes,
+    socketBuffer: UDP_SOCKET_BUFFER,
     mbps: r.mbps,
     sentMbps: r.sentMbps,
     bytes: r.bytes,

@@ -143,6 +143,8 @@ export interface Iperf3ClientOptions {
   parallel?: number;
   /** UDP datagram payload in bytes (-l); iperf3's default otherwise. */
   udpLength?: number;
+  /** Socket buffer size of both ends (-w, e.g. '4M'; capped by net.core.[rw]mem_max). */
+  socketBuffer?: string;
 }
 
 /** Runs an iperf3 client in `ns` against a running server. */
@@ -152,6 +154,7 @@ export async function iperf3Client(ns: NsRef, o: Iperf3ClientOptions): Promise<I
   if (o.reverse) argv.push('-R');
   if (o.udpBitrate) argv.push('-u', '-b', o.udpBitrate);
   if (o.udpBitrate && o.udpLength !== undefined) argv.push('-l', String(o.udpLength));
+  if (o.socketBuffer !== undefined) argv.push('-w', o.socketBuffer);
   if (o.parallel && o.parallel > 1) argv.push('-P', String(o.parallel));
   const r = await exec(ns, argv, { timeoutMs: seconds * 1000 + 15_000 });
   return parseIperf3Json(r.stdout);

@@ -50,6 +50,7 @@ test('bench/throughput measurements on meshd ↔ meshd: every figure present, da
 
   assert.equal(r.udp.targetRate, '100M');
   assert.equal(r.udp.datagramBytes, 1420 - 28);
+  assert.equal(r.udp.socketBuffer, '4M');
   assert.ok(r.udp.bytes > 0 && r.udp.mbps > 0, JSON.stringify(r.udp));
   // iperf3 paces to the target rate: what it sent is near 100 Mbit/s, what arrived no more
   assert.ok(r.udp.sentMbps > 50 && r.udp.sentMbps < 150, `UDP sent ${r.udp.sentMbps} Mbit/s`);

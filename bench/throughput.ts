@@ -22,10 +22,12 @@
  *              `all` (default)
  *   --seconds  per transfer (default BENCH_SECONDS, else 5)
  *   --udp-rate iperf3 -b for the UDP test (default BENCH_UDP_RATE, else 1G)
+ *   --repeat   measure every path N times, interleaved (path 1, 2, …, then again), and report
+ *              the median of each figure: steadier ratios on a shared machine (BENCH_REPEAT, 1)
  *   --json     one JSON document on stdout; the tables (and progress) go to stderr
  *   BENCH_PROFILE=DIR  V8 CPU profiles of the meshd ↔ meshd engines (open in Chrome DevTools)
  *
- * Exit status: 0 when every selected path was measured, 1 when one failed (the others are still
+ * Exit status: 0 when every selected path was measured, 1 when a run failed (the others are still
  * reported), 2 for bad arguments or missing prerequisites.
  */
 import { cpus, loadavg, release } from 'node:os';
@@ -35,12 +37,13 @@ import { LabError, measurePath, onPath, type PathReport } from '../src/lab/index
 import { missingPrereqs } from '../test/helpers/prereqs.js';
 import { openPath, PATHS, type PathId } from '../test/lab/tunnel-paths.js';
 
-const USAGE = `usage: node dist/bench/throughput.js [--only ${PATHS.map((p) => p.id).join(',')}|mixed|all] [--seconds N] [--udp-rate 1G] [--streams 4] [--json]`;
+const USAGE = `usage: node dist/bench/throughput.js [--only ${PATHS.map((p) => p.id).join(',')}|mixed|all] [--seconds N] [--udp-rate 1G] [--streams 4] [--repeat N] [--json]`;
 
 interface Settings {
   ids: PathId[];
   seconds: number;
   streams: number;
+  repeat: number;
   udpRate: string;
   json: boolean;
   profileDir: string | undefined;
@@ -64,6 +67,7 @@ export function parseSettings(argv: readonly string[], env: NodeJS.ProcessEnv): 
         seconds: { type: 'string' },
         'udp-rate': { type: 'string' },
         streams: { type: 'string' },
+        repeat: { type: 'string' },
         json: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -90,6 +94,7 @@ export function parseSettings(argv: readonly string[], env: NodeJS.ProcessEnv): 
     ids: PATHS.filter((p) => wanted.has(p.id)).map((p) => p.id),
     seconds: intIn(v.seconds ?? env.BENCH_SECONDS ?? '5', 'seconds per transfer (--seconds / BENCH_SECONDS)', 1, 600),
     streams: intIn(v.streams ?? '4', '--streams', 2, 128),
+    repeat: intIn(v.repeat ?? env.BENCH_REPEAT ?? '1', 'runs per path (--repeat / BENCH_REPEAT)', 1, 20),
     udpRate,
     json: v.json ?? false,
     profileDir: env.BENCH_PROFILE || undefined,
@@ -114,9 +119,48 @@ interface Ratios {
   cpuPerGbitTcp1: number | undefined;
 }
 
-type Row =
-  | { id: PathId; label: string; ok: true; report: PathReport; ratios: Ratios | undefined }
-  | { id: PathId; label: string; ok: false; error: { code: string; message: string; detail: string | undefined } };
+interface RunError {
+  /** 1-based. */
+  run: number;
+  code: string;
+  message: string;
+  /** The tail of what the failing command printed. */
+  detail: string | undefined;
+}
+
+type RunResult = { ok: true; report: PathReport } | { ok: false; error: Omit<RunError, 'run'> };
+
+interface Row {
+  id: PathId;
+  label: string;
+  /** Each figure the median of that figure over `runs`; undefined when no run succeeded. */
+  report: PathReport | undefined;
+  runs: PathReport[];
+  errors: RunError[];
+  ratios: Ratios | undefined;
+}
+
+/**
+ * The median of each number over `values` (same shape; objects and arrays are walked key by key,
+ * the middle two averaged for an even count); anything else, and pids, from the first.
+ */
+function deepMedian(values: readonly unknown[], key = ''): unknown {
+  const first = values[0];
+  if (typeof first === 'number' && key !== 'pid') {
+    const nums = values.filter((v): v is number => typeof v === 'number').sort((a, b) => a - b);
+    const mid = nums.length >> 1;
+    return nums.length % 2 === 1 ? nums[mid] : (nums[mid - 1]! + nums[mid]!) / 2;
+  }
+  if (Array.isArray(first)) return first.map((_, i) => deepMedian(values.map((v) => (v as unknown[])[i]), key));
+  if (first !== null && typeof first === 'object') {
+    return Object.fromEntries(Object.keys(first).map((k) => [k, deepMedian(values.map((v) => (v as Record<string, unknown>)[k]), k)]));
+  }
+  return first;
+}
+
+function medianReport(runs: readonly PathReport[]): PathReport | undefined {
+  return runs.length === 0 ? undefined : (deepMedian(runs) as PathReport);
+}
 
 function div(a: number | undefined, b: number | undefined): number | undefined {
   return a !== undefined && b !== undefined && b > 0 ? a / b : undefined;
@@ -138,9 +182,9 @@ function log(line: string): void {
   process.stderr.write(`[throughput ${new Date().toISOString().slice(11, 19)}] ${line}\n`);
 }
 
-async function measureOne(id: PathId, s: Settings, index: number, total: number): Promise<Row> {
+async function measureOne(id: PathId, s: Settings, step: string): Promise<RunResult> {
   const spec = PATHS.find((p) => p.id === id)!;
-  log(`[${index}/${total}] ${spec.label}: setting up`);
+  log(`[${step}] ${spec.label}: setting up`);
   try {
     const open = await openPath(id, s.profileDir && id === 'meshd' ? { cpuProfileDir: s.profileDir } : {});
     try {
@@ -148,9 +192,9 @@ async function measureOne(id: PathId, s: Settings, index: number, total: number)
         seconds: s.seconds,
         streams: s.streams,
         udpRate: s.udpRate,
-        onProgress: (l) => log(`[${index}/${total}] ${l}`),
+        onProgress: (l) => log(`[${step}] ${l}`),
       });
-      return { id, label: spec.label, ok: true, report, ratios: undefined };
+      return { ok: true, report };
     } finally {
       await open.close();
     }
@@ -158,8 +202,8 @@ async function measureOne(id: PathId, s: Settings, index: number, total: number)
     const code = e instanceof LabError ? e.code : 'E_BENCH';
     const message = e instanceof Error ? e.message : String(e);
     const detail = e instanceof LabError && e.stderr ? e.stderr.trim().split('\n').slice(-8).join('\n') : undefined;
-    log(`[${index}/${total}] ${spec.label}: FAILED (${code}) ${message}`);
-    return { id, label: spec.label, ok: false, error: { code, message, detail } };
+    log(`[${step}] ${spec.label}: FAILED (${code}) ${message}`);
+    return { ok: false, error: { code, message, detail } };
   }
 }
 
@@ -182,11 +226,13 @@ function table(head: string[], rows: string[][]): string {
 }
 
 function render(rows: Row[], s: Settings, loads: { start: number[]; end: number[] }): string {
-  const ok = rows.filter((r): r is Extract<Row, { ok: true }> => r.ok);
+  const ok = rows
+    .filter((r): r is Row & { report: PathReport } => r.report !== undefined)
+    .map((r) => ({ ...r, label: r.runs.length < s.repeat ? `${r.label} (${r.runs.length}/${s.repeat} runs)` : r.label }));
   const out: string[] = [];
   const load = (l: number[]): string => l.map((x) => x.toFixed(2)).join(' ');
   out.push(
-    `bench/throughput — ${s.seconds} s per transfer, two namespaces over veth, tunnel MTU 1420; ${cpus().length} CPUs, ` +
+    `bench/throughput — ${s.seconds} s per transfer${s.repeat > 1 ? `, median of ${s.repeat} interleaved runs` : ''}, two namespaces over veth, tunnel MTU 1420; ${cpus().length} CPUs, ` +
       `load average ${load(loads.start)} at the start, ${load(loads.end)} at the end`,
   );
   const hasRef = ok.some((r) => r.id === 'wg-go');
@@ -254,10 +300,11 @@ function render(rows: Row[], s: Settings, loads: { start: number[]; end: number[
     );
   }
   for (const r of rows) {
-    if (r.ok) continue;
-    out.push('');
-    out.push(`${r.label}: FAILED (${r.error.code}) ${r.error.message}`);
-    if (r.error.detail) out.push(r.error.detail.replace(/^/gm, '    '));
+    for (const e of r.errors) {
+      out.push('');
+      out.push(`${r.label}${s.repeat > 1 ? `, run ${e.run}` : ''}: FAILED (${e.code}) ${e.message}`);
+      if (e.detail) out.push(e.detail.replace(/^/gm, '    '));
+    }
   }
   if (s.profileDir) out.push('', `CPU profiles of the meshd ↔ meshd engines: ${s.profileDir}`);
   return out.join('\n') + '\n';
@@ -279,19 +326,27 @@ async function main(): Promise<number> {
   }
   const startedAt = new Date().toISOString();
   const loads = { start: loadavg(), end: [] as number[] };
-  const rows: Row[] = [];
-  for (const [i, id] of s.ids.entries()) rows.push(await measureOne(id, s, i + 1, s.ids.length));
+  const rows: Row[] = s.ids.map((id) => ({ id, label: PATHS.find((p) => p.id === id)!.label, report: undefined, runs: [], errors: [], ratios: undefined }));
+  for (let run = 1; run <= s.repeat; run++) {
+    for (const [i, row] of rows.entries()) {
+      const step = s.repeat > 1 ? `run ${run}/${s.repeat}, ${i + 1}/${rows.length}` : `${i + 1}/${rows.length}`;
+      const r = await measureOne(row.id, s, step);
+      if (r.ok) row.runs.push(r.report);
+      else row.errors.push({ run, ...r.error });
+    }
+  }
   loads.end = loadavg();
-  const ref = rows.find((r) => r.id === 'wg-go');
-  for (const r of rows) if (r.ok && ref?.ok) r.ratios = ratiosOf(r.report, ref.report);
+  for (const r of rows) r.report = medianReport(r.runs);
+  const ref = rows.find((r) => r.id === 'wg-go')?.report;
+  for (const r of rows) if (r.report && ref) r.ratios = ratiosOf(r.report, ref);
   if (s.json) {
     const doc = {
       bench: 'throughput',
       startedAt,
       finishedAt: new Date().toISOString(),
-      settings: { seconds: s.seconds, streams: s.streams, udpRate: s.udpRate, tunnelMtu: 1420, paths: s.ids },
+      settings: { seconds: s.seconds, streams: s.streams, udpRate: s.udpRate, repeat: s.repeat, tunnelMtu: 1420, paths: s.ids },
       machine: { cpus: cpus().length, kernel: release(), node: process.version, loadavgStart: loads.start, loadavgEnd: loads.end },
-      reference: ref?.ok ? ref.label : null,
+      reference: ref ? ref.label : null,
       paths: rows,
     };
     process.stdout.write(JSON.stringify(doc, null, 2) + '\n');
@@ -299,7 +354,7 @@ async function main(): Promise<number> {
   } else {
     process.stdout.write(render(rows, s, loads));
   }
-  return rows.every((r) => r.ok) ? 0 : 1;
+  return rows.every((r) => r.errors.length === 0) ? 0 : 1;
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {

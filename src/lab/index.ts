@@ -62,7 +62,7 @@
  *     txBytes}], stop()}                        wgKeyPair(), wgPublicKey(priv) (base64, like wg)
  *   wireguardGoPair(twoHosts, {mtu?}) → {a, b}  peered over the link, tunnel 10.77.0.1 ↔ 10.77.0.2
  *   CoturnStun.start(ns, {addr, port? = 3478}) → {endpoint, stop()}   resolves once it answers STUN
- *   Iperf3Server.start(ns, {addr, port?}) → {streamsAccepted(), waitForStreams(n), stop()},
+ *   Iperf3Server.start(ns, {addr, port?}) → {waitIdle(), streamsAccepted(), waitForStreams(n), stop()},
  *     iperf3Client(ns, {server, seconds?, reverse?, udpBitrate?, udpLength?, parallel?}) →
  *     {protocol, mbps, sentMbps, bytes, retransmits, lossFraction, seconds};
  *     measureIperf3(serverNs, serverAddr, clientNs, opts)

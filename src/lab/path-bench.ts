@@ -143,6 +143,7 @@ export async function measureTcp(
   server: Iperf3Server,
   opts: { seconds: number; streams: number; ticksPerSecond?: number },
 ): Promise<TcpMeasurement> {
+  await server.waitIdle();
   const { result: r, cpu } = await metered(
     path,
     opts.ticksPerSecond ?? clockTicksPerSecond(),
@@ -161,6 +162,7 @@ export async function measureUdp(
 ): Promise<UdpMeasurement> {
   if (!/^\d+(\.\d+)?[KMG]?$/.test(opts.rate)) throw new LabError('E_LAB', `UDP rate must look like 500M or 1G (iperf3 -b), got ${opts.rate}`);
   const datagramBytes = path.mtu - 28;
+  await server.waitIdle();
   const { result: r, cpu } = await metered(
     path,
     opts.ticksPerSecond ?? clockTicksPerSecond(),
@@ -216,6 +218,7 @@ export async function measureRttIdle(path: BenchPath, opts: { count: number }): 
  */
 export async function measureRttUnderLoad(path: BenchPath, server: Iperf3Server, opts: { seconds: number }): Promise<RttMeasurement> {
   const count = Math.max(10, Math.floor((opts.seconds - 0.5) / PING_INTERVAL_S));
+  await server.waitIdle();
   const before = server.streamsAccepted();
   const load = iperf3Client(path.client, { server: server.addr, port: server.port, seconds: opts.seconds });
   load.catch(() => {}); // awaited below; this only keeps an early failure from being unhandled

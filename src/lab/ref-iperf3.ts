@@ -98,6 +98,8 @@ export function parseIperf3Json(text: string): Iperf3Result {
 /** How the server announces a data stream ("[  5] local 10.77.0.2 port 5201 connected to …"). */
 const STREAM_LINE = /\] local \S+ port \d+ connected to /;
 const STREAM_LINE_G = new RegExp(STREAM_LINE.source, 'g');
+const LISTENING = /Server listening on \d+/;
+const ACCEPTED_G = /Accepted connection from /g;
 
 export class Iperf3Server {
   private constructor(
@@ -123,6 +125,16 @@ export class Iperf3Server {
   async waitForStreams(count: number, timeoutMs = 10_000): Promise<void> {
     if (!Number.isSafeInteger(count) || count < 1) throw new LabError('E_LAB', `waitForStreams: bad count ${count}`);
     await this.process.waitFor(new RegExp(`(?:${STREAM_LINE.source}[\\s\\S]*?){${count}}`), timeoutMs);
+  }
+
+  /**
+   * Resolves once the server listens for a new test. After each test it closes its listening
+   * socket and opens it again ("Server listening" once more), so a client that starts right
+   * after the previous one returned can meet a reset; call this before every client.
+   */
+  async waitIdle(timeoutMs = 10_000): Promise<void> {
+    const accepted = this.process.output().match(ACCEPTED_G)?.length ?? 0;
+    await this.process.waitFor(new RegExp(`(?:${LISTENING.source}[\\s\\S]*?){${accepted + 1}}`), timeoutMs);
   }
 
   async stop(): Promise<void> {

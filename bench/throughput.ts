@@ -49,7 +49,7 @@ interface Settings {
   profileDir: string | undefined;
 }
 
-class UsageError extends Error {}
+export class UsageError extends Error {}
 
 function intIn(text: string, what: string, min: number, max: number): number {
   const n = Number(text);
@@ -144,7 +144,7 @@ interface Row {
  * The median of each number over `values` (same shape; objects and arrays are walked key by key,
  * the middle two averaged for an even count); anything else, and pids, from the first.
  */
-function deepMedian(values: readonly unknown[], key = ''): unknown {
+export function deepMedian(values: readonly unknown[], key = ''): unknown {
   const first = values[0];
   if (typeof first === 'number' && key !== 'pid') {
     const nums = values.filter((v): v is number => typeof v === 'number').sort((a, b) => a - b);

@@ -62,8 +62,9 @@
  *     txBytes}], stop()}                        wgKeyPair(), wgPublicKey(priv) (base64, like wg)
  *   wireguardGoPair(twoHosts, {mtu?}) → {a, b}  peered over the link, tunnel 10.77.0.1 ↔ 10.77.0.2
  *   CoturnStun.start(ns, {addr, port? = 3478}) → {endpoint, stop()}   resolves once it answers STUN
- *   Iperf3Server.start(ns, {addr, port?}), iperf3Client(ns, {server, seconds?, reverse?,
- *     udpBitrate?, parallel?}) → {mbps, sentMbps, retransmits, lossFraction, seconds};
+ *   Iperf3Server.start(ns, {addr, port?}) → {waitIdle(), streamsAccepted(), waitForStreams(n), stop()},
+ *     iperf3Client(ns, {server, seconds?, reverse?, udpBitrate?, udpLength?, parallel?}) →
+ *     {protocol, mbps, sentMbps, bytes, retransmits, lossFraction, seconds};
  *     measureIperf3(serverNs, serverAddr, clientNs, opts)
  *   ping(ns, addr, {count?, timeoutMs?, method?}) → {ok, sent, received, rttMs, method}
  *     ICMP via `ping` (iputils-ping) when installed, else TCP connect to a closed port (RST).
@@ -71,6 +72,14 @@
  *     → ['ip:port', …] as the server saw them; udpProbe(ns, {targets, bind?, payload?,
  *     timeoutMs?}) → [{to, ok, local, reply}]; tcpProbe(ns, 'ip:port') → {ok, reply, error}
  *   stunBindingRequest(txId?), stunMappedAddress(msg, txId?) (minimal, independent of the engine)
+ *
+ * PATH MEASUREMENTS (path-bench.ts, ping-series.ts, proc-cpu.ts) — what bench/throughput.ts reports
+ *   BenchPath = {label, client (sender ns), server (receiver ns), serverAddr, mtu, processes:
+ *     [{label, pid, side: 'sender'|'receiver'}]}   (the tunnel's processes, CPU-metered)
+ *   measurePath(path, {seconds?, streams? = 4, udpRate? = '1G', onProgress?}) → {tcp1, tcpN, udp,
+ *     rttIdle, rttLoaded}; alone: measureTcp, measureUdp, measureRttIdle, measureRttUnderLoad
+ *   pingSeries(ns, addr, {count, intervalS? = 0.01}) → {sent, received, rttsMs, medianMs, p99Ms, …}
+ *   CpuMeter.start([{label, pid}]).stop() → [{label, pid, cpuSeconds}]   (/proc/PID/stat utime+stime)
  *
  * BASELINES (baseline.ts) — for benchmarks that print ratios against the same run
  *   measureWireguardGoThroughput({seconds?, mtu?, lab?}), measureVethThroughput(…)
@@ -116,6 +125,31 @@ export {
   type TcpProbeResult,
 } from './probes.js';
 export { stunBindingRequest, stunMappedAddress, STUN_MAGIC_COOKIE } from './stun-check.js';
+export { pingSeries, parsePingSeries, quantile, type RttSummary, type PingSeriesOptions } from './ping-series.js';
+export {
+  CpuMeter,
+  parseProcStatCpu,
+  processCpuSeconds,
+  clockTicksPerSecond,
+  type CpuUse,
+  type MeteredProcess,
+  type ProcStatCpu,
+} from './proc-cpu.js';
+export {
+  measurePath,
+  measureTcp,
+  measureUdp,
+  measureRttIdle,
+  measureRttUnderLoad,
+  type BenchPath,
+  type PathProcess,
+  type PathReport,
+  type PathBenchOptions,
+  type CpuReport,
+  type TcpMeasurement,
+  type UdpMeasurement,
+  type RttMeasurement,
+} from './path-bench.js';
 export {
   measureWireguardGoThroughput,
   measureVethThroughput,

@@ -10,6 +10,8 @@ import { LabError } from '../../src/lab/errors.js';
 import { MAX_IFNAME, netnsName, newRunTag, parseLabName, wgIfName } from '../../src/lab/names.js';
 import { parseNettoolArgs } from '../../src/lab/nettool.js';
 import { parsePingOutput } from '../../src/lab/ping.js';
+import { parsePingSeries, quantile } from '../../src/lab/ping-series.js';
+import { parseProcStatCpu } from '../../src/lab/proc-cpu.js';
 import { parseIperf3Json } from '../../src/lab/ref-iperf3.js';
 import { parseWgDump, wgKeyPair, wgPublicKey } from '../../src/lab/ref-wireguard-go.js';
 import { stunBindingRequest, stunMappedAddress } from '../../src/lab/stun-check.js';
@@ -86,6 +88,79 @@ test('parseIperf3Json reads TCP and UDP reports and rejects errors', () => {
   assert.throws(() => parseIperf3Json(''), LabError);
   fc.assert(fc.property(fc.string(), (s) => onlyLabErrors(() => parseIperf3Json(s))));
   fc.assert(fc.property(fc.jsonValue(), (v) => onlyLabErrors(() => parseIperf3Json(JSON.stringify(v)))));
+});
+
+test('parseIperf3Json reads iperf3 3.12 reports: UDP loss from sum_received, bytes, -P 4 totals', () => {
+  // shapes as iperf3 3.12 -J prints them (trimmed)
+  const udp = parseIperf3Json(
+    JSON.stringify({
+      start: { test_start: { protocol: 'UDP', num_streams: 1 } },
+      end: {
+        sum: { seconds: 1.002, bytes: 24713016, bits_per_second: 197347915, lost_packets: 2900, packets: 17067, lost_percent: 16.99 },
+        sum_sent: { seconds: 1.0018, bytes: 24713016, bits_per_second: 197347915, lost_packets: 0, packets: 17067, sender: true },
+        sum_received: { seconds: 1.002, bytes: 20513816, bits_per_second: 163778712, lost_packets: 2900, packets: 17067, sender: false },
+      },
+    }),
+  );
+  assert.equal(udp.protocol, 'udp');
+  assert.equal(udp.bytes, 20513816);
+  assert.ok(Math.abs(udp.mbps - 163.778712) < 1e-9);
+  assert.ok(Math.abs(udp.sentMbps - 197.347915) < 1e-9);
+  assert.ok(Math.abs(udp.lossFraction! - 2900 / 17067) < 1e-12);
+  assert.equal(udp.retransmits, undefined);
+
+  const tcp4 = parseIperf3Json(
+    JSON.stringify({
+      start: { test_start: { protocol: 'TCP', num_streams: 4 } },
+      end: {
+        sum_sent: { seconds: 1.006, bytes: 373948416, bits_per_second: 2972964677, retransmits: 48, sender: true },
+        sum_received: { seconds: 1.0066, bytes: 373948416, bits_per_second: 2972078604, sender: true },
+      },
+    }),
+  );
+  assert.deepEqual(
+    { protocol: tcp4.protocol, bytes: tcp4.bytes, retransmits: tcp4.retransmits, loss: tcp4.lossFraction },
+    { protocol: 'tcp', bytes: 373948416, retransmits: 48, loss: undefined },
+  );
+  // a UDP report without loss counts is refused, not read as 0 % loss
+  assert.throws(
+    () =>
+      parseIperf3Json(
+        JSON.stringify({ start: { test_start: { protocol: 'UDP' } }, end: { sum_sent: { bits_per_second: 1 }, sum_received: { seconds: 1, bits_per_second: 1 } } }),
+      ),
+    LabError,
+  );
+  assert.throws(
+    () => parseIperf3Json(JSON.stringify({ end: { sum: { seconds: 1, bits_per_second: 1, lost_packets: 5, packets: 2 } } })),
+    /lost more datagrams/,
+  );
+});
+
+test('parseProcStatCpu reads utime and stime, even when the command name holds spaces and parentheses', () => {
+  const rest = 'S 1 1234 1234 0 -1 4194560 9020 0 0 0 731 242 0 0 20 0 11 0 5566 1234567 8901 18446744073709551615';
+  assert.deepEqual(parseProcStatCpu(`4321 (node) ${rest}`), { utimeTicks: 731, stimeTicks: 242 });
+  assert.deepEqual(parseProcStatCpu(`4321 (a) b (c) ${rest}\n`), { utimeTicks: 731, stimeTicks: 242 });
+  assert.throws(() => parseProcStatCpu('4321 node S 1'), LabError);
+  assert.throws(() => parseProcStatCpu('4321 (node) S 1 2 3'), /field 14/);
+  fc.assert(fc.property(fc.string(), (s) => onlyLabErrors(() => parseProcStatCpu(s))));
+});
+
+test('parsePingSeries gives each answer\'s RTT and nearest-rank median and p99; duplicates are skipped', () => {
+  const lines = ['PING 10.77.0.2 (10.77.0.2) 56(84) bytes of data.'];
+  for (let i = 1; i <= 100; i++) lines.push(`64 bytes from 10.77.0.2: icmp_seq=${i} ttl=64 time=${(i / 10).toFixed(1)} ms`);
+  lines.push('64 bytes from 10.77.0.2: icmp_seq=100 ttl=64 time=99.0 ms (DUP!)');
+  lines.push('', '--- 10.77.0.2 ping statistics ---', '101 packets transmitted, 100 received, +1 duplicates, 0.990099% packet loss, time 1010ms');
+  lines.push('rtt min/avg/max/mdev = 0.100/5.050/10.000/2.887 ms, pipe 2');
+  const r = parsePingSeries(lines.join('\n'));
+  assert.deepEqual([r.sent, r.received, r.rttsMs.length], [101, 100, 100]);
+  assert.deepEqual([r.minMs, r.medianMs, r.p99Ms, r.maxMs], [0.1, 5, 9.9, 10]);
+  const none = parsePingSeries('--- x ping statistics ---\n5 packets transmitted, 0 received, 100% packet loss, time 40ms\n');
+  assert.deepEqual([none.received, none.medianMs, none.p99Ms], [0, undefined, undefined]);
+  assert.equal(quantile([3], 0.99), 3);
+  assert.equal(quantile([1, 2, 3, 4], 0.5), 2);
+  assert.equal(quantile([], 0.5), undefined);
+  assert.throws(() => quantile([1], 0), LabError);
+  fc.assert(fc.property(fc.string(), (s) => onlyLabErrors(() => parsePingSeries(s))));
 });
 
 test('parseWgDump reads `wg show IF dump` and skips malformed peer lines', () => {

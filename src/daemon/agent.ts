@@ -208,7 +208,7 @@ export class MeshAgent implements AgentLike {
         stateDir,
         link: this.tunName,
         address: self.meshIP,
-        localAddresses: [self.meshIP6],
+        ...(self.meshIP6 ? { address6: self.meshIP6 } : {}),
         acceptDns: this.opts.acceptDns ?? readAcceptDns(stateDir),
         table: nameTableFromMap(map),
         dnsServers: map.network.dnsServers,

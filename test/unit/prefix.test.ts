@@ -188,7 +188,7 @@ test('property: garbage never throws anything but PrefixError, and what parses r
       try {
         p = parsePrefix(s, { hostBits });
       } catch (e) {
-        assert.ok(e instanceof PrefixError, `threw ${String(e)} for ${String(s)}`);
+        assert.ok(e instanceof PrefixError, `threw ${(e as Error).name}: ${(e as Error).message} for ${typeof s === 'string' ? JSON.stringify(s) : typeof s}`);
         return;
       }
       assert.deepEqual(parsePrefix(formatPrefix(p), REJECT), p);

@@ -38,6 +38,7 @@ export const ERROR_CODES = [
   'E_CHECK_FAILED',
   'E_ROUTING',
   'E_UI',
+  'E_PREFIX_INVALID',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
@@ -103,5 +104,17 @@ export class DwnError extends MeshdError {
 export class DwnMessageError extends MeshdError {
   constructor(message: string, options?: { hint?: string | undefined; cause?: unknown }) {
     super('E_DWN_MESSAGE', message, options);
+  }
+}
+
+/**
+ * Text that is not an IP prefix (util/prefix). `reason` says which part is wrong; callers that
+ * own the input (a policy file, a flag) usually rethrow it under their own code with their hint.
+ */
+export class PrefixError extends MeshdError {
+  readonly reason: 'not-text' | 'address' | 'length' | 'host-bits';
+  constructor(reason: PrefixError['reason'], message: string) {
+    super('E_PREFIX_INVALID', message, { hint: 'use an address or prefix like 10.200.0.0/16, 10.200.3.7, fd0d:e100:d3c5::/48' });
+    this.reason = reason;
   }
 }

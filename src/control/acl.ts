@@ -10,7 +10,8 @@
  */
 import { MeshdError } from '../errors.js';
 import { canonicalDid } from '../identity/did-jwk.js';
-import { cidrContains, formatCidr, hostCidr, parseCidr, parseIp } from './ip.js';
+import { parseIp } from '../util/ip.js';
+import { containsAddress, formatPrefix, hostPrefix, tryParsePrefix } from '../util/prefix.js';
 import { validateRecord, type AclPolicyRecord } from './records.js';
 
 export interface PortRange {
@@ -99,8 +100,8 @@ function compileSide(selectors: string[], groups: Record<string, string[]>, node
       if (isDevice ? n.did === c : n.owner === c) {
         peers.push(n.wireguardKey);
         for (const ip of n.meshIPs) {
-          const h = hostCidr(ip);
-          if (h) cidrs.push(h);
+          const a = typeof ip === 'string' ? parseIp(ip) : null;
+          if (a) cidrs.push(formatPrefix(hostPrefix(a)));
         }
       }
     }
@@ -110,8 +111,8 @@ function compileSide(selectors: string[], groups: Record<string, string[]>, node
     else if (s.startsWith('group:')) for (const d of groups[s.slice(6)] ?? []) selectDid(d);
     else if (s.startsWith('did:')) selectDid(s);
     else {
-      const c = parseCidr(s);
-      if (c) cidrs.push(formatCidr(c));
+      const c = tryParsePrefix(s, { hostBits: 'reject' });
+      if (c) cidrs.push(formatPrefix(c));
     }
   }
   return any ? { any: true, peers: [], cidrs: [] } : { any: false, peers: sortUnique(peers), cidrs: sortUnique(cidrs) };
@@ -148,11 +149,11 @@ export interface FilterPacket {
 function matchSide(m: CompiledMatch, key: string | undefined, ip: string): boolean {
   if (m.any) return true;
   if (key !== undefined && m.peers.includes(key)) return true;
-  const a = parseIp(ip);
+  const a = typeof ip === 'string' ? parseIp(ip) : null;
   if (!a) return false;
   return m.cidrs.some((c) => {
-    const p = parseCidr(c);
-    return p !== null && cidrContains(p, a);
+    const p = tryParsePrefix(c, { hostBits: 'reject' });
+    return p !== null && containsAddress(p, a);
   });
 }
 

@@ -1,19 +1,13 @@
 /**
- * IP addresses and prefixes as the control plane needs them: parse and validate (returning
- * null rather than throwing), canonical text, containment. Values are bigints so IPv4 and IPv6
- * share one code path.
+ * IP addresses as the control plane needs them: parse and validate (returning null rather than
+ * throwing) and canonical text. Values are bigints so address arithmetic (assigning the next
+ * free mesh address) is one code path for IPv4 and IPv6. Prefixes are util/prefix's.
  */
 import { formatIp as formatIpBytes, parseIp as parseIpBytes } from '../util/ip.js';
 
 export interface IpAddr {
   family: 4 | 6;
   value: bigint;
-}
-
-export interface Cidr {
-  family: 4 | 6;
-  base: bigint;
-  bits: number;
 }
 
 function toValue(b: Uint8Array): bigint {
@@ -44,45 +38,4 @@ export function formatIp(a: IpAddr): string {
 export function canonicalIp(s: string): string | null {
   const a = parseIp(s);
   return a === null ? null : formatIp(a);
-}
-
-function width(family: 4 | 6): number {
-  return family === 4 ? 32 : 128;
-}
-
-function mask(family: 4 | 6, bits: number): bigint {
-  const w = width(family);
-  return bits === 0 ? 0n : ((1n << BigInt(bits)) - 1n) << BigInt(w - bits);
-}
-
-/** Parse `addr/len` (or a bare address, as a host prefix). Host bits must be zero. */
-export function parseCidr(s: string): Cidr | null {
-  if (typeof s !== 'string' || s.length > 70) return null;
-  const slash = s.indexOf('/');
-  const addr = parseIp(slash < 0 ? s : s.slice(0, slash));
-  if (!addr) return null;
-  const w = width(addr.family);
-  let bits = w;
-  if (slash >= 0) {
-    const len = s.slice(slash + 1);
-    if (!/^\d{1,3}$/.test(len)) return null;
-    bits = Number(len);
-    if (bits > w) return null;
-  }
-  if ((addr.value & ~mask(addr.family, bits) & ((1n << BigInt(w)) - 1n)) !== 0n) return null;
-  return { family: addr.family, base: addr.value, bits };
-}
-
-export function formatCidr(c: Cidr): string {
-  return `${formatIp({ family: c.family, value: c.base })}/${c.bits}`;
-}
-
-export function cidrContains(c: Cidr, a: IpAddr): boolean {
-  return c.family === a.family && (a.value & mask(c.family, c.bits)) === c.base;
-}
-
-/** The host prefix (/32 or /128) of an address. */
-export function hostCidr(s: string): string | null {
-  const a = parseIp(s);
-  return a === null ? null : `${formatIp(a)}/${width(a.family)}`;
 }

@@ -7,7 +7,8 @@
 import type { Decoded } from './reader.js';
 import type { RecordKind } from './protocol.js';
 import type { NodeRecord } from './records.js';
-import { cidrContains, parseCidr, parseIp } from './ip.js';
+import { parseIp } from '../util/ip.js';
+import { containsAddress, tryParsePrefix } from '../util/prefix.js';
 
 export type RecordSet = { [K in RecordKind]: Decoded<K>[] };
 
@@ -80,7 +81,7 @@ export interface NodeView {
  * added first keeps the address and the other is left out.
  */
 export function activeNodes(set: RecordSet, networkId: string, anchor: string, meshCIDR: string | undefined, now: number): NodeView {
-  const cidr = meshCIDR ? parseCidr(meshCIDR) : null;
+  const cidr = meshCIDR ? tryParsePrefix(meshCIDR, { hostBits: 'reject' }) : null;
   const conflicts: NodeView['conflicts'] = [];
   const candidates = nodeRecords(set, networkId, anchor)
     .filter((r) => isNodeActive(r.data, now))
@@ -89,7 +90,7 @@ export function activeNodes(set: RecordSet, networkId: string, anchor: string, m
   const active: ActiveNode[] = [];
   for (const record of candidates) {
     const ip = parseIp(record.data.meshIP);
-    if (cidr && (!ip || !cidrContains(cidr, ip))) {
+    if (cidr && (!ip || !containsAddress(cidr, ip))) {
       conflicts.push({ did: record.data.did, reason: `mesh IP ${record.data.meshIP} is outside ${meshCIDR}` });
       continue;
     }

@@ -7,7 +7,8 @@ import { canonicalDid, parseDidJwk } from '../identity/did-jwk.js';
 import { x25519PublicFromEd25519 } from '../identity/keys.js';
 import { MeshdError } from '../errors.js';
 import type { RecordKind } from './protocol.js';
-import { canonicalIp, formatCidr, parseCidr, parseIp } from './ip.js';
+import { canonicalIp, parseIp } from './ip.js';
+import { formatPrefix, tryParsePrefix, type IpPrefix } from '../util/prefix.js';
 import { array, boolean, integer, invalid, map, number, object, oneOf, optional, record, string, type Check, type Mode } from './validate.js';
 
 export const OS_VALUES = ['linux', 'darwin', 'windows', 'freebsd', 'android', 'ios'] as const;
@@ -179,13 +180,18 @@ export const did: Check<string> = (v, path) => {
   }
 };
 
+/** A prefix in a record: the length written out, no host bits. */
+function recordPrefix(s: string): IpPrefix | null {
+  return tryParsePrefix(s, { hostBits: 'reject', bare: 'reject' });
+}
+
 /** A prefix in canonical text with its length and no host bits; `allowDefault`: 0.0.0.0/0 too. */
 function routePrefix(allowDefault: boolean): Check<string> {
   return string({
     max: 50,
     test: (s) => {
-      const c = parseCidr(s);
-      return c !== null && s.includes('/') && formatCidr(c) === s && (c.bits > 0 || (allowDefault && s === '0.0.0.0/0'));
+      const c = recordPrefix(s);
+      return c !== null && formatPrefix(c) === s && (c.bits > 0 || (allowDefault && s === '0.0.0.0/0'));
     },
     what: allowDefault ? 'a route prefix (e.g. 192.168.1.0/24, or 0.0.0.0/0)' : 'a subnet prefix (e.g. 192.168.1.0/24)',
   });
@@ -205,8 +211,8 @@ const ipv6: Check<string> = map(string({ max: 64, test: (s) => parseIp(s)?.famil
 const ipv4Cidr: Check<string> = string({
   max: 18,
   test: (s) => {
-    const c = parseCidr(s);
-    return c !== null && c.family === 4 && s.includes('/') && c.bits >= 8 && c.bits <= 30;
+    const c = recordPrefix(s);
+    return c !== null && c.family === 4 && c.bits >= 8 && c.bits <= 30;
   },
   what: 'an IPv4 CIDR between /8 and /30',
 });
@@ -214,8 +220,8 @@ const ipv4Cidr: Check<string> = string({
 const ipv6Cidr: Check<string> = string({
   max: 50,
   test: (s) => {
-    const c = parseCidr(s);
-    return c !== null && c.family === 6 && s.includes('/') && c.bits >= 8 && c.bits <= 64;
+    const c = recordPrefix(s);
+    return c !== null && c.family === 6 && c.bits >= 8 && c.bits <= 64;
   },
   what: 'an IPv6 CIDR between /8 and /64',
 });
@@ -282,7 +288,7 @@ function isSelector(s: string): boolean {
       return false;
     }
   }
-  return parseCidr(s) !== null;
+  return tryParsePrefix(s, { hostBits: 'reject' }) !== null;
 }
 
 const selector: Check<string> = map(

@@ -5,20 +5,15 @@
  * node advertises the `exit-node` capability, the owner approves 0.0.0.0/0.
  */
 import { MeshdError } from '../errors.js';
-import { formatCidr, parseCidr, type Cidr } from './ip.js';
+import { formatPrefix, overlaps, parsePrefix, PrefixError, tryParsePrefix, type IpPrefix } from '../util/prefix.js';
 
 /** The route an exit node carries (approving it approves the exit node). */
 export const EXIT_ROUTE = '0.0.0.0/0';
 /** Most routes one node may advertise or have approved. */
 export const MAX_ROUTES = 64;
 
-function overlaps(a: Cidr, b: Cidr): boolean {
-  if (a.family !== b.family) return false;
-  const w = a.family === 4 ? 32 : 128;
-  const bits = Math.min(a.bits, b.bits);
-  const shift = BigInt(w - bits);
-  return a.base >> shift === b.base >> shift;
-}
+const SPECIAL4 = ['127.0.0.0/8', '169.254.0.0/16', '224.0.0.0/4', '255.255.255.255/32'];
+const SPECIAL6 = ['::1/128', 'fe80::/10', 'ff00::/8'];
 
 /**
  * Why `text` is not a usable subnet route, or null when it is one. Rules: an IPv4 or IPv6
@@ -28,22 +23,20 @@ function overlaps(a: Cidr, b: Cidr): boolean {
  */
 export function subnetRouteProblem(text: string, meshPrefixes: readonly string[]): string | null {
   if (typeof text !== 'string' || !text.includes('/')) return 'is not ADDRESS/LENGTH';
-  const c = parseCidr(text);
-  if (c === null) {
-    const slash = text.indexOf('/');
-    const host = parseCidr(text.slice(0, slash));
-    const len = text.slice(slash + 1);
-    const validLength = host !== null && /^\d{1,3}$/.test(len) && Number(len) <= (host.family === 4 ? 32 : 128);
-    return validLength ? 'has host bits set (the address must be the first of its prefix, e.g. 192.168.1.0/24)' : 'is not an IP prefix';
+  let c: IpPrefix;
+  try {
+    c = parsePrefix(text, { hostBits: 'reject', bare: 'reject' });
+  } catch (e) {
+    if (!(e instanceof PrefixError)) throw e;
+    return e.reason === 'host-bits' ? 'has host bits set (the address must be the first of its prefix, e.g. 192.168.1.0/24)' : 'is not an IP prefix';
   }
   if (c.bits === 0) return `is a default route: advertise an exit node instead (--advertise-exit-node)`;
-  if (formatCidr(c) !== text) return `is not in canonical form (${formatCidr(c)})`;
+  if (formatPrefix(c) !== text) return `is not in canonical form (${formatPrefix(c)})`;
   for (const m of meshPrefixes) {
-    const mc = parseCidr(m);
+    const mc = tryParsePrefix(m, { hostBits: 'reject' });
     if (mc && overlaps(c, mc)) return `overlaps the mesh prefix ${m}`;
   }
-  const special = c.family === 4 ? ['127.0.0.0/8', '169.254.0.0/16', '224.0.0.0/4', '255.255.255.255/32'] : ['::1/128', 'fe80::/10', 'ff00::/8'];
-  for (const s of special) if (overlaps(c, parseCidr(s)!)) return `overlaps ${s} (loopback, link-local or multicast)`;
+  for (const s of c.family === 4 ? SPECIAL4 : SPECIAL6) if (overlaps(c, parsePrefix(s, { hostBits: 'reject' }))) return `overlaps ${s} (loopback, link-local or multicast)`;
   return null;
 }
 

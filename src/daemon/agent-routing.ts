@@ -9,7 +9,7 @@ import { networkInterfaces } from 'node:os';
 import { MeshdError } from '../errors.js';
 import type { MapPeer, NetworkMap } from '../control/netmap.js';
 import { subnetRouteProblem } from '../control/routes.js';
-import { formatPrefix, maskBytes, parsePrefix } from '../engine/wireguard/ip-prefix.js';
+import { formatPrefix, tryParsePrefix } from '../util/prefix.js';
 import type { AgentRoutingStatus, RoutingOptions } from './agent-types.js';
 import type { Logger } from './log.js';
 import { OsRouting, type RoutingPlan } from './routing/os-routing.js';
@@ -162,9 +162,9 @@ export function hostPrefixes(tun: string): string[] {
     if (name === tun || !list) continue;
     for (const a of list) {
       if (a.internal || a.cidr === null) continue;
-      const p = parsePrefix(a.cidr);
+      const p = tryParsePrefix(a.cidr, { hostBits: 'mask' }); // an interface address: its network
       if (p === null || p.bits === 0) continue;
-      out.add(formatPrefix({ addr: maskBytes(p.addr, p.bits), bits: p.bits }));
+      out.add(formatPrefix(p));
     }
   }
   return [...out];

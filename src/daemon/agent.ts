@@ -29,6 +29,7 @@ import type { AgentOptions, AgentPeerStatus, AgentStatus } from './agent-types.j
 export type { AgentOptions, AgentPeerStatus, AgentRoutingStatus, AgentStatus, RoutingOptions } from './agent-types.js';
 import { TUNNEL_SOCKET_MARK } from './routing/exit-client.js';
 import { splitHostPort } from '../util/host-port.js';
+import { tryParsePrefix } from '../util/prefix.js';
 import { resetHttpConnections } from './http-connections.js';
 import { configFromMap, peerEndpoints } from './map-to-config.js';
 import { nameTableFromMap } from './map-to-dns.js';
@@ -169,8 +170,8 @@ export class MeshAgent implements AgentLike {
     this.hostRouting = new HostRouting(ctx.home, tunName, routing, this.log);
     await this.hostRouting.recover();
     if (await removeStaleTun(tunName)) this.log.warn('tun.leftover-removed', { tun: tunName });
-    const bits = map.network.meshCIDR.split('/')[1] ?? '16';
-    const bits6 = map.network.meshCIDR6.split('/')[1] ?? '48';
+    const bits = tryParsePrefix(map.network.meshCIDR, { hostBits: 'reject' })?.bits ?? 16;
+    const bits6 = tryParsePrefix(map.network.meshCIDR6, { hostBits: 'reject' })?.bits ?? 48;
     this.dataplane = await DataPlane.start({
       privateKey: ctx.profile.keys.xPrivate,
       tunName,
@@ -213,7 +214,7 @@ export class MeshAgent implements AgentLike {
         stateDir,
         link: this.tunName,
         address: self.meshIP,
-        localAddresses: [self.meshIP6],
+        ...(self.meshIP6 ? { address6: self.meshIP6 } : {}),
         acceptDns: this.opts.acceptDns ?? readAcceptDns(stateDir),
         table: nameTableFromMap(map),
         dnsServers: map.network.dnsServers,

@@ -17,7 +17,8 @@ import type { DataPlanePeer } from '../engine/dataplane.js';
 import { isWireGuardKeyBase64, type FilterRuleSpec, type FilterSpec } from '../engine/filter/index.js';
 import { normalizeRelayUrl, type RelayConfig } from '../engine/magicsock/relay-set.js';
 import { AddrEndpoint } from '../engine/wireguard/addr-endpoint.js';
-import { maskBytes, parseIp, parsePrefix, type IpPrefix } from '../engine/wireguard/ip-prefix.js';
+import { parseIp } from '../util/ip.js';
+import { containsPrefix, hostPrefix as prefixOfHost, makePrefix, parsePrefix, tryParsePrefix, type IpPrefix } from '../util/prefix.js';
 import { subnetRouteProblem } from '../control/routes.js';
 import { joinHostPort } from '../util/host-port.js';
 
@@ -117,7 +118,7 @@ function parseKey(s: unknown): Uint8Array | null {
 function hostPrefix(s: unknown): IpPrefix | null {
   if (typeof s !== 'string') return null;
   const addr = parseIp(s);
-  return addr === null ? null : { addr, bits: addr.length * 8 };
+  return addr === null ? null : prefixOfHost(addr);
 }
 
 function isPort(n: unknown): n is number {
@@ -246,14 +247,6 @@ function peerAddrEndpoints(p: UntrustedPeer, report: (field: MapProblemField, re
   return [...out.values()];
 }
 
-/** Whether `outer` contains `inner` (same family, shorter or equal prefix, same leading bits). */
-function prefixCovers(outer: IpPrefix, inner: IpPrefix): boolean {
-  if (outer.addr.length !== inner.addr.length || outer.bits > inner.bits) return false;
-  const a = maskBytes(outer.addr, outer.bits);
-  const b = maskBytes(inner.addr, outer.bits);
-  return a.every((x, i) => x === b[i]);
-}
-
 /**
  * A peer's subnet routes as prefixes: each must be a valid subnet route (no host bits, not the
  * mesh's, not a default route), not one of this host's own networks, and not already taken by
@@ -281,8 +274,8 @@ function peerRoutes(
       continue;
     }
     const route = r as string;
-    const prefix = parsePrefix(route)!;
-    if (local.some((l) => prefixCovers(l, prefix))) {
+    const prefix = parsePrefix(route, { hostBits: 'reject' }); // subnetRouteProblem has vetted it
+    if (local.some((l) => containsPrefix(l, prefix))) {
       report('routes', `route ${route} is inside a network this host is on; not routed through the mesh`);
       continue;
     }
@@ -304,7 +297,7 @@ function peerRoutes(
 export function configFromMap(map: NetworkMap, opts: ConfigFromMapOptions = {}): DataPlaneConfigFromMap {
   const problems: MapProblem[] = [];
   const meshPrefixes = [map.network?.meshCIDR, map.network?.meshCIDR6].filter((x): x is string => typeof x === 'string');
-  const local = (opts.localPrefixes ?? []).map((x) => parsePrefix(x)).filter((x): x is IpPrefix => x !== null);
+  const local = (opts.localPrefixes ?? []).map((x) => tryParsePrefix(x, { hostBits: 'mask' })).filter((x): x is IpPrefix => x !== null);
   const claimed = new Map<string, string>();
   let exitNode: DataPlaneConfigFromMap['exitNode'] = null;
   const relays = relaysFromMap(map, problems);
@@ -343,7 +336,7 @@ export function configFromMap(map: NetworkMap, opts: ConfigFromMapOptions = {}):
     if (allowedIps.length === 0) return skip('meshIP', 'no usable mesh address; peer left out');
     allowedIps.push(...peerRoutes(p, meshPrefixes, local, claimed, did, report));
     if (opts.exitNode === did) {
-      if (p.exitNode === true) allowedIps.push({ addr: new Uint8Array(4), bits: 0 });
+      if (p.exitNode === true) allowedIps.push(makePrefix(new Uint8Array(4), 0));
       else report('exitNode', 'chosen as exit node but not an approved exit node (the owner approves it with `meshd route approve DID exit-node`); not used');
     }
 

@@ -1,6 +1,7 @@
 /**
- * Mesh DNS for one daemon: the server on the node's own mesh IPv4 address, port 53, and the
- * host told about it —
+ * Mesh DNS for one daemon: the server on the node's own mesh IPv4 address, port 53 (and on its
+ * mesh IPv6 address, same port, when it has one: IPv6-only clients ask there), and the host told
+ * about it (at the IPv4 address) —
  *
  *   - systemd-resolved runs: per-link DNS and routing domains on the TUN device (resolved.ts),
  *     unless the user said `--accept-dns=false` (`--no-accept-dns`);
@@ -33,6 +34,11 @@ export interface MeshDnsOptions {
   link: string;
   /** The node's mesh IPv4 address: the server listens here. */
   address: string;
+  /**
+   * The node's mesh IPv6 address: the server listens here too, on the same port. Not fatal when
+   * it cannot (logged; IPv4 serves alone).
+   */
+  address6?: string;
   /** Other addresses of this host that may have names forwarded (its mesh IPv6). */
   localAddresses?: string[];
   /** true: edit resolv.conf when resolved does not run; false: change nothing; undefined: resolved only. */
@@ -50,6 +56,8 @@ export interface MeshDnsOptions {
 
 export interface MeshDnsStatus {
   address: string;
+  /** The IPv6 address also served (same port), or null. */
+  address6: string | null;
   port: number;
   suffix: string;
   mode: DnsMode;
@@ -88,8 +96,18 @@ export class MeshDns {
   private constructor(
     private readonly opts: MeshDnsOptions,
     private readonly server: DnsServer,
+    private readonly server6: DnsServer | null,
     private readonly editor: ResolvConfEditor,
   ) {}
+
+  /** The addresses this node serves on (never an upstream of its own: a loop). */
+  private ownAddresses(): Set<string> {
+    return new Set(this.servers.map((s) => s.address().host));
+  }
+
+  private get servers(): DnsServer[] {
+    return this.server6 === null ? [this.server] : [this.server, this.server6];
+  }
 
   /**
    * Restore what a killed run left in resolv.conf, start the server, and tell the system.
@@ -101,16 +119,20 @@ export class MeshDns {
       const r = editor.restore();
       opts.log('warn', 'dns.recovered', { resolvConf: r, why: 'the previous run did not restore resolv.conf (killed?)' });
     }
-    const local = new Set([opts.address, ...(opts.localAddresses ?? []), '127.0.0.1', '::1', '::ffff:127.0.0.1']);
-    const server = await DnsServer.start({
-      host: opts.address,
-      port: opts.port ?? 53,
-      table: opts.table,
-      mayForward: (client) => local.has(client),
-      log: (event, fields) => opts.log('warn', event, fields),
-    });
-    const dns = new MeshDns(opts, server, editor);
-    dns.systemUpstreams = upstreamsOf(parseResolvConf(editor.originalText()).nameservers, opts.address);
+    const local = new Set([opts.address, ...(opts.address6 !== undefined ? [opts.address6] : []), ...(opts.localAddresses ?? []), '127.0.0.1', '::1', '::ffff:127.0.0.1']);
+    const serve = (host: string, port: number) =>
+      DnsServer.start({ host, port, table: opts.table, mayForward: (client) => local.has(client), log: (event, fields) => opts.log('warn', event, fields) });
+    const server = await serve(opts.address, opts.port ?? 53);
+    let server6: DnsServer | null = null;
+    if (opts.address6 !== undefined) {
+      try {
+        server6 = await serve(opts.address6, server.address().port);
+      } catch (e) {
+        opts.log('warn', 'dns.ipv6-listen-failed', { address: opts.address6, error: (e as Error).message, hint: 'mesh DNS answers on the IPv4 mesh address only' });
+      }
+    }
+    const dns = new MeshDns(opts, server, server6, editor);
+    dns.systemUpstreams = upstreamsOf(parseResolvConf(editor.originalText()).nameservers, dns.ownAddresses());
     dns.setNetworkServers(opts.dnsServers);
     await dns.configureSystem();
     return dns;
@@ -142,14 +164,15 @@ export class MeshDns {
   }
 
   private setNetworkServers(servers: readonly string[]): void {
-    this.networkUpstreams = upstreamsOf(servers, this.opts.address);
-    this.server.setUpstreams([...this.networkUpstreams, ...this.systemUpstreams.filter((s) => !this.networkUpstreams.some((n) => n.host === s.host && n.port === s.port))]);
+    this.networkUpstreams = upstreamsOf(servers, this.ownAddresses());
+    const all = [...this.networkUpstreams, ...this.systemUpstreams.filter((s) => !this.networkUpstreams.some((n) => n.host === s.host && n.port === s.port))];
+    for (const s of this.servers) s.setUpstreams(all);
   }
 
   /** A new network map: new names, maybe new network DNS servers. */
   update(table: NameTable, dnsServers: readonly string[]): void {
     const suffixChanged = table.suffix !== this.server.table.suffix;
-    this.server.setTable(table);
+    for (const s of this.servers) s.setTable(table);
     this.setNetworkServers(dnsServers);
     if (suffixChanged && this.mode !== 'none') void this.configureSystem();
   }
@@ -160,7 +183,15 @@ export class MeshDns {
 
   status(): MeshDnsStatus {
     const a = this.server.address();
-    return { address: a.host, port: a.port, suffix: this.server.table.suffix, mode: this.mode, upstreams: this.upstreamList(), counters: this.server.counters() };
+    return {
+      address: a.host,
+      address6: this.server6?.address().host ?? null,
+      port: a.port,
+      suffix: this.server.table.suffix,
+      mode: this.mode,
+      upstreams: this.upstreamList(),
+      counters: sumCounters(this.servers.map((s) => s.counters())),
+    };
   }
 
   private upstreamList(): string[] {
@@ -176,15 +207,22 @@ export class MeshDns {
       this.opts.log('warn', 'dns.system-restore-failed', { error: (e as Error).message });
     }
     this.mode = 'none';
-    await this.server.stop();
+    await Promise.all(this.servers.map((s) => s.stop()));
   }
 }
 
-function upstreamsOf(servers: readonly string[], self: string): Upstream[] {
+/** Name servers other than this node's own addresses (a loop otherwise). */
+function upstreamsOf(servers: readonly string[], self: ReadonlySet<string>): Upstream[] {
   const out: Upstream[] = [];
   for (const s of servers) {
     const u = parseUpstream(s);
-    if (u && u.host !== self) out.push(u);
+    if (u && !self.has(u.host)) out.push(u);
   }
+  return out;
+}
+
+function sumCounters(list: DnsCounters[]): DnsCounters {
+  const out = { ...list[0]! };
+  for (const c of list.slice(1)) for (const k of Object.keys(out) as (keyof DnsCounters)[]) out[k] += c[k];
   return out;
 }

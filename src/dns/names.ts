@@ -16,6 +16,7 @@
 import { createHash } from 'node:crypto';
 import { isIPv4, isIPv6 } from 'node:net';
 import { parseIp } from '../util/ip.js';
+import { tryParsePrefix } from '../util/prefix.js';
 
 /** What the daemon hands over for each node of the network (this one included). */
 export interface NameSource {
@@ -131,10 +132,9 @@ export function buildNameTable(suffix: string, nodes: readonly NameSource[], mes
  * next boundary; [] when that would be more than 16 zones, or `cidr` is malformed.
  */
 export function reverseZones(cidr: string): string[] {
-  const [ip, bitsText] = cidr.split('/');
-  const b = parseIp(ip ?? '');
-  const bits = Number(bitsText);
-  if (!b || !Number.isInteger(bits) || bits < 0 || bits > b.length * 8) return [];
+  const p = tryParsePrefix(cidr, { hostBits: 'mask', bare: 'reject' });
+  if (!p) return [];
+  const { addr: b, bits } = p;
   const v4 = b.length === 4;
   const unit = v4 ? 8 : 4;
   const parts = Math.ceil(bits / unit);

@@ -29,7 +29,8 @@ import type { NatMapping } from './magicsock/stun.js';
 import { TunDevice } from './tun/tun-device.js';
 import type { UdpImplementation, UdpStats } from './udp/batch-udp-socket.js';
 import { AddrEndpoint } from './wireguard/addr-endpoint.js';
-import { formatPrefix, maskBytes, parsePrefix, type IpPrefix } from './wireguard/ip-prefix.js';
+import { parseIp } from '../util/ip.js';
+import { containsAddress, containsPrefix, formatPrefix, makePrefix, parsePrefix, tryParsePrefix, type IpPrefix } from '../util/prefix.js';
 import type { Endpoint } from './wireguard/bind.js';
 
 export interface DataPlaneOptions {
@@ -158,11 +159,9 @@ function configError(msg: string): MeshdError {
   return new MeshdError('E_CONFIG_INVALID', msg);
 }
 
-function covers(outer: IpPrefix, inner: IpPrefix): boolean {
-  if (outer.addr.length !== inner.addr.length || outer.bits > inner.bits) return false;
-  const m = maskBytes(inner.addr, outer.bits);
-  for (let i = 0; i < m.length; i++) if (m[i] !== outer.addr[i]) return false;
-  return true;
+/** This node's own addresses ("10.200.3.7/16") as the prefixes they sit in. */
+function ownPrefixesOf(addresses: readonly string[]): IpPrefix[] {
+  return addresses.map((a) => parsePrefix(a, { hostBits: 'mask', bare: 'reject' }));
 }
 
 interface AppliedPeer {
@@ -202,7 +201,7 @@ function sameEndpoint(a: Endpoint | null, b: Endpoint | null): boolean {
 function copyPeer(p: DataPlanePeer): DataPlanePeer {
   return {
     publicKey: new Uint8Array(p.publicKey),
-    allowedIps: p.allowedIps.map((x) => ({ addr: new Uint8Array(x.addr), bits: x.bits })),
+    allowedIps: p.allowedIps.map((x) => makePrefix(x.addr, x.bits)),
     discoKey: p.discoKey === null ? null : new Uint8Array(p.discoKey),
     endpoints: [...p.endpoints],
     homeRelay: p.homeRelay,
@@ -231,7 +230,7 @@ export class DataPlane {
   ) {
     this.publicKey = engine.publicKey!;
     this.filter = opts.filter ?? null;
-    this.ownPrefixes = opts.addresses.map((a) => parsePrefix(a)!);
+    this.ownPrefixes = ownPrefixesOf(opts.addresses);
   }
 
   /** Open the TUN (addresses, MTU, link up), the magic socket and the engine. */
@@ -240,10 +239,10 @@ export class DataPlane {
     const mtu = opts.mtu ?? DEFAULT_MTU;
     if (!Number.isInteger(mtu) || mtu < 1280 || mtu > 65535) throw configError(`bad MTU ${mtu} (1280 or more)`);
     for (const a of opts.addresses) {
-      if (!a.includes('/') || parsePrefix(a) === null) throw configError(`address "${a}" is not IP/prefix-length`);
+      if (tryParsePrefix(a, { hostBits: 'mask', bare: 'reject' }) === null) throw configError(`address "${a}" is not IP/prefix-length`);
     }
     const log = opts.log ?? silentLogger;
-    const meshPrefixes = opts.addresses.map((a) => parsePrefix(a)!);
+    const meshPrefixes = ownPrefixesOf(opts.addresses);
     const tun = TunDevice.open({ name: opts.tunName });
     let magic: MagicSock | null = null;
     try {
@@ -254,8 +253,8 @@ export class DataPlane {
         port: opts.listenPort ?? 0,
         excludeInterfaces: [opts.tunName],
         excludeIp: (ip) => {
-          const host = parsePrefix(ip);
-          return host !== null && meshPrefixes.some((p) => covers(p, host));
+          const host = parseIp(ip);
+          return host !== null && meshPrefixes.some((p) => containsAddress(p, host));
         },
         log: log.child('magicsock'),
         ...(opts.socketMark ? { socketMark: opts.socketMark } : {}),
@@ -428,7 +427,7 @@ export class DataPlane {
     const next = new Set<string>();
     for (const p of prefixes) {
       if (p.bits === 0) continue; // default routes are the agent's decision, not ours
-      if (this.ownPrefixes.some((o) => covers(o, p))) continue;
+      if (this.ownPrefixes.some((o) => containsPrefix(o, p))) continue;
       next.add(formatPrefix(p));
     }
     for (const r of next) {

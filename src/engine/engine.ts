@@ -21,7 +21,7 @@ import type { AeadBatch } from './crypto/aead-batch.js';
 import type { Bind, Endpoint } from './wireguard/bind.js';
 import { timerConfig } from './wireguard/constants.js';
 import { Device, type DeviceCounters, type DeviceEvent, type PacketHooks, type PeerStats } from './wireguard/device.js';
-import { parsePrefix, type IpPrefix } from './wireguard/ip-prefix.js';
+import { tryParsePrefix, type IpPrefix } from '../util/prefix.js';
 import type { Clock } from '../util/clock.js';
 import type { LogLevel } from '../util/log.js';
 import { DEFAULT_MTU } from './mtu.js';
@@ -111,7 +111,7 @@ export function parseWgKey(k: string | Uint8Array, what: string): Uint8Array {
 
 function parsePrefixes(list: string[], what: string): IpPrefix[] {
   return list.map((s) => {
-    const p = parsePrefix(s.trim());
+    const p = tryParsePrefix(s.trim(), { hostBits: 'mask' }); // allowed IPs: masked, as wg(8) does
     if (p === null) throw configError(`${what}: "${s}" is not an IP prefix`);
     return p;
   });

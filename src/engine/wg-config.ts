@@ -11,7 +11,8 @@
  */
 import { splitHostPort } from '../util/host-port.js';
 import { MeshdError } from '../errors.js';
-import { formatIp, parseIp, parsePrefix, type IpPrefix } from './wireguard/ip-prefix.js';
+import { formatIp, parseIp } from '../util/ip.js';
+import { formatPrefix, parseInterfaceAddress, PrefixError, tryParsePrefix, type IpPrefix } from '../util/prefix.js';
 
 export interface InterfaceAddress {
   /** The interface's own address (host bits kept), 4 or 16 bytes. */
@@ -154,12 +155,13 @@ export function parseWgConfig(text: string): WgConfig {
           break;
         case 'address':
           for (const item of splitList(value)) {
-            const slash = item.indexOf('/');
-            const ip = parseIp(slash === -1 ? item : item.slice(0, slash));
-            if (ip === null) fail(lineNo, `Address "${item}" is not an IP address`);
-            const max = ip.length * 8;
-            const bits = slash === -1 ? max : parseInteger(item.slice(slash + 1), lineNo, 'Address prefix length', 0, max);
-            i.addresses.push({ ip, bits });
+            try {
+              const a = parseInterfaceAddress(item, { bare: 'host' });
+              i.addresses.push({ ip: a.addr, bits: a.prefix.bits });
+            } catch (e) {
+              if (e instanceof PrefixError) fail(lineNo, `Address: ${e.message}`);
+              throw e;
+            }
           }
           break;
         default: {
@@ -179,7 +181,8 @@ export function parseWgConfig(text: string): WgConfig {
           break;
         case 'allowedips':
           for (const item of splitList(value)) {
-            const pre = item.includes('/') ? parsePrefix(item) : null;
+            // host bits are masked, as wg(8) does
+            const pre = item.includes('/') ? tryParsePrefix(item, { hostBits: 'mask' }) : null;
             if (pre === null) fail(lineNo, `AllowedIPs "${item}" is not an address/prefix`);
             p.allowedIps.push(pre);
           }
@@ -221,7 +224,7 @@ export function formatWgConfig(c: WgConfig): string {
   for (const p of c.peers) {
     out.push('', '[Peer]', `PublicKey = ${b64(p.publicKey)}`);
     if (p.presharedKey !== null) out.push(`PresharedKey = ${b64(p.presharedKey)}`);
-    if (p.allowedIps.length > 0) out.push(`AllowedIPs = ${p.allowedIps.map((a) => `${formatIp(a.addr)}/${a.bits}`).join(', ')}`);
+    if (p.allowedIps.length > 0) out.push(`AllowedIPs = ${p.allowedIps.map(formatPrefix).join(', ')}`);
     if (p.endpoint !== null) out.push(`Endpoint = ${p.endpoint}`);
     if (p.persistentKeepalive > 0) out.push(`PersistentKeepalive = ${p.persistentKeepalive}`);
   }

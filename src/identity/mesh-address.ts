@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import { canonicalDid } from './did-jwk.js';
 import { UsageError } from '../errors.js';
 import { parseIPv4 } from '../util/ip.js';
+import { parsePrefix, PrefixError, type IpPrefix } from '../util/prefix.js';
 
 export const DEFAULT_MESH_CIDR = '10.200.0.0/16';
 export const DEFAULT_MESH_CIDR6 = 'fd0d:e100:d3c5::/48';
@@ -27,16 +28,18 @@ export function formatIpv4(v: number): string {
   return `${(v >>> 24) & 255}.${(v >>> 16) & 255}.${(v >>> 8) & 255}.${v & 255}`;
 }
 
+/** The mesh's IPv4 prefix (a user's choice, so host bits are refused): /8 to /30, length written. */
 export function parseIpv4Cidr(s: string): Ipv4Cidr {
-  const [addr, len, ...rest] = s.split('/');
-  const base = addr === undefined ? null : parseIpv4(addr);
-  const bits = Number(len);
-  if (base === null || rest.length > 0 || len === undefined || !/^\d{1,2}$/.test(len) || bits < 8 || bits > 30) {
-    throw new UsageError(`invalid IPv4 CIDR "${s}"`, { hint: 'use a prefix like 10.200.0.0/16 (/8 to /30)' });
+  const hint = 'use a prefix like 10.200.0.0/16 (/8 to /30)';
+  let p: IpPrefix;
+  try {
+    p = parsePrefix(s, { hostBits: 'reject', bare: 'reject' });
+  } catch (e) {
+    if (!(e instanceof PrefixError)) throw e;
+    throw new UsageError(e.reason === 'host-bits' ? `CIDR "${s}" has host bits set` : `invalid IPv4 CIDR "${s}"`, { hint });
   }
-  const mask = bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0;
-  if ((base & ~mask) >>> 0 !== 0) throw new UsageError(`CIDR "${s}" has host bits set`);
-  return { base, bits };
+  if (p.family !== 4 || p.bits < 8 || p.bits > 30) throw new UsageError(`invalid IPv4 CIDR "${s}"`, { hint });
+  return { base: p.addr.reduce((v, b) => v * 256 + b, 0), bits: p.bits };
 }
 
 function didHash(did: string): Buffer {

@@ -193,6 +193,8 @@ describe('meshd subnet routers and exit nodes', { timeout: 300_000 }, () => {
     const s = await daemonStatus(a);
     assert.deepEqual(s.routing.routes, [LAN]);
     assert.match(await meshdOk(c, ['route', 'list']), /192\.168\.77\.0\/24\s+approved, in use\n\s+192\.168\.78\.0\/24\s+waiting for approval/);
+    // the router's own `meshd status` shows what it offers and what the owner approved
+    assert.match(await meshdOk(a, ['status']), /^ {2}192\.168\.77\.0\/24\s+approved, routed\n {2}192\.168\.78\.0\/24\s+waiting for the owner$/m);
   });
 
   test('exit node: c reaches a host only x reaches, its tunnel keeps working, and `down` restores its routing', async (t) => {
@@ -210,6 +212,8 @@ describe('meshd subnet routers and exit nodes', { timeout: 300_000 }, () => {
     assert.deepEqual([toSrv, toA, toLan], [10, 10, 10], 'pings lost with the exit node in use');
     const s = await daemonStatus(c);
     assert.equal(s.routing.exitNode, x.did);
+    const human = await meshdOk(c, ['status']);
+    assert.ok(human.split('\n').some((l) => l.startsWith('Exit node: ') && l.includes(`(${x.meshIP}, `) && l.endsWith('all traffic goes through it')), human);
     const px = s.peers.find((p) => p.did === x.did);
     assert.equal(px?.path, 'direct', 'the tunnel to the exit node is not direct');
     const tcp = await tcpTo(c, srvNs, SRV, 1_000_000);

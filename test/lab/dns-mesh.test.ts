@@ -5,7 +5,8 @@
  * run with `--accept-dns` and edit that file (never the host's).
  *
  *   - `ping laptop.lab.internal` from another node works, through the daemon's server
- *     (A, PTR, the short name through the search list);
+ *     (A, PTR, the short name through the search list); the server answers on the node's mesh
+ *     IPv6 address too;
  *   - two nodes that chose the same name: every node calls them `desk` and `desk-2` alike;
  *   - a rename with `meshd up --hostname NEW` reaches every other node within 2 s;
  *   - `getent hosts files.example.test` works with meshd up, after `kill -9` of the daemon, after
@@ -119,6 +120,16 @@ describe('mesh DNS: names, renames, and the host resolver up, down and killed', 
     assert.ok(human.includes(`DNS: ${bName} (server ${b.meshIP}:53, host via resolv.conf)`), human);
     const table = await meshdOk(b, ['peer', 'list']);
     assert.match(table, /^laptop\s/m, table); // the HOST column shows the DNS label
+  });
+
+  test('the daemon answers on its mesh IPv6 address too: another node asks over the tunnel', async (t) => {
+    if (!requirePrereqs(t, AGENT_PREREQS)) return;
+    assert.equal((await daemonStatus(b)).dns?.address6, b.meshIP6);
+    // c-ares (node:dns) in a's namespace, asking only [b's mesh IPv6]:53
+    const script = `const { Resolver } = require('node:dns').promises; const r = new Resolver({ timeout: 1000, tries: 1 }); r.setServers([process.argv[1]]); r.resolve4(process.argv[2]).then((x) => console.log(x.join(',')), (e) => { console.log(e.code); process.exit(1); });`;
+    const ask = () => a.ns.exec([process.execPath, '-e', script, `[${b.meshIP6}]:53`, `laptop.${SUFFIX}`], { timeoutMs: 10_000 });
+    const got = await waitUntil(async () => ((await ask()).stdout.trim() === a.meshIP ? true : undefined), 10_000, 200);
+    assert.ok(got, `a asked b's DNS at [${b.meshIP6}]:53 for laptop.${SUFFIX}: ${(await ask()).stdout.trim()}`);
   });
 
   test('a clash gets a stable -2: the node with the lower DID keeps the name, on every node', async (t) => {

@@ -6,6 +6,7 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { Resolver } from 'node:dns/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildNameTable } from '../../src/dns/names.js';
@@ -133,4 +134,42 @@ test('MeshDns with resolv.conf: only with --accept-dns; a killed run is recovere
   assert.equal(second.status().mode, 'resolv.conf');
   await second.stop();
   assert.equal(readFileSync(f.conf, 'utf8'), ORIGINAL);
+});
+
+/** A resolver that asks only `host`:`port`, once, briefly. */
+function askOnly(host: string, port: number): Resolver {
+  const r = new Resolver({ timeout: 1000, tries: 1 });
+  r.setServers([host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`]);
+  return r;
+}
+
+test('MeshDns serves on the mesh IPv6 address too, same port; one counter set; both close on stop', async () => {
+  const f = files();
+  const base = { stateDir: f.state, link: 'meshd9', table, resolvConfPath: f.conf, resolvedSocket: join(dir, 'no-such-socket'), acceptDns: false, dnsServers: [], port: 0, log };
+  const dns = await MeshDns.start({ ...base, address: '127.0.0.1', address6: '::1' });
+  const st = dns.status();
+  assert.equal(st.address6, '::1');
+  assert.deepEqual(await askOnly('::1', st.port).resolve4('a.lab.internal'), ['10.200.0.1']);
+  assert.deepEqual(await askOnly('::1', st.port).resolve6('a.lab.internal'), ['fd7a::1']);
+  assert.deepEqual(await askOnly('127.0.0.1', st.port).resolve4('a.lab.internal'), ['10.200.0.1']);
+  assert.equal(dns.status().counters.local, 3, 'the IPv6 and IPv4 servers count into one status');
+  await dns.stop();
+  await assert.rejects(askOnly('::1', st.port).resolve4('a.lab.internal'), 'the IPv6 server is closed after stop');
+});
+
+test('MeshDns without a usable IPv6 address serves IPv4 alone and says why', async () => {
+  const f = files();
+  const seen: string[] = [];
+  const dns = await MeshDns.start({
+    stateDir: f.state, link: 'meshd9', table, resolvConfPath: f.conf, resolvedSocket: join(dir, 'no-such-socket'), acceptDns: false, dnsServers: [], port: 0,
+    address: '127.0.0.1', address6: '2001:db8::53', // documentation prefix: on no interface here
+    log: (_l, event) => void seen.push(event),
+  });
+  try {
+    assert.equal(dns.status().address6, null);
+    assert.ok(seen.includes('dns.ipv6-listen-failed'), seen.join(','));
+    assert.deepEqual(await askOnly('127.0.0.1', dns.status().port).resolve4('a.lab.internal'), ['10.200.0.1']);
+  } finally {
+    await dns.stop();
+  }
 });

@@ -28,7 +28,7 @@ test('parsePrefix: IPv4 and IPv6, bare addresses are host prefixes', () => {
   assert.deepEqual(q.mask, [-1, 0xffff0000 | 0, 0, 0]);
   assert.equal(parsePrefix('::1').bits, 128);
   assert.deepEqual(parsePrefix('::ffff:10.0.0.1').addr, [0, 0, 0xffff, 0x0a000001]);
-  assert.equal(formatPrefix(q), 'fd0d:e100:d3c5:0:0:0:0:0/48');
+  assert.equal(formatPrefix(q), 'fd0d:e100:d3c5::/48');
   assert.equal(formatPrefix(parsePrefix('192.168.1.0/24')), '192.168.1.0/24');
 });
 

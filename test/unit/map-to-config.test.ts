@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { configFromMap, filterSpecFromAcl, parseRelayUrl, peerEndpoints, MAX_PEER_ENDPOINTS } from '../../src/daemon/map-to-config.js';
 import { compileFilter, PacketFilter, Verdict } from '../../src/engine/filter/index.js';
-import { formatPrefix } from '../../src/engine/wireguard/ip-prefix.js';
+import { formatPrefix } from '../../src/util/prefix.js';
 import type { MapPeer, MapRelay, NetworkMap } from '../../src/control/netmap.js';
 
 const KEY_A = Buffer.alloc(32, 1).toString('base64');

@@ -19,7 +19,7 @@ import { pickExitNode } from '../../src/daemon/agent-routing.js';
 import { routerRules } from '../../src/daemon/routing/router.js';
 import { exitRules } from '../../src/daemon/routing/exit-client.js';
 import { Journal, journalPath, readJournal } from '../../src/daemon/routing/journal.js';
-import { formatPrefix } from '../../src/engine/wireguard/ip-prefix.js';
+import { formatPrefix } from '../../src/util/prefix.js';
 import type { MapPeer, NetworkMap } from '../../src/control/netmap.js';
 
 const MESH = ['10.200.0.0/16', 'fd0d:e100:d3c5::/48'];

@@ -3,9 +3,10 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { AllowedIps } from '../../src/engine/wireguard/allowed-ips.js';
-import { formatPrefix, maskBytes, parseIp, parsePrefix, type IpPrefix } from '../../src/engine/wireguard/ip-prefix.js';
+import { parseIp } from '../../src/util/ip.js';
+import { formatPrefix, maskBytes, makePrefix, parsePrefix, tryParsePrefix, type IpPrefix } from '../../src/util/prefix.js';
 
-const P = (s: string): IpPrefix => parsePrefix(s)!;
+const P = (s: string): IpPrefix => parsePrefix(s, { hostBits: 'mask' });
 const ip = (s: string): Uint8Array => parseIp(s)!;
 
 /** The obvious implementation: a list, longest matching prefix wins, later inserts replace. */
@@ -109,7 +110,7 @@ describe('allowed IPs', () => {
     fc.tuple(fc.constantFrom(0xfd, 0x20, 0x00), fc.uint8Array({ minLength: 15, maxLength: 15 })).map(([h, r]) => Uint8Array.from([h, ...r])),
     fc.integer({ min: 0, max: 128 }),
   );
-  const prefix = fc.oneof(v4prefix, v6prefix).map(([a, bits]): IpPrefix => ({ addr: maskBytes(a, bits), bits }));
+  const prefix = fc.oneof(v4prefix, v6prefix).map(([a, bits]): IpPrefix => makePrefix(a, bits));
   const op = fc.oneof(
     fc.record({ kind: fc.constant('insert' as const), p: prefix, v: fc.integer({ min: 0, max: 5 }) }),
     fc.record({ kind: fc.constant('remove' as const), p: prefix }),
@@ -149,13 +150,13 @@ describe('allowed IPs', () => {
   test('fast-check: prefix parser never throws and round-trips', () => {
     fc.assert(
       fc.property(fc.string({ maxLength: 50 }), (s) => {
-        const p = parsePrefix(s);
-        if (p !== null) assert.deepEqual(parsePrefix(formatPrefix(p)), p);
+        const p = tryParsePrefix(s, { hostBits: 'mask' });
+        if (p !== null) assert.deepEqual(parsePrefix(formatPrefix(p), { hostBits: 'reject' }), p);
       }),
     );
     fc.assert(
       fc.property(prefix, (p) => {
-        assert.deepEqual(parsePrefix(formatPrefix(p)), p);
+        assert.deepEqual(parsePrefix(formatPrefix(p), { hostBits: 'reject' }), p);
       }),
     );
   });

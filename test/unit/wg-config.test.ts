@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { MeshdError } from '../../src/errors.js';
 import { formatWgConfig, parseWgConfig, type WgConfig } from '../../src/engine/wg-config.js';
-import { formatPrefix, maskBytes } from '../../src/engine/wireguard/ip-prefix.js';
+import { formatIp } from '../../src/util/ip.js';
+import { formatPrefix, makePrefix } from '../../src/util/prefix.js';
 
 const K1 = 'yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=';
 const K2 = 'xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=';
@@ -43,7 +44,7 @@ persistentkeepalive = off
     assert.equal(c.interface.listenPort, 51820);
     assert.equal(c.interface.mtu, 1380);
     assert.deepEqual(
-      c.interface.addresses.map((a) => `${formatPrefix({ addr: a.ip, bits: a.bits })}`),
+      c.interface.addresses.map((a) => `${formatIp(a.ip)}/${a.bits}`),
       ['10.200.0.1/16', 'fd0d:e100:d3c5::1/48'],
     );
     assert.deepEqual(c.ignored.sort(), ['DNS', 'PostUp']);
@@ -102,7 +103,7 @@ persistentkeepalive = off
       fc.record({
         publicKey: key,
         presharedKey: fc.option(key, { nil: null }),
-        allowedIps: fc.array(addr.map(([a, bits]) => ({ addr: maskBytes(a, bits), bits })), { maxLength: 4 }),
+        allowedIps: fc.array(addr.map(([a, bits]) => makePrefix(a, bits)), { maxLength: 4 }),
         endpoint: fc.option(fc.tuple(ipText, fc.integer({ min: 1, max: 65535 })).map(([h, p]) => `${h}:${p}`), { nil: null }),
         persistentKeepalive: fc.integer({ min: 0, max: 65535 }),
       }, { noNullPrototype: true }),

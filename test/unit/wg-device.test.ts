@@ -10,7 +10,7 @@ import fc from 'fast-check';
 import { randomBytes } from 'node:crypto';
 import { ManualClock } from '../../src/engine/wireguard/timers.js';
 import { timerConfig } from '../../src/engine/wireguard/constants.js';
-import { parsePrefix } from '../../src/engine/wireguard/ip-prefix.js';
+import { parsePrefix } from '../../src/util/prefix.js';
 import { AddrEndpoint } from '../../src/engine/wireguard/addr-endpoint.js';
 import { publicKeyOf, privateKeyObject, clampPrivateKey } from '../../src/engine/wireguard/noise-crypto.js';
 import { totalDrops } from '../../src/engine/wireguard/counters.js';
@@ -24,7 +24,7 @@ function keypair(): { priv: Uint8Array; pub: Uint8Array } {
 }
 
 function prefixes(...s: string[]) {
-  return s.map((x) => parsePrefix(x)!);
+  return s.map((x) => parsePrefix(x, { hostBits: 'reject' }));
 }
 
 /** Alice 10.0.0.1 at 127.0.0.1:1001, Bob 10.0.0.2 at 127.0.0.2:1002, peered. */

@@ -7,7 +7,7 @@ import { ADDR_SIZE, HEADROOM, PacketBatch } from '../../src/engine/packet-batch.
 import type { Bind, Endpoint, ReceiveHandler } from '../../src/engine/wireguard/bind.js';
 import { AddrEndpoint } from '../../src/engine/wireguard/addr-endpoint.js';
 import { Device, type DeviceOptions } from '../../src/engine/wireguard/device.js';
-import { parseIPv4, parseIPv6 } from '../../src/engine/wireguard/ip-prefix.js';
+import { parseIPv4, parseIPv6 } from '../../src/util/ip.js';
 
 interface Datagram {
   from: AddrEndpoint;

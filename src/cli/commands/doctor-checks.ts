@@ -6,7 +6,8 @@
 import { execFile } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { cidrContains, parseCidr, parseIp, type Cidr } from '../../control/ip.js';
+import { parseIp } from '../../util/ip.js';
+import { overlaps, tryParsePrefix, type IpPrefix } from '../../util/prefix.js';
 
 export type CheckStatus = 'ok' | 'info' | 'warn' | 'fail';
 
@@ -63,10 +64,6 @@ export function ipJson<T>(args: string[]): Promise<T[] | null> {
   });
 }
 
-export function overlaps(a: Cidr, b: Cidr): boolean {
-  if (a.family !== b.family) return false;
-  return cidrContains(a, { family: b.family, value: b.base }) || cidrContains(b, { family: a.family, value: a.base });
-}
 
 interface IpRoute {
   dst?: string;
@@ -81,7 +78,7 @@ const VPN_IFNAME = /^(tailscale\d*|wg\d+|zt[a-z0-9]+|nordlynx|tun\d+|tap\d+|utun
 
 /** Routes on other devices that overlap the mesh ranges, and other VPNs' interfaces. */
 export async function vpnClashes(tun: string, meshRanges: string[]): Promise<CheckResult[]> {
-  const ranges = meshRanges.map(parseCidr).filter((c): c is Cidr => c !== null);
+  const ranges = meshRanges.map((m) => tryParsePrefix(m, { hostBits: 'reject' })).filter((c): c is IpPrefix => c !== null);
   const [v4, v6, links] = await Promise.all([
     ipJson<IpRoute>(['-4', 'route', 'show', 'table', 'all']),
     ipJson<IpRoute>(['-6', 'route', 'show', 'table', 'all']),
@@ -91,7 +88,7 @@ export async function vpnClashes(tun: string, meshRanges: string[]): Promise<Che
   const clashes: string[] = [];
   for (const r of [...(v4 ?? []), ...(v6 ?? [])]) {
     if (!r.dst || r.dst === 'default' || r.dev === tun || r.type === 'local' || r.type === 'broadcast' || r.type === 'multicast' || r.table === 'local') continue;
-    const c = parseCidr(r.dst);
+    const c = tryParsePrefix(r.dst, { hostBits: 'mask' }); // as the kernel lists it
     if (c === null || c.bits === 0) continue;
     // fe80::/64 and the like are every interface's: only the mesh ranges matter
     const hit = ranges.find((m) => overlaps(m, c));

@@ -17,7 +17,8 @@ import { DEFAULT_MTU } from '../../engine/mtu.js';
 import { createLogger, JsonLinesSink, TextSink, type Logger } from '../../util/log.js';
 import { waitForStop } from '../../util/signals.js';
 import { UdpBind } from '../../engine/wireguard/udp-bind.js';
-import { formatIp, formatPrefix } from '../../engine/wireguard/ip-prefix.js';
+import { formatIp } from '../../util/ip.js';
+import { formatPrefix } from '../../util/prefix.js';
 import { DEFAULT_TUN_NAME, TunDevice } from '../../engine/tun/tun-device.js';
 
 interface EngineCommandOptions {

@@ -6,6 +6,7 @@ import { runningDaemonPid } from '../../daemon/lock.js';
 import type { AgentStatus } from '../../daemon/agent-types.js';
 import { controlContext } from './network.js';
 import { formatDaemonPeers, formatPeerListing } from './peer-format.js';
+import { formatRoutingStatus } from './routing-format.js';
 import type { RecordsStatus } from '../../control/status-ops.js';
 
 export function formatRecordsStatus(s: RecordsStatus): string {
@@ -54,6 +55,7 @@ export function formatDaemonStatus(s: AgentStatus & { pid?: number }): string {
     );
     return lines.join('\n');
   }
+  if (s.routing) lines.push(...formatRoutingStatus(s.routing, s.peers));
   lines.push('', formatDaemonPeers(s.peers));
   return lines.join('\n');
 }

@@ -1,40 +1,15 @@
 /**
  * Prefixes as the filter stores them: four big-endian 32-bit words held as signed int32, with a
- * mask per word, so matching is `(word & mask) === addr` with no allocation. Parsing is for
- * policy compilation (not the hot path) and throws MeshdError('E_ACL_INVALID') on bad input.
+ * mask per word, so matching is `(word & mask) === addr` with no allocation. The words are built
+ * from util/prefix's parsed value (the one prefix parser; host bits rejected, as in every ACL
+ * input); parsing is for policy compilation (not the hot path) and throws
+ * MeshdError('E_ACL_INVALID') on bad input.
  */
 import { MeshdError } from '../../errors.js';
-import { parseIPv4, parseIPv6 } from '../../util/ip.js';
+import { formatPrefix as formatIpPrefix, makePrefix, parsePrefix as parseIpPrefix, PrefixError, type IpPrefix } from '../../util/prefix.js';
 import type { Prefix, SourceCheck } from './types.js';
 
 type Words = [number, number, number, number];
-
-function invalid(what: string): MeshdError {
-  return new MeshdError('E_ACL_INVALID', what, {
-    hint: 'use an address or prefix like 10.200.0.0/16, 10.200.3.7, fd0d:e100:d3c5::/48',
-  });
-}
-
-function isDigits(s: string, max: number): boolean {
-  if (s.length === 0 || s.length > max) return false;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c < 48 || c > 57) return false;
-  }
-  return true;
-}
-
-/** "a.b.c.d" → int32, or null. Leading zeros are refused (they are octal to some tools). */
-export function parseIPv4Word(s: string): number | null {
-  const b = parseIPv4(s);
-  return b === null ? null : readWord(b, 0);
-}
-
-/** IPv6 text (no zone, no brackets) → four int32 words, or null. */
-export function parseIPv6Words(s: string): Words | null {
-  const b = parseIPv6(s);
-  return b === null ? null : [readWord(b, 0), readWord(b, 4), readWord(b, 8), readWord(b, 12)];
-}
 
 /** Mask word i of a prefix of `bits` bits. */
 export function maskWord(bits: number, i: number): number {
@@ -44,52 +19,35 @@ export function maskWord(bits: number, i: number): number {
   return (-1 << (32 - b)) | 0;
 }
 
+/** The filter's word form of a parsed prefix. */
+export function prefixWords(p: IpPrefix): Prefix {
+  const a = p.addr;
+  const addr: Words = p.family === 4 ? [readWord(a, 0), 0, 0, 0] : [readWord(a, 0), readWord(a, 4), readWord(a, 8), readWord(a, 12)];
+  const mask: Words = [maskWord(p.bits, 0), maskWord(p.bits, 1), maskWord(p.bits, 2), maskWord(p.bits, 3)];
+  return { family: p.family, bits: p.bits, addr, mask };
+}
+
 /** "10.200.0.0/16", "10.200.3.7" (a host), "fd0d:e100:d3c5::/48", "::/0". Host bits must be 0. */
 export function parsePrefix(text: string): Prefix {
-  if (typeof text !== 'string') throw invalid(`address or prefix must be a string, got ${typeof text}`);
-  const slash = text.indexOf('/');
-  const addrText = slash === -1 ? text : text.slice(0, slash);
-  const family: 4 | 6 = addrText.includes(':') ? 6 : 4;
-  let addr: Words;
-  if (family === 4) {
-    const w = parseIPv4Word(addrText);
-    if (w === null) throw invalid(`invalid IPv4 address in "${text}"`);
-    addr = [w, 0, 0, 0];
-  } else {
-    const w = parseIPv6Words(addrText);
-    if (w === null) throw invalid(`invalid IPv6 address in "${text}"`);
-    addr = w;
+  try {
+    return prefixWords(parseIpPrefix(text, { hostBits: 'reject' }));
+  } catch (e) {
+    if (!(e instanceof PrefixError)) throw e;
+    throw new MeshdError('E_ACL_INVALID', e.message, { hint: e.hint });
   }
-  const max = family === 4 ? 32 : 128;
-  let bits = max;
-  if (slash !== -1) {
-    const b = text.slice(slash + 1);
-    if (!isDigits(b, 3) || (b.length > 1 && b[0] === '0') || Number(b) > max) {
-      throw invalid(`invalid prefix length in "${text}" (0 to ${max})`);
-    }
-    bits = Number(b);
-  }
-  const mask: Words = [maskWord(bits, 0), maskWord(bits, 1), maskWord(bits, 2), maskWord(bits, 3)];
-  for (let i = 0; i < 4; i++) {
-    if ((addr[i]! & ~mask[i]!) !== 0) throw invalid(`prefix "${text}" has host bits set`);
-  }
-  return { family, bits, addr, mask };
 }
 
-function hex16(v: number): string {
-  return (v & 0xffff).toString(16);
-}
-
-/** Text form of a prefix (IPv6 without "::" compression; for logs and status). */
+/** Text form of a prefix (canonical, as util/prefix writes it; for logs and status). */
 export function formatPrefix(p: Prefix): string {
-  const a = p.addr;
-  if (p.family === 4) {
-    const w = a[0];
-    return `${(w >>> 24) & 255}.${(w >>> 16) & 255}.${(w >>> 8) & 255}.${w & 255}/${p.bits}`;
+  const b = new Uint8Array(p.family === 4 ? 4 : 16);
+  for (let i = 0; i < b.length; i += 4) {
+    const w = p.addr[i / 4]!;
+    b[i] = w >>> 24;
+    b[i + 1] = (w >>> 16) & 255;
+    b[i + 2] = (w >>> 8) & 255;
+    b[i + 3] = w & 255;
   }
-  const g: string[] = [];
-  for (let i = 0; i < 4; i++) g.push(hex16(a[i]! >>> 16), hex16(a[i]!));
-  return `${g.join(':')}/${p.bits}`;
+  return formatIpPrefix(makePrefix(b, p.bits));
 }
 
 /** Read 4 bytes big-endian as int32. */

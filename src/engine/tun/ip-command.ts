@@ -4,8 +4,9 @@
  * `netns` runs the command in a named network namespace (`ip -n NAME …`), for the test lab.
  */
 import { execFile } from 'node:child_process';
-import { isIP } from 'node:net';
 import { MeshdError } from '../../errors.js';
+import { formatIp } from '../../util/ip.js';
+import { parseInterfaceAddress, PrefixError } from '../../util/prefix.js';
 
 export interface IpOptions {
   /** Run in this network namespace (ip -n). */
@@ -30,15 +31,18 @@ export function checkInterfaceName(name: string): void {
   }
 }
 
-/** A prefix such as 10.99.0.1/24 or fd7a::1/64; returns it normalised, throws E_TUN otherwise. */
+/**
+ * An interface address or route such as 10.99.0.1/24 or fd7a::1/64 (host bits allowed: it is an
+ * address); returns it normalised, throws E_TUN otherwise.
+ */
 export function checkCidr(cidr: string): string {
-  const m = /^([^/]+)\/(\d{1,3})$/.exec(cidr);
-  const family = m ? isIP(m[1]!) : 0;
-  const bits = m ? Number(m[2]) : -1;
-  if (!m || family === 0 || bits > (family === 4 ? 32 : 128)) {
+  try {
+    const a = parseInterfaceAddress(cidr);
+    return `${formatIp(a.addr)}/${a.prefix.bits}`;
+  } catch (e) {
+    if (!(e instanceof PrefixError)) throw e;
     throw new MeshdError('E_TUN', `bad address prefix ${JSON.stringify(cidr)}`, { hint: 'expected ADDRESS/BITS' });
   }
-  return `${m[1]}/${bits}`;
 }
 
 function baseArgs(opts: IpOptions): string[] {

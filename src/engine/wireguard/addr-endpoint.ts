@@ -8,7 +8,7 @@ import { ADDR_SIZE } from '../packet-batch.js';
 import { MeshdError } from '../../errors.js';
 import type { Endpoint } from './bind.js';
 import { formatIp16, isV4MappedAt } from '../../util/ip.js';
-import { parseIp } from './ip-prefix.js';
+import { parseIp } from '../../util/ip.js';
 
 export class AddrEndpoint implements Endpoint {
   /** 20 bytes, addrs layout. */

@@ -4,7 +4,7 @@
  * outgoing packets by destination and checks that a decrypted packet's source belongs to the peer
  * that sent it. Lookups read the address straight out of a packet buffer without allocating.
  */
-import { formatPrefix, type IpPrefix } from './ip-prefix.js';
+import { formatPrefix, makePrefix, type IpPrefix } from '../../util/prefix.js';
 
 class Node<T> {
   readonly children: [Node<T> | null, Node<T> | null] = [null, null];
@@ -171,7 +171,7 @@ export class PrefixTrie<T> {
     const out: Array<{ prefix: IpPrefix; value: T }> = [];
     const walk = (node: Node<T> | null): void => {
       if (node === null) return;
-      if (node.value !== null) out.push({ prefix: { addr: bytesFromWords(node.key), bits: node.cidr }, value: node.value });
+      if (node.value !== null) out.push({ prefix: makePrefix(bytesFromWords(node.key), node.cidr), value: node.value });
       walk(node.children[0]);
       walk(node.children[1]);
     };

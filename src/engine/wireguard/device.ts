@@ -19,7 +19,7 @@ import type { TimerConfig } from './constants.js';
 import { CookieChecker } from './cookie.js';
 import { DeviceState, type DeviceCounters, type DeviceOptions, type PacketHooks } from './device-state.js';
 import { sendHandshakeInitiation } from './handshake.js';
-import type { IpPrefix } from './ip-prefix.js';
+import type { IpPrefix } from '../../util/prefix.js';
 import { zeroKeys } from './keypair-rotation.js';
 import { staticIdentity } from './noise.js';
 import { Peer } from './peer.js';

@@ -24,7 +24,7 @@ import { removeStaleTun } from '../engine/tun/ip-command.js';
 import { wgKeyToBase64 } from '../identity/keys.js';
 import { checkAdvertisedRoutes, HostRouting, hostPrefixes, pickExitNode, routingStatusOf } from './agent-routing.js';
 import { dnsPortFromEnv, endpointHeartbeatMs, interfaceAddresses, relayUrlFor } from './agent-host.js';
-import { ownerRequest, routeRequest } from './agent-requests.js';
+import { ownerRoutes } from './agent-owner-routes.js';
 import type { AgentOptions, AgentPeerStatus, AgentStatus } from './agent-types.js';
 export type { AgentOptions, AgentPeerStatus, AgentRoutingStatus, AgentStatus, RoutingOptions } from './agent-types.js';
 import { TUNNEL_SOCKET_MARK } from './routing/exit-client.js';
@@ -508,48 +508,7 @@ export class MeshAgent implements AgentLike {
         if (b.as !== this.opts.ctx.profile.did) throw new MeshdError('E_WRONG_PROFILE', 'the daemon runs another identity');
         return this.rename(b.hostname);
       },
-      // owner operations on the daemon's loaded session (the CLI falls back to its own session)
-      'POST /v0/peers/add': (body: unknown) => {
-        const b = ownerRequest(body, this.opts.ctx.profile.did);
-        return this.ownerControl().ownerOp(async (s) => {
-          const { addPeersIn } = await import('../control/peer-ops.js');
-          return { results: await addPeersIn(s, b.dids, { member: b.member === true, ...(typeof b.expiresAt === 'string' ? { expiresAt: b.expiresAt } : {}) }) };
-        });
-      },
-      'POST /v0/peers/approve': (body: unknown) => {
-        const b = ownerRequest(body, this.opts.ctx.profile.did);
-        return this.ownerControl().ownerOp(async (s) => {
-          const { approvePeerIn } = await import('../control/peer-ops.js');
-          return approvePeerIn(s, b.dids[0]!);
-        });
-      },
-      'GET /v0/routes': async () => {
-        const c = this.ownerControl();
-        const { routeListing } = await import('../control/route-ops.js');
-        return { routes: routeListing(c.session) };
-      },
-      'POST /v0/routes/approve': (body: unknown) => {
-        const b = routeRequest(body, this.opts.ctx.profile.did);
-        return this.ownerControl().ownerOp(async (s) => (await import('../control/route-ops.js')).approveRouteIn(s, b.did, b.route));
-      },
-      'POST /v0/routes/remove': (body: unknown) => {
-        const b = routeRequest(body, this.opts.ctx.profile.did);
-        return this.ownerControl().ownerOp(async (s) => (await import('../control/route-ops.js')).removeRouteIn(s, b.did, b.route));
-      },
-      'POST /v0/peers/remove': (body: unknown) => {
-        const b = ownerRequest(body, this.opts.ctx.profile.did);
-        return this.ownerControl().ownerOp(async (s) => {
-          const { removePeerIn } = await import('../control/peer-ops.js');
-          return removePeerIn(s, b.dids[0]!);
-        });
-      },
-      'POST /v0/invites/revoke': (body: unknown) => {
-        const b = body as { as?: unknown; id?: unknown } | null;
-        if (typeof b !== 'object' || b === null || typeof b.id !== 'string') throw new MeshdError('E_USAGE', 'expected {"as": DID, "id": INVITE}');
-        if (b.as !== this.opts.ctx.profile.did) throw new MeshdError('E_WRONG_PROFILE', 'the daemon runs another identity');
-        const id = b.id;
-        return this.ownerControl().ownerOp(async (s) => (await import('../control/invite-ops.js')).revokeInviteIn(s, id));
-      },
+      ...ownerRoutes(this.opts.ctx.profile.did, () => this.ownerControl()),
       // `meshd ui`: the dashboard's loopback listener (started now if need be) and a one-time link
       'POST /v0/ui': async () => {
         const ui = await this.startUi();

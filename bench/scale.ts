@@ -41,7 +41,7 @@ import { Internet, Lab, onPath, ping, type Host, type Netns } from '../src/lab/i
 import { callDaemon } from '../src/daemon/api.js';
 import { SESSION_ACTIVE_TIMEOUT_MS } from '../src/engine/magicsock/constants.js';
 import type { AgentStatus } from '../src/daemon/agent-types.js';
-import { median, meshdJson, meshdOk, upJoiner, waitUntil, type Mesh, type MeshNode } from '../test/lab/agent-helpers.js';
+import { median, meshd, meshdJson, meshdOk, upJoiner, waitUntil, type Mesh, type MeshNode } from '../test/lab/agent-helpers.js';
 import { diffCounters } from '../test/helpers/dwn-proxy.js';
 import { CLK_TCK, cpuTicks, mapLimit, pct, prepareHosts, requestsOf, rssKiB, startProxiedOwner, type Prepared, type ProxyHandle } from '../test/lab/scale-helpers.js';
 
@@ -111,6 +111,14 @@ async function joinNode(c: Ctx, p: Prepared): Promise<MeshNode> {
     try {
       return await upJoiner(c, p.name, p);
     } catch (e) {
+      if (attempt < 2 && /did not become ready in time/.test((e as Error).message)) {
+        // the daemon is still starting on a machine this busy: stop it, start again (counted)
+        const tail = logSince(file, from).trimEnd().split('\n').slice(-8).join('\n');
+        log(`  ${p.name}: daemon not ready within the CLI's wait; \`down\` and \`up\` again. Its log's tail:\n${tail}`);
+        await meshd({ ns: p.host.ns, home: p.home, name: p.name }, ['down'], 60_000).catch(() => undefined);
+        c.upRetries++;
+        continue;
+      }
       if (attempt < 2 && /did not answer within/.test((e as Error).message)) {
         // the DWN was too busy to answer the CLI in time (a small machine, many joins at once)
         c.upRetries++;

@@ -24,7 +24,7 @@ export function journalPath(home: string): string {
 }
 
 const SYSCTL_PATH = /^\/proc\/sys\/net\/[a-z0-9_/.-]+$/;
-const TOOLS = new Set(['ip', 'iptables']);
+const TOOLS = new Set(['ip', 'iptables', 'ip6tables']);
 
 function isStep(v: unknown): v is UndoStep {
   const s = v as Partial<{ run: Partial<Command>; sysctl: unknown; value: unknown }> | null;
@@ -44,13 +44,13 @@ export function readJournal(home: string): UndoStep[] {
     v = JSON.parse(readFileSync(path, 'utf8'));
   } catch (e) {
     throw new MeshdError('E_STATE_CORRUPT', `${path} is not readable JSON: ${(e as Error).message}`, {
-      hint: 'check the host routes and firewall by hand (ip rule, ip route, iptables-save), then delete the file',
+      hint: 'check the host routes and firewall by hand (ip rule, ip -6 rule, ip route, iptables-save, ip6tables-save), then delete the file',
     });
   }
   const f = v as Partial<JournalFile> | null;
   if (typeof f !== 'object' || f === null || f.version !== 1 || !Array.isArray(f.undo) || !f.undo.every(isStep)) {
     throw new MeshdError('E_STATE_CORRUPT', `${path} is not a routing journal this meshd understands`, {
-      hint: 'check the host routes and firewall by hand (ip rule, ip route, iptables-save), then delete the file',
+      hint: 'check the host routes and firewall by hand (ip rule, ip -6 rule, ip route, iptables-save, ip6tables-save), then delete the file',
     });
   }
   return f.undo;

@@ -216,6 +216,7 @@ export class DataPlane {
   readonly filter: PacketFilter | null;
   private readonly applied = new Map<string, AppliedPeer>();
   private routes = new Set<string>();
+  private routePrefixes: IpPrefix[] = [];
   private readonly ownPrefixes: IpPrefix[];
   private stopped = false;
   private configQueue: Promise<unknown> = Promise.resolve();
@@ -245,6 +246,7 @@ export class DataPlane {
     const log = opts.log ?? silentLogger;
     const meshPrefixes = opts.addresses.map((a) => parsePrefix(a)!);
     const tun = TunDevice.open({ name: opts.tunName });
+    const box: { dp: DataPlane | null } = { dp: null };
     let magic: MagicSock | null = null;
     try {
       await tun.configure({ mtu, addresses: opts.addresses });
@@ -257,6 +259,11 @@ export class DataPlane {
           const host = parsePrefix(ip);
           return host !== null && meshPrefixes.some((p) => covers(p, host));
         },
+        // a peer address inside the mesh or a route into the TUN would carry the tunnel in itself
+        tunnelled: (ip) => {
+          const host = parsePrefix(ip);
+          return host !== null && (meshPrefixes.some((p) => covers(p, host)) || (box.dp?.routedIntoTun(host) ?? false));
+        },
         log: log.child('magicsock'),
         ...(opts.socketMark ? { socketMark: opts.socketMark } : {}),
         ...(opts.udpImplementation !== undefined ? { implementation: opts.udpImplementation } : {}),
@@ -267,7 +274,6 @@ export class DataPlane {
       await tun.close();
       throw e;
     }
-    const box: { dp: DataPlane | null } = { dp: null };
     let engine: Engine;
     try {
       engine = new Engine({
@@ -424,6 +430,11 @@ export class DataPlane {
     }
   }
 
+  /** Whether `host` falls in a route this data plane put into the TUN (not the default route). */
+  routedIntoTun(host: IpPrefix): boolean {
+    return this.routePrefixes.some((p) => covers(p, host));
+  }
+
   private async syncRoutes(prefixes: IpPrefix[]): Promise<void> {
     const next = new Set<string>();
     for (const p of prefixes) {
@@ -441,7 +452,11 @@ export class DataPlane {
       }
     }
     for (const r of this.routes) if (!next.has(r)) await this.tun.removeRoute(r).catch(() => undefined);
+    const added = [...next].some((r) => !this.routes.has(r));
     this.routes = next;
+    this.routePrefixes = [...next].map((r) => parsePrefix(r)!);
+    // a peer address the new routes cover is reached through the tunnel now: no longer a path
+    if (added) this.magic.dropTunnelledCandidates();
   }
 
   /**

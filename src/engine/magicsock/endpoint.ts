@@ -183,6 +183,21 @@ export class PeerEndpoint implements Endpoint {
     }
   }
 
+  /**
+   * Drop the candidates whose address now enters our own tunnel (a route into the TUN was
+   * added that covers it); returns how many.
+   */
+  dropTunnelled(): number {
+    let n = 0;
+    for (const c of [...this.candidates.values()]) {
+      if (this.io.tunnelled?.(c.ip) !== true) continue;
+      this.removeCandidate(c);
+      this.counters.candidatesRefused++;
+      n++;
+    }
+    return n;
+  }
+
   /** Forget every path (new disco key: the peer restarted). */
   reset(): void {
     this.setBest(null);
@@ -507,6 +522,10 @@ export class PeerEndpoint implements Endpoint {
 
   /** A new candidate, or null (counted) when the peer has MAX_CANDIDATES even after pruning. */
   private addCandidate(a: ParsedAddr, via: CandidateSource): Candidate | null {
+    if (this.io.tunnelled?.(a.ip) === true) {
+      this.counters.candidatesRefused++;
+      return null;
+    }
     if (this.candidates.size >= MAX_CANDIDATES) this.prune(this.io.now(), true);
     if (this.candidates.size >= MAX_CANDIDATES) {
       this.counters.candidatesRefused++;

@@ -5,7 +5,9 @@
  *
  * State:
  * - candidates: ip:ports the peer may be reached at — from its endpoint record (config), from its
- *   call-me-maybe, or learned at run time from an authenticated ping or WireGuard packet;
+ *   call-me-maybe, or learned at run time from an authenticated ping or WireGuard packet —
+ *   never an address that enters our own tunnel (io.tunnelled: the mesh, routes into the TUN),
+ *   and such a ping is not answered;
  * - best: the direct path in use, trusted until `trustUntil` (TRUST_UDP_ADDR_MS after its last
  *   pong). Untrusted or absent, packets go over the relay (and to the stale best too).
  *

@@ -18,8 +18,8 @@
  *     leak) while IPv4 through x, the mesh's IPv6 and the IPv6 subnet route work; with
  *     --exit-node-allow-lan-access c's own IPv6 LAN is reachable, the rest is not;
  *   - kill -9 leaves the rules; `meshd down` with no daemon restores c's IPv4 and IPv6 rules and
- *     routes exactly (the leak path then works: the block was meshd's); `down` on a and x leaves
- *     no ip6tables rule or forwarding change behind.
+ *     routes exactly (the leak path then works: the block was meshd's); `down` on x, and on a
+ *     after kill -9, leaves no ip6tables rule or forwarding change behind.
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -248,6 +248,10 @@ describe('meshd IPv6 subnet routes and exit nodes, and an exit node over the rel
   test('exit node without IPv6: c\'s IPv6 beyond the mesh is blocked (no leak), IPv4 works; LAN access keeps its own IPv6 LAN', async (t) => {
     if (!requirePrereqs(t, AGENT_PREREQS)) return;
     await meshdOk(x, ['down']);
+    // `down` on the exit node took back its IPv6 forwarding and ip6tables chains
+    const xDown = await hostRouting(x.ns);
+    assert.equal(xDown.ip6tables, before_.x.ip6tables, 'x: ip6tables not restored by down');
+    assert.equal(xDown.forward6, before_.x.forward6, 'x: IPv6 forwarding not restored by down');
     await x.ns.ip('-6', 'route', 'del', 'default');
     await meshdOk(x, xUp);
     assert.equal((await daemonStatus(x)).routing.advertisesExitNodeIPv6, false);
@@ -274,7 +278,7 @@ describe('meshd IPv6 subnet routes and exit nodes, and an exit node over the rel
     assert.ok((await pingUntil(c.ns, SRV, 15_000)) !== null, 'IPv4 through the exit node stopped');
   });
 
-  test('kill -9 leaves c\'s rules; `down` restores its IPv4 and IPv6 routing exactly; a and x leave no ip6tables rule', async (t) => {
+  test('kill -9 leaves c\'s and a\'s rules; `down` restores c\'s IPv4 and IPv6 routing exactly; a and x leave no ip6tables rule', async (t) => {
     if (!requirePrereqs(t, AGENT_PREREQS)) return;
     await killDaemon(c);
     assert.match(await c.ns.ip('-6', 'rule', 'show'), /lookup 5282/, 'no IPv6 leftover after kill -9?');
@@ -286,6 +290,9 @@ describe('meshd IPv6 subnet routes and exit nodes, and an exit node over the rel
     // the leak path works without meshd: the block was meshd's
     assert.ok((await pingUntil(c.ns, SRV6, 10_000)) !== null, 'srv not reachable over c\'s own IPv6 after down');
 
+    // the subnet router killed: its IPv6 forwarding and ip6tables chains stay until `down`
+    await killDaemon(a);
+    assert.match((await hostRouting(a.ns)).ip6tables, /meshd-fwd-meshd0/, 'nothing left on a after kill -9?');
     for (const n of [a, x]) {
       await meshdOk(n, ['down']);
       const after_ = await hostRouting(n.ns);

@@ -265,7 +265,12 @@ describe('meshd IPv6 subnet routes and exit nodes, and an exit node over the rel
     // the mesh's own IPv6 and the IPv6 subnet route are not blocked
     assert.ok((await pingUntil(c.ns, a.meshIP6, 10_000)) !== null, 'mesh IPv6 blocked too');
     assert.ok((await pingUntil(c.ns, LAN6_HOST, 10_000)) !== null, 'IPv6 subnet route blocked too');
-    assert.match(readFileSync(join(c.home, 'meshd.log'), 'utf8'), /exit-node\.ipv6-blocked/, 'the log does not say IPv6 is blocked');
+    const log = readFileSync(join(c.home, 'meshd.log'), 'utf8');
+    assert.match(log, /exit-node\.ipv6-blocked/, 'the log does not say IPv6 is blocked');
+    // the exit routes were replaced in place (guarded), and the guard is gone again
+    assert.doesNotMatch(log, /routing\.apply-failed/);
+    for (const f of ['-4', '-6']) assert.doesNotMatch(await c.ns.ip(f, 'rule', 'show'), /^5200:/m, `guard rule left (${f})`);
+    assert.match(await c.ns.ip('-6', 'rule', 'show'), /^5230:\s+from all lookup 5282/m);
     // x has nothing to forward over IPv6 now
     assert.doesNotMatch((await hostRouting(x.ns)).ip6tables, /meshd-/);
 

@@ -270,6 +270,17 @@ test('journal: steps undone newest first, failures counted, file removed; a dama
     assert.equal(existsSync(journalPath(home)), false);
     assert.equal(j.pending, 0);
 
+    // a guard kept across an undo, then undone on its own (the exit routes' replacement)
+    j.record({ run: { tool: 'ip', args: ['-V'] } });
+    const guard = j.record({ run: { tool: 'ip', args: ['-Version'] } });
+    assert.equal(await j.undoAllBut(1), 0);
+    assert.deepEqual(readJournal(home), [guard], 'the guard is still recorded');
+    j.record({ run: { tool: 'ip', args: ['-V'] } });
+    await j.undoStep(guard);
+    assert.deepEqual(readJournal(home), [{ run: { tool: 'ip', args: ['-V'] } }]);
+    await j.undoAll();
+    assert.equal(existsSync(journalPath(home)), false);
+
     writeFileSync(journalPath(home), '{not json');
     assert.throws(() => readJournal(home), (e: unknown) => e instanceof MeshdError && e.code === 'E_STATE_CORRUPT');
     for (const step of [{ run: { tool: 'sh', args: ['-c', 'true'] } }, { sysctl: '/etc/passwd', value: '1' }, { sysctl: '/proc/sys/net/../../x', value: '1' }, { sysctl: '/proc/sys/net/ipv4/ip_forward', value: 'x; y' }]) {

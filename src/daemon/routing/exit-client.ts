@@ -24,7 +24,7 @@
  * host's default route — is never modified: removing the rules and table T restores routing.
  */
 import { runCommand, type Command } from './command.js';
-import type { Journal } from './journal.js';
+import type { Journal, UndoStep } from './journal.js';
 
 export interface ExitClientPlan {
   tun: string;
@@ -50,6 +50,8 @@ export interface ExitClientPlan {
 export const EXIT_TABLE = 5282;
 /** The SO_MARK put on the tunnel's UDP socket when an exit node is to be used. */
 export const TUNNEL_SOCKET_MARK = 0x5282;
+/** A rule that, while exit routes are being replaced by others, keeps traffic from leaving outside the tunnel. */
+export const PREF_GUARD = 5200;
 export const PREF_TUNNEL_UDP = 5210;
 export const PREF_LAN = 5220;
 export const PREF_EXIT = 5230;
@@ -89,4 +91,20 @@ export async function applyExitClient(j: Journal, p: ExitClientPlan): Promise<vo
       await runCommand(ip(family, 'rule', 'add', ...r));
     }
   }
+}
+
+/**
+ * While one exit plan is replaced by another (its rules removed, the new ones added), nothing
+ * may leave the host outside the tunnel: `unreachable` rules at PREF_GUARD for the families
+ * given, ahead of all ours, recorded so that a crash in between takes them away too. Returns
+ * their undo steps (the caller undoes them once the new plan is in).
+ */
+export async function addExitGuard(j: Journal, families: readonly (4 | 6)[]): Promise<UndoStep[]> {
+  const steps: UndoStep[] = [];
+  for (const family of families) {
+    const rule = ['pref', String(PREF_GUARD), 'unreachable'];
+    steps.push(j.record({ run: ip(family, 'rule', 'del', ...rule) }));
+    await runCommand(ip(family, 'rule', 'add', ...rule));
+  }
+  return steps;
 }

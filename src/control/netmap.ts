@@ -46,6 +46,8 @@ export interface MapPeer {
   routes?: string[];
   /** An exit node: advertised by it and approved by the owner (route 0.0.0.0/0). */
   exitNode?: boolean;
+  /** An exit node that carries IPv6 too (it says it has an IPv6 uplink); false when not an exit node. */
+  exitNodeIPv6?: boolean;
   /** Candidate public endpoints, highest priority first. */
   endpoints: MapEndpoint[];
   /** "ip:port" addresses on the device's own networks. */
@@ -133,6 +135,7 @@ function toPeer(n: ActiveNode, now: number, keyOf: (did: string) => string, mesh
     capabilities: [...caps].sort(),
     routes: inUse.routes,
     exitNode: inUse.exitNode,
+    exitNodeIPv6: inUse.exitNode && n.info?.data.exitNodeIPv6 === true,
     endpoints: (ep?.publicEndpoints ?? [])
       .map((e) => ({ address: e.address, port: e.port, priority: e.priority ?? 0, source: e.source }))
       .sort((a, b) => b.priority - a.priority || a.address.localeCompare(b.address) || a.port - b.port),

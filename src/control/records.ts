@@ -65,6 +65,8 @@ export interface NodeInfoRecord {
   capabilities?: Capability[];
   /** Subnet routes this device offers to route for the mesh (used once the owner approves them). */
   routes?: string[];
+  /** As an exit node (capability `exit-node`), it carries IPv6 too: it has an IPv6 uplink. */
+  exitNodeIPv6?: boolean;
   version: string;
 }
 
@@ -335,6 +337,7 @@ const nodeInfoSchema = object({
   os: oneOf(OS_VALUES),
   capabilities: optional(array(oneOf(CAPABILITIES), { max: CAPABILITIES.length, unique: true })),
   routes: optional(array(routePrefix(false), { max: 64, unique: true })),
+  exitNodeIPv6: optional(boolean()),
   version: string({ min: 1, max: 64 }),
 });
 

@@ -21,6 +21,8 @@ export interface RouteRow {
   /** Advertised and approved: what peers use. */
   inUse: string[];
   advertisesExitNode: boolean;
+  /** As an exit node it carries IPv6 too (it has an IPv6 uplink, its nodeInfo says). */
+  advertisesExitNodeIPv6: boolean;
   exitNode: boolean;
 }
 
@@ -55,6 +57,7 @@ export function routeListing(s: NetworkSession, now = Date.now()): RouteRow[] {
       approved: [...(a.record.data.approvedRoutes ?? [])].sort(),
       inUse: inUse.routes,
       advertisesExitNode,
+      advertisesExitNodeIPv6: advertisesExitNode && info?.exitNodeIPv6 === true,
       exitNode: inUse.exitNode,
     };
   });

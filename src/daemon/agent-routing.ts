@@ -12,6 +12,7 @@ import { subnetRouteProblem } from '../control/routes.js';
 import { formatPrefix, tryParsePrefix } from '../util/prefix.js';
 import type { AgentRoutingStatus, RoutingOptions } from './agent-types.js';
 import type { Logger } from './log.js';
+import { hasIPv6DefaultRoute, kernelHasIPv6 } from './routing/ipv6-host.js';
 import { OsRouting, type RoutingPlan } from './routing/os-routing.js';
 
 /** What the host's routing needs from the data plane of the moment. */
@@ -20,20 +21,40 @@ export interface RoutingDataPlane {
   socketMark: number;
 }
 
-type RoutingState = { routes: string[]; exitNodeApproved: boolean; exitNode: string | null; error: string | null };
-const NOTHING_APPLIED: RoutingState = { routes: [], exitNodeApproved: false, exitNode: null, error: null };
+/** The exit node in use as the data plane has it: its DID, and whether it carries IPv6. */
+export interface ExitInUse {
+  did: string;
+  ipv6: boolean;
+}
+
+type RoutingState = { routes: string[]; exitNodeApproved: boolean; exitNode: string | null; exitNodeIPv6: AgentRoutingStatus['exitNodeIPv6']; error: string | null };
+const NOTHING_APPLIED: RoutingState = { routes: [], exitNodeApproved: false, exitNode: null, exitNodeIPv6: null, error: null };
 
 /** What `status` shows: what this run offers and what of it is in use (nothing before start). */
-export function routingStatusOf(options: RoutingOptions | undefined, state: RoutingState = NOTHING_APPLIED): AgentRoutingStatus {
+export function routingStatusOf(options: RoutingOptions | undefined, state: RoutingState = NOTHING_APPLIED, advertisesExitNodeIPv6 = false): AgentRoutingStatus {
   return {
     advertisedRoutes: options?.advertiseRoutes ?? [],
     routes: state.routes,
     advertisesExitNode: options?.advertiseExitNode ?? false,
+    advertisesExitNodeIPv6,
     exitNodeApproved: state.exitNodeApproved,
     exitNodeWanted: options?.exitNode ?? null,
     exitNode: state.exitNode,
+    exitNodeIPv6: state.exitNodeIPv6,
     error: state.error,
   };
+}
+
+/**
+ * Whether this node, offered as an exit node, carries IPv6: it has an IPv6 default route when
+ * it starts. Logged either way (clients block IPv6 beyond the mesh through an exit node without).
+ */
+export async function exitNodeCarriesIPv6(options: RoutingOptions | undefined, log: Logger): Promise<boolean> {
+  if (options?.advertiseExitNode !== true) return false;
+  const yes = await hasIPv6DefaultRoute();
+  if (yes) log.info('exit-node.ipv6', { carries: true });
+  else log.warn('exit-node.ipv6', { carries: false, hint: 'this host has no IPv6 default route: as an exit node it carries IPv4 only, and its clients get no IPv6 beyond the mesh; give it an IPv6 uplink and restart meshd to offer IPv6' });
+  return yes;
 }
 
 /** The host's routes and firewall for one agent run; `sync` after every applied map. */
@@ -47,6 +68,8 @@ export class HostRouting {
     private readonly tunName: string,
     private readonly options: RoutingOptions | undefined,
     private readonly log: Logger,
+    /** As an exit node, this host carries IPv6 too (exitNodeCarriesIPv6). */
+    private readonly exitNodeIPv6 = false,
   ) {
     this.os = new OsRouting(home, (event, fields) => log.warn(event, fields));
   }
@@ -62,46 +85,63 @@ export class HostRouting {
   }
 
   status(): AgentRoutingStatus {
-    return routingStatusOf(this.options, this.state);
+    return routingStatusOf(this.options, this.state, this.exitNodeIPv6);
   }
 
   /**
    * Bring the host's routes and firewall in line with the map: forwarding for the routes (and
    * exit node) of ours the owner approved and this run advertises; exit routes when the chosen
-   * exit node is in the data plane. A failure is logged and shown in `status`; the tunnel stays.
+   * exit node is in the data plane (IPv6 through it when it carries IPv6, else blocked beyond the
+   * mesh so that none leaks outside the tunnel). A failure is logged and shown in `status`; the
+   * tunnel stays.
    */
-  async sync(map: NetworkMap, dataplane: RoutingDataPlane, exitDid: string | null, dwnEndpoint: string | undefined, relayUrls: string[]): Promise<void> {
+  async sync(map: NetworkMap, dataplane: RoutingDataPlane, exit: ExitInUse | null, dwnEndpoint: string | undefined, relayUrls: string[]): Promise<void> {
     const r = this.options;
     const self = map.self;
     const routes = (self?.routes ?? []).filter((x) => r?.advertiseRoutes.includes(x) === true);
     const exitNodeApproved = self?.exitNode === true && r?.advertiseExitNode === true;
+    const exitDid = exit?.did ?? null;
+    const ipv6 = exit === null || !kernelHasIPv6() ? null : exit.ipv6 ? 'exit' : 'block';
     const plan: RoutingPlan = {
-      router: routes.length > 0 || exitNodeApproved ? { tun: this.tunName, meshCIDR: map.network.meshCIDR, routes, exitNode: exitNodeApproved, snat: r?.snatSubnetRoutes ?? true } : null,
+      router:
+        routes.length > 0 || exitNodeApproved
+          ? { tun: this.tunName, meshCIDR: map.network.meshCIDR, meshCIDR6: map.network.meshCIDR6, routes, exitNode: exitNodeApproved, exitNode6: exitNodeApproved && this.exitNodeIPv6, snat: r?.snatSubnetRoutes ?? true }
+          : null,
       exit:
-        exitDid !== null
+        exit !== null
           ? {
               tun: this.tunName,
               listenPort: dataplane.listenPort,
               socketMark: dataplane.socketMark,
               bypass: await this.bypassAddresses(dwnEndpoint, relayUrls),
               allowLanAccess: r?.exitNodeAllowLanAccess ?? false,
+              ipv6,
+              tunRoutes6: ipv6 === 'block' ? tunRoutes6(map) : [],
             }
           : null,
     };
+    const exitNodeIPv6 = ipv6 === 'exit' ? 'exit-node' : ipv6 === 'block' ? 'blocked' : null;
     try {
       if (await this.os.apply(plan)) {
-        this.log.info('routing.applied', { routes, exitNode: exitNodeApproved, usingExitNode: exitDid, bypass: plan.exit?.bypass });
+        this.log.info('routing.applied', { routes, exitNode: exitNodeApproved, usingExitNode: exitDid, exitNodeIPv6, bypass: plan.exit?.bypass });
+        if (ipv6 === 'block') {
+          this.log.warn('exit-node.ipv6-blocked', {
+            exitNode: exitDid,
+            hint: 'the exit node carries no IPv6 (it has no IPv6 uplink): IPv6 beyond the mesh is unreachable from this host while it is used, so none leaks outside the tunnel',
+          });
+        }
       }
-      this.state = { routes, exitNodeApproved, exitNode: exitDid, error: null };
+      this.state = { routes, exitNodeApproved, exitNode: exitDid, exitNodeIPv6, error: null };
     } catch (e) {
-      this.state = { routes: [], exitNodeApproved: false, exitNode: null, error: (e as Error).message };
+      this.state = { routes: [], exitNodeApproved: false, exitNode: null, exitNodeIPv6: null, error: (e as Error).message };
       this.log.error('routing.apply-failed', { error: (e as Error).message, hint: (e as MeshdError).hint });
     }
   }
 
   /**
-   * The IPv4 addresses that keep the host's own routes while an exit node is in use: the DWN's
-   * and the relays' (their TCP connections must not enter the tunnel they may be carrying).
+   * The addresses (IPv4 and IPv6) that keep the host's own routes while an exit node is in use:
+   * the DWN's and the relays' (their TCP connections must not enter the tunnel they may be
+   * carrying: over a relayed path that would loop).
    */
   private async bypassAddresses(dwn: string | undefined, relayUrls: string[]): Promise<string[]> {
     const hosts = new Set<string>();
@@ -116,15 +156,25 @@ export class HostRouting {
     if (key === this.bypassCache.key) return this.bypassCache.ips;
     const ips = new Set<string>();
     for (const h of hosts) {
-      if (isIP(h) === 4) ips.add(h);
-      else if (isIP(h) === 0) {
-        const found = await lookup(h, { all: true, family: 4 }).catch(() => []);
+      if (isIP(h) !== 0) ips.add(h);
+      else {
+        const found = await lookup(h, { all: true }).catch(() => []);
         for (const a of found) ips.add(a.address);
       }
     }
     this.bypassCache = { key, ips: [...ips].sort() };
     return this.bypassCache.ips;
   }
+}
+
+/**
+ * The IPv6 prefixes that go into the TUN besides a default route: the mesh's own and the peers'
+ * approved IPv6 subnet routes (kept reachable when IPv6 beyond the mesh is blocked).
+ */
+export function tunRoutes6(map: NetworkMap): string[] {
+  const out = new Set<string>([map.network.meshCIDR6]);
+  for (const p of map.peers) for (const r of p.routes ?? []) if (r.includes(':')) out.add(r);
+  return [...out].sort();
 }
 
 /** `--advertise-routes` checked against the network's own prefixes (known once the map is). */

@@ -52,10 +52,18 @@ export interface AgentRoutingStatus {
   advertisedRoutes: string[];
   routes: string[];
   advertisesExitNode: boolean;
+  /** As an exit node, this node carries IPv6 too (it had an IPv6 default route at start). */
+  advertisesExitNodeIPv6: boolean;
   exitNodeApproved: boolean;
   /** The exit node asked for (`--exit-node`), and the DID in use (null: not in use). */
   exitNodeWanted: string | null;
   exitNode: string | null;
+  /**
+   * This host's IPv6 beyond the mesh while an exit node is in use: 'exit-node' through it,
+   * 'blocked' (the exit node carries no IPv6: unreachable, so none leaks outside the tunnel);
+   * null when no exit node is in use or the host has no IPv6.
+   */
+  exitNodeIPv6: 'exit-node' | 'blocked' | null;
   /** The last failure to apply the host's routes or firewall, or null. */
   error: string | null;
 }

@@ -22,7 +22,7 @@ import type { LocalEndpoints } from '../engine/magicsock/magicsock.js';
 import { startRelayServer, type RelayServer } from '../engine/relay/server.js';
 import { removeStaleTun } from '../engine/tun/ip-command.js';
 import { wgKeyToBase64 } from '../identity/keys.js';
-import { checkAdvertisedRoutes, HostRouting, hostPrefixes, pickExitNode, routingStatusOf } from './agent-routing.js';
+import { checkAdvertisedRoutes, exitNodeCarriesIPv6, HostRouting, hostPrefixes, pickExitNode, routingStatusOf } from './agent-routing.js';
 import { dnsPortFromEnv, endpointHeartbeatMs, interfaceAddresses, relayUrlFor } from './agent-host.js';
 import { ownerRoutes } from './agent-owner-routes.js';
 import type { AgentOptions, AgentPeerStatus, AgentStatus } from './agent-types.js';
@@ -167,7 +167,8 @@ export class MeshAgent implements AgentLike {
     const routing = this.opts.routing;
     if (routing) checkAdvertisedRoutes(routing, map.network.meshCIDR, map.network.meshCIDR6);
     // routes and firewall rules a crashed run left are undone before anything else
-    this.hostRouting = new HostRouting(ctx.home, tunName, routing, this.log);
+    const exitNodeIPv6 = await exitNodeCarriesIPv6(routing, this.log);
+    this.hostRouting = new HostRouting(ctx.home, tunName, routing, this.log, exitNodeIPv6);
     await this.hostRouting.recover();
     if (await removeStaleTun(tunName)) this.log.warn('tun.leftover-removed', { tun: tunName });
     const bits = tryParsePrefix(map.network.meshCIDR, { hostBits: 'reject' })?.bits ?? 16;
@@ -196,6 +197,7 @@ export class MeshAgent implements AgentLike {
         ? { capabilities: [...(routing.advertiseRoutes.length > 0 ? (['subnet-router'] as const) : []), ...(routing.advertiseExitNode ? (['exit-node'] as const) : [])] }
         : {}),
       ...(routing && routing.advertiseRoutes.length > 0 ? { routes: routing.advertiseRoutes } : {}),
+      ...(exitNodeIPv6 ? { exitNodeIPv6: true } : {}),
     };
     control
       .publishNodeInfo(localNodeInfo({ ...(this.opts.hostname ?? joined.hostname ? { hostname: this.opts.hostname ?? joined.hostname! } : {}), ...offers }))
@@ -363,7 +365,7 @@ export class MeshAgent implements AgentLike {
         this.log.error('map.apply-failed', { error: (e as Error).message });
       }
       if (!this.stopped && this.dataplane && this.hostRouting) {
-        await this.hostRouting.sync(latest, this.dataplane, cfg.exitNode?.did ?? null, this.control?.session.joined.endpoint, cfg.relays.map((r) => r.url));
+        await this.hostRouting.sync(latest, this.dataplane, cfg.exitNode, this.control?.session.joined.endpoint, cfg.relays.map((r) => r.url));
       }
     });
     return this.applying;

@@ -65,8 +65,11 @@ export interface DataPlaneConfigFromMap {
   /** null: no policy record, allow everything. */
   filter: FilterSpec | null;
   problems: MapProblem[];
-  /** The exit node in use (0.0.0.0/0 is in its allowed IPs), or null. */
-  exitNode: { did: string; publicKeyBase64: string } | null;
+  /**
+   * The exit node in use (0.0.0.0/0 is in its allowed IPs, and ::/0 when it carries IPv6:
+   * `ipv6`), or null.
+   */
+  exitNode: { did: string; publicKeyBase64: string; ipv6: boolean } | null;
 }
 
 /** Options of configFromMap. */
@@ -336,7 +339,10 @@ export function configFromMap(map: NetworkMap, opts: ConfigFromMapOptions = {}):
     if (allowedIps.length === 0) return skip('meshIP', 'no usable mesh address; peer left out');
     allowedIps.push(...peerRoutes(p, meshPrefixes, local, claimed, did, report));
     if (opts.exitNode === did) {
-      if (p.exitNode === true) allowedIps.push(makePrefix(new Uint8Array(4), 0));
+      if (p.exitNode === true) {
+        allowedIps.push(makePrefix(new Uint8Array(4), 0));
+        if (p.exitNodeIPv6 === true) allowedIps.push(makePrefix(new Uint8Array(16), 0));
+      }
       else report('exitNode', 'chosen as exit node but not an approved exit node (the owner approves it with `meshd route approve DID exit-node`); not used');
     }
 
@@ -368,7 +374,7 @@ export function configFromMap(map: NetworkMap, opts: ConfigFromMapOptions = {}):
     if (opts.persistentKeepalive) pc.persistentKeepalive = opts.persistentKeepalive;
     seen.add(publicKeyBase64);
     peers.push(pc);
-    if (opts.exitNode === did && p.exitNode === true) exitNode = { did, publicKeyBase64 };
+    if (opts.exitNode === did && p.exitNode === true) exitNode = { did, publicKeyBase64, ipv6: p.exitNodeIPv6 === true };
   });
   return { peers, relays, filter: filterSpecFromAcl(map.filter), problems, exitNode };
 }

@@ -215,6 +215,7 @@ export class DataPlane {
   readonly filter: PacketFilter | null;
   private readonly applied = new Map<string, AppliedPeer>();
   private routes = new Set<string>();
+  private routePrefixes: IpPrefix[] = [];
   private readonly ownPrefixes: IpPrefix[];
   private stopped = false;
   private configQueue: Promise<unknown> = Promise.resolve();
@@ -244,6 +245,7 @@ export class DataPlane {
     const log = opts.log ?? silentLogger;
     const meshPrefixes = ownPrefixesOf(opts.addresses);
     const tun = TunDevice.open({ name: opts.tunName });
+    const box: { dp: DataPlane | null } = { dp: null };
     let magic: MagicSock | null = null;
     try {
       await tun.configure({ mtu, addresses: opts.addresses });
@@ -256,6 +258,11 @@ export class DataPlane {
           const host = parseIp(ip);
           return host !== null && meshPrefixes.some((p) => containsAddress(p, host));
         },
+        // a peer address inside the mesh or a route into the TUN would carry the tunnel in itself
+        tunnelled: (ip) => {
+          const host = parseIp(ip);
+          return host !== null && (meshPrefixes.some((p) => containsAddress(p, host)) || (box.dp?.routedIntoTun(host) ?? false));
+        },
         log: log.child('magicsock'),
         ...(opts.socketMark ? { socketMark: opts.socketMark } : {}),
         ...(opts.udpImplementation !== undefined ? { implementation: opts.udpImplementation } : {}),
@@ -266,7 +273,6 @@ export class DataPlane {
       await tun.close();
       throw e;
     }
-    const box: { dp: DataPlane | null } = { dp: null };
     let engine: Engine;
     try {
       engine = new Engine({
@@ -423,6 +429,11 @@ export class DataPlane {
     }
   }
 
+  /** Whether `host` falls in a route this data plane put into the TUN (not the default route). */
+  routedIntoTun(host: Uint8Array): boolean {
+    return this.routePrefixes.some((p) => containsAddress(p, host));
+  }
+
   private async syncRoutes(prefixes: IpPrefix[]): Promise<void> {
     const next = new Set<string>();
     for (const p of prefixes) {
@@ -440,7 +451,11 @@ export class DataPlane {
       }
     }
     for (const r of this.routes) if (!next.has(r)) await this.tun.removeRoute(r).catch(() => undefined);
+    const added = [...next].some((r) => !this.routes.has(r));
     this.routes = next;
+    this.routePrefixes = [...next].map((r) => parsePrefix(r, { hostBits: 'reject' }));
+    // a peer address the new routes cover is reached through the tunnel now: no longer a path
+    if (added) this.magic.dropTunnelledCandidates();
   }
 
   /**

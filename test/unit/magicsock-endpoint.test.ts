@@ -37,6 +37,8 @@ class FakeIo implements EndpointIo {
   readonly active = new Set<PeerEndpoint>();
   ours: IpPort[] = [{ ip: '198.51.100.7', port: 41641 }];
   relay: string | null = 'http://relay.test/derp';
+  /** Prefixes routed into our own TUN (by textual prefix of the address, enough here). */
+  tunnelledPrefixes: string[] = [];
 
   now(): number {
     return this.t;
@@ -53,6 +55,9 @@ class FakeIo implements EndpointIo {
   }
   ownerOf(addrs: Uint8Array, i: number): PeerEndpoint | undefined {
     return this.owners.get(addrAt(addrs, i).key);
+  }
+  tunnelled(ip: string): boolean {
+    return this.tunnelledPrefixes.some((p) => ip.startsWith(p));
   }
   candidateAdded(ep: PeerEndpoint, c: Candidate): void {
     this.owners.set(c.key, ep);
@@ -377,5 +382,33 @@ describe('PeerEndpoint path state machine', () => {
         return betterPath({ latencyMs: lb * (1 - gain) } as Candidate, { latencyMs: lb } as Candidate, true);
       }),
     );
+  });
+});
+
+describe('addresses that enter our own tunnel are never paths', () => {
+  test('refused from the record, a call-me-maybe, a ping and a WireGuard source; dropped once a route covers them', () => {
+    const io = new FakeIo();
+    io.tunnelledPrefixes = ['fd0d:e100:d3c5:', '2001:db8:77:'];
+    const ep = new PeerEndpoint(io, 7, new Uint8Array(32).fill(1));
+    ep.sharedKey = new Uint8Array(32).fill(2);
+    const mesh = '[fd0d:e100:d3c5::9]:51820';
+    const lan = '[2001:db8:77::1]:51820';
+    ep.setConfig({ discoKey: new Uint8Array(32).fill(3), endpoints: [A, lan, C] });
+    assert.deepEqual([...ep.candidates.keys()].sort(), [A, C].sort());
+    ep.onCallMeMaybe([{ ip: '2001:db8:77::1', port: 51820 }, { ip: '203.0.113.30', port: 1 }], 10);
+    assert.equal(ep.candidates.has(lan), false);
+    assert.ok(ep.candidates.has('203.0.113.30:1'));
+    const before = io.sentOf('pong').length;
+    ep.onPing(new Uint8Array(12).fill(9), addr(mesh), 20);
+    assert.equal(ep.candidates.has(mesh), false, 'a ping through the tunnel made a candidate');
+    assert.equal(io.sentOf('pong').length, before, 'a ping through the tunnel was answered');
+    ep.onWireGuardFrom(addr(mesh), 30);
+    assert.equal(ep.candidates.has(mesh), false);
+    // a route into the TUN now covers C (the peer's LAN address): C goes
+    io.tunnelledPrefixes.push('192.168.1.');
+    assert.equal(ep.dropTunnelled(), 1);
+    assert.equal(ep.candidates.has(C), false);
+    assert.ok(ep.candidates.has(A));
+    assert.equal(ep.counters.candidatesRefused, 5);
   });
 });

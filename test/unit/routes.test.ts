@@ -15,9 +15,9 @@ import { EXIT_ROUTE, parseAdvertisedRoutes, parseApprovableRoute, routesInUse, s
 import { validateRecord } from '../../src/control/records.js';
 import { compileAcl, filterDecision, type AclNode } from '../../src/control/acl.js';
 import { configFromMap } from '../../src/daemon/map-to-config.js';
-import { pickExitNode } from '../../src/daemon/agent-routing.js';
-import { routerRules } from '../../src/daemon/routing/router.js';
-import { exitRules } from '../../src/daemon/routing/exit-client.js';
+import { pickExitNode, tunRoutes6 } from '../../src/daemon/agent-routing.js';
+import { routerRules, routesFamily } from '../../src/daemon/routing/router.js';
+import { exitRoutes, exitRules } from '../../src/daemon/routing/exit-client.js';
 import { Journal, journalPath, readJournal } from '../../src/daemon/routing/journal.js';
 import { formatPrefix } from '../../src/util/prefix.js';
 import type { MapPeer, NetworkMap } from '../../src/control/netmap.js';
@@ -74,6 +74,24 @@ test('records: nodeInfo.routes are subnet prefixes; node.approvedRoutes may hold
   assert.deepEqual(validateRecord('node', { ...node, approvedRoutes: ['0.0.0.0/0', '192.168.1.0/24'] }, 'write').approvedRoutes, ['0.0.0.0/0', '192.168.1.0/24']);
   assert.throws(() => validateRecord('node', { ...node, approvedRoutes: ['::/0'] }, 'write'), /route prefix/);
   assert.equal(validateRecord('node', node, 'write').approvedRoutes, undefined);
+  // an exit node says whether it carries IPv6; anything but a boolean is refused
+  assert.equal(validateRecord('nodeInfo', { ...info, exitNodeIPv6: true }, 'write').exitNodeIPv6, true);
+  assert.throws(() => validateRecord('nodeInfo', { ...info, exitNodeIPv6: 'yes' }, 'write'), (e: unknown) => e instanceof MeshdError && e.code === 'E_RECORD_INVALID');
+});
+
+test('IPv6 subnet routes: strict like IPv4 (no host bits, not the mesh /48, not ::/0, canonical)', () => {
+  assert.deepEqual(parseAdvertisedRoutes('2001:db8:77::/64,192.168.1.0/24', MESH), ['2001:db8:77::/64', '192.168.1.0/24']);
+  for (const [bad, why] of [
+    ['2001:db8:77::1/64', /host bits/],
+    ['::/0', /exit node/],
+    ['fd0d:e100:d3c5::/48', /mesh prefix/],
+    ['fd0d::/16', /mesh prefix/],
+    ['2001:db8:77:0::/64', /canonical/],
+    ['2001:db8::/129', /not an IP prefix/],
+    ['ff02::/16', /multicast/],
+  ] as const) {
+    assert.throws(() => parseAdvertisedRoutes(bad, MESH), (e: unknown) => e instanceof MeshdError && e.code === 'E_USAGE' && why.test(e.message), bad);
+  }
 });
 
 // ---- map → data-plane config ----
@@ -128,7 +146,7 @@ test('exit node: 0.0.0.0/0 goes to the chosen peer only, and only when it is an 
   assert.equal(none.exitNode, null);
   assert.ok(none.peers.every((p) => p.allowedIps.every((a) => a.bits > 0)));
   const use = configFromMap(m, { exitNode: 'did:b' });
-  assert.deepEqual(use.exitNode, { did: 'did:b', publicKeyBase64: KEY(2) });
+  assert.deepEqual(use.exitNode, { did: 'did:b', publicKeyBase64: KEY(2), ipv6: false });
   assert.deepEqual(allowed(use, 'did:b').at(-1), '0.0.0.0/0');
   assert.ok(!allowed(use, 'did:d').includes('0.0.0.0/0'));
   const unapproved = configFromMap(m, { exitNode: 'did:c' });
@@ -162,7 +180,7 @@ test('ACL rules can name a route prefix as destination', () => {
 // ---- what the routing module installs ----
 
 test('router rules: forward from the tunnel only to approved routes; SNAT on or off; exit node masquerades', () => {
-  const base = { tun: 'meshd0', meshCIDR: '10.200.0.0/16', routes: ['192.168.1.0/24', '2001:db8::/48'], exitNode: false, snat: true };
+  const base = { tun: 'meshd0', meshCIDR: '10.200.0.0/16', meshCIDR6: 'fd0d:e100:d3c5::/48', routes: ['192.168.1.0/24', '2001:db8::/48'], exitNode: false, exitNode6: false, snat: true };
   const r = routerRules(base);
   assert.deepEqual(r.fwd, [
     ['-i', 'meshd0', '-d', '192.168.1.0/24', '-j', 'ACCEPT'],
@@ -178,11 +196,63 @@ test('router rules: forward from the tunnel only to approved routes; SNAT on or 
   assert.deepEqual(exit.nat, [['-s', '10.200.0.0/16', '!', '-o', 'meshd0', '-j', 'MASQUERADE']]);
 });
 
+test('router rules for IPv6: the IPv6 routes with the mesh /48 as source; the exit node only when it carries IPv6', () => {
+  const base = { tun: 'meshd0', meshCIDR: '10.200.0.0/16', meshCIDR6: 'fd0d:e100:d3c5::/48', routes: ['192.168.1.0/24', '2001:db8::/48'], exitNode: false, exitNode6: false, snat: true };
+  const r6 = routerRules(base, 6);
+  assert.deepEqual(r6.fwd, [
+    ['-i', 'meshd0', '-d', '2001:db8::/48', '-j', 'ACCEPT'],
+    ['-o', 'meshd0', '-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED', '-j', 'ACCEPT'],
+    ['-i', 'meshd0', '-j', 'DROP'],
+  ]);
+  assert.deepEqual(r6.nat, [['-s', 'fd0d:e100:d3c5::/48', '-d', '2001:db8::/48', '-j', 'MASQUERADE']]);
+  assert.deepEqual(routerRules({ ...base, snat: false }, 6).nat, [['-d', '2001:db8::/48', '-j', 'RETURN']]);
+  // which families are touched at all: an IPv4-only router never runs ip6tables
+  assert.deepEqual([routesFamily(base, 4), routesFamily(base, 6)], [true, true]);
+  const v4only = { ...base, routes: ['192.168.1.0/24'] };
+  assert.deepEqual([routesFamily(v4only, 4), routesFamily(v4only, 6)], [true, false]);
+  const v6only = { ...base, routes: ['2001:db8::/48'] };
+  assert.deepEqual([routesFamily(v6only, 4), routesFamily(v6only, 6)], [false, true]);
+  const exit4 = { ...base, routes: [], exitNode: true };
+  assert.deepEqual([routesFamily(exit4, 4), routesFamily(exit4, 6)], [true, false]);
+  const exit6 = { ...exit4, exitNode6: true };
+  assert.equal(routesFamily(exit6, 6), true);
+  assert.deepEqual(routerRules(exit6, 6).nat, [['-s', 'fd0d:e100:d3c5::/48', '!', '-o', 'meshd0', '-j', 'MASQUERADE']]);
+  assert.deepEqual(routerRules(exit6, 6).fwd[0], ['-i', 'meshd0', '!', '-o', 'meshd0', '-j', 'ACCEPT']);
+});
+
 test('exit client rules: the tunnel\'s own UDP first, LAN access optional, then the exit table', () => {
-  const p = { tun: 'meshd0', listenPort: 41641, socketMark: 0, bypass: ['198.51.100.10'], allowLanAccess: false };
+  const p = { tun: 'meshd0', listenPort: 41641, socketMark: 0, bypass: ['198.51.100.10'], allowLanAccess: false, ipv6: 'exit' as const, tunRoutes6: [] };
   assert.deepEqual(exitRules(p).map((r) => r.join(' ')), ['pref 5210 ipproto udp sport 41641 lookup main', 'pref 5230 lookup 5282']);
   assert.deepEqual(exitRules({ ...p, socketMark: 0x5282 })[0]!.join(' '), 'pref 5210 fwmark 0x5282 lookup main');
   assert.deepEqual(exitRules({ ...p, allowLanAccess: true }).map((r) => r.join(' '))[1], 'pref 5220 lookup main suppress_prefixlength 0');
+});
+
+test('exit client routes: IPv6 through the exit node, or unreachable beyond the mesh; DWN and relays bypass per family', () => {
+  const p = { tun: 'meshd0', listenPort: 41641, socketMark: 0x5282, bypass: ['198.51.100.10', '2001:db8:1::10'], allowLanAccess: false, ipv6: 'exit' as const, tunRoutes6: [] };
+  const text = (rs: string[][]) => rs.map((r) => r.join(' '));
+  assert.deepEqual(text(exitRoutes(p, 4)), ['default dev meshd0', 'throw 198.51.100.10/32']);
+  assert.deepEqual(text(exitRoutes(p, 6)), ['default dev meshd0', 'throw fe80::/10', 'throw 2001:db8:1::10/128']);
+  const blocked = { ...p, ipv6: 'block' as const, tunRoutes6: ['2001:db8:77::/64', 'fd0d:e100:d3c5::/48'] };
+  assert.deepEqual(text(exitRoutes(blocked, 6)), [
+    'unreachable default',
+    '2001:db8:77::/64 dev meshd0',
+    'fd0d:e100:d3c5::/48 dev meshd0',
+    'throw fe80::/10',
+    'throw 2001:db8:1::10/128',
+  ]);
+  // IPv4 is unaffected by what happens to IPv6
+  assert.deepEqual(exitRoutes(blocked, 4), exitRoutes(p, 4));
+});
+
+test('map: an exit node that carries IPv6 gets ::/0 too; the IPv6 prefixes kept in the TUN when IPv6 is blocked', () => {
+  const m = map([peer('did:b', 2, { exitNode: true, exitNodeIPv6: true, routes: ['2001:db8:77::/64', '192.168.1.0/24'] }), peer('did:c', 3, { exitNode: true, exitNodeIPv6: false })]);
+  const six = configFromMap(m, { exitNode: 'did:b' });
+  assert.deepEqual(allowed(six, 'did:b').slice(-2), ['0.0.0.0/0', '::/0']);
+  assert.deepEqual(six.exitNode, { did: 'did:b', publicKeyBase64: KEY(2), ipv6: true });
+  const four = configFromMap(m, { exitNode: 'did:c' });
+  assert.deepEqual(allowed(four, 'did:c').slice(-1), ['0.0.0.0/0']);
+  assert.equal(four.exitNode?.ipv6, false);
+  assert.deepEqual(tunRoutes6(m), ['2001:db8:77::/64', 'fd0d:e100:d3c5::/48']);
 });
 
 test('journal: steps undone newest first, failures counted, file removed; a damaged or foreign journal is refused', async () => {
@@ -199,6 +269,17 @@ test('journal: steps undone newest first, failures counted, file removed; a dama
     assert.deepEqual(events, ['routing.undo-step-failed ip nosuchobject']);
     assert.equal(existsSync(journalPath(home)), false);
     assert.equal(j.pending, 0);
+
+    // a guard kept across an undo, then undone on its own (the exit routes' replacement)
+    j.record({ run: { tool: 'ip', args: ['-V'] } });
+    const guard = j.record({ run: { tool: 'ip', args: ['-Version'] } });
+    assert.equal(await j.undoAllBut(1), 0);
+    assert.deepEqual(readJournal(home), [guard], 'the guard is still recorded');
+    j.record({ run: { tool: 'ip', args: ['-V'] } });
+    await j.undoStep(guard);
+    assert.deepEqual(readJournal(home), [{ run: { tool: 'ip', args: ['-V'] } }]);
+    await j.undoAll();
+    assert.equal(existsSync(journalPath(home)), false);
 
     writeFileSync(journalPath(home), '{not json');
     assert.throws(() => readJournal(home), (e: unknown) => e instanceof MeshdError && e.code === 'E_STATE_CORRUPT');

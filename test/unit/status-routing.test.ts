@@ -10,7 +10,7 @@ import { shortDid } from '../../src/cli/commands/peer-format.js';
 import type { AgentPeerStatus, AgentRoutingStatus, AgentStatus } from '../../src/daemon/agent-types.js';
 
 const LONG_DID = `did:jwk:${'eyJrdHkiOiJPS1AiLCJjcnYiOiJFZDI1NTE5IiwieCI6I'.repeat(4)}Xzq1w9K0`;
-const NONE: AgentRoutingStatus = { advertisedRoutes: [], routes: [], advertisesExitNode: false, exitNodeApproved: false, exitNodeWanted: null, exitNode: null, error: null };
+const NONE: AgentRoutingStatus = { advertisedRoutes: [], routes: [], advertisesExitNode: false, advertisesExitNodeIPv6: false, exitNodeApproved: false, exitNodeWanted: null, exitNode: null, exitNodeIPv6: null, error: null };
 
 function peer(over: Partial<AgentPeerStatus>): AgentPeerStatus {
   return {

@@ -164,7 +164,7 @@ export function registerDaemon(program: Command, io: Io): void {
     .option('--hostname <name>', 'the name peers see for this device, and its mesh DNS name (default: the host name; remembered; on a running daemon: renames it)')
     .option('--accept-dns', 'without systemd-resolved: point /etc/resolv.conf at the mesh DNS server (restored by `meshd down`; remembered)')
     .option('--no-accept-dns', "leave the host's DNS settings alone, systemd-resolved included (remembered)")
-    .option('--advertise-routes <cidrs>', 'offer to route these subnets for the mesh, e.g. 192.168.1.0/24,10.1.0.0/16 (used once the owner approves them)')
+    .option('--advertise-routes <cidrs>', 'offer to route these subnets for the mesh, IPv4 or IPv6, e.g. 192.168.1.0/24,2001:db8:1::/64 (used once the owner approves them)')
     .option('--advertise-exit-node', 'offer to carry all traffic of other nodes to the internet (used once the owner approves it)')
     .option('--snat-subnet-routes <bool>', 'masquerade mesh traffic to advertised subnets (false: the LAN sees mesh addresses and needs a route back)', 'true')
     .option('--exit-node <name|ip|did>', 'send all traffic through this exit node')

@@ -33,7 +33,8 @@ function formatRoutes(rows: RouteRow[]): string {
     }
     if (r.advertisesExitNode || r.approved.includes('0.0.0.0/0')) {
       const state = r.exitNode ? 'approved, in use' : r.advertisesExitNode ? 'waiting for approval' : 'approved, not advertised';
-      lines.push(`  ${'exit node'.padEnd(20)} ${state}`);
+      const families = r.advertisesExitNode ? (r.advertisesExitNodeIPv6 ? ' (IPv4 and IPv6)' : ' (IPv4 only: its clients get no IPv6 beyond the mesh)') : '';
+      lines.push(`  ${'exit node'.padEnd(20)} ${state}${families}`);
     }
   }
   const waiting = withRoutes.some((r) => r.advertised.some((x) => !r.approved.includes(x)) || (r.advertisesExitNode && !r.exitNode));

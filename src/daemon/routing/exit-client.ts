@@ -1,6 +1,7 @@
 /**
- * The exit node client side: every IPv4 packet this host sends goes into the tunnel, except the
- * tunnel's own. Policy routing in the spirit of wg-quick's for 0.0.0.0/0:
+ * The exit node client side: every packet this host sends goes into the tunnel, except the
+ * tunnel's own. Policy routing in the spirit of wg-quick's for 0.0.0.0/0 and ::/0, the same
+ * rules for IPv4 (`ip -4`) and IPv6 (`ip -6`):
  *
  *   table T:   default dev TUN; throw routes for the DWN and relay addresses (their TCP
  *              connections keep the host's own route: a relayed tunnel inside itself would loop)
@@ -10,6 +11,12 @@
  *                                                     routes (its LANs) win, its default does not
  *   pref 5230  lookup T                               everything else
  *
+ * IPv6 when the exit node does not carry it: table T (IPv6) holds `unreachable default` instead
+ * of the default into the TUN, plus the mesh's IPv6 prefix and the peers' IPv6 subnet routes
+ * into the TUN, so that no IPv6 packet leaves the host outside the tunnel while the mesh's own
+ * IPv6 keeps working (with LAN access, rule 5220 keeps the host's IPv6 LANs). Link-local
+ * (fe80::/10) is thrown back to the main table in both cases: it never leaves the link.
+ *
  * The tunnel's UDP is told apart by the SO_MARK on its socket, as wg-quick does; when the socket
  * could not be marked (node:dgram fallback, an addon built before udpSetMark) by its source port,
  * which our socket owns on this host (the kernel puts the bound port in the route lookup of an
@@ -17,7 +24,7 @@
  * host's default route — is never modified: removing the rules and table T restores routing.
  */
 import { runCommand, type Command } from './command.js';
-import type { Journal } from './journal.js';
+import type { Journal, UndoStep } from './journal.js';
 
 export interface ExitClientPlan {
   tun: string;
@@ -25,8 +32,16 @@ export interface ExitClientPlan {
   listenPort: number;
   /** The SO_MARK the tunnel's UDP socket carries (0: none, told apart by its port instead). */
   socketMark: number;
-  /** IPv4 addresses that keep the host's own routes (DWN, relays). */
+  /** Addresses (IPv4 and IPv6) that keep the host's own routes (DWN, relays). */
   bypass: string[];
+  /**
+   * IPv6 while the exit node is used: 'exit' through it (it carries IPv6), 'block' unreachable
+   * beyond the mesh (it does not: nothing may leak outside the tunnel), null the host has no
+   * IPv6 (nothing to do).
+   */
+  ipv6: 'exit' | 'block' | null;
+  /** IPv6 prefixes that stay routed into the TUN when IPv6 is blocked (the mesh's, peers' subnet routes). */
+  tunRoutes6: string[];
   /** Keep the host's LANs (its specific routes) out of the tunnel. */
   allowLanAccess: boolean;
 }
@@ -35,11 +50,13 @@ export interface ExitClientPlan {
 export const EXIT_TABLE = 5282;
 /** The SO_MARK put on the tunnel's UDP socket when an exit node is to be used. */
 export const TUNNEL_SOCKET_MARK = 0x5282;
+/** A rule that, while exit routes are being replaced by others, keeps traffic from leaving outside the tunnel. */
+export const PREF_GUARD = 5200;
 export const PREF_TUNNEL_UDP = 5210;
 export const PREF_LAN = 5220;
 export const PREF_EXIT = 5230;
 
-const ip = (...args: string[]): Command => ({ tool: 'ip', args: ['-4', ...args] });
+const ip = (family: 4 | 6, ...args: string[]): Command => ({ tool: 'ip', args: [`-${family}`, ...args] });
 
 /** The `ip rule` selectors of a plan, by preference (pure; tests read it). */
 export function exitRules(p: ExitClientPlan): string[][] {
@@ -50,14 +67,44 @@ export function exitRules(p: ExitClientPlan): string[][] {
   return rules;
 }
 
+/** The routes of table T of one family, as `ip route` arguments (pure; tests read it). */
+export function exitRoutes(p: ExitClientPlan, family: 4 | 6): string[][] {
+  const out: string[][] = [];
+  if (family === 4 || p.ipv6 === 'exit') out.push(['default', 'dev', p.tun]);
+  else {
+    out.push(['unreachable', 'default']);
+    for (const r of p.tunRoutes6) out.push([r, 'dev', p.tun]);
+  }
+  if (family === 6) out.push(['throw', 'fe80::/10']);
+  for (const a of p.bypass) if (a.includes(':') === (family === 6)) out.push(['throw', `${a}/${family === 4 ? 32 : 128}`]);
+  return out;
+}
+
 /** Apply a plan from a clean state (the caller undid the previous one). */
 export async function applyExitClient(j: Journal, p: ExitClientPlan): Promise<void> {
   const table = String(EXIT_TABLE);
-  j.record({ run: ip('route', 'flush', 'table', table) });
-  await runCommand(ip('route', 'replace', 'default', 'dev', p.tun, 'table', table));
-  for (const a of p.bypass) await runCommand(ip('route', 'replace', 'throw', `${a}/32`, 'table', table));
-  for (const r of exitRules(p)) {
-    j.record({ run: ip('rule', 'del', ...r) });
-    await runCommand(ip('rule', 'add', ...r));
+  for (const family of p.ipv6 === null ? ([4] as const) : ([4, 6] as const)) {
+    j.record({ run: ip(family, 'route', 'flush', 'table', table) });
+    for (const r of exitRoutes(p, family)) await runCommand(ip(family, 'route', 'replace', ...r, 'table', table));
+    for (const r of exitRules(p)) {
+      j.record({ run: ip(family, 'rule', 'del', ...r) });
+      await runCommand(ip(family, 'rule', 'add', ...r));
+    }
   }
+}
+
+/**
+ * While one exit plan is replaced by another (its rules removed, the new ones added), nothing
+ * may leave the host outside the tunnel: `unreachable` rules at PREF_GUARD for the families
+ * given, ahead of all ours, recorded so that a crash in between takes them away too. Returns
+ * their undo steps (the caller undoes them once the new plan is in).
+ */
+export async function addExitGuard(j: Journal, families: readonly (4 | 6)[]): Promise<UndoStep[]> {
+  const steps: UndoStep[] = [];
+  for (const family of families) {
+    const rule = ['pref', String(PREF_GUARD), 'unreachable'];
+    steps.push(j.record({ run: ip(family, 'rule', 'del', ...rule) }));
+    await runCommand(ip(family, 'rule', 'add', ...rule));
+  }
+  return steps;
 }

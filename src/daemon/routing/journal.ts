@@ -24,7 +24,7 @@ export function journalPath(home: string): string {
 }
 
 const SYSCTL_PATH = /^\/proc\/sys\/net\/[a-z0-9_/.-]+$/;
-const TOOLS = new Set(['ip', 'iptables']);
+const TOOLS = new Set(['ip', 'iptables', 'ip6tables']);
 
 function isStep(v: unknown): v is UndoStep {
   const s = v as Partial<{ run: Partial<Command>; sysctl: unknown; value: unknown }> | null;
@@ -44,13 +44,13 @@ export function readJournal(home: string): UndoStep[] {
     v = JSON.parse(readFileSync(path, 'utf8'));
   } catch (e) {
     throw new MeshdError('E_STATE_CORRUPT', `${path} is not readable JSON: ${(e as Error).message}`, {
-      hint: 'check the host routes and firewall by hand (ip rule, ip route, iptables-save), then delete the file',
+      hint: 'check the host routes and firewall by hand (ip rule, ip -6 rule, ip route, iptables-save, ip6tables-save), then delete the file',
     });
   }
   const f = v as Partial<JournalFile> | null;
   if (typeof f !== 'object' || f === null || f.version !== 1 || !Array.isArray(f.undo) || !f.undo.every(isStep)) {
     throw new MeshdError('E_STATE_CORRUPT', `${path} is not a routing journal this meshd understands`, {
-      hint: 'check the host routes and firewall by hand (ip rule, ip route, iptables-save), then delete the file',
+      hint: 'check the host routes and firewall by hand (ip rule, ip -6 rule, ip route, iptables-save, ip6tables-save), then delete the file',
     });
   }
   return f.undo;
@@ -82,9 +82,37 @@ export class Journal {
   }
 
   /** Record how to undo a change, durably, before making it. */
-  record(step: UndoStep): void {
+  record(step: UndoStep): UndoStep {
     this.undo.push(step);
     writeJournal(this.home, this.undo);
+    return step;
+  }
+
+  /**
+   * Undo every recorded change but the newest `keep`, newest first (as undoAll), leaving those
+   * in the journal. Returns the number of steps that failed.
+   */
+  async undoAllBut(keep: number): Promise<number> {
+    const kept = this.undo.slice(this.undo.length - keep);
+    this.undo = this.undo.slice(0, this.undo.length - keep);
+    const failed = await this.undoAll();
+    for (const step of kept) this.record(step);
+    return failed;
+  }
+
+  /** Undo one recorded change now (a step `record` returned) and forget it. */
+  async undoStep(step: UndoStep): Promise<void> {
+    const i = this.undo.indexOf(step);
+    if (i < 0) return;
+    await this.run(step);
+    this.undo.splice(i, 1);
+    if (this.undo.length > 0) writeJournal(this.home, this.undo);
+    else rmSync(journalPath(this.home), { force: true });
+  }
+
+  private async run(step: UndoStep): Promise<void> {
+    if ('run' in step) await runCommand(step.run);
+    else writeFileSync(step.sysctl, `${step.value}\n`);
   }
 
   /**
@@ -96,8 +124,7 @@ export class Journal {
     let failed = 0;
     for (const step of [...this.undo].reverse()) {
       try {
-        if ('run' in step) await runCommand(step.run);
-        else writeFileSync(step.sysctl, `${step.value}\n`);
+        await this.run(step);
       } catch (e) {
         failed++;
         this.log('routing.undo-step-failed', { step: 'run' in step ? describeCommand(step.run) : `${step.sysctl}=${step.value}`, error: (e as Error).message });

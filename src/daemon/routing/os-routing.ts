@@ -8,8 +8,8 @@
  *   await r.apply({ router, exit });   // whenever the wanted state changes; a no-op otherwise
  *   await r.clear();              // `down`
  */
-import { applyExitClient, type ExitClientPlan } from './exit-client.js';
-import { Journal, type JournalLog } from './journal.js';
+import { addExitGuard, applyExitClient, type ExitClientPlan } from './exit-client.js';
+import { Journal, type JournalLog, type UndoStep } from './journal.js';
 import { applyRouter, type RouterPlan } from './router.js';
 
 export interface RoutingPlan {
@@ -20,6 +20,8 @@ export interface RoutingPlan {
 export class OsRouting {
   private readonly journal: Journal;
   private applied = 'null';
+  /** Whether the applied plan has exit routes (a new one replacing them is guarded). */
+  private appliedExit = false;
 
   constructor(
     home: string,
@@ -44,16 +46,24 @@ export class OsRouting {
   async apply(plan: RoutingPlan): Promise<boolean> {
     const key = JSON.stringify(plan.router === null && plan.exit === null ? null : plan);
     if (key === this.applied) return false;
-    await this.journal.undoAll();
-    this.applied = 'null';
+    let guard: UndoStep[] = [];
     try {
+      // exit routes replaced by other exit routes: nothing leaves outside the tunnel meanwhile
+      if (plan.exit && this.appliedExit) guard = await addExitGuard(this.journal, plan.exit.ipv6 === null ? [4] : [4, 6]);
+      await this.journal.undoAllBut(guard.length);
+      this.applied = 'null';
+      this.appliedExit = false;
       if (plan.router) await applyRouter(this.journal, plan.router);
       if (plan.exit) await applyExitClient(this.journal, plan.exit);
+      for (const g of guard) await this.journal.undoStep(g);
     } catch (e) {
       await this.journal.undoAll();
+      this.applied = 'null';
+      this.appliedExit = false;
       throw e;
     }
     this.applied = key;
+    this.appliedExit = plan.exit !== null;
     return true;
   }
 
@@ -61,6 +71,7 @@ export class OsRouting {
   async clear(): Promise<void> {
     await this.journal.undoAll();
     this.applied = 'null';
+    this.appliedExit = false;
   }
 }
 

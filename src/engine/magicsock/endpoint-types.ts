@@ -78,6 +78,11 @@ export interface EndpointIo {
   relayUrlFor(ep: PeerEndpoint): string | null;
   /** Which endpoint owns the source address in addrs slot i (the socket's address map). */
   ownerOf(addrs: Uint8Array, i: number): PeerEndpoint | undefined;
+  /**
+   * Whether a packet to `ip` would enter our own tunnel (the mesh's prefixes, routes into the
+   * TUN): such an address is never a path (the tunnel inside itself loops). Absent: none would.
+   */
+  tunnelled?(ip: string): boolean;
   candidateAdded(ep: PeerEndpoint, c: Candidate): void;
   candidateRemoved(ep: PeerEndpoint, c: Candidate): void;
   /** Start calling tick() on ep (it has traffic). */

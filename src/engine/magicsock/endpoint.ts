@@ -5,7 +5,9 @@
  *
  * State:
  * - candidates: ip:ports the peer may be reached at — from its endpoint record (config), from its
- *   call-me-maybe, or learned at run time from an authenticated ping or WireGuard packet;
+ *   call-me-maybe, or learned at run time from an authenticated ping or WireGuard packet —
+ *   never an address that enters our own tunnel (io.tunnelled: the mesh, routes into the TUN),
+ *   and such a ping is not answered;
  * - best: the direct path in use, trusted until `trustUntil` (TRUST_UDP_ADDR_MS after its last
  *   pong). Untrusted or absent, packets go over the relay (and to the stale best too).
  *
@@ -181,6 +183,21 @@ export class PeerEndpoint implements Endpoint {
         if (c.callMeMaybeAt === -Infinity && !this.recentlyHeard(c, now)) this.removeCandidate(c);
       }
     }
+  }
+
+  /**
+   * Drop the candidates whose address now enters our own tunnel (a route into the TUN was
+   * added that covers it); returns how many.
+   */
+  dropTunnelled(): number {
+    let n = 0;
+    for (const c of [...this.candidates.values()]) {
+      if (this.io.tunnelled?.(c.ip) !== true) continue;
+      this.removeCandidate(c);
+      this.counters.candidatesRefused++;
+      n++;
+    }
+    return n;
   }
 
   /** Forget every path (new disco key: the peer restarted). */
@@ -507,6 +524,10 @@ export class PeerEndpoint implements Endpoint {
 
   /** A new candidate, or null (counted) when the peer has MAX_CANDIDATES even after pruning. */
   private addCandidate(a: ParsedAddr, via: CandidateSource): Candidate | null {
+    if (this.io.tunnelled?.(a.ip) === true) {
+      this.counters.candidatesRefused++;
+      return null;
+    }
     if (this.candidates.size >= MAX_CANDIDATES) this.prune(this.io.now(), true);
     if (this.candidates.size >= MAX_CANDIDATES) {
       this.counters.candidatesRefused++;

@@ -21,6 +21,11 @@ export interface MagicSockOptions {
   excludeInterfaces?: readonly string[];
   /** Addresses that are never local endpoints (e.g. inside the mesh prefixes). */
   excludeIp?: (ip: string) => boolean;
+  /**
+   * Addresses a packet to which would enter our own tunnel (the mesh prefixes, routes into the
+   * TUN): never a peer's path, whoever names them (its record, its call-me-maybe, a ping).
+   */
+  tunnelled?: (ip: string) => boolean;
   clock?: Clock;
   /** Events at their level: path-lost and path-changed at info, disco failures at warn. */
   log?: Logger;

@@ -124,6 +124,7 @@ export class MagicSock implements Bind {
       ourEndpoints: () => this.discovery.ourEndpointList,
       relayUrlFor: (ep) => this.relayUrlFor(ep),
       ownerOf: (addrs, i) => this.peers.ownerOf(addrs, i),
+      ...(opts.tunnelled ? { tunnelled: opts.tunnelled } : {}),
       candidateAdded: (ep, c) => this.peers.mapCandidate(ep, c),
       candidateRemoved: (ep, c) => this.peers.unmapCandidate(ep, c),
       activate: (ep) => this.activate(ep),
@@ -262,6 +263,17 @@ export class MagicSock implements Bind {
   removePeer(publicKey: Uint8Array): void {
     const removed = this.peers.remove(b64(publicKey));
     if (removed !== null) this.active.delete(removed);
+  }
+
+  /**
+   * Drop every peer's candidates that now enter our own tunnel (`tunnelled` says so since a
+   * route into the TUN was added); returns how many.
+   */
+  dropTunnelledCandidates(): number {
+    let n = 0;
+    for (const ep of this.peers.byKey.values()) n += ep.dropTunnelled();
+    if (n > 0) this.log.info('candidates-tunnelled', { dropped: n });
+    return n;
   }
 
   /** The PeerEndpoint of a peer (base64 key), if it has one. */

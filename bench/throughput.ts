@@ -78,6 +78,7 @@ const rows: Row[] = [];
 const ref = await measureWireguardGoThroughput({ seconds: SECONDS });
 rows.push({ label: 'wireguard-go ↔ wireguard-go', mbps: ref.mbps, retransmits: ref.retransmits });
 rows.push(await meshdPair({}, 'meshd ↔ meshd (native crypto)', true));
+rows.push(await meshdPair({ MESHD_NO_OFFLOAD: '1' }, 'meshd ↔ meshd (MESHD_NO_OFFLOAD=1)', false));
 rows.push(await meshdPair({ MESHD_PURE_TS: '1' }, 'meshd ↔ meshd (MESHD_PURE_TS=1)', false));
 rows.push(await meshdWithWireguardGo(true));
 rows.push(await meshdWithWireguardGo(false));

@@ -117,10 +117,10 @@ typedef struct {
  * udpSendGso(fd, family, buf, offsets, lengths, addrs, start, count, result): number
  * Like udpSend, but runs of consecutive datagrams to the same address, all of the first one's
  * size (the last may be shorter), go out as one UDP_SEGMENT message. When the kernel refuses a
- * segmented message, its datagrams are sent one by one; EIO (no segmentation on the route's
- * device) also sets result[6] so the caller stops asking.
+ * segmented message, its datagrams are sent one by one and the refusal counted; EIO (the route's
+ * device cannot segment or checksum) also sets result[7] so the caller stops asking.
  * result (Int32Array(8)): [sent, dropped, errors, lastErrno, messages, segmentedMessages,
- * refusedEio, 0].
+ * refusedMessages, sawEio].
  */
 napi_value meshd_udp_send_gso(napi_env env, napi_callback_info info) {
   napi_value argv[9];
@@ -159,7 +159,7 @@ napi_value meshd_udp_send_gso(napi_env env, napi_callback_info info) {
     struct cmsghdr align;
   } ctrl[SEND_MSGS];
   send_group groups[SEND_MSGS];
-  int64_t sent = 0, dropped = 0, errors = 0, messages = 0, segmented = 0, eio = 0;
+  int64_t sent = 0, dropped = 0, errors = 0, messages = 0, segmented = 0, refused = 0, eio = 0;
   int last = 0;
   int64_t j = start;
   while (j < end) {
@@ -233,6 +233,7 @@ napi_value meshd_udp_send_gso(napi_env env, napi_callback_info info) {
       if (groups[done].segs > 1) {
         /* The kernel will not segment this one: send its datagrams one by one. */
         if (err == EIO) eio = 1;
+        refused++;
         int64_t counts[4];
         int64_t first = groups[done].first;
         meshd_udp_send_range((int)fd, family, buf, offsets, lengths, addrs, first, first + groups[done].segs, counts);
@@ -260,8 +261,8 @@ out:
   result[3] = last;
   result[4] = (int32_t)messages;
   result[5] = (int32_t)segmented;
-  result[6] = (int32_t)eio;
-  result[7] = 0;
+  result[6] = (int32_t)refused;
+  result[7] = (int32_t)eio;
   return meshd_int(env, sent);
 }
 

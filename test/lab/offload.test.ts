@@ -7,13 +7,15 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { wgKeyPair } from '../../src/lab/index.js';
 import { requirePrereqs } from '../helpers/prereqs.js';
-import { LAB_PREREQS, twoHostsFor } from './helpers.js';
+import { LAB_PREREQS, labFor, twoHostsFor } from './helpers.js';
 import { MeshdNode, transfer } from './wg-engine-node.js';
 
 const PREREQS = [...LAB_PREREQS, 'tun', 'native'] as const;
 const MB = 1024 * 1024;
+const GSO_FALLBACK = fileURLToPath(new URL('../fixtures/gso-fallback.js', import.meta.url));
 
 interface OffloadStats {
   tun: {
@@ -65,6 +67,13 @@ describe('segmentation offload through a meshd pair', () => {
     ] as const) {
       const s = await offloadStats(node);
       const ctx = `${name}: ${JSON.stringify(s)}`;
+      const per = (a: number, b: number): string => (b > 0 ? (a / b).toFixed(1) : '-');
+      t.diagnostic(
+        `${name}: ${per(s.tun.rxCutPackets, s.tun.rxSuperSegments)} packets per super-segment read, ` +
+          `${per(s.udp.txPackets, s.udp.txMessages)} datagrams per UDP send message, ` +
+          `${per(s.tun.txJoinedPackets, s.tun.txJoinedFrames)} segments per joined TUN write ` +
+          `(${per(s.tun.txPackets, s.tun.txFrames)} packets per write overall)`,
+      );
       assert.deepEqual(s.tun.offload, { vnet: true, tso: true, uso: true }, ctx);
       assert.deepEqual(s.udp.offload, { gso: true, gro: true }, ctx);
       // sending: the kernel hands over TCP super-segments, cut into several packets each
@@ -103,5 +112,33 @@ describe('segmentation offload through a meshd pair', () => {
     }
     await a.stop();
     await b.stop();
+  });
+
+  test('a route whose MTU is below the segment size: refused segmented sends go one by one, counted, nothing lost', async (t) => {
+    if (!requirePrereqs(t, [...PREREQS])) return;
+    const lab = await labFor(t);
+    const ns = await lab.addNamespace('gso');
+    const proc = ns.node(GSO_FALLBACK, [lab.newWgIfName()], { label: 'gso-fallback' });
+    await proc.exited;
+    const line = proc.stdout().split('\n').find((l) => l.startsWith('{"event":"done"'));
+    assert.ok(line, proc.output());
+    const r = JSON.parse(line) as {
+      offloadBefore: { gso: boolean };
+      afterFirst: { offload: { gso: boolean }; stats: { txSegmentRefused: number } };
+      stats: { txSegmented: number; txSegmentRefused: number; txPackets: number; txMessages: number };
+      sent: number[];
+      read: number;
+      intact: boolean;
+    };
+    const ctx = JSON.stringify(r);
+    assert.equal(r.offloadBefore.gso, true, ctx);
+    assert.ok(r.afterFirst.stats.txSegmentRefused >= 1, `refusal counted: ${ctx}`);
+    // EINVAL (unlike EIO, a property of the route) leaves GSO on: the next batch is refused too
+    assert.equal(r.afterFirst.offload.gso, true, ctx);
+    assert.deepEqual(r.sent, [40, 40], ctx);
+    assert.equal(r.stats.txSegmentRefused, 2 * r.afterFirst.stats.txSegmentRefused, ctx);
+    assert.equal(r.stats.txMessages, 80, `one message per datagram: ${ctx}`);
+    assert.equal(r.read, 80, ctx);
+    assert.ok(r.intact, ctx);
   });
 });

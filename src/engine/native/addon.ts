@@ -104,7 +104,8 @@ export interface NativeAddon {
   udpOffload?(fd: number, gso: boolean, gro: boolean): { gso: boolean; gro: boolean };
   /**
    * udpSend with UDP_SEGMENT: runs of same-size datagrams to one address leave as one message.
-   * result (Int32Array(8)): [sent, dropped, errors, lastErrno, messages, segmentedMessages, refusedEio, 0].
+   * A refused segmented message is sent datagram by datagram. result (Int32Array(8)): [sent,
+   * dropped, errors, lastErrno, messages, segmentedMessages, refusedMessages, sawEio (1: stop asking)].
    */
   udpSendGso?(
     fd: number,

@@ -109,7 +109,8 @@ export class NativeUdpSocket implements BatchUdpSocket {
       countBatchWrite(this.stats, sent, r);
       this.stats.txMessages += r[4]!;
       this.stats.txSegmented += r[5]!;
-      if (r[6] !== 0) this.offload.gso = false; // the route's device cannot segment: stop asking
+      this.stats.txSegmentRefused += r[6]!;
+      if (r[7] !== 0) this.offload.gso = false; // EIO: the route's device cannot segment; stop asking
       return sent;
     }
     const sent = this.#addon.udpSend(fd, this.family, batch.buf, batch.offsets, batch.lengths, batch.addrs, start, count, r);

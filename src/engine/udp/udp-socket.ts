@@ -64,6 +64,8 @@ export interface UdpStats {
   txMessages: number;
   /** Of those, messages that carried two or more datagrams (UDP_SEGMENT). */
   txSegmented: number;
+  /** Segmented messages the kernel refused (their datagrams then went one by one). */
+  txSegmentRefused: number;
   /** Received buffers that held two or more datagrams (UDP_GRO), cut into slots. */
   rxCoalesced: number;
 }
@@ -88,6 +90,7 @@ export function emptyUdpStats(): UdpStats {
     lastError: null,
     txMessages: 0,
     txSegmented: 0,
+    txSegmentRefused: 0,
     rxCoalesced: 0,
   };
 }

@@ -558,6 +558,7 @@ export class MagicSock implements Bind {
       lastDiscovery: d.lastDiscoveryAt?.toISOString() ?? null,
       counters: { ...this.counters },
       socket: { ...this.socket.stats },
+      offload: { ...this.socket.offload },
       peers: [...this.peers.byKey.values()].map((ep) => ({ publicKey: ep.publicKeyBase64, ...ep.status(now) })),
     };
   }

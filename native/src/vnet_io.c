@@ -52,7 +52,8 @@ static void drain_cut(vnet_state* st, read_out* o) {
     uint32_t l = vnet_cut_next_len(&st->cut);
     size_t off = (size_t)(o->count * o->slot_size + o->headroom);
     if ((int64_t)l > o->max_len) {
-      /* Skip it: emit into the scratch's spare tail is not possible, so advance by hand. */
+      /* Larger than a slot allows (an MTU above the batch's slots): the rest of this
+       * super-segment is dropped, counted once. */
       o->errors++;
       o->last = EMSGSIZE;
       st->active = 0;

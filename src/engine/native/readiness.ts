@@ -110,6 +110,7 @@ export class FdBatchReader {
   ): void {
     this.stop();
     const drain = (): void => {
+      if (this.#again !== null) clearImmediate(this.#again); // draining now: one chain at most
       this.#again = null;
       if (!isOpen() || this.#watcher === null) return;
       drainBatches(read, batch, onBatch);

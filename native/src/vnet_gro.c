@@ -18,7 +18,7 @@
 #define TCP_PSH 0x08
 #define MAX_OPEN 16
 #define MAX_JOIN 64
-#define CHUNK 64
+#define CHUNK 128
 
 typedef struct {
   int64_t head;      /* batch index of the first packet */

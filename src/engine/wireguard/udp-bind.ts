@@ -9,7 +9,7 @@ import { AddrEndpoint } from './addr-endpoint.js';
 import type { Bind, Endpoint, ReceiveHandler } from './bind.js';
 
 export class UdpBind implements Bind {
-  private readonly rx = new PacketBatch();
+  private readonly rx = new PacketBatch(128);
   private readonly one = new PacketBatch(1);
   /** Sends skipped because the endpoint was not an address this bind can reach. */
   unroutable = 0;

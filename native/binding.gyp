@@ -8,6 +8,10 @@
         "src/poll.c",
         "src/tun.c",
         "src/udp.c",
+        "src/gso.c",
+        "src/vnet_split.c",
+        "src/vnet_gro.c",
+        "src/vnet_io.c",
         "src/aead.c"
       ],
       "defines": ["NAPI_VERSION=8"],

@@ -32,6 +32,17 @@ napi_value meshd_udp_recv(napi_env env, napi_callback_info info);
 napi_value meshd_udp_send(napi_env env, napi_callback_info info);
 napi_value meshd_udp_set_mark(napi_env env, napi_callback_info info);
 
+napi_value meshd_udp_offload(napi_env env, napi_callback_info info);
+napi_value meshd_udp_send_gso(napi_env env, napi_callback_info info);
+napi_value meshd_udp_recv_gro(napi_env env, napi_callback_info info);
+napi_value meshd_udp_gro_scratch_size(napi_env env, napi_callback_info info);
+
+napi_value meshd_tun_read_vnet(napi_env env, napi_callback_info info);
+napi_value meshd_tun_write_vnet(napi_env env, napi_callback_info info);
+napi_value meshd_tun_vnet_scratch_size(napi_env env, napi_callback_info info);
+napi_value meshd_vnet_split(napi_env env, napi_callback_info info);
+napi_value meshd_vnet_coalesce(napi_env env, napi_callback_info info);
+
 napi_value meshd_aead_seal(napi_env env, napi_callback_info info);
 napi_value meshd_aead_open(napi_env env, napi_callback_info info);
 napi_value meshd_openssl_version(napi_env env, napi_callback_info info);

@@ -17,14 +17,28 @@
 #include "args.h"
 #include "meshd_native.h"
 
-/* tunOpen(name: string): { fd: number, name: string } */
+/* TUNSETOFFLOAD bits (linux/if_tun.h; the USO ones are newer than some headers). */
+#define MESHD_TUN_F_CSUM 0x01
+#define MESHD_TUN_F_TSO4 0x02
+#define MESHD_TUN_F_TSO6 0x04
+#define MESHD_TUN_F_USO4 0x20
+#define MESHD_TUN_F_USO6 0x40
+
+/*
+ * tunOpen(name: string, vnet?: boolean): { fd, name, vnet: boolean, offloads: number }
+ * With vnet, the device is opened with IFF_VNET_HDR and asked for checksum, TSO4/6 and (where
+ * the kernel has it) USO offload; `offloads` holds the TUNSETOFFLOAD bits it accepted (0: none,
+ * the frames still carry virtio headers). A kernel that refuses IFF_VNET_HDR gives vnet false.
+ */
 napi_value meshd_tun_open(napi_env env, napi_callback_info info) {
 #ifdef MESHD_NO_LINUX_IO
   meshd_throw_errno(env, "tunOpen", ENOSYS);
   return NULL;
 #else
-  napi_value argv[1];
-  if (!meshd_args(env, info, 1, argv, NULL)) return NULL;
+  napi_value argv[2];
+  if (!meshd_args(env, info, 2, argv, NULL)) return NULL;
+  bool want_vnet = false;
+  if (napi_get_value_bool(env, argv[1], &want_vnet) != napi_ok) want_vnet = false;
   char name[IFNAMSIZ + 1];
   size_t name_len = 0;
   memset(name, 0, sizeof name);
@@ -43,9 +57,22 @@ napi_value meshd_tun_open(napi_env env, napi_callback_info info) {
   }
   struct ifreq ifr;
   memset(&ifr, 0, sizeof ifr);
-  ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
+  ifr.ifr_flags = IFF_TUN | IFF_NO_PI | (want_vnet ? IFF_VNET_HDR : 0);
   memcpy(ifr.ifr_name, name, name_len);
-  if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+  int rc = ioctl(fd, TUNSETIFF, &ifr);
+  if (rc < 0 && want_vnet && errno == EINVAL) {
+    want_vnet = false;
+    ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
+    rc = ioctl(fd, TUNSETIFF, &ifr);
+  }
+  int offloads = 0;
+  if (rc == 0 && want_vnet) {
+    const int tcp = MESHD_TUN_F_CSUM | MESHD_TUN_F_TSO4 | MESHD_TUN_F_TSO6;
+    const int udp = MESHD_TUN_F_USO4 | MESHD_TUN_F_USO6;
+    if (ioctl(fd, TUNSETOFFLOAD, (unsigned long)(tcp | udp)) == 0) offloads = tcp | udp;
+    else if (ioctl(fd, TUNSETOFFLOAD, (unsigned long)tcp) == 0) offloads = tcp;
+  }
+  if (rc < 0) {
     int err = errno;
     close(fd);
     meshd_throw_errno(env, "ioctl TUNSETIFF", err);
@@ -57,6 +84,10 @@ napi_value meshd_tun_open(napi_env env, napi_callback_info info) {
   napi_set_named_property(env, out, "fd", v);
   napi_create_string_utf8(env, ifr.ifr_name, strnlen(ifr.ifr_name, IFNAMSIZ), &v);
   napi_set_named_property(env, out, "name", v);
+  napi_get_boolean(env, want_vnet, &v);
+  napi_set_named_property(env, out, "vnet", v);
+  napi_create_int32(env, offloads, &v);
+  napi_set_named_property(env, out, "offloads", v);
   return out;
 #endif
 }

@@ -20,6 +20,7 @@
 
 #include "args.h"
 #include "meshd_native.h"
+#include "udp_addr.h"
 
 #define ADDR_SIZE 20
 #define CHUNK 64
@@ -41,7 +42,7 @@ static const uint8_t V4_MAPPED_PREFIX[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff,
 static int is_v4_mapped(const uint8_t* a) { return memcmp(a, V4_MAPPED_PREFIX, 12) == 0; }
 
 /* Address slot → sockaddr for a socket of `family`. Returns 0 if the socket cannot reach it. */
-static int slot_to_sockaddr(const uint8_t* a, int family, struct sockaddr_storage* ss, socklen_t* len) {
+int meshd_slot_to_sockaddr(const uint8_t* a, int family, struct sockaddr_storage* ss, socklen_t* len) {
   uint16_t port = (uint16_t)((a[16] << 8) | a[17]);
   if (family == AF_INET) {
     if (!is_v4_mapped(a)) return 0;
@@ -62,7 +63,7 @@ static int slot_to_sockaddr(const uint8_t* a, int family, struct sockaddr_storag
   return 1;
 }
 
-static void sockaddr_to_slot(const struct sockaddr_storage* ss, uint8_t* a) {
+void meshd_sockaddr_to_slot(const struct sockaddr_storage* ss, uint8_t* a) {
   memset(a, 0, ADDR_SIZE);
   if (ss->ss_family == AF_INET) {
     const struct sockaddr_in* sin = (const struct sockaddr_in*)ss;
@@ -120,7 +121,7 @@ napi_value meshd_udp_open(napi_env env, napi_callback_info info) {
   set_buffer(fd, SO_SNDBUFFORCE, SO_SNDBUF, (int)sndbuf);
   struct sockaddr_storage ss;
   socklen_t ss_len;
-  slot_to_sockaddr(addr, family, &ss, &ss_len);
+  meshd_slot_to_sockaddr(addr, family, &ss, &ss_len);
   if (bind(fd, (struct sockaddr*)&ss, ss_len) < 0) {
     int err = errno;
     close(fd);
@@ -172,7 +173,7 @@ napi_value meshd_udp_local_address(napi_env env, napi_callback_info info) {
     meshd_throw_errno(env, "getsockname", errno);
     return NULL;
   }
-  sockaddr_to_slot(&ss, out);
+  meshd_sockaddr_to_slot(&ss, out);
   return meshd_int(env, (out[16] << 8) | out[17]);
 }
 
@@ -239,7 +240,7 @@ napi_value meshd_udp_recv(napi_env env, napi_callback_info info) {
       if (to != from) memmove(buf + to, buf + from, msgs[k].msg_len);
       offsets[dst] = (uint32_t)to;
       lengths[dst] = msgs[k].msg_len;
-      sockaddr_to_slot(&names[k], addrs + (size_t)dst * ADDR_SIZE);
+      meshd_sockaddr_to_slot(&names[k], addrs + (size_t)dst * ADDR_SIZE);
       dst++;
     }
     got = dst;
@@ -250,6 +251,64 @@ napi_value meshd_udp_recv(napi_env env, napi_callback_info info) {
   result[2] = (int32_t)errors;
   result[3] = last;
   return meshd_int(env, got);
+}
+
+/*
+ * sendmmsg packets start..end-1, packet i to addrs slot i, one datagram each. counts receives
+ * [sent, dropped (full queue: the rest of the range), errors, lastErrno].
+ */
+void meshd_udp_send_range(int fd, int family, uint8_t* buf, const uint32_t* offsets, const uint32_t* lengths,
+                          const uint8_t* addrs, int64_t start, int64_t end, int64_t* counts) {
+  struct mmsghdr msgs[CHUNK];
+  struct iovec iov[CHUNK];
+  struct sockaddr_storage names[CHUNK];
+  int64_t sent = 0, dropped = 0, errors = 0;
+  int last = 0;
+  int64_t j = start;
+  while (j < end) {
+    int k = 0;
+    while (k < CHUNK && j < end) {
+      socklen_t name_len;
+      if (!meshd_slot_to_sockaddr(addrs + (size_t)j * ADDR_SIZE, family, &names[k], &name_len)) {
+        errors++;
+        last = EAFNOSUPPORT;
+        j++;
+        continue;
+      }
+      memset(&msgs[k], 0, sizeof msgs[k]);
+      iov[k].iov_base = buf + offsets[j];
+      iov[k].iov_len = lengths[j];
+      msgs[k].msg_hdr.msg_name = &names[k];
+      msgs[k].msg_hdr.msg_namelen = name_len;
+      msgs[k].msg_hdr.msg_iov = &iov[k];
+      msgs[k].msg_hdr.msg_iovlen = 1;
+      k++;
+      j++;
+    }
+    int done = 0;
+    while (done < k) {
+      int n = sendmmsg(fd, msgs + done, (unsigned)(k - done), MSG_DONTWAIT);
+      if (n > 0) {
+        sent += n;
+        done += n;
+        continue;
+      }
+      int err = n < 0 ? errno : EIO;
+      if (err == EINTR) continue;
+      if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) {
+        dropped += (k - done) + (end - j);
+        goto out;
+      }
+      errors++;
+      last = err;
+      done++;
+    }
+  }
+out:
+  counts[0] = sent;
+  counts[1] = dropped;
+  counts[2] = errors;
+  counts[3] = last;
 }
 
 /*
@@ -287,56 +346,12 @@ napi_value meshd_udp_send(napi_env env, napi_callback_info info) {
     }
   }
   int family = fam == 4 ? AF_INET : AF_INET6;
-  struct mmsghdr msgs[CHUNK];
-  struct iovec iov[CHUNK];
-  struct sockaddr_storage names[CHUNK];
-  int64_t sent = 0, dropped = 0, errors = 0;
-  int last = 0;
-  int64_t j = start;
-  while (j < end) {
-    int k = 0;
-    while (k < CHUNK && j < end) {
-      socklen_t name_len;
-      if (!slot_to_sockaddr(addrs + (size_t)j * ADDR_SIZE, family, &names[k], &name_len)) {
-        errors++;
-        last = EAFNOSUPPORT;
-        j++;
-        continue;
-      }
-      memset(&msgs[k], 0, sizeof msgs[k]);
-      iov[k].iov_base = buf + offsets[j];
-      iov[k].iov_len = lengths[j];
-      msgs[k].msg_hdr.msg_name = &names[k];
-      msgs[k].msg_hdr.msg_namelen = name_len;
-      msgs[k].msg_hdr.msg_iov = &iov[k];
-      msgs[k].msg_hdr.msg_iovlen = 1;
-      k++;
-      j++;
-    }
-    int done = 0;
-    while (done < k) {
-      int n = sendmmsg((int)fd, msgs + done, (unsigned)(k - done), MSG_DONTWAIT);
-      if (n > 0) {
-        sent += n;
-        done += n;
-        continue;
-      }
-      int err = n < 0 ? errno : EIO;
-      if (err == EINTR) continue;
-      if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) {
-        dropped += (k - done) + (end - j);
-        goto out;
-      }
-      errors++;
-      last = err;
-      done++;
-    }
-  }
-out:
-  result[0] = (int32_t)sent;
-  result[1] = (int32_t)dropped;
-  result[2] = (int32_t)errors;
-  result[3] = last;
-  return meshd_int(env, sent);
+  int64_t counts[4] = {0, 0, 0, 0};
+  meshd_udp_send_range((int)fd, family, buf, offsets, lengths, addrs, start, end, counts);
+  result[0] = (int32_t)counts[0];
+  result[1] = (int32_t)counts[1];
+  result[2] = (int32_t)counts[2];
+  result[3] = (int32_t)counts[3];
+  return meshd_int(env, counts[0]);
 }
 #endif

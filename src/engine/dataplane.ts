@@ -26,8 +26,8 @@ import { PING_TIMEOUT_MS } from './magicsock/constants.js';
 import type { RelayStatus } from './magicsock/relay-set.js';
 import type { StunProbe } from './magicsock/netcheck.js';
 import type { NatMapping } from './magicsock/stun.js';
-import { TunDevice } from './tun/tun-device.js';
-import type { UdpImplementation, UdpStats } from './udp/batch-udp-socket.js';
+import { TunDevice, type TunOffload, type TunStats } from './tun/tun-device.js';
+import type { UdpImplementation, UdpOffload, UdpStats } from './udp/batch-udp-socket.js';
 import { AddrEndpoint } from './wireguard/addr-endpoint.js';
 import { parseIp } from '../util/ip.js';
 import { containsAddress, containsPrefix, formatPrefix, makePrefix, parsePrefix, tryParsePrefix, type IpPrefix } from '../util/prefix.js';
@@ -149,6 +149,9 @@ export interface DataPlaneStatus {
     magicsock: MagicSockCounters;
     socket: UdpStats;
     udpImplementation: UdpImplementation;
+    tun: TunStats;
+    /** Segmentation offloads in use (all off under MESHD_NO_OFFLOAD=1). */
+    offload: { tun: TunOffload; udp: UdpOffload };
     /** Configurations applied, and peers left out of them because applying them failed. */
     config: { applies: number; peerFailures: number };
   };
@@ -244,7 +247,7 @@ export class DataPlane {
     }
     const log = opts.log ?? silentLogger;
     const meshPrefixes = ownPrefixesOf(opts.addresses);
-    const tun = TunDevice.open({ name: opts.tunName });
+    const tun = TunDevice.open({ name: opts.tunName, ...(opts.env !== undefined ? { env: opts.env } : {}) });
     const box: { dp: DataPlane | null } = { dp: null };
     let magic: MagicSock | null = null;
     try {
@@ -534,6 +537,8 @@ export class DataPlane {
         magicsock: m.counters,
         socket: m.socket,
         udpImplementation: m.udp,
+        tun: { ...this.tun.stats },
+        offload: { tun: { ...this.tun.offload }, udp: m.offload },
         config: { ...this.configCounters },
       },
       peers,

@@ -85,7 +85,7 @@ export interface EngineOptions {
   onEvent?: (e: EngineEvent) => void;
   /** Packet filter hooks (see PacketHooks); also settable later with setHooks. */
   hooks?: PacketHooks | null;
-  /** Packets per TUN read batch (default 64). */
+  /** Packets per TUN read batch (default 128: room for a cut 64 KiB super-segment and more). */
   batchSize?: number;
   env?: NodeJS.ProcessEnv;
 }
@@ -139,7 +139,7 @@ export class Engine {
     this.bind = opts.bind;
     const mtu = opts.mtu ?? DEFAULT_MTU;
     if (!Number.isInteger(mtu) || mtu < 576 || mtu > 65535) throw configError(`bad MTU ${mtu}`);
-    this.readBatch = new PacketBatch(opts.batchSize ?? 64, Math.max(2048, mtu + 64));
+    this.readBatch = new PacketBatch(opts.batchSize ?? 128, Math.max(2048, mtu + 64));
     const scale = opts.timerScale ?? timerScaleFromEnv(opts.env ?? process.env);
     this.device = new Device({
       bind: this.bind,

@@ -150,12 +150,19 @@ export async function runEngine(
     publicKey: running.publicKey,
     udp: bind.kind,
     peers: peers.length,
+    offload: { tun: tun.offload, udp: bind.offload },
   });
 
   const why = await waitForStop({
     ...(opts.signal ? { signal: opts.signal } : {}),
     on: {
-      SIGUSR1: () => log.info('stats', { peers: running.peerStats(), counters: running.stats() }),
+      SIGUSR1: () =>
+        log.info('stats', {
+          peers: running.peerStats(),
+          counters: running.stats(),
+          tun: { ...tun.stats, offload: tun.offload },
+          udp: { ...bind.stats, offload: bind.offload },
+        }),
       SIGHUP: () => void reload(),
     },
   });

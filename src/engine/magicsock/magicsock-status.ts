@@ -1,5 +1,5 @@
 /** What the magic socket reports: its counters and its status (MagicSock.status()). */
-import type { UdpImplementation, UdpStats } from '../udp/batch-udp-socket.js';
+import type { UdpImplementation, UdpOffload, UdpStats } from '../udp/batch-udp-socket.js';
 import type { EndpointStatus } from './endpoint.js';
 import type { RelayStatus } from './relay-set.js';
 import type { StunProbe } from './netcheck.js';
@@ -40,5 +40,7 @@ export interface MagicSockStatus {
   lastDiscovery: string | null;
   counters: MagicSockCounters;
   socket: UdpStats;
+  /** The socket's UDP segmentation offloads (GSO/GRO). */
+  offload: UdpOffload;
   peers: MagicPeerStatus[];
 }

@@ -76,7 +76,7 @@ export class MagicSock implements Bind {
   private readonly discoPrivateKey: Uint8Array;
   private readonly clock: Clock;
   private readonly log: Logger;
-  private readonly rx = new PacketBatch();
+  private readonly rx = new PacketBatch(128);
   private readonly relayRx = new PacketBatch(1);
   /** sendOne's batch. */
   private readonly one = new PacketBatch(1);
@@ -570,6 +570,7 @@ export class MagicSock implements Bind {
       lastDiscovery: d.lastDiscoveryAt?.toISOString() ?? null,
       counters: { ...this.counters },
       socket: { ...this.socket.stats },
+      offload: { ...this.socket.offload },
       peers: [...this.peers.byKey.values()].map((ep) => ({ publicKey: ep.publicKeyBase64, ...ep.status(now) })),
     };
   }

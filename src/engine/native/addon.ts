@@ -29,8 +29,40 @@ export type NativeAeadBatchCall = (
 export interface NativeAddon {
   readonly abiVersion: number;
 
-  /** Open /dev/net/tun as IFF_TUN|IFF_NO_PI, non-blocking, close-on-exec. */
-  tunOpen(name: string): { fd: number; name: string };
+  /**
+   * Open /dev/net/tun as IFF_TUN|IFF_NO_PI, non-blocking, close-on-exec; with `vnet`, also
+   * IFF_VNET_HDR and TUNSETOFFLOAD (offloads: the TUN_F_* bits accepted). Addons built before
+   * offload existed ignore `vnet` and return neither field.
+   */
+  tunOpen(name: string, vnet?: boolean): { fd: number; name: string; vnet?: boolean; offloads?: number };
+  /**
+   * fdRead for a TUN opened with vnet (headroom >= 10): super-segments are cut into packets,
+   * what does not fit stays in `scratch` (tunVnetScratchSize() bytes, zeroed) for the next call.
+   * result (Int32Array(8)): [count, errors, lastErrno, 0, superSegments, packetsCut, held, 0].
+   */
+  tunReadVnet?(
+    fd: number,
+    buf: Uint8Array,
+    slotSize: number,
+    headroom: number,
+    maxLen: number,
+    offsets: Uint32Array,
+    lengths: Uint32Array,
+    max: number,
+    result: Int32Array,
+    scratch: Uint8Array,
+  ): number;
+  /**
+   * fdWrite for a TUN opened with vnet, joining consecutive TCP segments of a flow into one
+   * frame (packet headers are rewritten in place). result (Int32Array(8)): [written, dropped,
+   * errors, lastErrno, frames, joinedFrames, joinedPackets, 0].
+   */
+  tunWriteVnet?(fd: number, buf: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, start: number, count: number, result: Int32Array): number;
+  tunVnetScratchSize?(): number;
+  /** tunReadVnet's cutting of one frame (virtio header + packet), for tests; throws EINVAL, EMSGSIZE, ENOSPC, … */
+  vnetSplit?(frame: Uint8Array, buf: Uint8Array, slotSize: number, headroom: number, maxLen: number, offsets: Uint32Array, lengths: Uint32Array, max: number): number;
+  /** The frames tunWriteVnet would write, concatenated into out; returns how many. For tests. */
+  vnetCoalesce?(buf: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, start: number, count: number, out: Uint8Array, frameLengths: Uint32Array): number;
   /**
    * Read up to `max` packets; packet i at i*slotSize+headroom, at most maxLen bytes (headroom +
    * maxLen < slotSize: one byte past maxLen is used to spot longer packets, which are dropped and
@@ -68,6 +100,41 @@ export interface NativeAddon {
   udpOpen(addr: Uint8Array, recvBufferSize: number, sendBufferSize: number): { fd: number; family: 4 | 6 };
   /** SO_MARK on a socket (CAP_NET_ADMIN); absent in addons built before it existed. */
   udpSetMark?(fd: number, mark: number): void;
+  /** Probe UDP_SEGMENT and turn UDP_GRO on, as asked; says what the kernel supports. */
+  udpOffload?(fd: number, gso: boolean, gro: boolean): { gso: boolean; gro: boolean };
+  /**
+   * udpSend with UDP_SEGMENT: runs of same-size datagrams to one address leave as one message.
+   * A refused segmented message is sent datagram by datagram. result (Int32Array(8)): [sent,
+   * dropped, errors, lastErrno, messages, segmentedMessages, refusedMessages, sawEio (1: stop asking)].
+   */
+  udpSendGso?(
+    fd: number,
+    family: 4 | 6,
+    buf: Uint8Array,
+    offsets: Uint32Array,
+    lengths: Uint32Array,
+    addrs: Uint8Array,
+    start: number,
+    count: number,
+    result: Int32Array,
+  ): number;
+  /**
+   * udpRecv on a UDP_GRO socket: coalesced buffers are cut into slots; what does not fit stays
+   * in `scratch` (udpGroScratchSize() bytes, zeroed). result (Int32Array(8)): [count, truncated,
+   * errors, lastErrno, coalescedMessages, held, messages, 0].
+   */
+  udpRecvGro?(
+    fd: number,
+    buf: Uint8Array,
+    slotSize: number,
+    offsets: Uint32Array,
+    lengths: Uint32Array,
+    addrs: Uint8Array,
+    max: number,
+    result: Int32Array,
+    scratch: Uint8Array,
+  ): number;
+  udpGroScratchSize?(): number;
   /** Write the bound address into `out` (20 bytes); returns the port. */
   udpLocalAddress(fd: number, out: Uint8Array): number;
   /** recvmmsg into slot starts. result: [count, truncated, errors, lastErrno]. */

@@ -85,6 +85,14 @@ export function pureTsRequested(env: NodeJS.ProcessEnv = process.env): boolean {
   return env.MESHD_PURE_TS === '1';
 }
 
+/**
+ * False when MESHD_NO_OFFLOAD=1 turns the segmentation offloads off (UDP GSO/GRO on the socket,
+ * virtio headers with TSO/GRO on the TUN); the data plane then moves one packet per datagram.
+ */
+export function offloadRequested(env: NodeJS.ProcessEnv = process.env): boolean {
+  return env.MESHD_NO_OFFLOAD !== '1';
+}
+
 /** How a component with a native and a pure-TS implementation is asked to pick one. */
 export interface ImplementationChoice<PureTs extends string> {
   /** 'auto' (default): native unless MESHD_PURE_TS=1 or the addon is unavailable. */

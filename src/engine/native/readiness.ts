@@ -86,6 +86,8 @@ export class FdBatchReader {
   readonly #stats: FdBatchStats;
   #watcher: FdWatcher | null = null;
   #keepAlive = true;
+  /** A drain of held packets is scheduled (setImmediate), or null. */
+  #again: NodeJS.Immediate | null = null;
 
   constructor(addon: NativeAddon, stats: FdBatchStats) {
     this.#addon = addon;
@@ -94,7 +96,9 @@ export class FdBatchReader {
 
   /**
    * Replace any running watcher with one on fd: whenever it is readable and isOpen() holds,
-   * drain it with `read` into `batch` and hand each non-empty batch to onBatch.
+   * drain it with `read` into `batch` and hand each non-empty batch to onBatch. `held` says
+   * whether the reader still holds packets outside the kernel (a cut super-segment): the fd
+   * would not wake us for those, so the drain goes on at the next turn of the event loop.
    */
   start(
     fd: number,
@@ -102,14 +106,23 @@ export class FdBatchReader {
     isOpen: () => boolean,
     batch: PacketBatch,
     onBatch: (batch: PacketBatch) => void,
+    held: () => boolean = () => false,
   ): void {
     this.stop();
+    const drain = (): void => {
+      if (this.#again !== null) clearImmediate(this.#again); // draining now: one chain at most
+      this.#again = null;
+      if (!isOpen() || this.#watcher === null) return;
+      drainBatches(read, batch, onBatch);
+      if (held() && this.#again === null) {
+        this.#again = setImmediate(drain);
+        if (!this.#keepAlive) this.#again.unref();
+      }
+    };
     this.#watcher = new FdWatcher(
       this.#addon,
       fd,
-      () => {
-        if (isOpen()) drainBatches(read, batch, onBatch);
-      },
+      drain,
       (errno) => {
         this.#stats.rxErrors++;
         this.#stats.lastError = errnoName(-errno);
@@ -119,6 +132,8 @@ export class FdBatchReader {
   }
 
   stop(): void {
+    if (this.#again !== null) clearImmediate(this.#again);
+    this.#again = null;
     this.#watcher?.stop();
     this.#watcher = null;
   }

@@ -7,10 +7,16 @@
  *
  * Packets read land at slot start + HEADROOM (room for the WireGuard header in front) with
  * TAILROOM free after them (padding and tag), as PacketBatch documents.
+ *
+ * Offload (default unless MESHD_NO_OFFLOAD=1, where the addon and kernel have it): the device is
+ * opened with virtio headers and TSO/checksum offload, so the kernel hands over TCP (and UDP)
+ * super-segments of up to 64 KiB, which the addon cuts into MTU-sized packets as it reads, and
+ * takes consecutive TCP segments of a flow written in one batch as one joined frame (GRO).
+ * Callers see plain IP packets either way; `offload` and the stats say what happened.
  */
 import { MeshdError } from '../../errors.js';
 import { errnoName, nativeErrorCode, type NativeAddon } from '../native/addon.js';
-import { tryLoadNative } from '../native/load.js';
+import { offloadRequested, tryLoadNative } from '../native/load.js';
 import { countBatchWrite, FdBatchReader } from '../native/readiness.js';
 import { HEADROOM, TAILROOM, type PacketBatch } from '../packet-batch.js';
 import {
@@ -34,13 +40,37 @@ export interface TunStats {
   /** Packets the kernel refused (EIO before the link is up, EINVAL for a malformed packet, …). */
   txErrors: number;
   lastError: string | null;
+  /** Super-segments read (offload), and the packets cut from them (counted in rxPackets too). */
+  rxSuperSegments: number;
+  rxCutPackets: number;
+  /** Frames written (offload: one per joined run, else one per packet). */
+  txFrames: number;
+  /** Frames that joined two or more TCP segments (GRO), and the packets inside them. */
+  txJoinedFrames: number;
+  txJoinedPackets: number;
 }
+
+/** The TUN offloads in use. */
+export interface TunOffload {
+  /** Frames carry virtio headers (IFF_VNET_HDR). */
+  vnet: boolean;
+  /** TCP segmentation offload accepted (super-segments read, joined segments written). */
+  tso: boolean;
+  /** UDP segmentation offload accepted (Linux 6.2+). */
+  uso: boolean;
+}
+
+const TUN_F_TSO4 = 0x02;
+const TUN_F_USO4 = 0x20;
 
 export interface TunOpenOptions {
   /** Interface name (default meshd0). */
   name?: string;
   /** An already loaded addon; default: load it. */
   addon?: NativeAddon | null;
+  /** Segmentation offload where available. Default: on unless MESHD_NO_OFFLOAD=1 in env. */
+  offload?: boolean;
+  env?: NodeJS.ProcessEnv;
 }
 
 export interface TunConfig {
@@ -53,16 +83,34 @@ export interface TunConfig {
 
 export class TunDevice {
   readonly name: string;
-  readonly stats: TunStats = { rxPackets: 0, rxErrors: 0, txPackets: 0, txDropped: 0, txErrors: 0, lastError: null };
+  readonly stats: TunStats = {
+    rxPackets: 0,
+    rxErrors: 0,
+    txPackets: 0,
+    txDropped: 0,
+    txErrors: 0,
+    lastError: null,
+    rxSuperSegments: 0,
+    rxCutPackets: 0,
+    txFrames: 0,
+    txJoinedFrames: 0,
+    txJoinedPackets: 0,
+  };
+  readonly offload: TunOffload;
   readonly #addon: NativeAddon;
   #fd: number;
   readonly #reader: FdBatchReader;
-  readonly #result = new Int32Array(4);
+  readonly #result = new Int32Array(8);
+  /** tunReadVnet's carry-over area (virtio headers only). */
+  readonly #scratch: Uint8Array | null;
+  #held = false;
 
-  private constructor(addon: NativeAddon, fd: number, name: string) {
+  private constructor(addon: NativeAddon, fd: number, name: string, offload: TunOffload) {
     this.#addon = addon;
     this.#fd = fd;
     this.name = name;
+    this.offload = offload;
+    this.#scratch = offload.vnet ? new Uint8Array(addon.tunVnetScratchSize!()) : null;
     this.#reader = new FdBatchReader(addon, this.stats);
   }
 
@@ -81,9 +129,16 @@ export class TunDevice {
       addon = loaded.addon;
     }
     if (addon === null) throw new MeshdError('E_NATIVE', 'cannot open a TUN device without the native addon');
+    const wantVnet =
+      (options.offload ?? offloadRequested(options.env ?? process.env)) &&
+      typeof addon.tunReadVnet === 'function' &&
+      typeof addon.tunWriteVnet === 'function' &&
+      typeof addon.tunVnetScratchSize === 'function';
     try {
-      const { fd, name: actual } = addon.tunOpen(name);
-      return new TunDevice(addon, fd, actual);
+      const opened = wantVnet ? addon.tunOpen(name, true) : addon.tunOpen(name);
+      const vnet = opened.vnet === true;
+      const bits = vnet ? (opened.offloads ?? 0) : 0;
+      return new TunDevice(addon, opened.fd, opened.name, { vnet, tso: (bits & TUN_F_TSO4) !== 0, uso: (bits & TUN_F_USO4) !== 0 });
     } catch (e) {
       const code = nativeErrorCode(e);
       const hint =
@@ -117,7 +172,16 @@ export class TunDevice {
     const fd = this.#checkOpen();
     const r = this.#result;
     const maxLen = batch.slotSize - HEADROOM - TAILROOM;
-    const n = this.#addon.fdRead(fd, batch.buf, batch.slotSize, HEADROOM, maxLen, batch.offsets, batch.lengths, batch.capacity, r);
+    const scratch = this.#scratch;
+    let n: number;
+    if (scratch !== null) {
+      n = this.#addon.tunReadVnet!(fd, batch.buf, batch.slotSize, HEADROOM, maxLen, batch.offsets, batch.lengths, batch.capacity, r, scratch);
+      this.stats.rxSuperSegments += r[4]!;
+      this.stats.rxCutPackets += r[5]!;
+      this.#held = r[6] !== 0;
+    } else {
+      n = this.#addon.fdRead(fd, batch.buf, batch.slotSize, HEADROOM, maxLen, batch.offsets, batch.lengths, batch.capacity, r);
+    }
     batch.count = n;
     this.stats.rxPackets += n;
     if (r[1] !== 0) {
@@ -127,13 +191,25 @@ export class TunDevice {
     return n;
   }
 
-  /** Write packets start..start+count-1 (default all). Returns how many the kernel took. */
+  /**
+   * Write packets start..start+count-1 (default all). Returns how many the kernel took. With
+   * offload, TCP segments may be joined, and their headers are rewritten in the batch.
+   */
   writeBatch(batch: PacketBatch, start = 0, count = batch.count - start): number {
     const fd = this.#checkOpen();
     if (count <= 0) return 0;
     const r = this.#result;
+    if (this.#scratch !== null) {
+      const written = this.#addon.tunWriteVnet!(fd, batch.buf, batch.offsets, batch.lengths, start, count, r);
+      countBatchWrite(this.stats, written, r);
+      this.stats.txFrames += r[4]!;
+      this.stats.txJoinedFrames += r[5]!;
+      this.stats.txJoinedPackets += r[6]!;
+      return written;
+    }
     const written = this.#addon.fdWrite(fd, batch.buf, batch.offsets, batch.lengths, start, count, r);
     countBatchWrite(this.stats, written, r);
+    this.stats.txFrames += written;
     return written;
   }
 
@@ -143,7 +219,7 @@ export class TunDevice {
    */
   startReading(batch: PacketBatch, onBatch: (batch: PacketBatch) => void): void {
     const fd = this.#checkOpen();
-    this.#reader.start(fd, (b) => this.readBatch(b), () => this.#fd >= 0, batch, onBatch);
+    this.#reader.start(fd, (b) => this.readBatch(b), () => this.#fd >= 0, batch, onBatch, () => this.#held);
   }
 
   stopReading(): void {

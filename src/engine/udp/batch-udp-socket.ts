@@ -6,12 +6,12 @@
  */
 import { isIP } from 'node:net';
 import { MeshdError } from '../../errors.js';
-import { chooseNative, type ImplementationChoice } from '../native/load.js';
+import { chooseNative, offloadRequested, type ImplementationChoice } from '../native/load.js';
 import { DgramUdpSocket } from './dgram-udp-socket.js';
 import { NativeUdpSocket } from './native-udp-socket.js';
 import type { BatchUdpSocket, ResolvedUdpOptions } from './udp-socket.js';
 
-export { emptyUdpStats, type BatchUdpSocket, type ResolvedUdpOptions, type UdpImplementation, type UdpStats } from './udp-socket.js';
+export { emptyUdpStats, type BatchUdpSocket, type ResolvedUdpOptions, type UdpImplementation, type UdpOffload, type UdpStats } from './udp-socket.js';
 
 export interface BatchUdpOptions extends ImplementationChoice<'dgram'> {
   /** Address to bind: default '::' (all addresses, IPv4 and IPv6). */
@@ -23,6 +23,8 @@ export interface BatchUdpOptions extends ImplementationChoice<'dgram'> {
   sendBufferSize?: number;
   /** SO_MARK for the socket's datagrams (policy routing); 0 or absent: none. Best effort. */
   mark?: number;
+  /** UDP GSO/GRO where available (native only). Default: on unless MESHD_NO_OFFLOAD=1. */
+  offload?: boolean;
 }
 
 export const DEFAULT_SOCKET_BUFFER = 4 * 1024 * 1024;
@@ -44,6 +46,7 @@ function resolveOptions(o: BatchUdpOptions): ResolvedUdpOptions {
     recvBufferSize: size(o.recvBufferSize, 'recvBufferSize'),
     sendBufferSize: size(o.sendBufferSize, 'sendBufferSize'),
     mark: o.mark ?? 0,
+    offload: o.offload ?? offloadRequested(o.env ?? process.env),
   };
 }
 

@@ -9,7 +9,7 @@ import { isIPv4 } from 'node:net';
 import { MeshdError } from '../../errors.js';
 import { drainBatches } from '../native/readiness.js';
 import { readAddr, writeAddr, type PacketBatch } from '../packet-batch.js';
-import { emptyUdpStats, type BatchUdpSocket, type ResolvedUdpOptions, type UdpStats } from './udp-socket.js';
+import { emptyUdpStats, type BatchUdpSocket, type ResolvedUdpOptions, type UdpOffload, type UdpStats } from './udp-socket.js';
 
 /** Datagrams held between 'message' events and receiveBatch; beyond this they are dropped. */
 export const DGRAM_QUEUE_LIMIT = 4096;
@@ -30,6 +30,7 @@ export class DgramUdpSocket implements BatchUdpSocket {
   /** node:dgram cannot set SO_MARK. */
   readonly mark = 0;
   readonly stats: UdpStats = emptyUdpStats();
+  readonly offload: UdpOffload = { gso: false, gro: false };
   readonly #socket: Socket;
   #queue: Queued[] = [];
   #head = 0;
@@ -158,6 +159,7 @@ export class DgramUdpSocket implements BatchUdpSocket {
       const copy = Buffer.from(batch.buf.subarray(off, off + batch.lengths[i]!));
       this.#socket.send(copy, port, ip, this.#onSent);
       this.stats.txPackets++;
+      this.stats.txMessages++;
       sent++;
     }
     return sent;

@@ -22,6 +22,8 @@ export interface BatchUdpSocket {
   /** The SO_MARK the socket carries (0: none; node:dgram sockets cannot carry one). */
   readonly mark: number;
   readonly stats: UdpStats;
+  /** The segmentation offloads in use (MESHD_NO_OFFLOAD=1, node:dgram or an old kernel: none). */
+  readonly offload: UdpOffload;
   /**
    * Receive up to batch.capacity waiting datagrams into slots 0..n-1; sets batch.count and
    * returns n (0 when nothing is waiting). Never blocks.
@@ -58,6 +60,22 @@ export interface UdpStats {
   txErrors: number;
   /** Code of the last error seen ('ENETUNREACH', …), or null. */
   lastError: string | null;
+  /** Send messages handed to the kernel (with UDP GSO one carries several datagrams; else = txPackets). */
+  txMessages: number;
+  /** Of those, messages that carried two or more datagrams (UDP_SEGMENT). */
+  txSegmented: number;
+  /** Segmented messages the kernel refused (their datagrams then went one by one). */
+  txSegmentRefused: number;
+  /** Received buffers that held two or more datagrams (UDP_GRO), cut into slots. */
+  rxCoalesced: number;
+}
+
+/** Which UDP segmentation offloads a socket uses (both false: one datagram per message). */
+export interface UdpOffload {
+  /** UDP_SEGMENT on send; turned off by itself when the kernel refuses it (EIO). */
+  gso: boolean;
+  /** UDP_GRO on receive. */
+  gro: boolean;
 }
 
 export function emptyUdpStats(): UdpStats {
@@ -70,6 +88,10 @@ export function emptyUdpStats(): UdpStats {
     txDropped: 0,
     txErrors: 0,
     lastError: null,
+    txMessages: 0,
+    txSegmented: 0,
+    txSegmentRefused: 0,
+    rxCoalesced: 0,
   };
 }
 
@@ -80,4 +102,6 @@ export interface ResolvedUdpOptions {
   sendBufferSize: number;
   /** SO_MARK to set (0: none); a socket that cannot carry it still opens, with mark 0. */
   mark: number;
+  /** Use UDP GSO/GRO where the addon and kernel have them (false under MESHD_NO_OFFLOAD=1). */
+  offload: boolean;
 }

@@ -3,13 +3,13 @@
  * addon, or node:dgram). Endpoints are AddrEndpoints; sending writes each packet's endpoint
  * address into the batch's addrs slot and hands the whole batch to the socket.
  */
-import { openBatchUdpSocket, type BatchUdpOptions, type BatchUdpSocket, type UdpStats } from '../udp/batch-udp-socket.js';
+import { openBatchUdpSocket, type BatchUdpOptions, type BatchUdpSocket, type UdpOffload, type UdpStats } from '../udp/batch-udp-socket.js';
 import { ADDR_SIZE, PacketBatch } from '../packet-batch.js';
 import { AddrEndpoint } from './addr-endpoint.js';
 import type { Bind, Endpoint, ReceiveHandler } from './bind.js';
 
 export class UdpBind implements Bind {
-  private readonly rx = new PacketBatch();
+  private readonly rx = new PacketBatch(128);
   private readonly one = new PacketBatch(1);
   /** Sends skipped because the endpoint was not an address this bind can reach. */
   unroutable = 0;
@@ -35,6 +35,11 @@ export class UdpBind implements Bind {
 
   get stats(): UdpStats {
     return this.socket.stats;
+  }
+
+  /** The UDP segmentation offloads the socket uses. */
+  get offload(): UdpOffload {
+    return this.socket.offload;
   }
 
   start(handler: ReceiveHandler): void {

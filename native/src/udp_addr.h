@@ -1,0 +1,18 @@
+/* Address slots ↔ sockaddr, and the plain batched send, shared by udp.c and gso.c. */
+#ifndef MESHD_UDP_ADDR_H
+#define MESHD_UDP_ADDR_H
+
+#ifndef MESHD_NO_LINUX_IO
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define MESHD_ADDR_SIZE 20
+
+/* Address slot → sockaddr for a socket of `family`. Returns 0 if the socket cannot reach it. */
+int meshd_slot_to_sockaddr(const uint8_t* a, int family, struct sockaddr_storage* ss, socklen_t* len);
+void meshd_sockaddr_to_slot(const struct sockaddr_storage* ss, uint8_t* a);
+void meshd_udp_send_range(int fd, int family, uint8_t* buf, const uint32_t* offsets, const uint32_t* lengths,
+                          const uint8_t* addrs, int64_t start, int64_t end, int64_t* counts);
+#endif
+
+#endif

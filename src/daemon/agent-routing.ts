@@ -41,6 +41,8 @@ export class HostRouting {
   private readonly os: OsRouting;
   private state: RoutingState = NOTHING_APPLIED;
   private bypassCache: { key: string; ips: string[] } = { key: '', ips: [] };
+  /** meshd's device group while another meshd tunnel shares the host (see routing/isolation.ts). */
+  private isolateGroup: number | null = null;
 
   constructor(
     home: string,
@@ -65,6 +67,13 @@ export class HostRouting {
     return routingStatusOf(this.options, this.state);
   }
 
+  /** Whether forwarding between meshd tunnels must be dropped; true when that changed. */
+  setIsolation(group: number | null): boolean {
+    if (group === this.isolateGroup) return false;
+    this.isolateGroup = group;
+    return true;
+  }
+
   /**
    * Bring the host's routes and firewall in line with the map: forwarding for the routes (and
    * exit node) of ours the owner approved and this run advertises; exit routes when the chosen
@@ -87,10 +96,11 @@ export class HostRouting {
               allowLanAccess: r?.exitNodeAllowLanAccess ?? false,
             }
           : null,
+      ...(this.isolateGroup !== null ? { isolate: { group: this.isolateGroup } } : {}),
     };
     try {
       if (await this.os.apply(plan)) {
-        this.log.info('routing.applied', { routes, exitNode: exitNodeApproved, usingExitNode: exitDid, bypass: plan.exit?.bypass });
+        this.log.info('routing.applied', { routes, exitNode: exitNodeApproved, usingExitNode: exitDid, bypass: plan.exit?.bypass, isolated: plan.isolate !== undefined });
       }
       this.state = { routes, exitNodeApproved, exitNode: exitDid, error: null };
     } catch (e) {

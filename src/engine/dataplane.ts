@@ -55,6 +55,11 @@ export interface DataPlaneOptions {
    * the tunnel's own datagrams alone. Best effort: `socketMark` says whether the socket has it.
    */
   socketMark?: number;
+  /**
+   * Local addresses never to announce as endpoints besides those of our own prefixes (e.g. the
+   * addresses of other tunnels on the host); asked at every discovery.
+   */
+  excludeIp?: (ip: string) => boolean;
 }
 
 /**
@@ -255,7 +260,7 @@ export class DataPlane {
         excludeInterfaces: [opts.tunName],
         excludeIp: (ip) => {
           const host = parsePrefix(ip);
-          return host !== null && meshPrefixes.some((p) => covers(p, host));
+          return (host !== null && meshPrefixes.some((p) => covers(p, host))) || (opts.excludeIp?.(ip) ?? false);
         },
         log: log.child('magicsock'),
         ...(opts.socketMark ? { socketMark: opts.socketMark } : {}),

@@ -192,7 +192,8 @@ export function registerDaemon(program: Command, io: Io): void {
     .option('--wait <seconds>', "with an invite: how long to wait for the owner's meshd to admit this device", '600')
     .option('--metrics-listen <addr:port>', 'also serve Prometheus metrics at http://ADDR:PORT/metrics (e.g. 127.0.0.1:9101)');
   action(up, io, async (ctx, invite: string | undefined) => {
-    const o: UpOptions = { ...up.opts<UpOptions>(), ...(invite !== undefined ? { invite } : {}) };
+    // --network is a global option (commander hands it to the root command): take it from the context
+    const o: UpOptions = { ...up.opts<UpOptions>(), ...(ctx.network !== undefined ? { network: ctx.network } : {}), ...(invite !== undefined ? { invite } : {}) };
     if (!canManageNetwork()) {
       throw new MeshdError('E_TUN', 'meshd up needs root or CAP_NET_ADMIN to create its tunnel device', { hint: `run it with sudo: sudo meshd up${invite !== undefined ? ' <invite>' : ''}` });
     }

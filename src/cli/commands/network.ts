@@ -57,7 +57,7 @@ export function registerNetwork(program: Command, io: Io): void {
     .option('--endpoint <url>', 'DWN endpoint URL (default: from the owner DID)');
   join.description('join a network this device was added to: --anchor DID --network ID');
   action(join, io, async (ctx) => {
-    const o = join.opts<{ anchor: string; network?: string; endpoint?: string }>();
+    const o = { ...join.opts<{ anchor: string; endpoint?: string }>(), network: ctx.network };
     if (o.network === undefined) throw new UsageError('network join needs --network ID (the network id)');
     const { joinNetwork } = await import('../../control/network-ops.js');
     const r = await joinNetwork(identityContext(ctx), {

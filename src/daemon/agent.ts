@@ -12,7 +12,7 @@ import { MeshdError } from '../errors.js';
 import { backoffDelay } from '../util/backoff.js';
 import { ControlClient } from '../control/control-client.js';
 import { localNodeInfo } from '../control/device-records.js';
-import { leaseEmbeddedDwn, type EmbeddedLease } from '../control/embedded.js';
+import { isDwnUp, leaseEmbeddedDwn, type EmbeddedLease } from '../control/embedded.js';
 import { readJoinedNetwork, requireJoinedNetwork } from '../control/local-state.js';
 import { networkDir } from '../control/session.js';
 import type { NetworkMap } from '../control/netmap.js';
@@ -61,6 +61,8 @@ const LIVENESS_FRESH_MS = 2000;
 const LINK_POLL_MS = 1000;
 /** How long `start` waits for the first endpoint record to be written before going on. */
 const FIRST_PUBLISH_WAIT_MS = 3000;
+/** How often a daemon using the DWN another daemon of its home runs checks that it is up. */
+const SHARED_DWN_CHECK_MS = 2000;
 /** Longest wait between retries of a failed endpoint write. */
 const PUBLISH_RETRY_MAX_MS = 30_000;
 
@@ -259,6 +261,23 @@ export class MeshAgent implements AgentLike {
       this.dwnRestarts = Date.now() - startedAt > 60_000 ? 0 : this.dwnRestarts + 1;
       this.restartDwnLater(endpoint, `exited (${code})`);
     });
+    if (!lease.server) this.watchSharedDwn(endpoint, lease);
+  }
+
+  /**
+   * The embedded DWN answered already: another daemon of this home (another network it owns)
+   * runs it. When that one goes (`meshd down --network OTHER`), this daemon starts it again.
+   */
+  private watchSharedDwn(endpoint: string, lease: EmbeddedLease): void {
+    const timer = setInterval(() => {
+      if (this.stopped || this.lease !== lease) return clearInterval(timer);
+      void isDwnUp(endpoint, 1000).then((up) => {
+        if (up || this.stopped || this.lease !== lease) return;
+        clearInterval(timer);
+        this.restartDwnLater(endpoint, 'the DWN this home shares between its networks stopped');
+      });
+    }, SHARED_DWN_CHECK_MS);
+    timer.unref();
   }
 
   private restartDwnLater(endpoint: string, why: string): void {

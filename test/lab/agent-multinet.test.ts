@@ -25,7 +25,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Internet, Lab, type Host } from '../../src/lab/index.js';
 import { missingPrereqs, requirePrereqs } from '../helpers/prereqs.js';
-import { AGENT_PREREQS, DWN_PORT, addHost, meshd, meshdJson, meshdOk, pingOnce, pingUntil, waitUntil, type DaemonStatus, type MeshNode, type MeshdTarget } from './agent-helpers.js';
+import { AGENT_PREREQS, DWN_PORT, addHost, dwnHealthy, meshd, meshdJson, meshdOk, pingOnce, pingUntil, waitUntil, type DaemonStatus, type MeshNode, type MeshdTarget } from './agent-helpers.js';
 
 interface UpJson {
   identity: { did: string; wireguardKey: string; meshIP: string; meshIP6: string };
@@ -209,5 +209,19 @@ describe('meshd: one identity in two networks at once', { timeout: 300_000 }, ()
     assert.doesNotMatch(links, /meshd\d/, `TUN devices left: ${links}`);
     assert.doesNotMatch(await hHost.ns.run(['iptables', '-w', '-t', 'mangle', '-S', 'FORWARD']), /devgroup/, 'isolation rule left');
     for (const f of ['meshd.sock', 'meshd.lock']) assert.ok(!existsSync(join(h.home, f)), `${f} left`);
+  });
+
+  test('an owner creates a second network beside its first; the home\'s one embedded DWN outlives `down` of the first', async (t) => {
+    if (!requirePrereqs(t, AGENT_PREREQS)) return;
+    const up = await meshdJson<UpJson>(a, ['up', '--create', 'a2', '--cidr', '10.203.0.0/16']);
+    assert.equal(up.network.name, 'a2');
+    assert.equal(up.dataplane.tunName, 'meshd1');
+    assert.match(up.network.endpoint, /:8787$/, 'the second network does not use the home\'s DWN');
+    await meshdOk(a, ['down', '--network', 'neta']);
+    // the daemon of a2 starts the DWN again (neta's daemon ran it)
+    assert.ok(await waitUntil(() => dwnHealthy(a.ns, 'http://127.0.0.1:8787'), 15_000, 250), 'the DWN did not come back');
+    const invite = await meshdJson<{ invite: string }>(a, ['invite', '--network', 'a2']);
+    assert.match(invite.invite, /^meshd-invite-v1\./);
+    await meshdOk(a, ['down']);
   });
 });

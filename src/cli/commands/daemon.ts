@@ -153,18 +153,22 @@ async function prepareNetwork(ctx: CommandContext, cc: ControlContext, o: UpOpti
 }
 
 /**
- * `up --create` while a daemon of this identity runs a network whose prefix the new one would
- * overlap: say so before anything is written (the two could not run side by side).
+ * `up --create` with a prefix that overlaps a network running on this host — this identity's
+ * (its daemon) or any other tunnel's (another home's network, another VPN): say so before
+ * anything is written (the two could not run side by side).
  */
-function refuseCreateOverRunning(home: string, profile: Profile, cidr: string): void {
-  for (const s of joinedSlots(home, profile)) {
+async function refuseCreateOverRunning(home: string, profile: Profile, cidr: string): Promise<void> {
+  const slots = joinedSlots(home, profile);
+  const { otherTuns, tunPrefixClash } = await import('../../daemon/host-tuns.js');
+  const taken = [...slots.flatMap((x) => (x.meshCIDR !== null ? [x.meshCIDR] : [])), ...otherTuns('').flatMap((t) => t.prefixes.filter((p) => !p.includes(':')))];
+  const hint = `create it with another prefix: meshd up --create NAME --cidr ${freeMeshPrefix(taken)}`;
+  for (const s of slots) {
     const pid = runningDaemonPid(s.runDir);
     if (pid === null || s.meshCIDR === null || !ipv4PrefixesOverlap(cidr, s.meshCIDR)) continue;
-    const taken = joinedSlots(home, profile).flatMap((x) => (x.meshCIDR !== null ? [x.meshCIDR] : []));
-    throw new MeshdError('E_DAEMON_RUNNING', `meshd is already running for ${home} (pid ${pid}) in network ${s.joined.networkId} ("${s.name ?? '?'}", mesh prefix ${s.meshCIDR}), which the new network's prefix ${cidr} overlaps`, {
-      hint: `create it with another prefix: meshd up --create NAME --cidr ${freeMeshPrefix(taken)}`,
-    });
+    throw new MeshdError('E_DAEMON_RUNNING', `meshd is already running for ${home} (pid ${pid}) in network ${s.joined.networkId} ("${s.name ?? '?'}", mesh prefix ${s.meshCIDR}), which the new network's prefix ${cidr} overlaps`, { hint });
   }
+  const clash = tunPrefixClash('', cidr);
+  if (clash) throw new MeshdError('E_CONFIG_INVALID', `the new network's mesh prefix ${cidr} overlaps ${clash.prefix} on ${clash.dev}, another network on this host`, { hint });
 }
 
 export function registerDaemon(program: Command, io: Io): void {
@@ -220,7 +224,7 @@ export function registerDaemon(program: Command, io: Io): void {
     if (wanted !== undefined) slot = slotFor(ctx.home, profile, wanted);
     else if (o.create === undefined) slot = selectSlot(ctx.home, profile, o.network);
     else if (joinedSlots(ctx.home, profile).length === 0) slot = primarySlot(ctx.home, profile);
-    if (o.create !== undefined) refuseCreateOverRunning(ctx.home, profile, o.cidr ?? '10.200.0.0/16');
+    if (o.create !== undefined) await refuseCreateOverRunning(ctx.home, profile, o.cidr ?? '10.200.0.0/16');
     const pid = slot ? runningDaemonPid(slot.runDir) : null;
     if (slot && pid !== null) {
       // already up: say so and succeed

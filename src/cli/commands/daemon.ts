@@ -217,9 +217,8 @@ export function registerDaemon(program: Command, io: Io): void {
       : undefined;
     if (foreground && !(await waitForRelease())) return;
     if (o.network !== undefined && o.anchor === undefined && o.create !== undefined) throw new UsageError('--create cannot be combined with --anchor/--network');
-    const { parseInvite } = await import('../../control/invite-ops.js');
     // the network to start: joined or to be joined by id, chosen with --network, or the only one
-    const wanted = o.invite !== undefined ? parseInvite(o.invite).networkId : o.anchor !== undefined ? o.network : undefined;
+    const wanted = o.invite !== undefined ? (await import('../../control/invite-ops.js')).parseInvite(o.invite).networkId : o.anchor !== undefined ? o.network : undefined;
     let slot: NetworkSlot | undefined;
     if (wanted !== undefined) slot = slotFor(ctx.home, profile, wanted);
     else if (o.create === undefined) slot = selectSlot(ctx.home, profile, o.network);

@@ -3,8 +3,8 @@
  *
  *   a  owner of network "neta" (10.200.0.0/16, embedded DWN on a)
  *   b  owner of network "netb" (10.201.0.0/16, embedded DWN on b)
- *   h  in both: `up` into neta (advertising an exit node there), then `up` into netb — two
- *      daemons, two TUN devices, two UDP ports
+ *   h  in both: `up` into neta (advertising an exit node there), then `up INVITE` into netb —
+ *      two daemons, two TUN devices, two UDP ports
  *   c  in neta only, using h as its exit node once the owner approves it
  *
  * What is checked:
@@ -77,9 +77,11 @@ describe('meshd: one identity in two networks at once', { timeout: 300_000 }, ()
     h = { ns: hHost.ns, home: join(lab.workDir, 'home-h'), name: 'h' };
     const init = await meshdJson<{ did: string }>(h, ['init']);
     await meshdOk(a, ['peer', 'add', init.did]);
-    await meshdOk(b, ['peer', 'add', init.did]);
     netA = await meshdJson<UpJson>(h, ['up', '--endpoint', oa.endpoint, '--anchor', a.did, '--network', oa.up.network.id, '--advertise-exit-node', '--hostname', 'exit-h']);
-    netB = await meshdJson<UpJson>(h, ['up', '--endpoint', ob.endpoint, '--anchor', b.did, '--network', ob.up.network.id]);
+    // the second network by invite, while h runs the first
+    const invite = await meshdJson<{ invite: string }>(b, ['invite']);
+    netB = await meshdJson<UpJson>(h, ['up', invite.invite]);
+    assert.equal(netB.network.id, ob.up.network.id);
     hA = netA.identity.meshIP;
     hB = netB.identity.meshIP;
     // c: in neta only, sending everything through h once the owner approves it as exit node

@@ -13,6 +13,8 @@ export interface GlobalOptions {
   json: boolean;
   /** --profile NAME: the identity profile to act as (default: the home's default profile). */
   profile: string | undefined;
+  /** --network NAME|ID: the network to act on when the identity is in several. */
+  network: string | undefined;
 }
 
 export interface Io {
@@ -37,7 +39,8 @@ function addGlobals(cmd: Command): Command {
   return cmd
     .addOption(new Option('--home <dir>', 'state directory (env MESHD_HOME)'))
     .addOption(new Option('--json', 'print machine-readable JSON'))
-    .addOption(new Option('--profile <name>', 'identity profile to use (default: the default profile)'));
+    .addOption(new Option('--profile <name>', 'identity profile to use (default: the default profile)'))
+    .addOption(new Option('--network <name|id>', 'the network to act on, by name or id (needed when this identity is in several)'));
 }
 
 /** Create a subcommand carrying the global options. */
@@ -53,12 +56,13 @@ export function subcommand(parent: Command, nameAndArgs: string, description: st
 }
 
 export function makeContext(cmd: Command, io: Io): CommandContext {
-  const o = cmd.optsWithGlobals() as { home?: string; json?: boolean; profile?: string };
+  const o = cmd.optsWithGlobals() as { home?: string; json?: boolean; profile?: string; network?: string };
   const json = Boolean(o.json);
   return {
     home: resolveHome(o.home),
     json,
     profile: o.profile,
+    network: o.network,
     io,
     print(data, human) {
       if (json) io.stdout(JSON.stringify(data, null, 2));

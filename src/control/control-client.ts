@@ -26,7 +26,7 @@ import { buildNetworkMap, mapHash, wireguardKeyOf, type NetworkMap } from './net
 import { PROTOCOL_URI, kindOfPath } from './protocol.js';
 import { queryFor, readableKinds, slotOf } from './reader.js';
 import type { EndpointRecord, NodeInfoRecord } from './records.js';
-import { isRoleRefused, NetworkSession } from './session.js';
+import { isRoleRefused, NetworkSession, networkDir } from './session.js';
 
 export type { ControlClientOptions, ControlEvent, ControlStats } from './control-client-types.js';
 
@@ -95,7 +95,7 @@ export class ControlClient {
 
   /** Open the profile's joined network as a device (or as the owner, who is a device too). */
   static async open(opts: ControlClientOptions): Promise<ControlClient> {
-    const joined = opts.joined ?? requireJoinedNetwork(opts.ctx.profile.dir);
+    const joined = opts.joined ?? requireJoinedNetwork(networkDir(opts.ctx));
     if (joined.removedAt && !joined.roles.includes('owner')) throw removedError(joined);
     const role = joined.roles.includes('owner') ? 'owner' : joined.roles.includes('node') ? 'node' : undefined;
     if (!role) throw new MeshdError('E_NO_NETWORK', 'this identity is a member, not a device, of the network', { hint: 'devices are added with `meshd peer add DID`' });
@@ -154,7 +154,7 @@ export class ControlClient {
     const joined = this.session.joined;
     if (this.opts.cache !== false) {
       try {
-        const cached = readCachedMap(this.session.ctx.profile.dir, joined.networkId);
+        const cached = readCachedMap(networkDir(this.session.ctx), joined.networkId);
         if (cached) this.setMap(cached, 'cache', false);
       } catch (e) {
         this.emit({ type: 'error', error: e as Error, during: 'reading the map cache' });
@@ -426,7 +426,7 @@ export class ControlClient {
     } catch (e) {
       this.lastError = (e as Error).message;
       this.emit({ type: 'error', error: e as Error, during: 'refreshing the network map' });
-      if (isRoleRefused(e) || (e instanceof MeshdError && e.code === 'E_NO_NETWORK' && s.role !== 'owner' && readJoinedNetwork(s.ctx.profile.dir)?.removedAt)) this.markRevoked();
+      if (isRoleRefused(e) || (e instanceof MeshdError && e.code === 'E_NO_NETWORK' && s.role !== 'owner' && readJoinedNetwork(networkDir(s.ctx))?.removedAt)) this.markRevoked();
       else this.retryRefresh(messages);
     }
     return this.current;
@@ -508,7 +508,7 @@ export class ControlClient {
     if (!changed && !firstFromDwn) return;
     if (save && this.opts.cache !== false) {
       try {
-        writeCachedMap(this.session.ctx.profile.dir, m);
+        writeCachedMap(networkDir(this.session.ctx), m);
       } catch (e) {
         this.emit({ type: 'error', error: e as Error, during: 'writing the map cache' });
       }
@@ -521,7 +521,7 @@ export class ControlClient {
     if (this.revoked || !this.current) return;
     this.revoked = true;
     try {
-      markRemoved(this.session.ctx.profile.dir, new Date(this.now()).toISOString());
+      markRemoved(networkDir(this.session.ctx), new Date(this.now()).toISOString());
     } catch (e) {
       this.emit({ type: 'error', error: e as Error, during: 'noting the removal' });
     }

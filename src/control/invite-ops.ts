@@ -20,7 +20,7 @@ import { DATA_FORMAT, PATHS, PROTOCOL_URI } from './protocol.js';
 import { validateRecord, type InviteRecord } from './records.js';
 import { formatInvite, inviteVerifier, joinProof, proofMatches, SECRET_BYTES, signGrant, type Invite } from './invite-token.js';
 import { checkMemberJoin, memberDeviceCount, memberDevicesInvite, memberInvitesOff, noteGrantUse, setMemberDevices } from './member-devices.js';
-import { NetworkSession, openDwn, requireOwner, x25519OfDid, type ControlContext } from './session.js';
+import { NetworkSession, networkDir, openDwn, requireOwner, x25519OfDid, type ControlContext } from './session.js';
 
 export { formatInvite, inviteVerifier, joinProof, looksLikeInvite, parseInvite, type Invite } from './invite-token.js';
 
@@ -69,7 +69,7 @@ export interface CreatedInvite {
 }
 
 export async function createInvite(ctx: ControlContext, o: CreateInviteOptions = {}): Promise<CreatedInvite> {
-  const joined = requireJoinedNetwork(ctx.profile.dir);
+  const joined = requireJoinedNetwork(networkDir(ctx));
   if (!joined.roles.includes('owner') && joined.roles.includes('member')) return createMemberInvite(ctx, joined, o);
   const s = await NetworkSession.open(ctx, { joined });
   try {

@@ -30,6 +30,9 @@ export interface JoinedNetwork {
   dwnListen?: string;
   /** The name peers see for this device (remembered from `--hostname`). */
   hostname?: string;
+  /** The network's name and IPv4 mesh prefix when it was joined (to tell networks apart offline). */
+  name?: string;
+  meshCIDR?: string;
   /** When this device learned that the owner removed it (the DWN refused its role). */
   removedAt?: string;
   joinedAt: string;
@@ -60,8 +63,10 @@ export function readJoinedNetwork(profileDir: string): JoinedNetwork | undefined
   const dwnListen = typeof v.dwnListen === 'string' && v.dwnListen.length <= 64 ? { dwnListen: v.dwnListen } : {};
   const removedAt = typeof v.removedAt === 'string' && v.removedAt.length <= 40 ? { removedAt: v.removedAt } : {};
   const hostname = typeof v.hostname === 'string' && v.hostname.length <= 253 ? { hostname: v.hostname } : {};
-  const { dwnListen: _d, removedAt: _r, hostname: _h, ...rest } = v;
-  return { ...rest, ...dwnListen, ...removedAt, ...hostname, embedded: v.embedded === true, joinedAt: typeof v.joinedAt === 'string' ? v.joinedAt : '' } as JoinedNetwork;
+  const name = typeof v.name === 'string' && v.name.length <= 253 ? { name: v.name } : {};
+  const meshCIDR = typeof v.meshCIDR === 'string' && v.meshCIDR.length <= 43 ? { meshCIDR: v.meshCIDR } : {};
+  const { dwnListen: _d, removedAt: _r, hostname: _h, name: _n, meshCIDR: _m, ...rest } = v;
+  return { ...rest, ...dwnListen, ...removedAt, ...hostname, ...name, ...meshCIDR, embedded: v.embedded === true, joinedAt: typeof v.joinedAt === 'string' ? v.joinedAt : '' } as JoinedNetwork;
 }
 
 /** The joined network, or a one-line error saying what to run. */

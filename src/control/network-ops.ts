@@ -17,7 +17,8 @@ import { forgetNetwork, readJoinedNetwork, writeJoinedNetwork, type JoinedNetwor
 import { DATA_FORMAT, PATHS, PROTOCOL_URI, protocolDefinition } from './protocol.js';
 import type { ActorRole } from './reader.js';
 import { validateRecord, type NetworkRecord, type NodeInfoRecord } from './records.js';
-import { NetworkSession, openDwn, type ControlContext } from './session.js';
+import { NetworkSession, networkDir, openDwn, type ControlContext } from './session.js';
+import { refuseOverlappingPrefix, slotFor } from './network-slots.js';
 
 export interface CreateNetworkOptions {
   name: string;
@@ -42,19 +43,19 @@ export interface NetworkResult {
   epoch: number;
 }
 
-function refuseIfJoined(ctx: ControlContext): void {
-  const j = readJoinedNetwork(ctx.profile.dir);
-  if (j) {
-    throw new MeshdError('E_CONFIG_INVALID', `this profile is already in network ${j.networkId}`, {
-      hint: 'run `meshd network leave` first, or use another profile (--profile)',
-    });
-  }
+/**
+ * Where a network's state goes: the context's slot when the command chose one, else the slot of
+ * that network (the primary when free: see network-slots.ts).
+ */
+function stateDirFor(ctx: ControlContext, networkId: string): string {
+  return ctx.stateDir ?? slotFor(ctx.home, ctx.profile, networkId).stateDir;
 }
 
 export async function createNetwork(ctx: ControlContext, o: CreateNetworkOptions): Promise<NetworkResult> {
-  refuseIfJoined(ctx);
   const cidr = o.cidr ?? DEFAULT_MESH_CIDR;
   parseIpv4Cidr(cidr); // UsageError with a hint when bad
+  // one identity may be in several networks, but not in two with overlapping prefixes
+  refuseOverlappingPrefix(ctx.home, ctx.profile, cidr);
   const draft: NetworkRecord = {
     name: o.name,
     meshCIDR: cidr,
@@ -97,6 +98,8 @@ export async function createNetwork(ctx: ControlContext, o: CreateNetworkOptions
       endpoint: embedded ? embeddedEndpoint(embeddedPort) : dwn.endpoint,
       roles: ['owner', 'node'],
       embedded,
+      name: o.name,
+      meshCIDR: cidr,
       joinedAt: new Date().toISOString(),
     };
     const s = await NetworkSession.forNetwork(ctx, joined, 'owner', { ...dwn, lease: undefined });
@@ -113,7 +116,7 @@ export async function createNetwork(ctx: ControlContext, o: CreateNetworkOptions
     await s.writeNew('aclPolicy', initialPolicy(), { parentContextId: networkId, recipients });
     await s.load(['network', 'node', 'nodeInfo']);
     await publishNodeInfo(s, localNodeInfo(o.nodeInfo));
-    writeJoinedNetwork(ctx.profile.dir, joined);
+    writeJoinedNetwork(stateDirFor(ctx, networkId), joined);
     return { networkId, name: o.name, anchor: me, endpoint: joined.endpoint, embedded, roles: joined.roles, ...addrs, epoch: 0 };
   } finally {
     await dwn.lease?.release();
@@ -145,8 +148,14 @@ export async function joinNetwork(ctx: ControlContext, o: JoinNetworkOptions): P
     throw new UsageError(`--anchor is not a valid did:jwk`);
   }
   if (!/^[A-Za-z0-9]{20,100}$/.test(o.networkId)) throw new UsageError(`--network "${o.networkId}" is not a network id`);
-  const existing = readJoinedNetwork(ctx.profile.dir);
-  if (existing && existing.networkId !== o.networkId) refuseIfJoined(ctx);
+  const dir = stateDirFor(ctx, o.networkId);
+  const found = readJoinedNetwork(dir);
+  const existing = found?.networkId === o.networkId ? found : undefined;
+  if (found && !existing) {
+    throw new MeshdError('E_CONFIG_INVALID', `the state chosen for network ${o.networkId} holds network ${found.networkId}`, {
+      hint: 'join without --network selecting another network; `meshd status` lists them',
+    });
+  }
   const endpoint = o.endpoint ?? (existing?.endpoint ?? (await endpointForAnchor(anchor)));
   const embedded = existing?.embedded ?? false;
   const dwn = await openDwn(ctx, endpoint, embedded);
@@ -163,11 +172,14 @@ export async function joinNetwork(ctx: ControlContext, o: JoinNetworkOptions): P
         hint: `ask the owner to run \`meshd peer add ${me}\``,
       });
     }
-    const joined: JoinedNetwork = { version: 1, networkId: o.networkId, anchor, endpoint, roles, embedded, joinedAt: new Date().toISOString() };
+    const joinedAt = new Date().toISOString();
+    let joined: JoinedNetwork = { version: 1, networkId: o.networkId, anchor, endpoint, roles, embedded, joinedAt };
     const role = roles.includes('owner') ? 'owner' : roles.includes('node') ? 'node' : 'member';
     const s = await NetworkSession.forNetwork(ctx, joined, role, { ...dwn, lease: undefined });
     await s.load(['keyDelivery', 'network', 'node', 'nodeInfo']);
     const net = s.network();
+    refuseOverlappingPrefix(ctx.home, ctx.profile, net.data.meshCIDR, o.networkId);
+    joined = { ...joined, name: net.data.name, meshCIDR: net.data.meshCIDR };
     let meshIP: string | null = null;
     let meshIP6: string | null = null;
     if (roles.includes('node')) {
@@ -176,7 +188,7 @@ export async function joinNetwork(ctx: ControlContext, o: JoinNetworkOptions): P
       meshIP6 = node.data.meshIP6;
       await publishNodeInfo(s, localNodeInfo(o.nodeInfo));
     }
-    writeJoinedNetwork(ctx.profile.dir, joined);
+    writeJoinedNetwork(dir, joined);
     return { networkId: o.networkId, name: net.data.name, anchor, endpoint, embedded, roles, meshIP, meshIP6, epoch: net.data.epoch };
   } finally {
     await dwn.lease?.release();
@@ -206,11 +218,11 @@ export async function leaveNetwork(ctx: ControlContext, o: { force?: boolean } =
     }
   } catch (e) {
     if (!o.force) throw e;
-    forgetNetwork(ctx.profile.dir);
+    forgetNetwork(networkDir(ctx));
     return { networkId: s.joined.networkId, deleted, warning: `could not remove records: ${(e as Error).message}` };
   } finally {
     await s.close();
   }
-  forgetNetwork(ctx.profile.dir);
+  forgetNetwork(networkDir(ctx));
   return { networkId: s.joined.networkId, deleted };
 }

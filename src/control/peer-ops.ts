@@ -14,7 +14,7 @@ import { ONLINE_WINDOW_MS } from './netmap.js';
 import type { NodeRecord } from './records.js';
 import { requireJoinedNetwork } from './local-state.js';
 import { memberDevicesInvite, noteGrantUse, pendingMemberDevices } from './member-devices.js';
-import { NetworkSession, requireOwner, x25519OfDid, type ControlContext } from './session.js';
+import { NetworkSession, networkDir, requireOwner, x25519OfDid, type ControlContext } from './session.js';
 
 export function parsePeerDid(did: string): string {
   try {
@@ -150,7 +150,7 @@ export async function addPeersIn(s: NetworkSession, didTexts: readonly string[],
  */
 export async function addPeers(ctx: ControlContext, didTexts: readonly string[], o: AddPeersOptions = {}): Promise<AddPeerResult[]> {
   const { dids } = checkAddRequest(didTexts, o);
-  const joined = requireJoinedNetwork(ctx.profile.dir);
+  const joined = requireJoinedNetwork(networkDir(ctx));
   const asMember = !joined.roles.includes('owner') && joined.roles.includes('member') && !o.member;
   const s = await NetworkSession.open(ctx, { joined, ...(asMember ? { as: 'member' as const } : {}) });
   try {

@@ -39,10 +39,20 @@ const MAX_WAITING_FOR_KEY = 1024;
 export interface ControlContext {
   home: string;
   profile: Profile;
+  /**
+   * Where the network's state is kept (network.json, map cache, epoch floor): its slot's state
+   * directory (control/network-slots.ts). Default: the profile directory (the primary slot).
+   */
+  stateDir?: string;
   /** Per-call DWN timeout in ms (default 10 s). */
   timeoutMs?: number;
   /** Progress lines for long operations. */
   progress?: (line: string) => void;
+}
+
+/** The directory holding the context's network state (see ControlContext.stateDir). */
+export function networkDir(ctx: ControlContext): string {
+  return ctx.stateDir ?? ctx.profile.dir;
 }
 
 export function x25519OfDid(did: string): Uint8Array {
@@ -113,13 +123,13 @@ export class NetworkSession {
     this.joined = joined;
     this.acc = acc;
     this.lease = lease;
-    this.epochs = new EpochGuard(ctx.profile.dir, joined.networkId);
+    this.epochs = new EpochGuard(networkDir(ctx), joined.networkId);
     acc.keyring.noteEpoch(this.epochs.highest);
   }
 
   /** Open the profile's joined network, acting as `as` (default: owner, else node, else member). */
   static async open(ctx: ControlContext, opts: { joined?: JoinedNetwork; as?: ActorRole } = {}): Promise<NetworkSession> {
-    const joined = opts.joined ?? requireJoinedNetwork(ctx.profile.dir);
+    const joined = opts.joined ?? requireJoinedNetwork(networkDir(ctx));
     const role = opts.as ?? pickRole(joined.roles);
     if (!joined.roles.includes(role)) throw new MeshdError('E_NOT_OWNER', `this identity is not a ${role} of the network`);
     return NetworkSession.forNetwork(ctx, joined, role);
@@ -157,7 +167,7 @@ export class NetworkSession {
     const ordered = [...new Set(kinds)].sort((a, b) => (a === 'keyDelivery' ? -1 : b === 'keyDelivery' ? 1 : 0));
     for (const kind of ordered) {
       const recs = await fetchKind(this.acc, kind, this.skips, this.decoded, this.now()).catch((e: unknown) => {
-        throw this.role !== 'owner' && isRoleRefused(e) ? removedError(markRemoved(this.ctx.profile.dir, new Date().toISOString()) ?? this.joined) : e;
+        throw this.role !== 'owner' && isRoleRefused(e) ? removedError(markRemoved(networkDir(this.ctx), new Date().toISOString()) ?? this.joined) : e;
       });
       const held = new Map<string, Decoded>();
       for (const [slot, r] of this.slots) {

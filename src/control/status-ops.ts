@@ -6,7 +6,7 @@ import { readCachedMap, readJoinedNetwork, type JoinedNetwork } from './local-st
 import type { NetworkMap } from './netmap.js';
 import { peerListing, type PeerListing } from './peer-ops.js';
 import { newSkipLog, type SkipCounters } from './reader.js';
-import { NetworkSession, type ControlContext } from './session.js';
+import { NetworkSession, networkDir, type ControlContext } from './session.js';
 
 export interface RecordsStatus {
   identity: { profile: string; did: string; wireguardPublicKey: string };
@@ -74,8 +74,8 @@ async function statusFromRecords(ctx: ControlContext, joined: JoinedNetwork, ide
  * with a warning saying so; the original error when there is no such map.
  */
 export function cachedPeerListing(ctx: ControlContext, e: unknown): PeerListing & { warning: string } {
-  const joined = readJoinedNetwork(ctx.profile.dir);
-  const cached = joined && unreachable(e) ? readCachedMap(ctx.profile.dir, joined.networkId) : undefined;
+  const joined = readJoinedNetwork(networkDir(ctx));
+  const cached = joined && unreachable(e) ? readCachedMap(networkDir(ctx), joined.networkId) : undefined;
   if (!joined || !cached) throw e;
   const st = fromCachedMap({ profile: ctx.profile.name, did: ctx.profile.did, wireguardPublicKey: wgKeyToBase64(ctx.profile.keys.xPublic) }, joined, cached, newSkipLog().counters, (e as Error).message);
   return { networkId: joined.networkId, peers: st.peers, members: [], pending: [], warning: st.warning! };
@@ -87,8 +87,8 @@ export function cachedPeerListing(ctx: ControlContext, e: unknown): PeerListing 
  * error when there is no such map.
  */
 export function cachedAcl(ctx: ControlContext, e: unknown): { policy: null; compiled: NetworkMap['filter']; source: 'cache'; warning: string } {
-  const joined = readJoinedNetwork(ctx.profile.dir);
-  const cached = joined && unreachable(e) ? readCachedMap(ctx.profile.dir, joined.networkId) : undefined;
+  const joined = readJoinedNetwork(networkDir(ctx));
+  const cached = joined && unreachable(e) ? readCachedMap(networkDir(ctx), joined.networkId) : undefined;
   if (!joined || !cached) throw e;
   return { policy: null, compiled: cached.filter, source: 'cache', warning: `${(e as Error).message}; showing the packet filter cached at ${cached.generatedAt}` };
 }

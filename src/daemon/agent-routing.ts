@@ -62,6 +62,8 @@ export class HostRouting {
   private readonly os: OsRouting;
   private state: RoutingState = NOTHING_APPLIED;
   private bypassCache: { key: string; ips: string[] } = { key: '', ips: [] };
+  /** meshd's device group while another meshd tunnel shares the host (see routing/isolation.ts). */
+  private isolateGroup: number | null = null;
 
   constructor(
     home: string,
@@ -86,6 +88,13 @@ export class HostRouting {
 
   status(): AgentRoutingStatus {
     return routingStatusOf(this.options, this.state, this.exitNodeIPv6);
+  }
+
+  /** Whether forwarding between meshd tunnels must be dropped; true when that changed. */
+  setIsolation(group: number | null): boolean {
+    if (group === this.isolateGroup) return false;
+    this.isolateGroup = group;
+    return true;
   }
 
   /**
@@ -119,11 +128,12 @@ export class HostRouting {
               tunRoutes6: ipv6 === 'block' ? tunRoutes6(map) : [],
             }
           : null,
+      ...(this.isolateGroup !== null ? { isolate: { group: this.isolateGroup } } : {}),
     };
     const exitNodeIPv6 = ipv6 === 'exit' ? 'exit-node' : ipv6 === 'block' ? 'blocked' : null;
     try {
       if (await this.os.apply(plan)) {
-        this.log.info('routing.applied', { routes, exitNode: exitNodeApproved, usingExitNode: exitDid, exitNodeIPv6, bypass: plan.exit?.bypass });
+        this.log.info('routing.applied', { routes, exitNode: exitNodeApproved, usingExitNode: exitDid, exitNodeIPv6, bypass: plan.exit?.bypass, isolated: plan.isolate !== undefined });
         if (ipv6 === 'block') {
           this.log.warn('exit-node.ipv6-blocked', {
             exitNode: exitDid,

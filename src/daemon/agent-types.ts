@@ -9,8 +9,10 @@ import type { Logger } from './log.js';
 export interface AgentOptions {
   ctx: ControlContext;
   log: Logger;
-  /** TUN device name (default meshd0). */
+  /** TUN device name (default: the first free meshdN). */
   tunName?: string;
+  /** Where the daemon keeps its own files (DNS state, routing journal): default the home. */
+  runDir?: string;
   mtu?: number;
   /**
    * Run a relay (and STUN responder) here: `meshd up --relay`. `url` is how other nodes reach
@@ -92,7 +94,7 @@ export interface AgentPeerStatus {
 
 export interface AgentStatus {
   identity: { did: string; wireguardKey: string; meshIP: string | null; meshIP6: string | null };
-  network: { id: string; name: string; anchor: string; epoch: number; endpoint: string; mapHash: string; mapSource: string | null } | null;
+  network: { id: string; name: string; meshCIDR: string; anchor: string; epoch: number; endpoint: string; mapHash: string; mapSource: string | null } | null;
   /** The data plane's own view; `peerKeys`: the WireGuard keys it has as peers right now. */
   dataplane: (Omit<DataPlaneStatus, 'peers'> & { peerKeys: string[] }) | null;
   control: ControlClient['stats'] | null;

@@ -12,8 +12,9 @@ import { MeshdError } from '../errors.js';
 import { backoffDelay } from '../util/backoff.js';
 import { ControlClient } from '../control/control-client.js';
 import { localNodeInfo } from '../control/device-records.js';
-import { leaseEmbeddedDwn, type EmbeddedLease } from '../control/embedded.js';
+import { isDwnUp, leaseEmbeddedDwn, type EmbeddedLease } from '../control/embedded.js';
 import { readJoinedNetwork, requireJoinedNetwork } from '../control/local-state.js';
+import { networkDir } from '../control/session.js';
 import type { NetworkMap } from '../control/netmap.js';
 import type { EndpointRecord, PublicEndpoint } from '../control/records.js';
 import { DataPlane } from '../engine/dataplane.js';
@@ -28,6 +29,7 @@ import { ownerRoutes } from './agent-owner-routes.js';
 import type { AgentOptions, AgentPeerStatus, AgentStatus } from './agent-types.js';
 export type { AgentOptions, AgentPeerStatus, AgentRoutingStatus, AgentStatus, RoutingOptions } from './agent-types.js';
 import { TUNNEL_SOCKET_MARK } from './routing/exit-client.js';
+import { joinDeviceGroup, MESHD_DEVICE_GROUP, otherMeshdAddresses, otherTuns, pickTunName, tunPrefixClash } from './host-tuns.js';
 import { splitHostPort } from '../util/host-port.js';
 import { tryParsePrefix } from '../util/prefix.js';
 import { resetHttpConnections } from './http-connections.js';
@@ -62,6 +64,8 @@ const LIVENESS_FRESH_MS = 2000;
 const LINK_POLL_MS = 1000;
 /** How long `start` waits for the first endpoint record to be written before going on. */
 const FIRST_PUBLISH_WAIT_MS = 3000;
+/** How often a daemon using the DWN another daemon of its home runs checks that it is up. */
+const SHARED_DWN_CHECK_MS = 2000;
 /** Longest wait between retries of a failed endpoint write. */
 const PUBLISH_RETRY_MAX_MS = 30_000;
 
@@ -88,7 +92,12 @@ export class MeshAgent implements AgentLike {
   private dns: MeshDns | undefined;
   private hostRouting: HostRouting | undefined;
 
-  private readonly tunName: string;
+  /** The TUN device: --tun, else the first free meshdN (known once start() picked it). */
+  private tunName: string;
+  /** Where the daemon's own files are (DNS state, routing journal): its network's slot. */
+  private readonly runDir: string;
+  /** False when another meshd tunnel on the host holds the mesh IPv6 prefix (it is shared). */
+  private ipv6 = true;
   private readonly metrics = new DaemonMetrics(() => this.status());
   private readonly departed = new DepartedPeers();
   /** The last info/warn/error log records (the dashboard's recent events). */
@@ -99,6 +108,7 @@ export class MeshAgent implements AgentLike {
   constructor(opts: AgentOptions) {
     this.opts = { ...opts, log: this.events.tee(opts.log) };
     this.tunName = opts.tunName ?? 'meshd0';
+    this.runDir = opts.runDir ?? opts.ctx.home;
   }
 
   private get log(): Logger {
@@ -107,7 +117,7 @@ export class MeshAgent implements AgentLike {
 
   async start(): Promise<void> {
     const { ctx } = this.opts;
-    const joined = requireJoinedNetwork(ctx.profile.dir);
+    const joined = requireJoinedNetwork(networkDir(ctx));
     if (joined.embedded) {
       await this.leaseDwn(joined.endpoint);
     }
@@ -163,27 +173,32 @@ export class MeshAgent implements AgentLike {
       this.relayServer = await startRelayServer({ host: r.host, httpPort: r.port, stunPort: r.stunPort, log: this.log.child('relay-server'), ...(cert ? { tls: { cert: cert.certPem, key: cert.keyPem } } : {}) });
       this.log.info('relay.serving', { ...this.relayServer.address() });
     }
-    const tunName = this.tunName;
     const routing = this.opts.routing;
     if (routing) checkAdvertisedRoutes(routing, map.network.meshCIDR, map.network.meshCIDR6);
     // routes and firewall rules a crashed run left are undone before anything else
+    if (this.opts.tunName === undefined) this.tunName = await pickTunName();
+    const tunName = this.tunName;
     const exitNodeIPv6 = await exitNodeCarriesIPv6(routing, this.log);
-    this.hostRouting = new HostRouting(ctx.home, tunName, routing, this.log, exitNodeIPv6);
+    this.hostRouting = new HostRouting(this.runDir, tunName, routing, this.log, exitNodeIPv6);
     await this.hostRouting.recover();
+    this.checkPrefixes(map);
     if (await removeStaleTun(tunName)) this.log.warn('tun.leftover-removed', { tun: tunName });
     const bits = tryParsePrefix(map.network.meshCIDR, { hostBits: 'reject' })?.bits ?? 16;
     const bits6 = tryParsePrefix(map.network.meshCIDR6, { hostBits: 'reject' })?.bits ?? 48;
     this.dataplane = await DataPlane.start({
       privateKey: ctx.profile.keys.xPrivate,
       tunName,
-      addresses: [`${self.meshIP}/${bits}`, `${self.meshIP6}/${bits6}`],
+      addresses: [`${self.meshIP}/${bits}`, ...(this.ipv6 ? [`${self.meshIP6}/${bits6}`] : [])],
+      excludeIp: (ip) => otherMeshdAddresses(tunName).has(ip),
       listenPort: map.network.listenPort,
       mtu: this.opts.mtu,
       filter: this.filter,
       log: this.log.child('dataplane'),
       ...(routing?.exitNode ? { socketMark: TUNNEL_SOCKET_MARK } : {}),
     });
-    this.log.info('dataplane.up', { tun: tunName, meshIP: self.meshIP, port: this.dataplane.listenPort });
+    this.log.info('dataplane.up', { tun: tunName, meshIP: self.meshIP, port: this.dataplane.listenPort, ipv6: this.ipv6 });
+    await joinDeviceGroup(tunName).catch((e: Error) => this.log.warn('tun.group-failed', { tun: tunName, error: e.message }));
+    this.checkIsolation();
     this.dataplane.onLocalEndpointsChanged((ep) => this.publishEndpoints(ep));
     await this.applyMap(map);
     await this.startDns(this.map ?? map);
@@ -209,14 +224,14 @@ export class MeshAgent implements AgentLike {
     const self = map.self;
     const port = this.opts.dnsPort ?? dnsPortFromEnv(process.env);
     if (!self || port === 0) return;
-    const stateDir = join(this.opts.ctx.home, 'dns');
+    const stateDir = join(this.runDir, 'dns');
     if (this.opts.acceptDns !== undefined) writeAcceptDns(stateDir, this.opts.acceptDns);
     try {
       this.dns = await MeshDns.start({
         stateDir,
         link: this.tunName,
         address: self.meshIP,
-        ...(self.meshIP6 ? { address6: self.meshIP6 } : {}),
+        ...(this.ipv6 && self.meshIP6 ? { address6: self.meshIP6 } : {}),
         acceptDns: this.opts.acceptDns ?? readAcceptDns(stateDir),
         table: nameTableFromMap(map),
         dnsServers: map.network.dnsServers,
@@ -245,7 +260,7 @@ export class MeshAgent implements AgentLike {
    * Nodes keep their tunnels meanwhile; their control clients reconnect and re-query.
    */
   private async leaseDwn(endpoint: string): Promise<void> {
-    const listen = this.opts.dwnListen ?? readJoinedNetwork(this.opts.ctx.profile.dir)?.dwnListen ?? DEFAULT_DWN_LISTEN;
+    const listen = this.opts.dwnListen ?? readJoinedNetwork(networkDir(this.opts.ctx))?.dwnListen ?? DEFAULT_DWN_LISTEN;
     const lease = await leaseEmbeddedDwn(this.opts.ctx.home, endpoint, listen);
     this.lease = lease;
     const startedAt = Date.now();
@@ -255,6 +270,23 @@ export class MeshAgent implements AgentLike {
       this.dwnRestarts = Date.now() - startedAt > 60_000 ? 0 : this.dwnRestarts + 1;
       this.restartDwnLater(endpoint, `exited (${code})`);
     });
+    if (!lease.server) this.watchSharedDwn(endpoint, lease);
+  }
+
+  /**
+   * The embedded DWN answered already: another daemon of this home (another network it owns)
+   * runs it. When that one goes (`meshd down --network OTHER`), this daemon starts it again.
+   */
+  private watchSharedDwn(endpoint: string, lease: EmbeddedLease): void {
+    const timer = setInterval(() => {
+      if (this.stopped || this.lease !== lease) return clearInterval(timer);
+      void isDwnUp(endpoint, 1000).then((up) => {
+        if (up || this.stopped || this.lease !== lease) return;
+        clearInterval(timer);
+        this.restartDwnLater(endpoint, 'the DWN this home shares between its networks stopped');
+      });
+    }, SHARED_DWN_CHECK_MS);
+    timer.unref();
   }
 
   private restartDwnLater(endpoint: string, why: string): void {
@@ -299,6 +331,7 @@ export class MeshAgent implements AgentLike {
       const lost = [...last].filter((a) => !now.has(a));
       last = now;
       this.log.info('link.changed', { addresses: [...now], lost });
+      this.checkIsolation();
       if (lost.length > 0) {
         resetHttpConnections();
         this.control?.reconnect();
@@ -306,6 +339,38 @@ export class MeshAgent implements AgentLike {
       this.dataplane.rediscover().catch((e: Error) => this.log.warn('link.rediscover-failed', { error: e.message }));
     }, LINK_POLL_MS);
     this.linkTimer.unref();
+  }
+
+  /**
+   * Refuse a network whose IPv4 mesh prefix overlaps one already on another tunnel of this host
+   * (another network of this identity, another home's, or another VPN's). The mesh IPv6 prefix
+   * is the same in every meshd network: the first tunnel to hold it keeps it, later ones run
+   * IPv4 only.
+   */
+  private checkPrefixes(map: NetworkMap): void {
+    const clash = tunPrefixClash(this.tunName, map.network.meshCIDR);
+    if (clash) {
+      throw new MeshdError('E_CONFIG_INVALID', `network "${map.network.name}" uses mesh prefix ${map.network.meshCIDR}, which overlaps ${clash.prefix} on ${clash.dev} (another network on this host)`, {
+        hint: 'two networks on one host need prefixes that do not overlap, and a network\'s prefix is chosen when it is created (`meshd up --create NAME --cidr 10.201.0.0/16`); bring the other one down (`meshd down --network NAME`) or ask this network\'s owner',
+      });
+    }
+    if (tunPrefixClash(this.tunName, map.network.meshCIDR6)) {
+      this.ipv6 = false;
+      this.log.warn('tun.ipv6-shared', { prefix: map.network.meshCIDR6, hint: 'another meshd network on this host holds the mesh IPv6 prefix: this one runs IPv4 only' });
+    }
+  }
+
+  /** Drop forwarding between meshd tunnels while another one shares the host. */
+  private checkIsolation(): void {
+    const others = otherTuns(this.tunName).filter((t) => t.meshd);
+    if (!this.hostRouting?.setIsolation(others.length > 0 ? MESHD_DEVICE_GROUP : null)) return;
+    this.log.info('routing.isolation', { others: others.map((t) => t.dev) });
+    const map = this.map;
+    if (map && this.dataplane && !this.stopped) {
+      // re-run the last sync with the new plan (a no-op when it was not applied yet)
+      this.appliedHash = null;
+      void this.applyMap(map);
+    }
   }
 
   private onMap(map: NetworkMap, source: string): void {
@@ -447,7 +512,7 @@ export class MeshAgent implements AgentLike {
     return {
       identity: { did: profile.did, wireguardKey: wgKeyToBase64(profile.keys.xPublic), meshIP: map?.self?.meshIP ?? null, meshIP6: map?.self?.meshIP6 ?? null },
       network: map && joined
-        ? { id: map.networkId, name: map.network.name, anchor: map.anchor, epoch: map.epoch, endpoint: joined.endpoint, mapHash: map.hash, mapSource: this.control?.stats.mapSource ?? null }
+        ? { id: map.networkId, name: map.network.name, meshCIDR: map.network.meshCIDR, anchor: map.anchor, epoch: map.epoch, endpoint: joined.endpoint, mapHash: map.hash, mapSource: this.control?.stats.mapSource ?? null }
         : null,
       dataplane,
       control: this.control?.stats ?? null,

@@ -97,7 +97,10 @@ export function callDaemon<T = unknown>(home: string, method: 'GET' | 'POST', pa
           } catch {
             return reject(new MeshdError('E_DAEMON', 'the daemon sent an unreadable answer'));
           }
-          const err = (v as { error?: { code?: string; message?: string; hint?: string } }).error;
+          // an error is an object; `GET /v0/status` of a daemon that failed to start has a string
+          // `error` field, which is its answer, not a failed call
+          const field = (v as { error?: unknown }).error;
+          const err = typeof field === 'object' && field !== null ? (field as { code?: string; message?: string; hint?: string }) : undefined;
           if (res.statusCode !== 200 || err) {
             const code = errorCodeOr(err?.code, 'E_DAEMON');
             const message = err?.message ?? `daemon answered ${res.statusCode}`;

@@ -56,6 +56,11 @@ export interface DataPlaneOptions {
    * the tunnel's own datagrams alone. Best effort: `socketMark` says whether the socket has it.
    */
   socketMark?: number;
+  /**
+   * Local addresses never to announce as endpoints besides those of our own prefixes (e.g. the
+   * addresses of other tunnels on the host); asked at every discovery.
+   */
+  excludeIp?: (ip: string) => boolean;
 }
 
 /**
@@ -259,7 +264,7 @@ export class DataPlane {
         excludeInterfaces: [opts.tunName],
         excludeIp: (ip) => {
           const host = parseIp(ip);
-          return host !== null && meshPrefixes.some((p) => containsAddress(p, host));
+          return (host !== null && meshPrefixes.some((p) => containsAddress(p, host))) || (opts.excludeIp?.(ip) ?? false);
         },
         // a peer address inside the mesh or a route into the TUN would carry the tunnel in itself
         tunnelled: (ip) => {

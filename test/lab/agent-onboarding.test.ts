@@ -93,7 +93,8 @@ describe('meshd quick start without traps', { timeout: 300_000 }, () => {
   test('a second home on this host: up --create gets its own DWN port, not the first home’s DWN', async (t) => {
     if (!requirePrereqs(t, AGENT_PREREQS)) return;
     const second = { ns: ownerHost.ns, home: lab!.file('home-o2'), name: 'o2' };
-    const r = await meshd(second, ['up', '--create', 'other', '--tun', 'meshd1']);
+    // two networks on one host need prefixes that do not overlap (docs/NETWORKS.md)
+    const r = await meshd(second, ['up', '--create', 'other', '--tun', 'meshd1', '--cidr', '10.201.0.0/16']);
     try {
       assert.equal(r.code, 0, r.stderr);
       const port = /via http:\/\/127\.0\.0\.1:(\d+)/.exec(r.stdout)?.[1];

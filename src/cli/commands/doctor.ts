@@ -30,18 +30,21 @@ async function identityChecks(ctx: CommandContext, out: CheckResult[]): Promise<
   const loose = loosePermissions(ctx.home, profile.dir);
   if (loose.length > 0) out.push(result('identity', 'fail', `private key files are readable by others: ${loose.join('; ')}`, `chmod -R go-rwx ${ctx.home}`));
   else out.push(result('identity', 'ok', `${profile.did.slice(0, 40)}… (profile "${profile.name}"), key files private`));
-  return { dir: profile.dir };
+  const { networkTarget } = await import('./network-target.js');
+  return { dir: networkTarget(ctx, profile).slot.stateDir };
 }
 
 async function daemonView(ctx: CommandContext, out: CheckResult[]): Promise<DaemonView | null> {
   const [{ runningDaemonPid }, { callDaemon }] = await Promise.all([import('../../daemon/lock.js'), import('../../daemon/api.js')]);
-  const pid = runningDaemonPid(ctx.home);
+  const { daemonDir } = await import('./network-target.js');
+  const runDir = daemonDir(ctx);
+  const pid = runningDaemonPid(runDir);
   if (pid === null) {
     out.push(result('daemon', 'fail', 'meshd is not running', 'start it with `meshd up` (`meshd logs` shows why it stopped)'));
     return null;
   }
   try {
-    const s = await callDaemon<DaemonView>(ctx.home, 'GET', '/v0/status', undefined, 5000);
+    const s = await callDaemon<DaemonView>(runDir, 'GET', '/v0/status', undefined, 5000);
     if (s.state !== 'running') {
       out.push(result('daemon', 'fail', `meshd (pid ${pid}) is ${s.state}${s.error ? `: ${s.error}` : ''}`, '`meshd logs --since 10m`'));
       return null;

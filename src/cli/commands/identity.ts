@@ -43,13 +43,16 @@ async function confirm(io: Io, question: string): Promise<boolean> {
 
 /** The running daemon of this home uses profile `name`: logging it out would orphan it. */
 async function refuseIfRunning(home: string, name: string): Promise<void> {
-  const [{ runningDaemonPid }, { callDaemon }] = await Promise.all([import('../../daemon/lock.js'), import('../../daemon/api.js')]);
-  const pid = runningDaemonPid(home);
-  if (pid === null) return;
-  const did = openProfile(home, name).did;
-  const s = await callDaemon<{ identity?: { did?: string } }>(home, 'GET', '/v0/status').catch(() => undefined);
-  if (s === undefined || s.identity?.did === did) {
-    throw new MeshdError('E_DAEMON_RUNNING', `profile "${name}" is in use by the running meshd (pid ${pid})`, { hint: 'run `meshd down` first' });
+  const [{ runningDaemonPid }, { callDaemon }, { joinedSlots }] = await Promise.all([import('../../daemon/lock.js'), import('../../daemon/api.js'), import('../../control/network-slots.js')]);
+  const profile = openProfile(home, name);
+  // the home's own daemon (the primary network of some profile), and every network of this one
+  for (const runDir of new Set([home, ...joinedSlots(home, profile).map((s) => s.runDir)])) {
+    const pid = runningDaemonPid(runDir);
+    if (pid === null) continue;
+    const s = await callDaemon<{ identity?: { did?: string } }>(runDir, 'GET', '/v0/status').catch(() => undefined);
+    if (s === undefined || s.identity?.did === profile.did) {
+      throw new MeshdError('E_DAEMON_RUNNING', `profile "${name}" is in use by the running meshd (pid ${pid})`, { hint: 'run `meshd down` first' });
+    }
   }
 }
 

@@ -3,6 +3,7 @@
  * (<home>/meshd.log) in a human format — or its entries as JSON lines — optionally following
  * what is appended (like `tail -f`, surviving truncation and rotation of the file).
  */
+import { daemonDir } from './network-target.js';
 import { closeSync, fstatSync, openSync, readSync, statSync, type Stats } from 'node:fs';
 import type { Command } from 'commander';
 import { MeshdError, UsageError } from '../../errors.js';
@@ -47,7 +48,7 @@ export function registerLogs(program: Command, io: Io): void {
     if (lines !== null && !(Number.isInteger(lines) && lines >= 0)) throw new UsageError('--lines must be a whole number');
     if (o.level !== undefined && !(o.level in RANK)) throw new UsageError('--level must be debug, info, warn or error');
     const minRank = RANK[(o.level ?? 'debug') as LogLevel];
-    const path = logPath(ctx.home);
+    const path = logPath(daemonDir(ctx));
     let st: Stats;
     try {
       st = statSync(path);

@@ -2,17 +2,17 @@
  * `meshd network create|join|leave`. Parsing and printing only; the work is in
  * src/control/network-ops.ts (loaded on use: the DWN SDK is heavy).
  */
+import { rmSync } from 'node:fs';
 import type { Command } from 'commander';
 import { action, subcommand, type CommandContext, type Io } from '../program.js';
-import { openProfile } from '../../identity/profile.js';
+import { identityContext, networkTarget } from './network-target.js';
 import { UsageError } from '../../errors.js';
 import type { ControlContext } from '../../control/session.js';
 import type { NetworkResult } from '../../control/network-ops.js';
 
-/** The control-plane context of a command: home, identity, progress on stderr. */
+/** The control-plane context of a command: home, identity, the chosen network, progress on stderr. */
 export function controlContext(ctx: CommandContext): ControlContext {
-  const profile = openProfile(ctx.home, ctx.profile);
-  return { home: ctx.home, profile, progress: (s) => ctx.progress(s) };
+  return networkTarget(ctx).cc;
 }
 
 export function parsePort(s: string, what = 'port'): number {
@@ -43,7 +43,7 @@ export function registerNetwork(program: Command, io: Io): void {
   action(create, io, async (ctx, name: string) => {
     const o = create.opts<{ endpoint?: string; cidr: string; listenPort?: string }>();
     const { createNetwork } = await import('../../control/network-ops.js');
-    const r = await createNetwork(controlContext(ctx), {
+    const r = await createNetwork(identityContext(ctx), {
       name,
       cidr: o.cidr,
       ...(o.endpoint !== undefined ? { endpoint: o.endpoint } : {}),
@@ -54,12 +54,13 @@ export function registerNetwork(program: Command, io: Io): void {
 
   const join = subcommand(network, 'join', 'join a network this device was added to')
     .requiredOption('--anchor <did>', "the network owner's DID")
-    .requiredOption('--network <id>', 'the network id')
     .option('--endpoint <url>', 'DWN endpoint URL (default: from the owner DID)');
+  join.description('join a network this device was added to: --anchor DID --network ID');
   action(join, io, async (ctx) => {
-    const o = join.opts<{ anchor: string; network: string; endpoint?: string }>();
+    const o = { ...join.opts<{ anchor: string; endpoint?: string }>(), network: ctx.network };
+    if (o.network === undefined) throw new UsageError('network join needs --network ID (the network id)');
     const { joinNetwork } = await import('../../control/network-ops.js');
-    const r = await joinNetwork(controlContext(ctx), {
+    const r = await joinNetwork(identityContext(ctx), {
       anchor: o.anchor,
       networkId: o.network,
       ...(o.endpoint !== undefined ? { endpoint: o.endpoint } : {}),
@@ -88,18 +89,20 @@ export function registerNetwork(program: Command, io: Io): void {
     .option('-y, --yes', 'the owner leaves without being asked');
   action(leave, io, async (ctx) => {
     const o = leave.opts<{ force?: boolean; yes?: boolean }>();
-    const cc = controlContext(ctx);
+    const { cc, slot, runDir } = networkTarget(ctx);
     const [{ readJoinedNetwork }, { leaveNetwork }] = await Promise.all([import('../../control/local-state.js'), import('../../control/network-ops.js')]);
-    const joined = readJoinedNetwork(cc.profile.dir);
+    const joined = readJoinedNetwork(slot.stateDir);
     if (joined?.roles.includes('owner') && !o.yes) {
       throw new UsageError(`this device owns network ${joined.networkId}: once it leaves, nobody can add or remove devices in it`, {
         hint: 'add --yes if that is what you want',
       });
     }
     const { stopRunningDaemon } = await import('../../daemon/stop.js');
-    const stopped = await stopRunningDaemon(ctx.home);
+    const stopped = await stopRunningDaemon(runDir);
     if (stopped !== null) ctx.progress(`stopped meshd (pid ${stopped}) first`);
     const r = await leaveNetwork(cc, { force: Boolean(o.force) });
+    // a network's own slot goes with it (the primary slot is the profile directory and home)
+    if (!slot.primary) rmSync(slot.stateDir, { recursive: true, force: true });
     ctx.print(r, () =>
       [`Left network ${r.networkId} (${r.deleted} record${r.deleted === 1 ? '' : 's'} removed).`, ...(r.warning ? [`Warning: ${r.warning}`] : [])].join('\n'),
     );

@@ -1,4 +1,5 @@
 /** `meshd peer add|approve|remove|list`. */
+import { daemonDir } from './network-target.js';
 import type { AgentPeerStatus } from '../../daemon/agent-types.js';
 import type { Command } from 'commander';
 import { action, subcommand, type Io } from '../program.js';
@@ -64,28 +65,29 @@ export function registerPeer(program: Command, io: Io): void {
     const cc = controlContext(ctx);
     if (all.length > 1) ctx.progress(`adding ${all.length} ${o.member ? 'members' : 'devices'}…`);
     const results =
-      (await viaDaemon<{ results: AddPeerResult[] }>(ctx.home, cc.profile.did, 'add', { dids: all, ...opts }))?.results ?? (await addPeers(cc, all, opts));
+      (await viaDaemon<{ results: AddPeerResult[] }>(daemonDir(ctx), cc.profile.did, 'add', { dids: all, ...opts }))?.results ?? (await addPeers(cc, all, opts));
     ctx.print(results.length === 1 ? results[0] : { results }, () => results.map(describeAdd).join('\n'));
   });
 
   action(subcommand(peer, 'approve <did>', "approve a member's device and deliver the network key (owner)"), io, async (ctx, did: string) => {
     const { approvePeer } = await import('../../control/peer-ops.js');
     const cc = controlContext(ctx);
-    const r = (await viaDaemon<AddPeerResult>(ctx.home, cc.profile.did, 'approve', { dids: [did] })) ?? (await approvePeer(cc, did));
+    const r = (await viaDaemon<AddPeerResult>(daemonDir(ctx), cc.profile.did, 'approve', { dids: [did] })) ?? (await approvePeer(cc, did));
     ctx.print(r, () => describeAdd(r));
   });
 
   action(subcommand(peer, 'remove <did>', 'revoke a device or member and rotate the network key (owner)'), io, async (ctx, did: string) => {
     const { removePeer } = await import('../../control/peer-ops.js');
     const cc = controlContext(ctx);
-    const r = (await viaDaemon<RemovePeerResult>(ctx.home, cc.profile.did, 'remove', { dids: [did] })) ?? (await removePeer(cc, did));
+    const r = (await viaDaemon<RemovePeerResult>(daemonDir(ctx), cc.profile.did, 'remove', { dids: [did] })) ?? (await removePeer(cc, did));
     ctx.print(r, () => `Removed ${r.removed.join(', ')}\nNetwork key rotated to epoch ${r.epoch}.`);
   });
 
   action(subcommand(peer, 'list', 'list the peers of the network'), io, async (ctx) => {
     const [{ runningDaemonPid }, { callDaemon }] = await Promise.all([import('../../daemon/lock.js'), import('../../daemon/api.js')]);
-    if (runningDaemonPid(ctx.home) !== null) {
-      const d = await callDaemon<{ peers: AgentPeerStatus[]; members?: PeerListing['members']; pending?: PeerListing['pending'] }>(ctx.home, 'GET', '/v0/peers');
+    const runDir = daemonDir(ctx);
+    if (runningDaemonPid(runDir) !== null) {
+      const d = await callDaemon<{ peers: AgentPeerStatus[]; members?: PeerListing['members']; pending?: PeerListing['pending'] }>(runDir, 'GET', '/v0/peers');
       ctx.print({ source: 'daemon', ...d }, () =>
         [formatDaemonPeers(d.peers), formatPeerListing({ networkId: '', peers: [], members: d.members ?? [], pending: d.pending ?? [] }).replace(/^No peers\.\n?\n?/, '')]
           .filter((x) => x.length > 0)

@@ -9,6 +9,7 @@
  * would; later ones take the direct path once it answers. Exit 0 after a reply (with
  * --until-direct: a direct one), 1 otherwise, with the reason.
  */
+import { daemonDir } from './network-target.js';
 import type { Command } from 'commander';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { MeshdError, UsageError } from '../../errors.js';
@@ -45,7 +46,7 @@ export function registerPing(program: Command, io: Io): void {
     let replies = 0;
     let last: PingAnswer | undefined;
     for (let n = 1; n <= count; n++) {
-      const a = await callDaemon<PingAnswer>(ctx.home, 'POST', '/v0/ping', { peer, timeoutMs: Math.round(timeoutS * 1000) }, timeoutS * 1000 + 10_000);
+      const a = await callDaemon<PingAnswer>(daemonDir(ctx), 'POST', '/v0/ping', { peer, timeoutMs: Math.round(timeoutS * 1000) }, timeoutS * 1000 + 10_000);
       last = a;
       if (ctx.json) io.stdout(JSON.stringify({ seq: n, ...a }));
       else io.stdout(formatReply(a));

@@ -1,4 +1,5 @@
 /** `meshd route list|approve|remove`: subnet routes and exit nodes, approved by the owner. */
+import { daemonDir } from './network-target.js';
 import type { Command } from 'commander';
 import { action, subcommand, type Io } from '../program.js';
 import { controlContext } from './network.js';
@@ -54,7 +55,7 @@ export function registerRoute(program: Command, io: Io): void {
 
   action(subcommand(route, 'list', 'list the routes devices advertise and which are approved'), io, async (ctx) => {
     const cc = controlContext(ctx);
-    let rows = (await viaDaemon<{ routes: RouteRow[] }>(ctx.home, 'GET', '/v0/routes'))?.routes;
+    let rows = (await viaDaemon<{ routes: RouteRow[] }>(daemonDir(ctx), 'GET', '/v0/routes'))?.routes;
     if (rows === undefined) {
       const { listRoutes } = await import('../../control/route-ops.js');
       rows = await listRoutes(cc);
@@ -69,7 +70,7 @@ export function registerRoute(program: Command, io: Io): void {
       const cc = controlContext(ctx);
       const ops = await import('../../control/route-ops.js');
       const r =
-        (await viaDaemon<RouteChange>(ctx.home, 'POST', `/v0/routes/${op}`, { as: cc.profile.did, did, route: cidr })) ??
+        (await viaDaemon<RouteChange>(daemonDir(ctx), 'POST', `/v0/routes/${op}`, { as: cc.profile.did, did, route: cidr })) ??
         (await (op === 'approve' ? ops.approveRoute(cc, did, cidr) : ops.removeRoute(cc, did, cidr)));
       ctx.print(r, () => describeChange(r, op === 'approve'));
     });

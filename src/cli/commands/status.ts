@@ -5,6 +5,9 @@ import { callDaemon } from '../../daemon/api.js';
 import { runningDaemonPid } from '../../daemon/lock.js';
 import type { AgentStatus } from '../../daemon/agent-types.js';
 import { controlContext } from './network.js';
+import { allTargets, networkTarget } from './network-target.js';
+import { MeshdError } from '../../errors.js';
+import type { JoinedSlot, NetworkSlot } from '../../control/network-slots.js';
 import { formatDaemonPeers, formatPeerListing } from './peer-format.js';
 import { formatRoutingStatus } from './routing-format.js';
 import type { RecordsStatus } from '../../control/status-ops.js';
@@ -60,10 +63,76 @@ export function formatDaemonStatus(s: AgentStatus & { pid?: number }): string {
   return lines.join('\n');
 }
 
+export interface NetworkRow {
+  network: string;
+  name: string | null;
+  state: string;
+  pid: number | null;
+  tun: string | null;
+  port: number | null;
+  prefix: string | null;
+  meshIP: string | null;
+  peers: number | null;
+  online: number | null;
+}
+
+/** One line per network: what `meshd status` shows for an identity in several. */
+export function formatNetworkRows(rows: NetworkRow[]): string {
+  const head = ['NETWORK', 'ID', 'STATE', 'TUN', 'PORT', 'PREFIX', 'MESH IP', 'PEERS'];
+  const body = rows.map((r) => [
+    r.name ?? '?',
+    r.network,
+    r.state,
+    r.tun ?? '-',
+    r.port !== null ? String(r.port) : '-',
+    r.prefix ?? '-',
+    r.meshIP ?? '-',
+    r.peers !== null ? `${r.online ?? 0}/${r.peers} online` : '-',
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('  ');
+  return [line(head), ...body.map(line), '', 'One network in full: meshd status --network NAME|ID'].join('\n');
+}
+
+async function networkRow(slot: JoinedSlot): Promise<NetworkRow> {
+  const base: NetworkRow = { network: slot.joined.networkId, name: slot.name, state: 'down', pid: null, tun: null, port: null, prefix: slot.meshCIDR, meshIP: null, peers: null, online: null };
+  if (runningDaemonPid(slot.runDir) === null) return base;
+  try {
+    const d = await callDaemon<AgentStatus & { state: string; pid: number }>(slot.runDir, 'GET', '/v0/status/live');
+    return {
+      ...base,
+      name: d.network?.name ?? base.name,
+      state: d.state,
+      pid: d.pid,
+      tun: d.dataplane?.tunName ?? null,
+      port: d.dataplane?.listenPort ?? null,
+      prefix: d.network?.meshCIDR ?? base.prefix,
+      meshIP: d.identity.meshIP,
+      peers: d.peers?.length ?? null,
+      online: d.peers?.filter((p) => p.online).length ?? null,
+    };
+  } catch (e) {
+    return { ...base, state: `unreachable (${(e as Error).message.slice(0, 60)})` };
+  }
+}
+
 export function registerStatus(program: Command, io: Io): void {
-  action(subcommand(program, 'status', 'identity, network and peers'), io, async (ctx) => {
-    if (runningDaemonPid(ctx.home) !== null) {
-      const d = await callDaemon<AgentStatus & { state: string; pid: number }>(ctx.home, 'GET', '/v0/status/live');
+  action(subcommand(program, 'status', 'identity, network and peers (every network: a line each; --network NAME|ID: one in full)'), io, async (ctx) => {
+    let targets: Array<{ slot?: NetworkSlot | JoinedSlot; runDir: string }>;
+    try {
+      targets = ctx.network !== undefined ? [networkTarget(ctx)] : allTargets(ctx);
+    } catch (e) {
+      if (!(e instanceof MeshdError && e.code === 'E_NO_IDENTITY' && ctx.network === undefined)) throw e;
+      targets = [{ runDir: ctx.home }];
+    }
+    if (targets.length > 1) {
+      const rows = await Promise.all(targets.map((t) => networkRow(t.slot as JoinedSlot)));
+      ctx.print({ source: 'networks', networks: rows }, () => formatNetworkRows(rows));
+      return;
+    }
+    const runDir = targets[0]!.runDir;
+    if (runningDaemonPid(runDir) !== null) {
+      const d = await callDaemon<AgentStatus & { state: string; pid: number }>(runDir, 'GET', '/v0/status/live');
       ctx.print({ source: 'daemon', ...d }, () => formatDaemonStatus(d));
       return;
     }

@@ -11,10 +11,13 @@
 import { addExitGuard, applyExitClient, type ExitClientPlan } from './exit-client.js';
 import { Journal, type JournalLog, type UndoStep } from './journal.js';
 import { applyRouter, type RouterPlan } from './router.js';
+import { applyIsolation, type IsolationPlan } from './isolation.js';
 
 export interface RoutingPlan {
   router: RouterPlan | null;
   exit: ExitClientPlan | null;
+  /** Drop forwarding between meshd tunnels (another meshd network runs on this host). */
+  isolate?: IsolationPlan | null;
 }
 
 export class OsRouting {
@@ -44,7 +47,7 @@ export class OsRouting {
    * is thrown.
    */
   async apply(plan: RoutingPlan): Promise<boolean> {
-    const key = JSON.stringify(plan.router === null && plan.exit === null ? null : plan);
+    const key = JSON.stringify(plan.router === null && plan.exit === null && !plan.isolate ? null : plan);
     if (key === this.applied) return false;
     let guard: UndoStep[] = [];
     try {
@@ -55,6 +58,7 @@ export class OsRouting {
       this.appliedExit = false;
       if (plan.router) await applyRouter(this.journal, plan.router);
       if (plan.exit) await applyExitClient(this.journal, plan.exit);
+      if (plan.isolate) await applyIsolation(this.journal, plan.isolate);
       for (const g of guard) await this.journal.undoStep(g);
     } catch (e) {
       await this.journal.undoAll();

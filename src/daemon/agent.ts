@@ -26,21 +26,23 @@ import { wgKeyToBase64 } from '../identity/keys.js';
 import { checkAdvertisedRoutes, exitNodeCarriesIPv6, HostRouting, hostPrefixes, pickExitNode, routingStatusOf } from './agent-routing.js';
 import { dnsPortFromEnv, endpointHeartbeatMs, interfaceAddresses, relayUrlFor } from './agent-host.js';
 import { ownerRoutes } from './agent-owner-routes.js';
-import type { AgentOptions, AgentPeerStatus, AgentStatus } from './agent-types.js';
+import type { AgentOptions, AgentStatus } from './agent-types.js';
 export type { AgentOptions, AgentPeerStatus, AgentRoutingStatus, AgentStatus, RoutingOptions } from './agent-types.js';
 import { TUNNEL_SOCKET_MARK } from './routing/exit-client.js';
 import { joinDeviceGroup, MESHD_DEVICE_GROUP, otherMeshdAddresses, otherTuns, pickTunName, tunPrefixClash } from './host-tuns.js';
 import { splitHostPort } from '../util/host-port.js';
 import { tryParsePrefix } from '../util/prefix.js';
 import { resetHttpConnections } from './http-connections.js';
-import { configFromMap, peerEndpoints } from './map-to-config.js';
+import { configFromMap } from './map-to-config.js';
 import { nameTableFromMap } from './map-to-dns.js';
 import { MeshDns, readAcceptDns, writeAcceptDns } from '../dns/mesh-dns.js';
 import { DaemonMetrics } from './metrics.js';
 import { pingRoute } from './ping.js';
 import { DepartedPeers, departedNode } from './peer-query.js';
 import { RecentEvents } from './recent-events.js';
-import type { UiActionKind, UiServer } from './ui-server.js';
+import type { UiServer } from './ui-server.js';
+import { startAgentUi } from './agent-ui.js';
+import { peerStatuses, silentPeers } from './agent-status.js';
 import { nodeRecords } from '../control/model.js';
 import type { AgentLike } from './daemon.js';
 import type { Logger } from './log.js';
@@ -51,15 +53,6 @@ import type { Logger } from './log.js';
  */
 const DEFAULT_DWN_LISTEN = '0.0.0.0';
 
-/**
- * A peer is online when it answered a disco ping (or pinged us, or completed a handshake) this
- * recently. Status checks first: peers not heard from within the window are pinged, and their
- * answers awaited up to LIVENESS_PROBE_WAIT_MS. Only without a data plane do the records say.
- */
-const LIVE_MS = 20_000;
-const LIVENESS_PROBE_WAIT_MS = 1200;
-/** Peers heard from this recently are not pinged again by a status check. */
-const LIVENESS_FRESH_MS = 2000;
 /** How often the interface addresses are compared with the last seen (written at once). */
 const LINK_POLL_MS = 1000;
 /** How long `start` waits for the first endpoint record to be written before going on. */
@@ -477,32 +470,7 @@ export class MeshAgent implements AgentLike {
     const profile = this.opts.ctx.profile;
     const map = this.control?.map ?? this.map; // the freshest online flags
     const dp = this.dataplane?.status();
-    const byKey = new Map(dp?.peers.map((p) => [p.publicKey, p]) ?? []);
-    const now = Date.now();
-    const peers: AgentPeerStatus[] = (map?.peers ?? [])
-      .filter((p) => p.did !== map?.self?.did)
-      .map((p) => {
-        const s = byKey.get(p.wireguardKey);
-        const hs = s && s.lastHandshake > 0 ? s.lastHandshake : 0;
-        return {
-          did: p.did,
-          hostname: p.hostname,
-          dnsName: this.dns?.nameOf(p.did) ?? null,
-          meshIP: p.meshIP,
-          meshIP6: p.meshIP6,
-          wireguardKey: p.wireguardKey,
-          online: dp ? !silent.has(p.wireguardKey) && ((s?.heardAgoMs !== undefined && s.heardAgoMs <= LIVE_MS) || (hs > 0 && now - hs <= LIVE_MS)) : p.online,
-          path: s?.path ?? 'none',
-          endpoint: s?.endpoint ?? null,
-          endpoints: peerEndpoints(p),
-          relay: s?.relay ?? null,
-          latencyMs: s?.latencyMs ?? null,
-          lastHandshake: hs > 0 ? new Date(hs).toISOString() : null,
-          rxBytes: s?.rxBytes ?? 0,
-          txBytes: s?.txBytes ?? 0,
-          handshakes: s?.handshakes ?? 0,
-        };
-      });
+    const peers = peerStatuses(map, dp, silent, (did) => this.dns?.nameOf(did) ?? null);
     let dataplane: AgentStatus['dataplane'] = null;
     if (dp) {
       const { peers: dpPeers, ...rest } = dp;
@@ -530,17 +498,7 @@ export class MeshAgent implements AgentLike {
    */
   async liveStatus(): Promise<AgentStatus> {
     const dp = this.dataplane;
-    if (!dp) return this.status();
-    const started = Date.now();
-    const probed = new Set(dp.probePeers(LIVENESS_FRESH_MS));
-    const answered = (p: { heardAgoMs?: number }) => p.heardAgoMs !== undefined && p.heardAgoMs <= Date.now() - started;
-    const silent = () => dp.status().peers.filter((p) => probed.has(p.publicKey) && !answered(p));
-    let waiting = probed.size > 0 ? silent() : [];
-    while (waiting.length > 0 && Date.now() - started < LIVENESS_PROBE_WAIT_MS) {
-      await sleep(50);
-      waiting = silent();
-    }
-    return this.status(new Set(waiting.map((p) => p.publicKey)));
+    return this.status(dp ? await silentPeers(dp) : new Set());
   }
 
   routes() {
@@ -585,34 +543,16 @@ export class MeshAgent implements AgentLike {
   }
 
   private startUi(): Promise<UiServer> {
-    this.ui ??= (async () => {
-      const [{ startUiServer }, { buildUiView, UiLiveness }] = await Promise.all([import('./ui-server.js'), import('./ui-view.js')]);
-      const liveness = new UiLiveness();
-      const routes = this.routes();
-      const as = this.opts.ctx.profile.did;
-      const handlers: Record<UiActionKind, (id: string) => unknown> = {
-        approve: (id) => routes['POST /v0/peers/approve']({ as, dids: [id] }),
-        remove: (id) => routes['POST /v0/peers/remove']({ as, dids: [id] }),
-        'revoke-invite': (id) => routes['POST /v0/invites/revoke']({ as, id }),
-      };
-      return startUiServer({
-        log: this.log.child('ui'),
-        backend: {
-          view: () => {
-            const silent = liveness.tick(this.dataplane);
-            const map = this.control?.map ?? this.map;
-            return buildUiView({
-              status: this.status(silent),
-              hostname: map?.self?.hostname ?? this.opts.hostname ?? null,
-              control: this.control,
-              events: this.events.last(),
-              now: Date.now(),
-            });
-          },
-          action: async (kind, id) => handlers[kind](id),
-        },
-      });
-    })();
+    this.ui ??= startAgentUi({
+      log: this.log.child('ui'),
+      routes: this.routes(),
+      as: this.opts.ctx.profile.did,
+      dataplane: () => this.dataplane,
+      control: () => this.control,
+      status: (silent) => this.status(silent),
+      hostname: () => (this.control?.map ?? this.map)?.self?.hostname ?? this.opts.hostname ?? null,
+      events: () => this.events.last(),
+    });
     this.ui.catch(() => (this.ui = undefined)); // a failed start may be tried again
     return this.ui;
   }

@@ -12,7 +12,7 @@ import type { Logger } from '../../util/log.js';
 import type { BatchUdpSocket } from '../udp/batch-udp-socket.js';
 import { parseAddr } from './addr.js';
 import { RESTUN_MAX_MS, RESTUN_MIN_MS, RESTUN_NO_UDP_MS, RESTUN_ON_PATH_LOSS_MIN_MS } from './constants.js';
-import { resolveStunTargets, runNetcheck, type NetcheckReport } from './netcheck.js';
+import { resolveStunTargets, runNetcheck, type NetcheckReport, type StunProbe } from './netcheck.js';
 import type { RelaySet } from './relay-set.js';
 import type { IpPort, NatMapping, StunClient } from './stun.js';
 
@@ -101,6 +101,18 @@ export class EndpointDiscovery {
       natType: this.natType,
       discoKey: this.host.discoKeyBase64,
       preferredRelay: this.host.relays.home,
+    };
+  }
+
+  /** What discovery found, for the magic socket's status. */
+  status(): { publicEndpoints: string[]; localEndpoints: string[]; natType: NatMapping; udpWorks: boolean | null; stun: StunProbe[]; lastDiscovery: string | null } {
+    return {
+      publicEndpoints: [...this.publicEndpoints],
+      localEndpoints: [...this.localEndpoints],
+      natType: this.natType,
+      udpWorks: this.udpWorks,
+      stun: this.lastReport?.stun ?? [],
+      lastDiscovery: this.lastDiscoveryAt?.toISOString() ?? null,
     };
   }
 

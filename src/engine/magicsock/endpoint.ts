@@ -57,6 +57,7 @@ import {
 import type { IpPort } from './stun.js';
 
 export * from './endpoint-types.js';
+import { endpointStatus } from './endpoint-status.js';
 import { betterPath, sameAddr, type Candidate, type CandidateSource, type EndpointCounters, type EndpointIo, type EndpointStatus, type PeerEndpointConfig, type PingPurpose, type PingReply, type PingStart, type SentPing } from './endpoint-types.js';
 
 export class PeerEndpoint implements Endpoint {
@@ -587,31 +588,7 @@ export class PeerEndpoint implements Endpoint {
   // ---------------------------------------------------------------------- status
 
   status(now: number): EndpointStatus {
-    const active = now - this.lastSend <= SESSION_ACTIVE_TIMEOUT_MS;
-    const candidates = [...this.candidates.keys()];
-    const base = {
-      active,
-      candidates,
-      ...(this.best !== null ? { bestEndpoint: this.best.key } : {}),
-      ...(this.lastHeard !== -Infinity ? { heardAgoMs: Math.max(0, now - this.lastHeard) } : {}),
-    };
-    if (this.best !== null && now < this.trustUntil) {
-      return {
-        path: 'direct',
-        endpoint: this.best.key,
-        ...(this.best.latencyMs !== null ? { latencyMs: Math.round(this.best.latencyMs * 1000) / 1000 } : {}),
-        ...base,
-      };
-    }
-    const relay = this.io.relayUrlFor(this);
-    if (relay !== null) {
-      return {
-        path: 'relay',
-        relay,
-        ...(this.relayLatencyMs !== null ? { latencyMs: Math.round(this.relayLatencyMs * 1000) / 1000 } : {}),
-        ...base,
-      };
-    }
-    return { path: 'none', ...base };
+    const v = { best: this.best, trustUntil: this.trustUntil, lastSend: this.lastSend, lastHeard: this.lastHeard, relayLatencyMs: this.relayLatencyMs };
+    return endpointStatus(v, [...this.candidates.keys()], () => this.io.relayUrlFor(this), now);
   }
 }

@@ -555,19 +555,13 @@ export class MagicSock implements Bind {
 
   status(): MagicSockStatus {
     const now = this.clock.now();
-    const d = this.discovery;
     return {
       listenPort: this.socket.port,
       udp: this.socket.kind,
       discoKey: b64(this.discoPublicKey),
-      publicEndpoints: [...d.publicEndpoints],
-      localEndpoints: [...d.localEndpoints],
-      natType: d.natType,
-      udpWorks: d.udpWorks,
+      ...this.discovery.status(),
       homeRelay: this.relays.home,
       relays: this.relays.status(),
-      stun: d.lastReport?.stun ?? [],
-      lastDiscovery: d.lastDiscoveryAt?.toISOString() ?? null,
       counters: { ...this.counters },
       socket: { ...this.socket.stats },
       offload: { ...this.socket.offload },

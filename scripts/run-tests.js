@@ -2,7 +2,7 @@
 // Runs the compiled test suite with Node's test runner: unit tests first (two at a time),
 // then integration and namespace-lab tests one file at a time (they are timing-sensitive on
 // small machines). Prints one closing line "tests: N passed, N failed, N skipped".
-// Usage: node scripts/run-tests.js [unit|unit-pure-ts|integration|integration-pure-ts|lab ...] [--only PATTERN]
+// Usage: node scripts/run-tests.js [unit|unit-pure-ts|unit-no-offload|integration|integration-pure-ts|lab ...] [--only PATTERN]
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -29,11 +29,14 @@ function find(dir) {
 // The data plane has two implementations of its per-packet work: the native addon (batched
 // syscalls and ChaCha20-Poly1305) and pure TypeScript (node:dgram, node:crypto). The data-plane
 // unit and integration tests run on both (the pure-TS phases take only those: nothing else
-// touches a packet); the WireGuard lab tests run both paths inside each file.
+// touches a packet); the WireGuard lab tests run both paths inside each file. The data-plane unit
+// tests also run with the segmentation offloads off (MESHD_NO_OFFLOAD=1), and test/lab/offload
+// runs a tunnel both ways.
 const DATA_PLANE = /\/(wg-|udp-|aead-|magicsock-|disco|stun|dataplane)[^/]*\.test\.js$/;
 const phases = [
   { name: 'unit', dirs: ['dist/test/unit'], concurrency: 2 },
   { name: 'unit-pure-ts', dirs: ['dist/test/unit'], concurrency: 2, env: { MESHD_PURE_TS: '1' }, only: DATA_PLANE },
+  { name: 'unit-no-offload', dirs: ['dist/test/unit'], concurrency: 2, env: { MESHD_NO_OFFLOAD: '1' }, only: DATA_PLANE },
   { name: 'integration', dirs: ['dist/test/integration'], concurrency: 1 },
   { name: 'integration-pure-ts', dirs: ['dist/test/integration'], concurrency: 1, env: { MESHD_PURE_TS: '1' }, only: DATA_PLANE },
   { name: 'lab', dirs: ['dist/test/lab'], concurrency: 1 },
@@ -50,7 +53,7 @@ const tmp = mkdtempSync(join(tmpdir(), 'meshd-tests-'));
 const totals = { pass: 0, fail: 0, skipped: 0, todo: 0, cancelled: 0 };
 let failedRun = false;
 for (const phase of phases) {
-  if (phasesWanted.length > 0 && !phasesWanted.includes(phase.name) && !phasesWanted.includes(phase.name.replace(/-pure-ts$/, ''))) continue;
+  if (phasesWanted.length > 0 && !phasesWanted.includes(phase.name) && !phasesWanted.includes(phase.name.replace(/-(pure-ts|no-offload)$/, ''))) continue;
   let files = phase.dirs.flatMap((d) => find(join(root, d)));
   if (phase.only) files = files.filter((f) => phase.only.test(f));
   if (only) files = files.filter((f) => f.includes(only));

@@ -56,22 +56,22 @@ export function fetchEventRecords(acc: NetworkAccess, wanted: ReadonlyArray<read
     const settle = new Map<RecordsWriteMessage, (p: Promise<EventAnswer>) => void>();
     for (const m of list) out.set(m, new Promise<EventAnswer>((resolve) => settle.set(m, (p) => resolve(p))));
     void queryChanged(acc, kind, list, counts).then(
-        (found) => {
-          const rest: Array<readonly [RecordKind, RecordsWriteMessage]> = [];
-          for (const m of list) {
-            const e = found.get(m.recordId);
-            if (e && e.descriptor.messageTimestamp >= m.descriptor.messageTimestamp) settle.get(m)!(Promise.resolve({ entry: e }));
-            else rest.push([kind, m]);
-          }
-          const reads = readEach(acc, rest, counts);
-          for (const [, m] of rest) settle.get(m)!(reads.get(m)!);
-        },
-        (e: unknown) => {
-          const failed = Promise.reject(e);
-          failed.catch(() => {});
-          for (const m of list) settle.get(m)!(failed);
-        },
-      );
+      (found) => {
+        const rest: Array<readonly [RecordKind, RecordsWriteMessage]> = [];
+        for (const m of list) {
+          const e = found.get(m.recordId);
+          if (e && e.descriptor.messageTimestamp >= m.descriptor.messageTimestamp) settle.get(m)!(Promise.resolve({ entry: e }));
+          else rest.push([kind, m]);
+        }
+        const reads = readEach(acc, rest, counts);
+        for (const [, m] of rest) settle.get(m)!(reads.get(m)!);
+      },
+      (e: unknown) => {
+        const failed = Promise.reject(e);
+        failed.catch(() => {});
+        for (const m of list) settle.get(m)!(failed);
+      },
+    );
   }
   for (const [m, p] of readEach(acc, single, counts)) out.set(m, p);
   for (const p of out.values()) p.catch(() => {});

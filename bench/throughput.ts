@@ -295,7 +295,7 @@ function render(rows: Row[], s: Settings, loads: { start: number[]; end: number[
     out.push('');
     const gbit = meshd.report.tcp1.mbps / 1000;
     out.push(
-      `issue 15 targets: meshd ↔ meshd TCP×1 ${f2(gbit)} Gbit/s (≥ 3), ${times(meshd.ratios?.tcp1)} wireguard-go (≥ 3×); ` +
+      `targets: meshd ↔ meshd TCP×1 ${f2(gbit)} Gbit/s (≥ 3), ${times(meshd.ratios?.tcp1)} wireguard-go (≥ 3×); ` +
         `RTT median ${times(meshd.ratios?.rttIdleMedian)} idle, ${times(meshd.ratios?.rttLoadedMedian)} under load (≤ 1.2×)`,
     );
   }

@@ -123,34 +123,13 @@ typedef struct {
  * refusedMessages, sawEio].
  */
 napi_value meshd_udp_send_gso(napi_env env, napi_callback_info info) {
-  napi_value argv[9];
-  if (!meshd_args(env, info, 9, argv, NULL)) return NULL;
-  int64_t fd, fam, start, count;
-  uint8_t *buf, *addrs;
-  size_t buf_len, addrs_len, n_off, n_len, n_res;
-  uint32_t *offsets, *lengths;
-  int32_t* result;
-  if (!meshd_get_int(env, argv[0], "fd", 0, INT_MAX, &fd) || !meshd_get_int(env, argv[1], "family", 4, 6, &fam) ||
-      !meshd_get_bytes(env, argv[2], "buf", &buf, &buf_len) ||
-      !meshd_get_u32array(env, argv[3], "offsets", &offsets, &n_off) ||
-      !meshd_get_u32array(env, argv[4], "lengths", &lengths, &n_len) ||
-      !meshd_get_bytes(env, argv[5], "addrs", &addrs, &addrs_len) ||
-      !meshd_get_int(env, argv[6], "start", 0, UINT32_MAX, &start) ||
-      !meshd_get_int(env, argv[7], "count", 0, UINT32_MAX, &count) ||
-      !meshd_get_i32array(env, argv[8], "result", &result, &n_res))
-    return NULL;
-  int64_t end = start + count;
-  if ((uint64_t)end > n_off || (uint64_t)end > n_len || (uint64_t)end * MESHD_ADDR_SIZE > addrs_len || n_res < 8) {
-    meshd_throw_range(env, "udpSendGso: start/count outside the batch");
-    return NULL;
-  }
-  for (int64_t i = start; i < end; i++) {
-    if ((uint64_t)offsets[i] + lengths[i] > buf_len) {
-      meshd_throw_range(env, "udpSendGso: a packet lies outside the buffer");
-      return NULL;
-    }
-  }
-  int family = fam == 4 ? AF_INET : AF_INET6;
+  meshd_send_args sa;
+  if (!meshd_parse_send_args(env, info, "udpSendGso", 8, &sa)) return NULL;
+  int fd = sa.fd, family = sa.family;
+  uint8_t *buf = sa.buf, *addrs = sa.addrs;
+  uint32_t *offsets = sa.offsets, *lengths = sa.lengths;
+  int64_t start = sa.start, end = sa.end;
+  int32_t* result = sa.result;
   struct mmsghdr msgs[SEND_MSGS];
   struct iovec iov[SEND_IOVS];
   struct sockaddr_storage names[SEND_MSGS];

@@ -8,6 +8,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdio.h>
 #include <limits.h>
 #include <string.h>
 #include <unistd.h>
@@ -311,6 +312,42 @@ out:
   counts[3] = last;
 }
 
+/* The checked arguments of udpSend and udpSendGso (see udp_addr.h). */
+int meshd_parse_send_args(napi_env env, napi_callback_info info, const char* fn, size_t min_result, meshd_send_args* out) {
+  napi_value argv[9];
+  if (!meshd_args(env, info, 9, argv, NULL)) return 0;
+  int64_t fd, fam, start, count;
+  size_t buf_len, addrs_len, n_off, n_len, n_res;
+  if (!meshd_get_int(env, argv[0], "fd", 0, INT_MAX, &fd) || !meshd_get_int(env, argv[1], "family", 4, 6, &fam) ||
+      !meshd_get_bytes(env, argv[2], "buf", &out->buf, &buf_len) ||
+      !meshd_get_u32array(env, argv[3], "offsets", &out->offsets, &n_off) ||
+      !meshd_get_u32array(env, argv[4], "lengths", &out->lengths, &n_len) ||
+      !meshd_get_bytes(env, argv[5], "addrs", &out->addrs, &addrs_len) ||
+      !meshd_get_int(env, argv[6], "start", 0, UINT32_MAX, &start) ||
+      !meshd_get_int(env, argv[7], "count", 0, UINT32_MAX, &count) ||
+      !meshd_get_i32array(env, argv[8], "result", &out->result, &n_res))
+    return 0;
+  char what[96];
+  int64_t end = start + count;
+  if ((uint64_t)end > n_off || (uint64_t)end > n_len || (uint64_t)end * ADDR_SIZE > addrs_len || n_res < min_result) {
+    snprintf(what, sizeof what, "%s: start/count outside the batch", fn);
+    meshd_throw_range(env, what);
+    return 0;
+  }
+  for (int64_t i = start; i < end; i++) {
+    if ((uint64_t)out->offsets[i] + out->lengths[i] > buf_len) {
+      snprintf(what, sizeof what, "%s: a packet lies outside the buffer", fn);
+      meshd_throw_range(env, what);
+      return 0;
+    }
+  }
+  out->fd = (int)fd;
+  out->family = fam == 4 ? AF_INET : AF_INET6;
+  out->start = start;
+  out->end = end;
+  return 1;
+}
+
 /*
  * udpSend(fd, family, buf, offsets, lengths, addrs, start, count, result): number
  * Sends packets start..start+count-1, packet i to addrs slot i. On a full send queue (EAGAIN)
@@ -318,36 +355,15 @@ out:
  * result: [sent, dropped, errors, lastErrno].
  */
 napi_value meshd_udp_send(napi_env env, napi_callback_info info) {
-  napi_value argv[9];
-  if (!meshd_args(env, info, 9, argv, NULL)) return NULL;
-  int64_t fd, fam, start, count;
-  uint8_t *buf, *addrs;
-  size_t buf_len, addrs_len, n_off, n_len, n_res;
-  uint32_t *offsets, *lengths;
-  int32_t* result;
-  if (!meshd_get_int(env, argv[0], "fd", 0, INT_MAX, &fd) || !meshd_get_int(env, argv[1], "family", 4, 6, &fam) ||
-      !meshd_get_bytes(env, argv[2], "buf", &buf, &buf_len) ||
-      !meshd_get_u32array(env, argv[3], "offsets", &offsets, &n_off) ||
-      !meshd_get_u32array(env, argv[4], "lengths", &lengths, &n_len) ||
-      !meshd_get_bytes(env, argv[5], "addrs", &addrs, &addrs_len) ||
-      !meshd_get_int(env, argv[6], "start", 0, UINT32_MAX, &start) ||
-      !meshd_get_int(env, argv[7], "count", 0, UINT32_MAX, &count) ||
-      !meshd_get_i32array(env, argv[8], "result", &result, &n_res))
-    return NULL;
-  int64_t end = start + count;
-  if ((uint64_t)end > n_off || (uint64_t)end > n_len || (uint64_t)end * ADDR_SIZE > addrs_len || n_res < 4) {
-    meshd_throw_range(env, "udpSend: start/count outside the batch");
-    return NULL;
-  }
-  for (int64_t i = start; i < end; i++) {
-    if ((uint64_t)offsets[i] + lengths[i] > buf_len) {
-      meshd_throw_range(env, "udpSend: a packet lies outside the buffer");
-      return NULL;
-    }
-  }
-  int family = fam == 4 ? AF_INET : AF_INET6;
+  meshd_send_args sa;
+  if (!meshd_parse_send_args(env, info, "udpSend", 4, &sa)) return NULL;
+  int fd = sa.fd, family = sa.family;
+  uint8_t *buf = sa.buf, *addrs = sa.addrs;
+  uint32_t *offsets = sa.offsets, *lengths = sa.lengths;
+  int64_t start = sa.start, end = sa.end;
+  int32_t* result = sa.result;
   int64_t counts[4] = {0, 0, 0, 0};
-  meshd_udp_send_range((int)fd, family, buf, offsets, lengths, addrs, start, end, counts);
+  meshd_udp_send_range(fd, family, buf, offsets, lengths, addrs, start, end, counts);
   result[0] = (int32_t)counts[0];
   result[1] = (int32_t)counts[1];
   result[2] = (int32_t)counts[2];

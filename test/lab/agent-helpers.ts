@@ -289,3 +289,35 @@ export function median(xs: number[]): number {
   const m = s.length >> 1;
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
+
+/** SIGKILL a node's daemon (a crash) and wait until it is gone. */
+export async function killDaemon(node: MeshNode): Promise<void> {
+  const s = await daemonStatus(node);
+  process.kill(s.pid, 'SIGKILL');
+  const gone = await waitUntil(() => {
+    try {
+      process.kill(s.pid, 0);
+      return false;
+    } catch {
+      return true;
+    }
+  }, 5000);
+  assert.ok(gone, `${node.name}: daemon ${s.pid} still alive after SIGKILL`);
+}
+
+/** A TCP transfer from a mesh node to an address (either family) that runs no meshd; both SHA-256. */
+export async function tcpTo(from: MeshNode, toNs: Netns, addr: string, bytes: number, seed = 'routes'): Promise<{ sent: string; received: string; bytes: number }> {
+  const recv = toNs.node(WG_TRANSFER, ['recv', '--bind', `${addr}:5201`], { label: 'wg-transfer-recv' });
+  try {
+    await recv.waitFor('"event":"ready"', 10_000);
+    const r = await from.ns.exec([process.execPath, WG_TRANSFER, 'send', '--to', `${addr}:5201`, '--bytes', String(bytes), '--seed', seed], { timeoutMs: 60_000 });
+    const sent = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as { event: string; sha256: string };
+    assert.equal(sent.event, 'done', `sender: ${r.stdout}${r.stderr}`);
+    const m = await recv.waitFor(/\{"event":"(?:done|error)".*\}/, 20_000);
+    const received = JSON.parse(m[0]) as { event: string; bytes: number; sha256: string };
+    assert.equal(received.event, 'done', `receiver: ${m[0]}`);
+    return { sent: sent.sha256, received: received.sha256, bytes: received.bytes };
+  } finally {
+    await recv.stop(500);
+  }
+}

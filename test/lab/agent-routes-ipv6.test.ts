@@ -27,7 +27,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Internet, Lab, type Netns } from '../../src/lab/index.js';
 import { missingPrereqs, requirePrereqs } from '../helpers/prereqs.js';
-import { AGENT_PREREQS, addHost, daemonStatus, DWN_PORT, meshdJson, meshdOk, pingCount, pingOnce, pingUntil, prepareJoiner, waitUntil, WG_TRANSFER, type MeshNode } from './agent-helpers.js';
+import { AGENT_PREREQS, addHost, daemonStatus, DWN_PORT, killDaemon, meshdJson, meshdOk, pingCount, pingOnce, pingUntil, prepareJoiner, tcpTo, waitUntil, type MeshNode } from './agent-helpers.js';
 
 const LAN6 = '2001:db8:77::/64';
 const LAN6_HOST = '2001:db8:77::10';
@@ -65,37 +65,6 @@ async function hostRouting(ns: Netns): Promise<RoutingSnapshot> {
     forward: (await ns.run(['cat', '/proc/sys/net/ipv4/ip_forward'])).trim(),
     forward6: (await ns.run(['cat', '/proc/sys/net/ipv6/conf/all/forwarding'])).trim(),
   };
-}
-
-async function killDaemon(node: MeshNode): Promise<void> {
-  const s = await daemonStatus(node);
-  process.kill(s.pid, 'SIGKILL');
-  const gone = await waitUntil(() => {
-    try {
-      process.kill(s.pid, 0);
-      return false;
-    } catch {
-      return true;
-    }
-  }, 5000);
-  assert.ok(gone, `${node.name}: daemon ${s.pid} still alive after SIGKILL`);
-}
-
-/** A TCP transfer from a mesh node to an address (either family) that runs no meshd; both SHA-256. */
-async function tcpTo(from: MeshNode, toNs: Netns, addr: string, bytes: number): Promise<{ sent: string; received: string; bytes: number }> {
-  const recv = toNs.node(WG_TRANSFER, ['recv', '--bind', `${addr}:5201`], { label: 'wg-transfer-recv' });
-  try {
-    await recv.waitFor('"event":"ready"', 10_000);
-    const r = await from.ns.exec([process.execPath, WG_TRANSFER, 'send', '--to', `${addr}:5201`, '--bytes', String(bytes), '--seed', 'routes6'], { timeoutMs: 60_000 });
-    const sent = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as { event: string; sha256: string };
-    assert.equal(sent.event, 'done', `sender: ${r.stdout}${r.stderr}`);
-    const m = await recv.waitFor(/\{"event":"(?:done|error)".*\}/, 20_000);
-    const received = JSON.parse(m[0]) as { event: string; bytes: number; sha256: string };
-    assert.equal(received.event, 'done', `receiver: ${m[0]}`);
-    return { sent: sent.sha256, received: received.sha256, bytes: received.bytes };
-  } finally {
-    await recv.stop(500);
-  }
 }
 
 /** The device `ip route get` picks for `addr` from `ns` (through the policy rules). */
@@ -178,7 +147,7 @@ describe('meshd IPv6 subnet routes and exit nodes, and an exit node over the rel
     assert.equal(await pingOnce(c.ns, LAN6_HOST), false, 'LAN host answered before the route was approved');
     await meshdOk(a, ['route', 'approve', a.did, LAN6]);
     assert.ok((await pingUntil(c.ns, LAN6_HOST, 15_000)) !== null, 'IPv6 LAN host does not answer over the subnet route');
-    const tcp = await tcpTo(c, lanNs, LAN6_HOST, 1_000_000);
+    const tcp = await tcpTo(c, lanNs, LAN6_HOST, 1_000_000, 'routes6');
     assert.equal(tcp.bytes, 1_000_000);
     assert.equal(tcp.received, tcp.sent);
     const r = await hostRouting(a.ns);
@@ -207,7 +176,7 @@ describe('meshd IPv6 subnet routes and exit nodes, and an exit node over the rel
     const xr = await hostRouting(x.ns);
     assert.match(xr.ip6tables, /-A meshd-nat-meshd0 -s fd0d:e100:d3c5::\/48 ! -o meshd0 -j MASQUERADE/);
     assert.equal(xr.forward6, '1');
-    const tcp = await tcpTo(c, srvNs, SRV6, 1_000_000);
+    const tcp = await tcpTo(c, srvNs, SRV6, 1_000_000, 'routes6');
     assert.equal(tcp.received, tcp.sent);
     // the mesh's IPv6 and the IPv6 subnet route still work alongside
     const [toSrv6, toA6, toLan6] = await Promise.all([pingCount(c.ns, SRV6, 5), pingCount(c.ns, a.meshIP6, 5), pingCount(c.ns, LAN6_HOST, 5)]);
@@ -233,7 +202,7 @@ describe('meshd IPv6 subnet routes and exit nodes, and an exit node over the rel
       t.diagnostic(`c's paths before: ${await paths()}`);
       const [toSrv, toSrv6, toA] = await Promise.all([pingCount(c.ns, SRV, 10), pingCount(c.ns, SRV6, 10), pingCount(c.ns, a.meshIP, 10)]);
       assert.deepEqual([toSrv, toSrv6, toA], [10, 10, 10], `pings lost through the relayed exit node; c's paths after: ${await paths()}`);
-      const tcp = await tcpTo(c, srvNs, SRV, 500_000);
+      const tcp = await tcpTo(c, srvNs, SRV, 500_000, 'routes6');
       assert.equal(tcp.received, tcp.sent);
       const s = await daemonStatus(c);
       assert.equal(s.peers.find((p) => p.did === x.did)?.path, 'relay', 'the transfer did not go over the relay');

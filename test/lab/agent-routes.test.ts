@@ -26,6 +26,7 @@ import {
   AGENT_PREREQS,
   addHost,
   daemonStatus,
+  killDaemon,
   DWN_PORT,
   meshdJson,
   meshdOk,
@@ -33,8 +34,8 @@ import {
   pingOnce,
   pingUntil,
   prepareJoiner,
+  tcpTo,
   waitUntil,
-  WG_TRANSFER,
   type MeshNode,
 } from './agent-helpers.js';
 
@@ -65,37 +66,6 @@ async function hostRouting(ns: Netns): Promise<{ iptables: string; rules: string
     .join('\n');
   const forward = (await ns.run(['cat', '/proc/sys/net/ipv4/ip_forward'])).trim();
   return { iptables, rules, routes, forward };
-}
-
-async function killDaemon(node: MeshNode): Promise<void> {
-  const s = await daemonStatus(node);
-  process.kill(s.pid, 'SIGKILL');
-  const gone = await waitUntil(() => {
-    try {
-      process.kill(s.pid, 0);
-      return false;
-    } catch {
-      return true;
-    }
-  }, 5000);
-  assert.ok(gone, `${node.name}: daemon ${s.pid} still alive after SIGKILL`);
-}
-
-/** A TCP transfer from a mesh node to an address that runs no meshd. */
-async function tcpTo(from: MeshNode, toNs: Netns, addr: string, bytes: number): Promise<{ sent: string; received: string; bytes: number }> {
-  const recv = toNs.node(WG_TRANSFER, ['recv', '--bind', `${addr}:5201`], { label: 'wg-transfer-recv' });
-  try {
-    await recv.waitFor('"event":"ready"', 10_000);
-    const r = await from.ns.exec([process.execPath, WG_TRANSFER, 'send', '--to', `${addr}:5201`, '--bytes', String(bytes), '--seed', 'routes'], { timeoutMs: 60_000 });
-    const sent = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as { event: string; sha256: string };
-    assert.equal(sent.event, 'done', `sender: ${r.stdout}${r.stderr}`);
-    const m = await recv.waitFor(/\{"event":"(?:done|error)".*\}/, 20_000);
-    const received = JSON.parse(m[0]) as { event: string; bytes: number; sha256: string };
-    assert.equal(received.event, 'done', `receiver: ${m[0]}`);
-    return { sent: sent.sha256, received: received.sha256, bytes: received.bytes };
-  } finally {
-    await recv.stop(500);
-  }
 }
 
 describe('meshd subnet routers and exit nodes', { timeout: 300_000 }, () => {

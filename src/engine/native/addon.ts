@@ -26,6 +26,19 @@ export type NativeAeadBatchCall = (
   ok: Uint8Array,
 ) => number;
 
+/** A batched UDP send: packets start..start+count-1 of `buf`, packet i to addrs slot i; counts in `result`. */
+export type NativeUdpSendCall = (
+  fd: number,
+  family: 4 | 6,
+  buf: Uint8Array,
+  offsets: Uint32Array,
+  lengths: Uint32Array,
+  addrs: Uint8Array,
+  start: number,
+  count: number,
+  result: Int32Array,
+) => number;
+
 export interface NativeAddon {
   readonly abiVersion: number;
 
@@ -107,17 +120,7 @@ export interface NativeAddon {
    * A refused segmented message is sent datagram by datagram. result (Int32Array(8)): [sent,
    * dropped, errors, lastErrno, messages, segmentedMessages, refusedMessages, sawEio (1: stop asking)].
    */
-  udpSendGso?(
-    fd: number,
-    family: 4 | 6,
-    buf: Uint8Array,
-    offsets: Uint32Array,
-    lengths: Uint32Array,
-    addrs: Uint8Array,
-    start: number,
-    count: number,
-    result: Int32Array,
-  ): number;
+  udpSendGso?: NativeUdpSendCall;
   /**
    * udpRecv on a UDP_GRO socket: coalesced buffers are cut into slots; what does not fit stays
    * in `scratch` (udpGroScratchSize() bytes, zeroed). result (Int32Array(8)): [count, truncated,
@@ -149,17 +152,7 @@ export interface NativeAddon {
     result: Int32Array,
   ): number;
   /** sendmmsg packets start..start+count-1 to addrs slot i. result: [sent, dropped, errors, lastErrno]. */
-  udpSend(
-    fd: number,
-    family: 4 | 6,
-    buf: Uint8Array,
-    offsets: Uint32Array,
-    lengths: Uint32Array,
-    addrs: Uint8Array,
-    start: number,
-    count: number,
-    result: Int32Array,
-  ): number;
+  udpSend: NativeUdpSendCall;
 
   /** ChaCha20-Poly1305 seal in place (appends the tag); returns how many were sealed. */
   aeadSeal: NativeAeadBatchCall;

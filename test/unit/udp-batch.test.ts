@@ -2,13 +2,14 @@
  * Batch UDP sockets on loopback: the native (recvmmsg/sendmmsg) and node:dgram implementations
  * pass the same tests, and talk to each other.
  */
+import { collect } from '../helpers/udp-collect.js';
 import { test, describe, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { networkInterfaces } from 'node:os';
 import fc from 'fast-check';
 import { loadNative } from '../../src/engine/native/load.js';
-import { PacketBatch, readAddr, writeAddr } from '../../src/engine/packet-batch.js';
+import { PacketBatch, writeAddr } from '../../src/engine/packet-batch.js';
 import {
   openBatchUdpSocket,
   type BatchUdpOptions,
@@ -23,35 +24,7 @@ const hasIPv6Loopback = Object.values(networkInterfaces()).some((list) =>
   (list ?? []).some((a) => a.family === 'IPv6' && a.address === '::1'),
 );
 
-interface Received {
-  data: Buffer;
-  ip: string;
-  port: number;
-}
 
-/** Receive until `n` datagrams arrived (or fail after timeoutMs). */
-function collect(sock: BatchUdpSocket, n: number, batch = new PacketBatch(64), timeoutMs = 5000): Promise<Received[]> {
-  return new Promise((resolve, reject) => {
-    const got: Received[] = [];
-    const timer = setTimeout(() => {
-      sock.stopReceiving();
-      reject(new Error(`timed out with ${got.length}/${n} datagrams (stats ${JSON.stringify(sock.stats)})`));
-    }, timeoutMs);
-    sock.startReceiving(batch, (b) => {
-      assert.ok(b.count > 0 && b.count <= b.capacity);
-      for (let i = 0; i < b.count; i++) {
-        assert.equal(b.offsets[i], b.slotStart(i), 'datagrams land at slot start');
-        const { ip, port } = readAddr(b.addrs, i);
-        got.push({ data: Buffer.from(b.packet(i)), ip, port });
-      }
-      if (got.length >= n) {
-        clearTimeout(timer);
-        sock.stopReceiving();
-        resolve(got);
-      }
-    });
-  });
-}
 
 function fillBatch(payloads: Buffer[], ip: string, port: number): PacketBatch {
   const batch = new PacketBatch(Math.max(1, payloads.length));

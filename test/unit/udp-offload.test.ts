@@ -4,12 +4,13 @@
  * one buffer that the addon cuts back into slots — every datagram intact, in order, with its
  * source. MESHD_NO_OFFLOAD=1 turns both off.
  */
+import { collect } from '../helpers/udp-collect.js';
 import { test, describe, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
 import { loadNative } from '../../src/engine/native/load.js';
-import { PacketBatch, readAddr, writeAddr } from '../../src/engine/packet-batch.js';
+import { PacketBatch, writeAddr } from '../../src/engine/packet-batch.js';
 import { openBatchUdpSocket, type BatchUdpOptions, type BatchUdpSocket } from '../../src/engine/udp/batch-udp-socket.js';
 import { requirePrereqs } from '../helpers/prereqs.js';
 
@@ -25,34 +26,7 @@ function opener(t: TestContext): ((o?: BatchUdpOptions) => Promise<BatchUdpSocke
   };
 }
 
-interface Received {
-  data: Buffer;
-  ip: string;
-  port: number;
-}
 
-/** Receive until `n` datagrams arrived; fails after timeoutMs. */
-function collect(sock: BatchUdpSocket, n: number, batch = new PacketBatch(64), timeoutMs = 5000): Promise<Received[]> {
-  return new Promise((resolve, reject) => {
-    const got: Received[] = [];
-    const timer = setTimeout(() => {
-      sock.stopReceiving();
-      reject(new Error(`timed out with ${got.length}/${n} datagrams (stats ${JSON.stringify(sock.stats)})`));
-    }, timeoutMs);
-    sock.startReceiving(batch, (b) => {
-      for (let i = 0; i < b.count; i++) {
-        assert.equal(b.offsets[i], b.slotStart(i), 'datagrams land at slot start');
-        const { ip, port } = readAddr(b.addrs, i);
-        got.push({ data: Buffer.from(b.packet(i)), ip, port });
-      }
-      if (got.length >= n) {
-        clearTimeout(timer);
-        sock.stopReceiving();
-        resolve(got);
-      }
-    });
-  });
-}
 
 function batchOf(payloads: Buffer[], to: (i: number) => number): PacketBatch {
   const batch = new PacketBatch(Math.max(1, payloads.length));

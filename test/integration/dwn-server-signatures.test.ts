@@ -7,6 +7,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { startTestDwn, type TestDwn } from '../helpers/dwn-server.js';
 import { DwnHttpRpc } from '../../src/dwn/rpc-http.js';
@@ -52,9 +53,23 @@ test('the server answers honest messages and refuses forged signatures and forei
   const impostor = await query({ keyId: `${victim.did}#0`, algorithm: 'EdDSA', sign: async (c: Uint8Array) => ed25519Sign(attacker.edSeed, c) });
   assert.equal((await rpc.processMessage(tenant.did, impostor)).reply.status.code, 401);
 
-  // a sender the SDK's default resolver would look up over the network
-  const web = await query({ keyId: 'did:web:attacker.invalid#0', algorithm: 'EdDSA', sign: async (c: Uint8Array) => ed25519Sign(attacker.edSeed, c) });
-  assert.equal((await rpc.processMessage(tenant.did, web)).reply.status.code, 401);
+  // a sender the SDK's default resolver would look up over the network: its did:web names a
+  // listener here, which must see no connection (the default would fetch its did.json from it)
+  const knocks: number[] = [];
+  const listener = createServer((sock) => {
+    knocks.push(Date.now());
+    sock.destroy();
+  });
+  await new Promise<void>((r) => listener.listen(0, '127.0.0.1', () => r()));
+  try {
+    const port = (listener.address() as AddressInfo).port;
+    const web = await query({ keyId: `did:web:127.0.0.1%3A${port}#0`, algorithm: 'EdDSA', sign: async (c: Uint8Array) => ed25519Sign(attacker.edSeed, c) });
+    assert.equal((await rpc.processMessage(tenant.did, web)).reply.status.code, 401);
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(knocks.length, 0, 'the server connected to the did:web host a sender named');
+  } finally {
+    listener.close();
+  }
 
   // the native path is the one in use (the server says when it is not)
   const log = readFileSync(join(dwn.dataDir, 'dwn-server.log'), 'utf8');

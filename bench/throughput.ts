@@ -7,7 +7,6 @@
  *   meshd             meshd ↔ meshd
  *   meshd-no-offload  meshd ↔ meshd with MESHD_NO_OFFLOAD=1 (offloads off)
  *   meshd-pure-ts     meshd ↔ meshd with MESHD_PURE_TS=1 (no native addon)
- *   meshd-no-warm-up  meshd ↔ meshd with MESHD_WARM_UP=0 (no JIT warm-up of the transport paths)
  *   meshd-to-wg-go    meshd sends, wireguard-go receives
  *   wg-go-to-meshd    wireguard-go sends, meshd receives
  *

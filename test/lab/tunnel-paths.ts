@@ -1,7 +1,7 @@
 /**
  * The paths bench/throughput.ts compares, each built in two fresh namespaces over one veth link
  * (a = sender, b = receiver): the bare link, wireguard-go ↔ wireguard-go, meshd ↔ meshd (as is,
- * with MESHD_NO_OFFLOAD=1, with MESHD_PURE_TS=1, with MESHD_WARM_UP=0) and meshd with wireguard-go in both directions.
+ * with MESHD_NO_OFFLOAD=1, with MESHD_PURE_TS=1) and meshd with wireguard-go in both directions.
  * openPath() returns a src/lab BenchPath (whose tunnel processes are CPU-metered) with the
  * handshake done, and a close() that stops the tunnel and removes the namespaces.
  */
@@ -9,7 +9,7 @@ import { ping, twoHostsDirect, wireguardGoPair, WireguardGo, wgKeyPair, LabError
 import type { Prereq } from '../helpers/prereqs.js';
 import { MeshdNode } from './wg-engine-node.js';
 
-export type PathId = 'veth' | 'wg-go' | 'meshd' | 'meshd-no-offload' | 'meshd-pure-ts' | 'meshd-no-warm-up' | 'meshd-to-wg-go' | 'wg-go-to-meshd';
+export type PathId = 'veth' | 'wg-go' | 'meshd' | 'meshd-no-offload' | 'meshd-pure-ts' | 'meshd-to-wg-go' | 'wg-go-to-meshd';
 
 export interface PathSpec {
   id: PathId;
@@ -27,7 +27,6 @@ export const PATHS: readonly PathSpec[] = [
   { id: 'meshd', label: 'meshd ↔ meshd', needs: TUNNEL },
   { id: 'meshd-no-offload', label: 'meshd ↔ meshd NO_OFFLOAD', needs: TUNNEL },
   { id: 'meshd-pure-ts', label: 'meshd ↔ meshd PURE_TS', needs: TUNNEL },
-  { id: 'meshd-no-warm-up', label: 'meshd ↔ meshd NO_WARM_UP', needs: TUNNEL },
   { id: 'meshd-to-wg-go', label: 'meshd → wireguard-go', needs: WG },
   { id: 'wg-go-to-meshd', label: 'wireguard-go → meshd', needs: WG },
 ];
@@ -50,7 +49,6 @@ export interface OpenPathOptions {
 function meshdEnv(id: PathId): Record<string, string> {
   if (id === 'meshd-no-offload') return { MESHD_NO_OFFLOAD: '1' };
   if (id === 'meshd-pure-ts') return { MESHD_PURE_TS: '1' };
-  if (id === 'meshd-no-warm-up') return { MESHD_WARM_UP: '0' };
   return {};
 }
 
@@ -98,8 +96,7 @@ async function build(net: TwoHosts, id: PathId, opts: OpenPathOptions): Promise<
     }
     case 'meshd':
     case 'meshd-no-offload':
-    case 'meshd-pure-ts':
-    case 'meshd-no-warm-up': {
+    case 'meshd-pure-ts': {
       const [a, b] = await meshdPair(net, meshdEnv(id), id === 'meshd' ? opts.cpuProfileDir : undefined);
       return { processes: [meshdProc(a, 'sender'), meshdProc(b, 'receiver')], stop: async () => void (await Promise.all([a.proc.stop(5000), b.proc.stop(5000)])) };
     }

@@ -9,7 +9,7 @@ import { deepMedian, parseSettings, UsageError } from '../../bench/throughput.js
 
 test('--only picks paths by id and group, in run order; BENCH_SECONDS and flags are checked', () => {
   const all = parseSettings([], {});
-  assert.deepEqual(all.ids, ['wg-go', 'veth', 'meshd', 'meshd-no-offload', 'meshd-pure-ts', 'meshd-no-warm-up', 'meshd-to-wg-go', 'wg-go-to-meshd']);
+  assert.deepEqual(all.ids, ['wg-go', 'veth', 'meshd', 'meshd-no-offload', 'meshd-pure-ts', 'meshd-to-wg-go', 'wg-go-to-meshd']);
   assert.deepEqual([all.seconds, all.streams, all.udpRate, all.loadRate, all.repeat, all.json], [5, 4, '1G', '100M', 1, false]);
   assert.equal(parseSettings(['--load-rate', '250M'], { BENCH_LOAD_RATE: '50M' }).loadRate, '250M');
   assert.equal(parseSettings([], { BENCH_LOAD_RATE: '50M' }).loadRate, '50M');

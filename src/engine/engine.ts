@@ -17,7 +17,7 @@
  */
 import { MeshdError } from '../errors.js';
 import { PacketBatch } from './packet-batch.js';
-import { createAeadBatch, type AeadBatch } from './crypto/aead-batch.js';
+import type { AeadBatch } from './crypto/aead-batch.js';
 import type { Bind, Endpoint } from './wireguard/bind.js';
 import { timerConfig } from './wireguard/constants.js';
 import { Device, type DeviceCounters, type DeviceEvent, type PacketHooks, type PeerStats } from './wireguard/device.js';
@@ -25,7 +25,6 @@ import { tryParsePrefix, type IpPrefix } from '../util/prefix.js';
 import type { Clock } from '../util/clock.js';
 import type { LogLevel } from '../util/log.js';
 import { DEFAULT_MTU } from './mtu.js';
-import { WarmUpPlan } from './warm-up.js';
 
 /** What the engine needs from a TUN device (TunDevice fits; tests use in-memory ones). */
 export interface EngineTun {
@@ -88,12 +87,6 @@ export interface EngineOptions {
   hooks?: PacketHooks | null;
   /** Packets per TUN read batch (default 128: room for a cut 64 KiB super-segment and more). */
   batchSize?: number;
-  /**
-   * Run synthetic traffic between two throwaway devices right after start, so that the first
-   * real packets find the transport code optimized (warm-up.ts). Default: on unless
-   * MESHD_WARM_UP=0 in env.
-   */
-  warmUp?: boolean;
   env?: NodeJS.ProcessEnv;
 }
 
@@ -138,8 +131,6 @@ export class Engine {
   private readonly tun: EngineTun;
   private readonly bind: Bind;
   private readonly readBatch: PacketBatch;
-  private readonly aead: AeadBatch;
-  private readonly warmUp: WarmUpPlan | null;
   private started = false;
   private stopped = false;
 
@@ -149,10 +140,6 @@ export class Engine {
     const mtu = opts.mtu ?? DEFAULT_MTU;
     if (!Number.isInteger(mtu) || mtu < 576 || mtu > 65535) throw configError(`bad MTU ${mtu}`);
     this.readBatch = new PacketBatch(opts.batchSize ?? 128, Math.max(2048, mtu + 64));
-    const env = opts.env ?? process.env;
-    this.aead = opts.aead ?? createAeadBatch({ env });
-    const warm = opts.warmUp ?? env.MESHD_WARM_UP !== '0';
-    this.warmUp = warm ? new WarmUpPlan({ mtu, slotSize: this.readBatch.slotSize, aead: this.aead }) : null;
     const scale = opts.timerScale ?? timerScaleFromEnv(opts.env ?? process.env);
     this.device = new Device({
       bind: this.bind,
@@ -161,7 +148,7 @@ export class Engine {
       },
       mtu,
       timers: timerConfig(scale),
-      aead: this.aead,
+      ...(opts.aead ? { aead: opts.aead } : {}),
       ...(opts.clock ? { clock: opts.clock } : {}),
       ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
       ...(opts.hooks ? { hooks: opts.hooks } : {}),
@@ -175,21 +162,10 @@ export class Engine {
     if (this.stopped) throw new MeshdError('E_ENGINE', 'the engine is stopped; make a new one');
     if (this.started) return this;
     this.started = true;
-    this.bind.start((batch) => {
-      this.device.handleDatagrams(batch);
-      if (this.warmUp?.pending) this.warmUp.afterBatch(this.device.counters.rxPackets, this.device.counters.txPackets);
-    });
-    this.tun.startReading(this.readBatch, (batch) => {
-      this.device.handleTunBatch(batch);
-      if (this.warmUp?.pending) this.warmUp.afterBatch(this.device.counters.rxPackets, this.device.counters.txPackets);
-    });
+    this.bind.start((batch) => this.device.handleDatagrams(batch));
+    this.tun.startReading(this.readBatch, (batch) => this.device.handleTunBatch(batch));
     this.device.start();
     return this;
-  }
-
-  /** The warm-up passes run so far (warm-up.ts); null when turned off. */
-  get warmUpProgress(): { passes: number; running: boolean } | null {
-    return this.warmUp?.progress ?? null;
   }
 
   setPrivateKey(key: string | Uint8Array): void {
@@ -274,7 +250,6 @@ export class Engine {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    this.warmUp?.stop();
     if (this.started) this.tun.stopReading();
     this.device.close();
   }

@@ -11,17 +11,22 @@
  *   wg-go-to-meshd    wireguard-go sends, meshd receives
  *
  * For each: iperf3 TCP with 1 and with 4 parallel streams, iperf3 UDP at a fixed rate (what
- * arrived and the loss), ping RTT every 10 ms idle and during a TCP stream (median, p99), and
+ * arrived and the loss), ping RTT every 10 ms (median, p99) idle on the fresh path, during one
+ * TCP stream capped at --load-rate (the same offered load on every path: the fair ratio), during
+ * one uncapped TCP stream (each path as fast as it goes, so a faster path has more queued ahead
+ * of a ping) and idle again after the transfers (JIT-compiled by then), and
  * the CPU seconds of the tunnel's processes (meshd / wireguard-go, from /proc/PID/stat) per Gbit
  * received, sender and receiver side. Measurements: src/lab/path-bench.ts; paths:
  * test/lab/tunnel-paths.ts. Needs root, iproute2, iperf3, iputils-ping, wireguard-go, wg.
  *
  *   npx tsc -p tsconfig.json && node dist/bench/throughput.js [--only LIST] [--seconds N]
- *       [--udp-rate RATE] [--streams N] [--json]
+ *       [--udp-rate RATE] [--load-rate RATE] [--streams N] [--json]
  *   --only     comma-separated path ids (above), or `mixed` (both meshd/wireguard-go rows),
  *              `all` (default)
  *   --seconds  per transfer (default BENCH_SECONDS, else 5)
  *   --udp-rate iperf3 -b for the UDP test (default BENCH_UDP_RATE, else 1G)
+ *   --load-rate iperf3 -b of the capped TCP stream under the equal-load pings (default
+ *              BENCH_LOAD_RATE, else 100M: below what wireguard-go carries here)
  *   --repeat   measure every path N times, interleaved (path 1, 2, …, then again), and report
  *              the median of each figure: steadier ratios on a shared machine (BENCH_REPEAT, 1)
  *   --json     one JSON document on stdout; the tables (and progress) go to stderr
@@ -33,11 +38,11 @@
 import { cpus, loadavg, release } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { LabError, measurePath, onPath, type PathReport } from '../src/lab/index.js';
+import { DEFAULT_LOAD_RATE, LabError, measurePath, onPath, type PathReport } from '../src/lab/index.js';
 import { missingPrereqs } from '../test/helpers/prereqs.js';
 import { openPath, PATHS, type PathId } from '../test/lab/tunnel-paths.js';
 
-const USAGE = `usage: node dist/bench/throughput.js [--only ${PATHS.map((p) => p.id).join(',')}|mixed|all] [--seconds N] [--udp-rate 1G] [--streams 4] [--repeat N] [--json]`;
+const USAGE = `usage: node dist/bench/throughput.js [--only ${PATHS.map((p) => p.id).join(',')}|mixed|all] [--seconds N] [--udp-rate 1G] [--load-rate 100M] [--streams 4] [--repeat N] [--json]`;
 
 interface Settings {
   ids: PathId[];
@@ -45,6 +50,7 @@ interface Settings {
   streams: number;
   repeat: number;
   udpRate: string;
+  loadRate: string;
   json: boolean;
   profileDir: string | undefined;
 }
@@ -66,6 +72,7 @@ export function parseSettings(argv: readonly string[], env: NodeJS.ProcessEnv): 
         only: { type: 'string' },
         seconds: { type: 'string' },
         'udp-rate': { type: 'string' },
+        'load-rate': { type: 'string' },
         streams: { type: 'string' },
         repeat: { type: 'string' },
         json: { type: 'boolean' },
@@ -90,12 +97,15 @@ export function parseSettings(argv: readonly string[], env: NodeJS.ProcessEnv): 
   if (wanted.size === 0) throw new UsageError('--only selects no path');
   const udpRate = v['udp-rate'] ?? env.BENCH_UDP_RATE ?? '1G';
   if (!/^\d+(\.\d+)?[KMG]?$/.test(udpRate)) throw new UsageError(`--udp-rate must look like 500M or 1G (iperf3 -b), got "${udpRate}"`);
+  const loadRate = v['load-rate'] ?? env.BENCH_LOAD_RATE ?? DEFAULT_LOAD_RATE;
+  if (!/^\d+(\.\d+)?[KMG]?$/.test(loadRate)) throw new UsageError(`--load-rate must look like 100M (iperf3 -b), got "${loadRate}"`);
   return {
     ids: PATHS.filter((p) => wanted.has(p.id)).map((p) => p.id),
     seconds: intIn(v.seconds ?? env.BENCH_SECONDS ?? '5', 'seconds per transfer (--seconds / BENCH_SECONDS)', 1, 600),
     streams: intIn(v.streams ?? '4', '--streams', 2, 128),
     repeat: intIn(v.repeat ?? env.BENCH_REPEAT ?? '1', 'runs per path (--repeat / BENCH_REPEAT)', 1, 20),
     udpRate,
+    loadRate,
     json: v.json ?? false,
     profileDir: env.BENCH_PROFILE || undefined,
   };
@@ -114,6 +124,9 @@ interface Ratios {
   tcpN: number | undefined;
   udp: number | undefined;
   rttIdleMedian: number | undefined;
+  rttIdleAfterMedian: number | undefined;
+  rttCappedMedian: number | undefined;
+  rttCappedP99: number | undefined;
   rttLoadedMedian: number | undefined;
   rttLoadedP99: number | undefined;
   cpuPerGbitTcp1: number | undefined;
@@ -172,6 +185,9 @@ function ratiosOf(r: PathReport, ref: PathReport): Ratios {
     tcpN: div(r.tcpN.mbps, ref.tcpN.mbps),
     udp: div(r.udp.mbps, ref.udp.mbps),
     rttIdleMedian: div(r.rttIdle.medianMs, ref.rttIdle.medianMs),
+    rttIdleAfterMedian: div(r.rttIdleAfter.medianMs, ref.rttIdleAfter.medianMs),
+    rttCappedMedian: div(r.rttCapped.medianMs, ref.rttCapped.medianMs),
+    rttCappedP99: div(r.rttCapped.p99Ms, ref.rttCapped.p99Ms),
     rttLoadedMedian: div(r.rttLoaded.medianMs, ref.rttLoaded.medianMs),
     rttLoadedP99: div(r.rttLoaded.p99Ms, ref.rttLoaded.p99Ms),
     cpuPerGbitTcp1: div(r.tcp1.cpu.totalSecondsPerGbit, ref.tcp1.cpu.totalSecondsPerGbit),
@@ -192,6 +208,7 @@ async function measureOne(id: PathId, s: Settings, step: string): Promise<RunRes
         seconds: s.seconds,
         streams: s.streams,
         udpRate: s.udpRate,
+        loadRate: s.loadRate,
         onProgress: (l) => log(`[${step}] ${l}`),
       });
       return { ok: true, report };
@@ -257,21 +274,34 @@ function render(rows: Row[], s: Settings, loads: { start: number[]; end: number[
     ),
   );
   out.push('');
-  out.push('Latency (ping -i 0.01 through the path, ms; under load = during one TCP stream)');
+  out.push(
+    `Latency (ping -i 0.01 through the path, ms, median and p99): idle on the fresh path; during one TCP stream capped at ${s.loadRate} ` +
+      '(the same offered load on every path: the fair ratio); during one uncapped TCP stream (each path as fast as it goes); idle again after the transfers',
+  );
   out.push(
     table(
-      ['path', 'idle median', 'p99', '×wg', 'load median', 'p99', '×wg', 'lost idle + load', 'stream Mbit/s'],
-      ok.map((r) => [
-        r.label,
-        f3(r.report.rttIdle.medianMs),
-        f3(r.report.rttIdle.p99Ms),
-        times(r.ratios?.rttIdleMedian),
-        f3(r.report.rttLoaded.medianMs),
-        f3(r.report.rttLoaded.p99Ms),
-        times(r.ratios?.rttLoadedMedian),
-        `${r.report.rttIdle.sent - r.report.rttIdle.received} + ${r.report.rttLoaded.sent - r.report.rttLoaded.received}`,
-        f0(r.report.rttLoaded.loadMbps),
-      ]),
+      ['path', 'idle', 'p99', '×wg', `${s.loadRate} load`, 'p99', '×wg', 'Mbit/s', 'full load', 'p99', '×wg', 'Mbit/s', 'idle after', '×wg', 'lost'],
+      ok.map((r) => {
+        const p = r.report;
+        const lost = [p.rttIdle, p.rttCapped, p.rttLoaded, p.rttIdleAfter].map((x) => x.sent - x.received).join('+');
+        return [
+          r.label,
+          f3(p.rttIdle.medianMs),
+          f3(p.rttIdle.p99Ms),
+          times(r.ratios?.rttIdleMedian),
+          f3(p.rttCapped.medianMs),
+          f3(p.rttCapped.p99Ms),
+          times(r.ratios?.rttCappedMedian),
+          f0(p.rttCapped.loadMbps),
+          f3(p.rttLoaded.medianMs),
+          f3(p.rttLoaded.p99Ms),
+          times(r.ratios?.rttLoadedMedian),
+          f0(p.rttLoaded.loadMbps),
+          f3(p.rttIdleAfter.medianMs),
+          times(r.ratios?.rttIdleAfterMedian),
+          lost,
+        ];
+      }),
     ),
   );
   out.push('');
@@ -296,7 +326,9 @@ function render(rows: Row[], s: Settings, loads: { start: number[]; end: number[
     const gbit = meshd.report.tcp1.mbps / 1000;
     out.push(
       `targets: meshd ↔ meshd TCP×1 ${f2(gbit)} Gbit/s (≥ 3), ${times(meshd.ratios?.tcp1)} wireguard-go (≥ 3×); ` +
-        `RTT median ${times(meshd.ratios?.rttIdleMedian)} idle, ${times(meshd.ratios?.rttLoadedMedian)} under load (≤ 1.2×)`,
+        `RTT median ${times(meshd.ratios?.rttIdleMedian)} idle (${times(meshd.ratios?.rttIdleAfterMedian)} after traffic), ` +
+        `${times(meshd.ratios?.rttCappedMedian)} under equal load, ${times(meshd.ratios?.rttLoadedMedian)} under full load (≤ 1.2×; ` +
+        `full load: meshd carried ${f0(meshd.report.rttLoaded.loadMbps)} Mbit/s, wireguard-go ${f0(ok.find((r) => r.id === 'wg-go')?.report.rttLoaded.loadMbps)})`,
     );
   }
   for (const r of rows) {
@@ -344,7 +376,7 @@ async function main(): Promise<number> {
       bench: 'throughput',
       startedAt,
       finishedAt: new Date().toISOString(),
-      settings: { seconds: s.seconds, streams: s.streams, udpRate: s.udpRate, repeat: s.repeat, tunnelMtu: 1420, paths: s.ids },
+      settings: { seconds: s.seconds, streams: s.streams, udpRate: s.udpRate, loadRate: s.loadRate, repeat: s.repeat, tunnelMtu: 1420, paths: s.ids },
       machine: { cpus: cpus().length, kernel: release(), node: process.version, loadavgStart: loads.start, loadavgEnd: loads.end },
       reference: ref ? ref.label : null,
       paths: rows,

@@ -1,6 +1,7 @@
 #include "args.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <uv.h>
@@ -174,4 +175,43 @@ napi_value meshd_undefined(napi_env env) {
   napi_value out;
   napi_get_undefined(env, &out);
   return out;
+}
+
+int meshd_check_packet_ranges(napi_env env, const char* fn, size_t buf_len, const uint32_t* offsets, const uint32_t* lengths,
+                              int64_t start, int64_t end) {
+  for (int64_t i = start; i < end; i++) {
+    if ((uint64_t)offsets[i] + lengths[i] > buf_len) {
+      char msg[96];
+      snprintf(msg, sizeof msg, "%s: a packet lies outside the buffer", fn);
+      meshd_throw_range(env, msg);
+      return 0;
+    }
+  }
+  return 1;
+}
+
+int meshd_parse_write_args(napi_env env, napi_callback_info info, const char* fn, size_t min_result, meshd_write_args* out) {
+  napi_value argv[7];
+  if (!meshd_args(env, info, 7, argv, NULL)) return 0;
+  int64_t fd, start, count;
+  size_t buf_len, n_off, n_len, n_res;
+  if (!meshd_get_int(env, argv[0], "fd", 0, INT_MAX, &fd) || !meshd_get_bytes(env, argv[1], "buf", &out->buf, &buf_len) ||
+      !meshd_get_u32array(env, argv[2], "offsets", &out->offsets, &n_off) ||
+      !meshd_get_u32array(env, argv[3], "lengths", &out->lengths, &n_len) ||
+      !meshd_get_int(env, argv[4], "start", 0, UINT32_MAX, &start) ||
+      !meshd_get_int(env, argv[5], "count", 0, UINT32_MAX, &count) ||
+      !meshd_get_i32array(env, argv[6], "result", &out->result, &n_res))
+    return 0;
+  int64_t end = start + count;
+  if ((uint64_t)end > n_off || (uint64_t)end > n_len || n_res < min_result) {
+    char msg[96];
+    snprintf(msg, sizeof msg, "%s: start/count outside the batch", fn);
+    meshd_throw_range(env, msg);
+    return 0;
+  }
+  if (!meshd_check_packet_ranges(env, fn, buf_len, out->offsets, out->lengths, start, end)) return 0;
+  out->fd = (int)fd;
+  out->start = start;
+  out->end = end;
+  return 1;
 }

@@ -167,35 +167,17 @@ napi_value meshd_fd_read(napi_env env, napi_callback_info info) {
  * [written, droppedOnFullQueue (EAGAIN), errors, lastErrno].
  */
 napi_value meshd_fd_write(napi_env env, napi_callback_info info) {
-  napi_value argv[7];
-  if (!meshd_args(env, info, 7, argv, NULL)) return NULL;
-  int64_t fd, start, count;
-  uint8_t* buf;
-  size_t buf_len, n_off, n_len, n_res;
-  uint32_t *offsets, *lengths;
-  int32_t* result;
-  if (!meshd_get_int(env, argv[0], "fd", 0, INT_MAX, &fd) || !meshd_get_bytes(env, argv[1], "buf", &buf, &buf_len) ||
-      !meshd_get_u32array(env, argv[2], "offsets", &offsets, &n_off) ||
-      !meshd_get_u32array(env, argv[3], "lengths", &lengths, &n_len) ||
-      !meshd_get_int(env, argv[4], "start", 0, UINT32_MAX, &start) ||
-      !meshd_get_int(env, argv[5], "count", 0, UINT32_MAX, &count) ||
-      !meshd_get_i32array(env, argv[6], "result", &result, &n_res))
-    return NULL;
-  if ((uint64_t)(start + count) > n_off || (uint64_t)(start + count) > n_len || n_res < 4) {
-    meshd_throw_range(env, "fdWrite: start/count outside the batch");
-    return NULL;
-  }
-  for (int64_t i = start; i < start + count; i++) {
-    if ((uint64_t)offsets[i] + lengths[i] > buf_len) {
-      meshd_throw_range(env, "fdWrite: a packet lies outside the buffer");
-      return NULL;
-    }
-  }
+  meshd_write_args wa;
+  if (!meshd_parse_write_args(env, info, "fdWrite", 4, &wa)) return NULL;
+  int fd = wa.fd;
+  uint8_t* buf = wa.buf;
+  const uint32_t *offsets = wa.offsets, *lengths = wa.lengths;
+  int32_t* result = wa.result;
   int64_t written = 0, dropped = 0, errors = 0;
   int last = 0;
-  for (int64_t i = start; i < start + count; i++) {
+  for (int64_t i = wa.start; i < wa.end; i++) {
     ssize_t n;
-    do n = write((int)fd, buf + offsets[i], lengths[i]);
+    do n = write(fd, buf + offsets[i], lengths[i]);
     while (n < 0 && errno == EINTR);
     if (n >= 0) {
       written++;

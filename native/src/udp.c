@@ -334,13 +334,7 @@ int meshd_parse_send_args(napi_env env, napi_callback_info info, const char* fn,
     meshd_throw_range(env, what);
     return 0;
   }
-  for (int64_t i = start; i < end; i++) {
-    if ((uint64_t)out->offsets[i] + out->lengths[i] > buf_len) {
-      snprintf(what, sizeof what, "%s: a packet lies outside the buffer", fn);
-      meshd_throw_range(env, what);
-      return 0;
-    }
-  }
+  if (!meshd_check_packet_ranges(env, fn, buf_len, out->offsets, out->lengths, start, end)) return 0;
   out->fd = (int)fd;
   out->family = fam == 4 ? AF_INET : AF_INET6;
   out->start = start;

@@ -196,19 +196,6 @@ static int emit_write(void* p, const struct iovec* iov, int iovcnt, int packets)
   return 0;
 }
 
-static int check_ranges(napi_env env, const char* what, size_t buf_len, const uint32_t* offsets, const uint32_t* lengths,
-                        int64_t start, int64_t end) {
-  for (int64_t i = start; i < end; i++) {
-    if ((uint64_t)offsets[i] + lengths[i] > buf_len) {
-      char msg[96];
-      snprintf(msg, sizeof msg, "%s: a packet lies outside the buffer", what);
-      meshd_throw_range(env, msg);
-      return 0;
-    }
-  }
-  return 1;
-}
-
 /*
  * tunWriteVnet(fd, buf, offsets, lengths, start, count, result): number
  * As fdWrite for a TUN with virtio headers, joining TCP segments (see vnet_gro.c). result
@@ -216,28 +203,12 @@ static int check_ranges(napi_env env, const char* what, size_t buf_len, const ui
  * (packet counts, except frames and joinedFrames). Packet headers may be rewritten in place.
  */
 napi_value meshd_tun_write_vnet(napi_env env, napi_callback_info info) {
-  napi_value argv[7];
-  if (!meshd_args(env, info, 7, argv, NULL)) return NULL;
-  int64_t fd, start, count;
-  uint8_t* buf;
-  size_t buf_len, n_off, n_len, n_res;
-  uint32_t *offsets, *lengths;
-  int32_t* result;
-  if (!meshd_get_int(env, argv[0], "fd", 0, INT_MAX, &fd) || !meshd_get_bytes(env, argv[1], "buf", &buf, &buf_len) ||
-      !meshd_get_u32array(env, argv[2], "offsets", &offsets, &n_off) ||
-      !meshd_get_u32array(env, argv[3], "lengths", &lengths, &n_len) ||
-      !meshd_get_int(env, argv[4], "start", 0, UINT32_MAX, &start) ||
-      !meshd_get_int(env, argv[5], "count", 0, UINT32_MAX, &count) ||
-      !meshd_get_i32array(env, argv[6], "result", &result, &n_res))
-    return NULL;
-  if ((uint64_t)(start + count) > n_off || (uint64_t)(start + count) > n_len || n_res < 8) {
-    meshd_throw_range(env, "tunWriteVnet: start/count outside the batch");
-    return NULL;
-  }
-  if (!check_ranges(env, "tunWriteVnet", buf_len, offsets, lengths, start, start + count)) return NULL;
-  write_ctx w = {(int)fd, 0, 0, 0, 0};
+  meshd_write_args wa;
+  if (!meshd_parse_write_args(env, info, "tunWriteVnet", 8, &wa)) return NULL;
+  int32_t* result = wa.result;
+  write_ctx w = {wa.fd, 0, 0, 0, 0};
   vnet_gro_stats s = {0, 0, 0};
-  vnet_gro_batch(buf, offsets, lengths, start, start + count, emit_write, &w, &s);
+  vnet_gro_batch(wa.buf, wa.offsets, wa.lengths, wa.start, wa.end, emit_write, &w, &s);
   result[0] = (int32_t)w.written;
   result[1] = (int32_t)w.dropped;
   result[2] = (int32_t)w.errors;
@@ -297,7 +268,7 @@ napi_value meshd_vnet_coalesce(napi_env env, napi_callback_info info) {
     meshd_throw_range(env, "vnetCoalesce: start/count outside the batch");
     return NULL;
   }
-  if (!check_ranges(env, "vnetCoalesce", buf_len, offsets, lengths, start, start + count)) return NULL;
+  if (!meshd_check_packet_ranges(env, "vnetCoalesce", buf_len, offsets, lengths, start, start + count)) return NULL;
   copy_ctx c = {out, out_len, 0, frame_lengths, n_frames, 0, 0};
   vnet_gro_stats s = {0, 0, 0};
   vnet_gro_batch(buf, offsets, lengths, start, start + count, emit_copy, &c, &s);

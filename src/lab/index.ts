@@ -76,8 +76,9 @@
  * PATH MEASUREMENTS (path-bench.ts, ping-series.ts, proc-cpu.ts) — what bench/throughput.ts reports
  *   BenchPath = {label, client (sender ns), server (receiver ns), serverAddr, mtu, processes:
  *     [{label, pid, side: 'sender'|'receiver'}]}   (the tunnel's processes, CPU-metered)
- *   measurePath(path, {seconds?, streams? = 4, udpRate? = '1G', onProgress?}) → {tcp1, tcpN, udp,
- *     rttIdle, rttLoaded}; alone: measureTcp, measureUdp, measureRttIdle, measureRttUnderLoad
+ *   measurePath(path, {seconds?, streams? = 4, udpRate? = '1G', loadRate? = '100M', onProgress?})
+ *     → {tcp1, tcpN, udp, rttIdle, rttCapped (TCP capped at loadRate), rttLoaded (uncapped),
+ *     rttIdleAfter}; alone: measureTcp, measureUdp, measureRttIdle, measureRttUnderLoad
  *   pingSeries(ns, addr, {count, intervalS? = 0.01}) → {sent, received, rttsMs, medianMs, p99Ms, …}
  *   CpuMeter.start([{label, pid}]).stop() → [{label, pid, cpuSeconds}]   (/proc/PID/stat utime+stime)
  *
@@ -141,6 +142,7 @@ export {
   measureUdp,
   measureRttIdle,
   measureRttUnderLoad,
+  DEFAULT_LOAD_RATE,
   type BenchPath,
   type PathProcess,
   type PathReport,

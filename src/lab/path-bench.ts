@@ -1,8 +1,11 @@
 /**
  * Measures one network path between two lab namespaces — a tunnel or a bare link — the way
  * bench/throughput.ts reports it: iperf3 TCP with 1 and with N parallel streams, iperf3 UDP at a
- * fixed rate (what was sent, what arrived, the loss), ping RTT idle and while a TCP stream fills the path
- * (`ping -i 0.01`: median and p99), and the CPU seconds the path's processes (the tunnel
+ * fixed rate (what was sent, what arrived, the loss), ping RTT (`ping -i 0.01`: median and p99)
+ * idle on the fresh path, during one TCP stream capped at a rate every path sustains (the same
+ * offered load for all: the fair comparison), during one uncapped TCP stream (each path carries
+ * what it can, so a faster path queues more), and idle again after all that traffic (a JIT
+ * runtime has then compiled its hot paths), and the CPU seconds the path's processes (the tunnel
  * endpoints) spent per Gbit received, read from /proc/PID/stat around each transfer.
  *
  * The iperf3 client (the sender) runs in `path.client`, the server (the receiver) in
@@ -80,6 +83,8 @@ export interface RttMeasurement {
   maxMs: number;
   /** Under load: the rate of the TCP stream that ran meanwhile, Mbit/s. */
   loadMbps?: number;
+  /** Under a capped load: the cap asked for (iperf3 -b). */
+  loadRate?: string;
 }
 
 export interface PathReport {
@@ -90,7 +95,12 @@ export interface PathReport {
   tcpN: TcpMeasurement;
   udp: UdpMeasurement;
   rttIdle: RttMeasurement;
+  /** During one TCP stream capped at `loadRate` (the same offered load on every path). */
+  rttCapped: RttMeasurement;
+  /** During one uncapped TCP stream. */
   rttLoaded: RttMeasurement;
+  /** Idle again, after the transfers. */
+  rttIdleAfter: RttMeasurement;
 }
 
 export interface PathBenchOptions {
@@ -100,11 +110,16 @@ export interface PathBenchOptions {
   streams?: number;
   /** UDP rate, iperf3 -b syntax (default '1G'). */
   udpRate?: string;
+  /** The cap of the TCP stream for the equal-load RTT, iperf3 -b syntax (default DEFAULT_LOAD_RATE). */
+  loadRate?: string;
   /** Called before each step with a line to show. */
   onProgress?: (line: string) => void;
 }
 
 const PING_INTERVAL_S = 0.01;
+/** Below what Debian's wireguard-go carries on one stream on a 2-core machine (≈ 200–300 Mbit/s). */
+export const DEFAULT_LOAD_RATE = '100M';
+const RATE = /^\d+(\.\d+)?[KMG]?$/;
 /**
  * iperf3's own UDP sockets get 4 MiB buffers, so the loss counted is the path's and not the
  * iperf3 receiver falling behind on a busy machine (with the default ~200 KiB, a loaded 2-core
@@ -160,7 +175,7 @@ export async function measureUdp(
   server: Iperf3Server,
   opts: { seconds: number; rate: string; ticksPerSecond?: number },
 ): Promise<UdpMeasurement> {
-  if (!/^\d+(\.\d+)?[KMG]?$/.test(opts.rate)) throw new LabError('E_LAB', `UDP rate must look like 500M or 1G (iperf3 -b), got ${opts.rate}`);
+  if (!RATE.test(opts.rate)) throw new LabError('E_LAB', `UDP rate must look like 500M or 1G (iperf3 -b), got ${opts.rate}`);
   const datagramBytes = path.mtu - 28;
   await server.waitIdle();
   const { result: r, cpu } = await metered(
@@ -213,14 +228,25 @@ export async function measureRttIdle(path: BenchPath, opts: { count: number }): 
 }
 
 /**
- * Pings the receiver every 10 ms while one iperf3 TCP stream of `seconds` runs the same way: the
- * pings start once the server has accepted the stream and stop ~0.5 s before it ends.
+ * Pings the receiver every 10 ms while one iperf3 TCP stream of `seconds` runs the same way,
+ * capped at `rate` (iperf3 -b) when given: the pings start once the server has accepted the
+ * stream and stop ~0.5 s before it ends.
  */
-export async function measureRttUnderLoad(path: BenchPath, server: Iperf3Server, opts: { seconds: number }): Promise<RttMeasurement> {
+export async function measureRttUnderLoad(
+  path: BenchPath,
+  server: Iperf3Server,
+  opts: { seconds: number; rate?: string },
+): Promise<RttMeasurement> {
+  if (opts.rate !== undefined && !RATE.test(opts.rate)) throw new LabError('E_LAB', `load rate must look like 100M (iperf3 -b), got ${opts.rate}`);
   const count = Math.max(10, Math.floor((opts.seconds - 0.5) / PING_INTERVAL_S));
   await server.waitIdle();
   const before = server.streamsAccepted();
-  const load = iperf3Client(path.client, { server: server.addr, port: server.port, seconds: opts.seconds });
+  const load = iperf3Client(path.client, {
+    server: server.addr,
+    port: server.port,
+    seconds: opts.seconds,
+    ...(opts.rate !== undefined ? { tcpBitrate: opts.rate } : {}),
+  });
   load.catch(() => {}); // awaited below; this only keeps an early failure from being unhandled
   try {
     const started = server.waitForStreams(before + 1, 10_000);
@@ -234,7 +260,7 @@ export async function measureRttUnderLoad(path: BenchPath, server: Iperf3Server,
     const s = await pingSeries(path.client, path.serverAddr, { count, intervalS: PING_INTERVAL_S });
     const r = await load;
     requireBytes(path, 'the load stream', r);
-    return { ...rtt(path, 'under load', s), loadMbps: r.mbps };
+    return { ...rtt(path, 'under load', s), loadMbps: r.mbps, ...(opts.rate !== undefined ? { loadRate: opts.rate } : {}) };
   } finally {
     await load.catch(() => undefined);
   }
@@ -246,6 +272,7 @@ export async function measurePath(path: BenchPath, opts: PathBenchOptions = {}):
   if (!(seconds >= 1 && seconds <= 600)) throw new LabError('E_LAB', `seconds per transfer must be within 1…600, got ${seconds}`);
   const streams = opts.streams ?? 4;
   const udpRate = opts.udpRate ?? '1G';
+  const loadRate = opts.loadRate ?? DEFAULT_LOAD_RATE;
   const step = (what: string): void => opts.onProgress?.(`${path.label}: ${what}`);
   const ticksPerSecond = clockTicksPerSecond();
   const server = await Iperf3Server.start(path.server, { addr: path.serverAddr });
@@ -258,9 +285,13 @@ export async function measurePath(path: BenchPath, opts: PathBenchOptions = {}):
     const tcpN = await measureTcp(path, server, { seconds, streams, ticksPerSecond });
     step(`UDP at ${udpRate}, ${seconds} s`);
     const udp = await measureUdp(path, server, { seconds, rate: udpRate, ticksPerSecond });
-    step(`ping under load (TCP ×1), ${seconds} s`);
+    step(`ping under equal load (TCP ×1 capped at ${loadRate}), ${seconds} s`);
+    const rttCapped = await measureRttUnderLoad(path, server, { seconds, rate: loadRate });
+    step(`ping under load (TCP ×1 uncapped), ${seconds} s`);
     const rttLoaded = await measureRttUnderLoad(path, server, { seconds });
-    return { label: path.label, seconds, tcp1, tcpN, udp, rttIdle, rttLoaded };
+    step(`ping idle again, after the transfers (${Math.round(seconds * 100)} × 10 ms)`);
+    const rttIdleAfter = await measureRttIdle(path, { count: Math.round(seconds * 100) });
+    return { label: path.label, seconds, tcp1, tcpN, udp, rttIdle, rttCapped, rttLoaded, rttIdleAfter };
   } finally {
     await server.stop();
   }

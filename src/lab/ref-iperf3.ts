@@ -151,6 +151,8 @@ export interface Iperf3ClientOptions {
   reverse?: boolean;
   /** UDP at this rate, e.g. '500M' (TCP when absent). */
   udpBitrate?: string;
+  /** TCP capped at this rate (-b, e.g. '100M'); ignored with udpBitrate. */
+  tcpBitrate?: string;
   /** Parallel streams (default 1). */
   parallel?: number;
   /** UDP datagram payload in bytes (-l); iperf3's default otherwise. */
@@ -165,6 +167,7 @@ export async function iperf3Client(ns: NsRef, o: Iperf3ClientOptions): Promise<I
   const argv = ['iperf3', '-c', o.server, '-p', String(o.port ?? 5201), '-t', String(seconds), '-J'];
   if (o.reverse) argv.push('-R');
   if (o.udpBitrate) argv.push('-u', '-b', o.udpBitrate);
+  else if (o.tcpBitrate) argv.push('-b', o.tcpBitrate);
   if (o.udpBitrate && o.udpLength !== undefined) argv.push('-l', String(o.udpLength));
   if (o.socketBuffer !== undefined) argv.push('-w', o.socketBuffer);
   if (o.parallel && o.parallel > 1) argv.push('-P', String(o.parallel));

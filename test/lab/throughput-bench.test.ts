@@ -1,7 +1,7 @@
 /**
  * The plumbing of bench/throughput.ts, for real but short: one meshd ↔ meshd path in two
  * namespaces, every measurement of the bench for 1 s (TCP ×1 and ×4, UDP at a fixed rate, ping
- * idle and under load, CPU of the engines from /proc). Asserts that data moved and every field the
+ * idle, under a capped and an uncapped TCP stream and idle again, CPU of the engines from /proc). Asserts that data moved and every field the
  * bench prints was parsed — not how fast anything is (that is the bench's job, on a quiet machine).
  */
 import assert from 'node:assert/strict';
@@ -37,9 +37,9 @@ test('bench/throughput measurements on meshd ↔ meshd: every figure present, da
   const open = await openPath('meshd');
   t.after(() => open.close());
   const steps: string[] = [];
-  const r = await measurePath(open.path, { seconds: 1, udpRate: '100M', onProgress: (l) => steps.push(l) });
+  const r = await measurePath(open.path, { seconds: 1, udpRate: '100M', loadRate: '40M', onProgress: (l) => steps.push(l) });
 
-  assert.equal(steps.length, 5, steps.join('\n'));
+  assert.equal(steps.length, 7, steps.join('\n'));
   for (const tcp of [r.tcp1, r.tcpN]) {
     assert.ok(tcp.bytes > 0 && tcp.mbps > 0 && tcp.sentMbps > 0, `TCP ×${tcp.streams}: ${JSON.stringify(tcp)}`);
     assert.ok(tcp.seconds > 0.5 && tcp.seconds < 3, `TCP ×${tcp.streams} ran ${tcp.seconds} s`);
@@ -62,4 +62,12 @@ test('bench/throughput measurements on meshd ↔ meshd: every figure present, da
   assert.equal(r.rttIdle.sent, 100);
   assertRtt(r.rttLoaded, 'under load');
   assert.ok(r.rttLoaded.loadMbps !== undefined && r.rttLoaded.loadMbps > 0);
+  assert.equal(r.rttLoaded.loadRate, undefined);
+  assertRtt(r.rttCapped, 'under the capped load');
+  assert.equal(r.rttCapped.loadRate, '40M');
+  // iperf3 paces the capped stream: it carried about 40 Mbit/s, far below what the path can
+  const capped = r.rttCapped.loadMbps;
+  assert.ok(capped !== undefined && capped > 10 && capped < 60, `capped stream ${capped} Mbit/s`);
+  assertRtt(r.rttIdleAfter, 'idle after the transfers');
+  assert.equal(r.rttIdleAfter.sent, 100);
 });

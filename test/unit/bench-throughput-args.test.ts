@@ -10,7 +10,9 @@ import { deepMedian, parseSettings, UsageError } from '../../bench/throughput.js
 test('--only picks paths by id and group, in run order; BENCH_SECONDS and flags are checked', () => {
   const all = parseSettings([], {});
   assert.deepEqual(all.ids, ['wg-go', 'veth', 'meshd', 'meshd-no-offload', 'meshd-pure-ts', 'meshd-to-wg-go', 'wg-go-to-meshd']);
-  assert.deepEqual([all.seconds, all.streams, all.udpRate, all.repeat, all.json], [5, 4, '1G', 1, false]);
+  assert.deepEqual([all.seconds, all.streams, all.udpRate, all.loadRate, all.repeat, all.json], [5, 4, '1G', '100M', 1, false]);
+  assert.equal(parseSettings(['--load-rate', '250M'], { BENCH_LOAD_RATE: '50M' }).loadRate, '250M');
+  assert.equal(parseSettings([], { BENCH_LOAD_RATE: '50M' }).loadRate, '50M');
 
   const some = parseSettings(['--only', 'veth,meshd,wg-go', '--json', '--udp-rate', '500M'], { BENCH_SECONDS: '3', BENCH_REPEAT: '2' });
   assert.deepEqual(some.ids, ['wg-go', 'veth', 'meshd']);
@@ -24,6 +26,7 @@ test('--only picks paths by id and group, in run order; BENCH_SECONDS and flags 
     [[], { BENCH_SECONDS: '0' }, /whole number from 1 to 600/],
     [['--seconds', '2.5'], {}, /whole number/],
     [['--udp-rate', 'fast'], {}, /--udp-rate must look like/],
+    [['--load-rate', '1 G'], {}, /--load-rate must look like/],
     [['--repeat', '0'], {}, /runs per path/],
     [['--bogus'], {}, /bogus/],
   ] as const) {

@@ -19,9 +19,7 @@ import { DwnSubscriber, type SubscriberStatus, type SubscriptionSpec } from '../
 import { myNodeRecord, publishEndpoint, publishNodeInfo, reencryptOwnRecords, touchEndpoint } from './device-records.js';
 import { markRemoved, readCachedMap, readJoinedNetwork, removedError, requireJoinedNetwork, writeCachedMap } from './local-state.js';
 import { currentNetwork, nodeRecords } from './model.js';
-import { revoke } from './peer-ops.js';
 import type { ControlClientOptions, ControlEvent, ControlStats } from './control-client-types.js';
-import { admitJoinRequests } from './invite-ops.js';
 import { expiryDue, nextTimeChange, withOnline } from './map-time.js';
 import { buildNetworkMap, mapHash, touchPeers, wireguardKeyOf, type NetworkMap } from './netmap.js';
 import { PROTOCOL_URI, kindOfPath } from './protocol.js';
@@ -469,6 +467,8 @@ export class ControlClient {
   /** The owner's daemon admits devices that ask to join with a valid invite. */
   private async admitJoins(): Promise<void> {
     try {
+      // owner-only code, loaded by the owner's daemon alone
+      const { admitJoinRequests } = await import('./invite-ops.js');
       const results = await admitJoinRequests(this.session, this.now(), this.notedJoins);
       if (results.length > 0) {
         this.emit({ type: 'admission', results });
@@ -489,6 +489,7 @@ export class ControlClient {
     try {
       if (due.length > 0) {
         await s.load(readableKinds(s.role));
+        const { revoke } = await import('./peer-ops.js');
         await revoke(s, due, []);
         this.expiredCount += due.length;
         this.emit({ type: 'expired', dids: due });

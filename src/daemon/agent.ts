@@ -20,7 +20,7 @@ import type { EndpointRecord, PublicEndpoint } from '../control/records.js';
 import { DataPlane } from '../engine/dataplane.js';
 import { compileFilter, PacketFilter } from '../engine/filter/index.js';
 import type { LocalEndpoints } from '../engine/magicsock/magicsock.js';
-import { startRelayServer, type RelayServer } from '../engine/relay/server.js';
+import type { RelayServer } from '../engine/relay/server.js';
 import { removeStaleTun } from '../engine/tun/ip-command.js';
 import { wgKeyToBase64 } from '../identity/keys.js';
 import { checkAdvertisedRoutes, exitNodeCarriesIPv6, HostRouting, hostPrefixes, pickExitNode, routingStatusOf } from './agent-routing.js';
@@ -36,7 +36,7 @@ import { resetHttpConnections } from './http-connections.js';
 import { configFromMap } from './map-to-config.js';
 import { nameTableFromMap } from './map-to-dns.js';
 import { MeshDns, readAcceptDns, writeAcceptDns } from '../dns/mesh-dns.js';
-import { DaemonMetrics } from './metrics.js';
+import type { DaemonMetrics } from './metrics.js';
 import { pingRoute } from './ping.js';
 import { DepartedPeers, departedNode } from './peer-query.js';
 import { RecentEvents } from './recent-events.js';
@@ -91,7 +91,8 @@ export class MeshAgent implements AgentLike {
   private readonly runDir: string;
   /** False when another meshd tunnel on the host holds the mesh IPv6 prefix (it is shared). */
   private ipv6 = true;
-  private readonly metrics = new DaemonMetrics(() => this.status());
+  /** Prometheus metrics (prom-client), loaded by the first scrape: most daemons are never scraped. */
+  private metrics: Promise<DaemonMetrics> | undefined;
   private readonly departed = new DepartedPeers();
   /** The last info/warn/error log records (the dashboard's recent events). */
   private readonly events = new RecentEvents();
@@ -160,7 +161,8 @@ export class MeshAgent implements AgentLike {
       const r = this.opts.relay;
       this.relayUrl = await relayUrlFor(r, joined.endpoint);
       // HTTPS with a self-signed certificate kept in HOME/relay; its pin goes into the relay record.
-      const { loadOrCreateRelayCertificate } = await import('../engine/relay/tls-cert.js');
+      // the relay server's code is loaded only by the daemons that run one
+      const [{ loadOrCreateRelayCertificate }, { startRelayServer }] = await Promise.all([import('../engine/relay/tls-cert.js'), import('../engine/relay/server.js')]);
       const cert = r.insecureHttp ? null : loadOrCreateRelayCertificate(join(this.opts.ctx.home, 'relay'), { commonName: 'meshd-relay', altNames: [hostname().slice(0, 253)] });
       this.relayFingerprint = cert?.fingerprint ?? null;
       this.relayServer = await startRelayServer({ host: r.host, httpPort: r.port, stunPort: r.stunPort, log: this.log.child('relay-server'), ...(cert ? { tls: { cert: cert.certPem, key: cert.keyPem } } : {}) });
@@ -503,7 +505,10 @@ export class MeshAgent implements AgentLike {
 
   routes() {
     return {
-      'GET /metrics': () => this.metrics.render(),
+      'GET /metrics': async () => {
+        this.metrics ??= import('./metrics.js').then(({ DaemonMetrics }) => new DaemonMetrics(() => this.status()));
+        return (await this.metrics).render();
+      },
       'POST /v0/ping': (body: unknown) =>
         pingRoute(
           {

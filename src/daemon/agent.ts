@@ -25,6 +25,7 @@ import { removeStaleTun } from '../engine/tun/ip-command.js';
 import { wgKeyToBase64 } from '../identity/keys.js';
 import { checkAdvertisedRoutes, exitNodeCarriesIPv6, HostRouting, hostPrefixes, pickExitNode, routingStatusOf } from './agent-routing.js';
 import { dnsPortFromEnv, endpointHeartbeatMs, interfaceAddresses, relayUrlFor } from './agent-host.js';
+import { LinkWatcher } from './link-watch.js';
 import { ownerRoutes } from './agent-owner-routes.js';
 import type { AgentOptions, AgentStatus } from './agent-types.js';
 export type { AgentOptions, AgentPeerStatus, AgentRoutingStatus, AgentStatus, RoutingOptions } from './agent-types.js';
@@ -53,8 +54,6 @@ import type { Logger } from './log.js';
  */
 const DEFAULT_DWN_LISTEN = '0.0.0.0';
 
-/** How often the interface addresses are compared with the last seen (written at once). */
-const LINK_POLL_MS = 1000;
 /** How long `start` waits for the first endpoint record to be written before going on. */
 const FIRST_PUBLISH_WAIT_MS = 3000;
 /** How often a daemon using the DWN another daemon of its home runs checks that it is up. */
@@ -79,7 +78,7 @@ export class MeshAgent implements AgentLike {
   private policyVersion: number | null = null;
   private stopped = false;
   private dwnRestarts = 0;
-  private linkTimer: NodeJS.Timeout | undefined;
+  private links: LinkWatcher | undefined;
   private publishSeq = 0;
   private publishRetry: NodeJS.Timeout | undefined;
   private dns: MeshDns | undefined;
@@ -315,25 +314,25 @@ export class MeshAgent implements AgentLike {
    * our local endpoints: rediscover at once, which republishes the endpoint record and tells
    * active peers by disco, instead of waiting for the next periodic discovery (20–26 s). When an
    * address went away, connections bound to it are dead but look open: the DWN's HTTP
-   * connections are dropped and its subscription reconnects first.
+   * connections are dropped and its subscription reconnects first. Netlink events (link-watch.ts)
+   * say when to look: an idle daemon does not wake to poll.
    */
   private watchLinks(): void {
     const tun = this.tunName;
-    let last = interfaceAddresses(tun);
-    this.linkTimer = setInterval(() => {
-      const now = interfaceAddresses(tun);
-      if (this.stopped || !this.dataplane || (now.size === last.size && [...now].every((a) => last.has(a)))) return;
-      const lost = [...last].filter((a) => !now.has(a));
-      last = now;
-      this.log.info('link.changed', { addresses: [...now], lost });
-      this.checkIsolation();
-      if (lost.length > 0) {
-        resetHttpConnections();
-        this.control?.reconnect();
-      }
-      this.dataplane.rediscover().catch((e: Error) => this.log.warn('link.rediscover-failed', { error: e.message }));
-    }, LINK_POLL_MS);
-    this.linkTimer.unref();
+    this.links = new LinkWatcher({
+      addresses: () => interfaceAddresses(tun),
+      log: this.log,
+      onChange: (now, lost) => {
+        if (this.stopped || !this.dataplane) return;
+        this.log.info('link.changed', { addresses: [...now], lost });
+        this.checkIsolation();
+        if (lost.length > 0) {
+          resetHttpConnections();
+          this.control?.reconnect();
+        }
+        this.dataplane.rediscover().catch((e: Error) => this.log.warn('link.rediscover-failed', { error: e.message }));
+      },
+    });
   }
 
   /**
@@ -569,7 +568,7 @@ export class MeshAgent implements AgentLike {
 
   async stop(): Promise<void> {
     this.stopped = true;
-    clearInterval(this.linkTimer);
+    this.links?.stop();
     await this.ui?.then((u) => u.close()).catch(() => undefined);
     clearTimeout(this.publishRetry);
     this.unsubscribe?.();

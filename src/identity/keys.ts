@@ -3,8 +3,8 @@
  * encryption is derived from it, so there is exactly one secret to keep.
  */
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
-import { ed25519 } from '@noble/curves/ed25519.js';
 import { DidError } from '../errors.js';
+import { ed25519PublicToX25519 } from './montgomery.js';
 
 export interface DeviceKeys {
   /** 32-byte Ed25519 seed (the private key). */
@@ -51,7 +51,7 @@ export function x25519PrivateFromSeed(seed: Uint8Array): Uint8Array {
 export function x25519PublicFromEd25519(edPublic: Uint8Array): Uint8Array {
   if (edPublic.length !== 32) throw new DidError('E_DID_INVALID', 'Ed25519 public key must be 32 bytes');
   try {
-    return ed25519.utils.toMontgomery(edPublic);
+    return ed25519PublicToX25519(edPublic);
   } catch (cause) {
     throw new DidError('E_DID_INVALID', 'Ed25519 public key is not a valid curve point', { cause });
   }

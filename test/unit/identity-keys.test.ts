@@ -78,3 +78,33 @@ test('WireGuard key base64 round trip rejects non-canonical input', () => {
   assert.throws(() => wgKeyFromBase64('abc'));
   assert.throws(() => wgKeyFromBase64(Buffer.alloc(33).toString('base64')));
 });
+
+test('property: the BigInt Ed25519 → X25519 map agrees with @noble/curves on keys and on random bytes (both refuse the same non-points)', async () => {
+  const { ed25519 } = await import('@noble/curves/ed25519.js');
+  const { ed25519PublicToX25519 } = await import('../../src/identity/montgomery.js');
+  const ref = (b: Uint8Array): string => {
+    try {
+      return Buffer.from(ed25519.utils.toMontgomery(b)).toString('hex');
+    } catch {
+      return 'refused';
+    }
+  };
+  const ours = (b: Uint8Array): string => {
+    try {
+      return Buffer.from(ed25519PublicToX25519(b)).toString('hex');
+    } catch {
+      return 'refused';
+    }
+  };
+  fc.assert(fc.property(fc.uint8Array({ minLength: 32, maxLength: 32 }), (seed) => ours(ed25519.getPublicKey(seed)) === ref(ed25519.getPublicKey(seed))), { numRuns: 200 });
+  fc.assert(fc.property(fc.uint8Array({ minLength: 32, maxLength: 32 }), (b) => ours(b) === ref(b)), { numRuns: 500 });
+  // the edge cases: identity (y = 1), y = p and above, x = 0 with the sign bit
+  const le = (n: bigint, sign = false): Uint8Array => {
+    const out = new Uint8Array(32);
+    for (let i = 0; i < 32; i++) out[i] = Number((n >> BigInt(8 * i)) & 0xffn);
+    if (sign) out[31]! |= 0x80;
+    return out;
+  };
+  const p = 2n ** 255n - 19n;
+  for (const b of [le(1n), le(1n, true), le(p - 1n), le(p), le(p + 1n), le(0n), le(0n, true)]) assert.equal(ours(b), ref(b), Buffer.from(b).toString('hex'));
+});

@@ -5,8 +5,7 @@
  * Poly1305 tag followed by the ciphertext (libsodium's "easy" layout, which is what Tailscale puts
  * on the wire after its 24-byte nonce).
  */
-import { randomBytes } from 'node:crypto';
-import { x25519 } from '@noble/curves/ed25519.js';
+import { createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
 import { hsalsa, xsalsa20poly1305 } from '@noble/ciphers/salsa.js';
 
 export const BOX_KEY_LEN = 32;
@@ -21,13 +20,28 @@ export interface BoxKeyPair {
   readonly publicKey: Uint8Array;
 }
 
+// X25519 through node:crypto (OpenSSL): raw keys go in and out as PKCS#8 / SPKI DER with these prefixes.
+const X25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b656e04220420', 'hex');
+const X25519_SPKI_PREFIX = Buffer.from('302a300506032b656e032100', 'hex');
+
+function privateKeyObject(raw: Uint8Array): KeyObject {
+  return createPrivateKey({ key: Buffer.concat([X25519_PKCS8_PREFIX, raw]), format: 'der', type: 'pkcs8' });
+}
+
+function rawPublic(key: KeyObject): Uint8Array {
+  const der = key.export({ format: 'der', type: 'spki' });
+  return new Uint8Array(der.subarray(der.length - BOX_KEY_LEN));
+}
+
 export function generateBoxKeyPair(): BoxKeyPair {
-  const { secretKey, publicKey } = x25519.keygen();
-  return { privateKey: secretKey, publicKey };
+  const { privateKey, publicKey } = generateKeyPairSync('x25519');
+  const der = privateKey.export({ format: 'der', type: 'pkcs8' });
+  return { privateKey: new Uint8Array(der.subarray(der.length - BOX_KEY_LEN)), publicKey: rawPublic(publicKey) };
 }
 
 export function boxPublicKey(privateKey: Uint8Array): Uint8Array {
-  return x25519.getPublicKey(privateKey);
+  if (privateKey.length !== BOX_KEY_LEN) throw new RangeError('X25519 private key must be 32 bytes');
+  return rawPublic(createPublicKey(privateKeyObject(privateKey)));
 }
 
 /** A word-aligned copy of b viewed as native-order 32-bit words (what noble's hsalsa takes). */
@@ -53,7 +67,8 @@ export function boxBeforeNm(myPrivate: Uint8Array, theirPublic: Uint8Array): Uin
   if (myPrivate.length !== BOX_KEY_LEN || theirPublic.length !== BOX_KEY_LEN) return null;
   let shared: Uint8Array;
   try {
-    shared = x25519.getSharedSecret(myPrivate, theirPublic);
+    // OpenSSL refuses a low-order peer key (an all-zero result)
+    shared = new Uint8Array(diffieHellman({ privateKey: privateKeyObject(myPrivate), publicKey: createPublicKey({ key: Buffer.concat([X25519_SPKI_PREFIX, theirPublic]), format: 'der', type: 'spki' }) }));
   } catch {
     return null;
   }

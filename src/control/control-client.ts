@@ -405,6 +405,12 @@ export class ControlClient {
       this.counters.refreshes++;
       this.lastRefreshAt = new Date(this.now()).toISOString();
       this.lastError = null;
+      if (s.role !== 'owner' && nodeRecords(s.set, s.joined.networkId, s.joined.anchor).find((n) => n.data.did === s.me)?.data.status === 'revoked') {
+        // the owner's revocation of this device (read from an event: no request of ours need
+        // be refused for it to be known)
+        this.markRevoked();
+        return this.current;
+      }
       this.revoked = false;
       this.rebuild();
       const net = currentNetwork(s.set, s.joined.networkId, s.joined.anchor);

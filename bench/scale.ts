@@ -38,6 +38,7 @@
  * Everything runs in one Lab: namespaces, daemons, proxy and DWN are removed on every exit path.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -63,6 +64,9 @@ function log(s: string): void {
 }
 
 const ms = (x: number): string => (Number.isFinite(x) ? `${(x / 1000).toFixed(2)} s` : 'n/a');
+
+/** The machine's load average (1, 5, 15 min), for every figure: this machine is shared. */
+const load = (): string => `load ${loadavg().map((x) => x.toFixed(1)).join(' ')}`;
 
 const spread = (xs: number[]): string => `median ${ms(median(xs))}, p95 ${ms(pct(xs, 95))}, max ${ms(xs.length ? Math.max(...xs) : NaN)}`;
 
@@ -222,10 +226,44 @@ async function untilEach<T>(c: Ctx, daemons: MeshNode[], did: string, deadlineMs
   return found;
 }
 
+/** Each daemon's pid, from the lock file in its home (nothing asked of the daemon). */
+function daemonPids(nodes: MeshNode[]): Map<MeshNode, number> {
+  const out = new Map<MeshNode, number>();
+  for (const n of nodes) {
+    const pid = Number.parseInt(logSince(join(n.home, 'meshd.lock'), 0).trim(), 10);
+    if (Number.isInteger(pid) && pid > 0) out.set(n, pid);
+  }
+  return out;
+}
+
+/** CPU the daemons and the DWN server spend from now until the returned function is called. */
+function cpuMeter(c: Ctx): () => { daemonsMs: number; perDaemonMs: number; dwnMs: number } {
+  const pids = daemonPids(c.nodes);
+  const ticks = (pid: number): number => {
+    try {
+      return cpuTicks(pid);
+    } catch {
+      return NaN; // gone
+    }
+  };
+  const before = new Map([...pids].map(([n, pid]) => [n, ticks(pid)]));
+  const dwn0 = ticks(c.proxy.dwnPid);
+  return () => {
+    const used = [...pids].map(([n, pid]) => ticks(pid) - before.get(n)!).filter(Number.isFinite);
+    const total = used.reduce((x, y) => x + y, 0);
+    return { daemonsMs: (total / CLK_TCK) * 1000, perDaemonMs: (median(used) / CLK_TCK) * 1000, dwnMs: ((ticks(c.proxy.dwnPid) - dwn0) / CLK_TCK) * 1000 };
+  };
+}
+
+const cpuLine = (u: { daemonsMs: number; perDaemonMs: number; dwnMs: number }): string =>
+  `CPU: all daemons ${(u.daemonsMs / 1000).toFixed(2)} s (median ${u.perDaemonMs.toFixed(0)} ms each), DWN server ${(u.dwnMs / 1000).toFixed(2)} s`;
+
 /** The bench polls each daemon's change log at most this often. */
 const POLL_MS = 1000;
 
 interface Spread {
+  /** CPU spent from the change until the last daemon had it (or the wait ended). */
+  cpu: string;
   /** ms from the change to each daemon's map having it. */
   map: number[];
   /** ms from the change to each daemon's data plane having it. */
@@ -239,6 +277,7 @@ async function endpointChange(c: Ctx, node: MeshNode): Promise<Spread> {
   const newAddr = c.internet.allocate('public');
   const ns = node.ns;
   await ns.sysctl('net.ipv4.conf.eth0.promote_secondaries', '1');
+  const meter = cpuMeter(c);
   const t0 = Date.now();
   await ns.ip('addr', 'add', `${newAddr}/24`, 'dev', 'eth0');
   await ns.ip('addr', 'del', `${node.host.addr}/24`, 'dev', 'eth0');
@@ -249,6 +288,7 @@ async function endpointChange(c: Ctx, node: MeshNode): Promise<Spread> {
     return t && t.appliedAt !== null ? t : undefined;
   });
   return {
+    cpu: cpuLine(meter()),
     map: [...seen.values()].map((t) => t.mapAt - t0),
     applied: [...seen.values()].map((t) => t.appliedAt! - t0),
     missing: others.filter((o) => !seen.has(o)).map((o) => o.name),
@@ -262,6 +302,7 @@ async function endpointChange(c: Ctx, node: MeshNode): Promise<Spread> {
  */
 async function removal(c: Ctx, node: MeshNode): Promise<Spread & { commandMs: number }> {
   const others = c.nodes.filter((n) => n !== node);
+  const meter = cpuMeter(c);
   const t0 = Date.now();
   let commandMs = NaN;
   let failed: unknown;
@@ -270,6 +311,7 @@ async function removal(c: Ctx, node: MeshNode): Promise<Spread & { commandMs: nu
     (e: unknown) => void (failed = e),
   ); // slow after a flood: measured, not cut off
   const gone = await untilEach(c, others, node.did, t0 + 180_000, (a) => (a.left && a.left.mapAt >= t0 && a.left.appliedAt !== null ? a.left : undefined));
+  const cpu = cpuLine(meter());
   await command;
   if (failed !== undefined) throw failed;
   c.nodes = c.nodes.filter((n) => n !== node);
@@ -277,6 +319,7 @@ async function removal(c: Ctx, node: MeshNode): Promise<Spread & { commandMs: nu
     map: [...gone.values()].map((t) => t.mapAt - t0),
     applied: [...gone.values()].map((t) => t.appliedAt! - t0),
     missing: others.filter((o) => !gone.has(o)).map((o) => o.name),
+    cpu,
     commandMs,
   };
 }
@@ -370,7 +413,7 @@ async function profileDaemon(c: Ctx, node: MeshNode, pid: number, seconds: numbe
 function printIdle(label: string, r: IdleReport): void {
   const p = r.perNodePerMin;
   out(`${label}idle CPU per daemon (${r.seconds.toFixed(0)} s): median ${r.daemonCpuPct.median.toFixed(2)} %, max ${r.daemonCpuPct.max.toFixed(2)} % of one core`);
-  out(`${label}idle CPU of the DWN server: ${r.dwnCpuPct.toFixed(2)} % of one core`);
+  out(`${label}idle CPU of the DWN server: ${r.dwnCpuPct.toFixed(2)} % of one core (${load()} at the window's end)`);
   out(`${label}DWN requests per node per idle minute: median ${p.median.toFixed(1)}, max ${p.max.toFixed(1)} (owner ${p.owner.toFixed(1)}; all nodes ${p.total.toFixed(1)}/min: ${JSON.stringify(p.byMethod)})`);
   const busiest = Object.entries(p.byNode)
     .sort((a, b) => Object.values(b[1]).reduce((x, y) => x + y, 0) - Object.values(a[1]).reduce((x, y) => x + y, 0))
@@ -385,7 +428,8 @@ function printIdle(label: string, r: IdleReport): void {
 async function steadyState(c: Ctx, label: string, idleSeconds: number, mover: MeshNode): Promise<void> {
   log(`${label}endpoint change of ${mover.name}`);
   const ec = await endpointChange(c, mover);
-  out(`${label}endpoint change → every map (${ec.map.length}/${ec.map.length + ec.missing.length} daemons): ${spread(ec.map)}; → every data plane: ${spread(ec.applied)}${ec.missing.length ? `; never seen by ${ec.missing.join(',')}` : ''}`);
+  out(`${label}endpoint change → every map (${ec.map.length}/${ec.map.length + ec.missing.length} daemons): ${spread(ec.map)}; → every data plane: ${spread(ec.applied)}${ec.missing.length ? `; never seen by ${ec.missing.join(',')}` : ''} (${load()})`);
+  out(`${label}  ${ec.cpu} until then`);
   if (c.settleSeconds > 0) {
     // the mesh was just pinged: data-plane sessions stay active (heartbeats) this long after the
     // last packet, then go quiet; the idle window measures the quiet state
@@ -538,7 +582,7 @@ async function main(): Promise<void> {
 
     const mesh = await fullMesh(c, tLast, sample);
     out(
-      `full mesh (${mesh.full ? `every ordered pair, ${mesh.pairs}` : `${mesh.pairs} pairs: every node → owner + ${mesh.pairs - (n - 1)} random pairs`}) after the last \`up\` started: ${ms(mesh.ms)}${mesh.failed.length ? `; NO ANSWER: ${mesh.failed.slice(0, 20).join(' ')}` : ''}`,
+      `full mesh (${mesh.full ? `every ordered pair, ${mesh.pairs}` : `${mesh.pairs} pairs: every node → owner + ${mesh.pairs - (n - 1)} random pairs`}) after the last \`up\` started: ${ms(mesh.ms)}${mesh.failed.length ? `; NO ANSWER: ${mesh.failed.slice(0, 20).join(' ')}` : ''} (${load()})`,
     );
 
     const members = c.nodes.filter((x) => x !== c.owner);
@@ -564,8 +608,9 @@ async function main(): Promise<void> {
     try {
       const rm = await removal(c, victim);
       out(
-        `removal → every data plane (${rm.applied.length}/${rm.applied.length + rm.missing.length} daemons): ${spread(rm.applied)}; → every map: ${spread(rm.map)}${rm.missing.length ? `; still present at ${rm.missing.join(',')}` : ''}; \`peer remove\` (revocation, key rotation, re-encryption) took ${ms(rm.commandMs)}`,
+        `removal → every data plane (${rm.applied.length}/${rm.applied.length + rm.missing.length} daemons): ${spread(rm.applied)}; → every map: ${spread(rm.map)}${rm.missing.length ? `; still present at ${rm.missing.join(',')}` : ''}; \`peer remove\` (revocation, key rotation, re-encryption) took ${ms(rm.commandMs)} (${load()})`,
       );
+      out(`  ${rm.cpu} until every data plane had dropped it`);
     } finally {
       const d = diffCounters(cRm, await c.proxy.counters());
       const perNode = c.nodes.filter((x) => x !== c.owner && x !== victim).map((x) => requestsOf(d, x.did).total);
@@ -579,6 +624,8 @@ async function main(): Promise<void> {
     }
     out(`total bench time ${ms(Date.now() - started)}`);
   } catch (e) {
+    // said now: a failing clean-up below would replace this error
+    log(`failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
     const tail = proxy?.proc.stderr().trim().split('\n').slice(-10).join('\n');
     if (tail) log(`proxy stderr (last lines):\n${tail}`);
     throw e;

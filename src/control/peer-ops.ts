@@ -51,6 +51,8 @@ function hasDelivery(s: NetworkSession, did: string, epoch: number): boolean {
 
 /** Parallel DWN writes per batch: enough to hide round trips, few enough to be polite. */
 const WRITE_WIDTH = 8;
+/** A pruning delete may take this long (the DWN deletes the record's whole subtree). */
+const PRUNE_TIMEOUT_MS = 300_000;
 
 export interface AddPeerResult {
   did: string;
@@ -294,8 +296,11 @@ export async function revoke(s: NetworkSession, nodeDids: string[], memberDids: 
   const current = s.recipients(net.data.epoch);
   await inParallel(revokedNodes, WRITE_WIDTH, (n) => s.update(n, { ...n.data, status: 'revoked' }, current));
   await inParallel(revokedMembers, WRITE_WIDTH, (m) => s.update(m, { ...m.data, status: 'revoked' }, current));
-  await inParallel([...new Set(stay)], WRITE_WIDTH, (d) => deliverKey(s, d, epoch));
+  s.ctx.progress?.('revoked: every device drops them now; delivering the new key');
+  const keyed = [...new Set(stay)];
+  await inParallel(keyed, WRITE_WIDTH, (d) => deliverKey(s, d, epoch));
   await s.update(net, { ...net.data, epoch }, recipients);
+  s.ctx.progress?.(`new key delivered to ${keyed.length} identit${keyed.length === 1 ? 'y' : 'ies'}; re-encrypting the network's records`);
   const own = activeNodes(s.set, id, anchor, net.data.meshCIDR, now).active.find((a) => a.record.data.did === anchor);
   const policy = currentPolicy(s.set, id, anchor);
   const rewrites: Array<() => Promise<void>> = [
@@ -307,13 +312,16 @@ export async function revoke(s: NetworkSession, nodeDids: string[], memberDids: 
     ...(own?.endpoint ? [() => s.update(own.endpoint!, own.endpoint!.data, recipients)] : []),
   ];
   await inParallel(rewrites, WRITE_WIDTH, (f) => f());
+  s.ctx.progress?.(`${rewrites.length} records re-encrypted under epoch ${epoch}; deleting the removed identities' records`);
   const deletions = [
     ...revokedNodes.map((n) => n.recordId),
     ...revokedMembers.map((m) => m.recordId),
     ...s.set.keyDelivery.filter((d) => d.recipient !== undefined && removed.has(d.recipient)).map((d) => d.recordId),
   ];
   await inParallel(deletions, WRITE_WIDTH, async (recordId) => {
-    await s.client.delete(recordId, { prune: true });
+    // a node record goes with everything under it, however much its device wrote (a flood of
+    // junk records too): the DWN may take a while over it
+    await s.client.delete(recordId, { prune: true, timeoutMs: PRUNE_TIMEOUT_MS });
     s.forget(recordId);
   });
   return { removed: [...removed].sort(), epoch };

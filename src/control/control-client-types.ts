@@ -15,8 +15,6 @@ export interface ControlClientOptions {
   debounceMs?: number;
   /** Longest wait after the first event of a burst. Default 1000 ms. */
   maxDelayMs?: number;
-  /** How often online flags are re-evaluated without any event. Default 15 s. */
-  recheckMs?: number;
   /** How often a published endpoint is re-written (heartbeat). Default 4 min, well inside the online window. */
   heartbeatMs?: number;
   /** Reconnects, and retries of a refresh that failed (a DWN read timed out…). */

@@ -20,10 +20,9 @@ import { myNodeRecord, publishEndpoint, publishNodeInfo, reencryptOwnRecords, to
 import { markRemoved, readCachedMap, readJoinedNetwork, removedError, requireJoinedNetwork } from './local-state.js';
 import { MapCacheWriter } from './map-cache-writer.js';
 import { currentNetwork, nodeRecords } from './model.js';
-import { revoke } from './peer-ops.js';
 import type { ControlClientOptions, ControlEvent, ControlStats } from './control-client-types.js';
-import { admitJoinRequests } from './invite-ops.js';
-import { buildNetworkMap, mapHash, wireguardKeyOf, type NetworkMap } from './netmap.js';
+import { expiryDue, nextTimeChange, withOnline } from './map-time.js';
+import { buildNetworkMap, mapHash, touchPeers, wireguardKeyOf, type NetworkMap } from './netmap.js';
 import { PROTOCOL_URI, kindOfPath } from './protocol.js';
 import { queryFor, readableKinds, slotOf } from './reader.js';
 import type { EndpointRecord, NodeInfoRecord } from './records.js';
@@ -38,7 +37,7 @@ const EXPIRY_SLACK_MS = 1000;
 
 export class ControlClient {
   readonly session: NetworkSession;
-  private readonly opts: Required<Pick<ControlClientOptions, 'debounceMs' | 'maxDelayMs' | 'recheckMs' | 'heartbeatMs'>> & ControlClientOptions;
+  private readonly opts: Required<Pick<ControlClientOptions, 'debounceMs' | 'maxDelayMs' | 'heartbeatMs'>> & ControlClientOptions;
   private readonly listeners = new Set<(e: ControlEvent) => void>();
   private subscriber: DwnSubscriber | undefined;
   private current: NetworkMap | undefined;
@@ -56,7 +55,8 @@ export class ControlClient {
   private ownRecordsEpoch: number | undefined;
   /** Refreshes failed in a row (the retry backoff's attempt). */
   private refreshFailures = 0;
-  private recheckTimer: NodeJS.Timeout | undefined;
+  /** Fires at the next moment the map changes with time alone (a peer's online flag, an expiry). */
+  private timeTimer: NodeJS.Timeout | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private running: Promise<void> = Promise.resolve();
   private lastEndpoint: Omit<EndpointRecord, 'updatedAt'> | undefined;
@@ -92,7 +92,7 @@ export class ControlClient {
   private constructor(session: NetworkSession, opts: ControlClientOptions) {
     this.session = session;
     this.ownRecordsEpoch = session.epochs.epoch;
-    this.opts = { debounceMs: 250, maxDelayMs: 1000, recheckMs: 15_000, heartbeatMs: 4 * 60_000, ...opts };
+    this.opts = { debounceMs: 250, maxDelayMs: 1000, heartbeatMs: 4 * 60_000, ...opts };
     session.now = () => this.now();
     this.cacheWriter = new MapCacheWriter(networkDir(session.ctx), (e) => this.emit({ type: 'error', error: e, during: 'writing the map cache' }));
   }
@@ -169,8 +169,6 @@ export class ControlClient {
       ...(this.opts.backoff ? { backoff: this.opts.backoff } : {}),
     });
     this.subscriber.start();
-    this.recheckTimer = setInterval(() => this.rebuild(), this.opts.recheckMs);
-    this.recheckTimer.unref();
     return this.current;
   }
 
@@ -183,7 +181,7 @@ export class ControlClient {
     this.stopped = true;
     clearTimeout(this.flushTimer);
     clearTimeout(this.retryTimer);
-    clearInterval(this.recheckTimer);
+    clearTimeout(this.timeTimer);
     clearInterval(this.heartbeatTimer);
     clearTimeout(this.expiryTimer);
     clearTimeout(this.deferTimer);
@@ -372,23 +370,28 @@ export class ControlClient {
     const all = readableKinds(s.role);
     try {
       let full = messages === undefined;
+      /** The map is current with the records already (no rebuild at the end). */
+      let current = false;
       if (!full) {
         const readsBefore = s.reads;
         const keysBefore = s.keysLearned;
         const changed = await s.ingest(messages!);
         this.notePenalties(messages!);
-        // a removal (tombstone) reaches the data plane now, not after the re-reads a rotation needs
-        if (changed.size > 0 && this.loadedOnce) this.rebuild();
+        // a removal (tombstone) reaches the data plane now, not after the re-reads a rotation needs;
+        // endpoint heartbeats (newer times, same bytes) only touch their peers
+        if (this.loadedOnce) current = changed.size === 0 || this.touch(changed, messages!) || (this.rebuild(), true);
         if (s.role !== 'owner') {
           // The network key rotated: what the owner and the devices re-encrypt under the new key
           // arrives as events, read one by one like any change; only what did not open under the
           // keys held is read again once the key comes. A record under a key not held asks for
           // this device's key deliveries (one query) when no new key came with it.
           if (s.waitedInLastIngest > 0 && s.keysLearned === keysBefore) {
+            current = false;
             this.counters.keyLoads++;
             await s.load(['keyDelivery']);
           }
           if (s.keyRetryDue) {
+            current = false;
             const again = await s.retryWaitingForKey();
             for (const k of again.changed) changed.add(k);
             this.notePenalties(again.retried); // a record that waited for its key was no junk
@@ -400,6 +403,7 @@ export class ControlClient {
         full = !net || (s.role !== 'owner' && !s.acc.keyring.hasEpoch(net.data.epoch));
       }
       if (full) {
+        current = false;
         this.counters.fullLoads++;
         await s.load(all);
         const net = currentNetwork(s.set, s.joined.networkId, s.joined.anchor);
@@ -415,8 +419,10 @@ export class ControlClient {
         this.markRevoked();
         return this.current;
       }
-      this.revoked = false;
-      this.rebuild();
+      if (this.revoked || !current) {
+        this.revoked = false;
+        this.rebuild();
+      }
       const net = currentNetwork(s.set, s.joined.networkId, s.joined.anchor);
       if (s.role !== 'owner' && net && net.data.epoch !== this.ownRecordsEpoch) {
         // after a key rotation, this device re-writes its own records under the new key — once it
@@ -471,6 +477,8 @@ export class ControlClient {
   /** The owner's daemon admits devices that ask to join with a valid invite. */
   private async admitJoins(): Promise<void> {
     try {
+      // owner-only code, loaded by the owner's daemon alone
+      const { admitJoinRequests } = await import('./invite-ops.js');
       const results = await admitJoinRequests(this.session, this.now(), this.notedJoins);
       if (results.length > 0) {
         this.emit({ type: 'admission', results });
@@ -491,6 +499,7 @@ export class ControlClient {
     try {
       if (due.length > 0) {
         await s.load(readableKinds(s.role));
+        const { revoke } = await import('./peer-ops.js');
         await revoke(s, due, []);
         this.expiredCount += due.length;
         this.emit({ type: 'expired', dids: due });
@@ -502,7 +511,51 @@ export class ControlClient {
     this.scheduleExpiry();
   }
 
-  /** Rebuild from the records already read (online flags move with time). */
+  /**
+   * The records ingested changed only their nodes' endpoint times (heartbeats): put those peers
+   * in place in the current map — no rebuild, no new hash. False when that does not hold.
+   */
+  private touch(changed: ReadonlySet<string>, messages: RecordsWriteMessage[]): boolean {
+    if (this.revoked || !this.current || changed.size !== 1 || !changed.has('endpoint')) return false;
+    const nodes = new Set<string>();
+    for (const m of messages) {
+      if (kindOfPath(m.descriptor?.protocolPath ?? '') !== 'endpoint' || typeof m.contextId !== 'string') return false;
+      const cut = m.contextId.lastIndexOf('/');
+      if (cut <= 0) return false;
+      nodes.add(m.contextId.slice(0, cut));
+    }
+    const s = this.session;
+    const m = touchPeers(this.current, s.set, nodes, this.now(), this.keyOf);
+    if (!m) return false;
+    this.setMap(m, 'dwn', true);
+    return true;
+  }
+
+  /**
+   * Wake at the next moment the map changes with time alone: a peer's online flag flips (its
+   * flag is set anew, the hash stays) or a node expires (a rebuild). Nothing periodic: an idle
+   * map with N peers costs nothing until then.
+   */
+  private scheduleTimeChange(): void {
+    clearTimeout(this.timeTimer);
+    this.timeTimer = undefined;
+    const m = this.current;
+    if (this.stopped || this.revoked || !m || this.source !== 'dwn') return;
+    const next = nextTimeChange(m, this.now());
+    if (next === Infinity) return;
+    this.timeTimer = setTimeout(() => {
+      this.timeTimer = undefined;
+      const cur = this.current;
+      if (!cur || this.stopped || this.revoked) return;
+      const now = this.now();
+      if (expiryDue(cur, now)) this.rebuild();
+      else this.setMap(withOnline(cur, now), 'dwn', true);
+      if (this.timeTimer === undefined) this.scheduleTimeChange();
+    }, Math.min(2 ** 31 - 1, Math.max(0, next - this.now())));
+    this.timeTimer.unref();
+  }
+
+  /** Rebuild from the records already read. */
   private rebuild(): void {
     if (!this.loadedOnce || this.revoked) return;
     const s = this.session;
@@ -515,6 +568,7 @@ export class ControlClient {
     const firstFromDwn = source === 'dwn' && this.source !== 'dwn';
     this.current = m;
     this.source = source;
+    this.scheduleTimeChange();
     if (!changed && !firstFromDwn) return;
     this.emit({ type: 'map', map: m, source });
     if (save && this.opts.cache !== false) this.cacheWriter.save(m);

@@ -88,6 +88,9 @@ export function activeNodes(set: RecordSet, networkId: string, anchor: string, m
     .sort((a, b) => a.data.addedAt.localeCompare(b.data.addedAt) || a.data.did.localeCompare(b.data.did));
   const used = new Set<string>();
   const active: ActiveNode[] = [];
+  // each node's own records, found in one pass (not one scan of every record per node)
+  const infos = newestByParent(set.nodeInfo);
+  const endpoints = newestByParent(set.endpoint);
   for (const record of candidates) {
     const ip = parseIp(record.data.meshIP);
     if (cidr && (!ip || !containsAddress(cidr, ip))) {
@@ -100,12 +103,36 @@ export function activeNodes(set: RecordSet, networkId: string, anchor: string, m
     }
     used.add(record.data.meshIP);
     used.add(record.data.meshIP6);
-    const mine = <K extends 'nodeInfo' | 'endpoint'>(xs: Decoded<K>[]) =>
-      newest(xs.filter((x) => x.parentContextId === record.contextId && x.author === record.data.did));
-    active.push({ record, info: mine(set.nodeInfo), endpoint: mine(set.endpoint) });
+    const key = ownKey(record.contextId, record.data.did);
+    active.push({ record, info: infos.get(key), endpoint: endpoints.get(key) });
   }
   active.sort((a, b) => a.record.data.did.localeCompare(b.record.data.did));
   return { active, conflicts };
+}
+
+/**
+ * One node with its newest nodeInfo and endpoint, as activeNodes pairs them (a scan of those two
+ * kinds, for a caller that needs one node and not the whole view).
+ */
+export function activeNodeOf(set: RecordSet, record: Decoded<'node'>): ActiveNode {
+  const mine = <K extends 'nodeInfo' | 'endpoint'>(xs: Decoded<K>[]) => newest(xs.filter((x) => x.parentContextId === record.contextId && x.author === record.data.did));
+  return { record, info: mine(set.nodeInfo), endpoint: mine(set.endpoint) };
+}
+
+/** Records a device writes under its own node record count only from that device. */
+function ownKey(parentContextId: string, author: string): string {
+  return `${parentContextId}\n${author}`;
+}
+
+/** The newest record per (parent context, author). */
+function newestByParent<K extends 'nodeInfo' | 'endpoint'>(xs: Decoded<K>[]): Map<string, Decoded<K>> {
+  const out = new Map<string, Decoded<K>>();
+  for (const x of xs) {
+    const key = ownKey(x.parentContextId, x.author);
+    const prev = out.get(key);
+    if (!prev || x.timestamp > prev.timestamp) out.set(key, x);
+  }
+  return out;
 }
 
 /** The policy in force: the owner's aclPolicy with the highest version (newest on a tie). */

@@ -9,7 +9,7 @@ import { parseDidJwk } from '../identity/did-jwk.js';
 import { wgKeyToBase64, x25519PublicFromEd25519 } from '../identity/keys.js';
 import { DEFAULT_MESH_CIDR6 } from '../identity/mesh-address.js';
 import { compileAcl, type AclNode, type CompiledFilter } from './acl.js';
-import { activeNodes, currentNetwork, currentPolicy, currentRelays, type ActiveNode, type RecordSet } from './model.js';
+import { activeNodeOf, activeNodes, currentNetwork, currentPolicy, currentRelays, nodeRecords, type ActiveNode, type RecordSet } from './model.js';
 import type { Capability, EndpointSource, NatType } from './records.js';
 import { routesInUse } from './routes.js';
 
@@ -117,6 +117,11 @@ export function wireguardKeyOf(did: string): string {
   return wgKeyToBase64(x25519PublicFromEd25519(parseDidJwk(did)));
 }
 
+/** Online by its records: the endpoint record's time (ms; NaN: none) lies within the window of now. */
+export function isOnline(updated: number, now: number): boolean {
+  return Number.isFinite(updated) && now - updated <= ONLINE_WINDOW_MS && updated - now <= ONLINE_WINDOW_MS;
+}
+
 function toPeer(n: ActiveNode, now: number, keyOf: (did: string) => string, meshPrefixes: readonly string[]): MapPeer {
   const d = n.record.data;
   const caps = n.info?.data.capabilities ?? [];
@@ -144,7 +149,7 @@ function toPeer(n: ActiveNode, now: number, keyOf: (did: string) => string, mesh
     discoKey: ep?.discoKey ?? null,
     preferredRelay: ep?.preferredRelay ?? null,
     endpointUpdatedAt: Number.isFinite(updated) ? new Date(updated).toISOString() : null,
-    online: Number.isFinite(updated) && now - updated <= ONLINE_WINDOW_MS && updated - now <= ONLINE_WINDOW_MS,
+    online: isOnline(updated, now),
     expiresAt: d.expiresAt ?? null,
   };
 }
@@ -176,10 +181,16 @@ export function canonicalJson(v: unknown): string {
  * — each peer's `online` and `endpointUpdatedAt`, which every heartbeat refreshes — so that a
  * heartbeat makes no new map for the data plane to apply or the cache to store.
  */
+/** A peer without the fields that move with time alone (what the hash covers of it). */
+function steadyPeer(p: MapPeer | null): Omit<MapPeer, 'online' | 'endpointUpdatedAt'> | null {
+  if (p === null) return null;
+  const { online: _o, endpointUpdatedAt: _u, ...rest } = p;
+  return rest;
+}
+
 export function mapHash(m: Omit<NetworkMap, 'hash' | 'generatedAt'> & { hash?: string; generatedAt?: string }): string {
   const { hash: _h, generatedAt: _g, ...rest } = m;
-  const steady = (p: MapPeer | null) => (p === null ? null : { ...p, online: undefined, endpointUpdatedAt: undefined });
-  const body = { ...rest, self: steady(rest.self ?? null), peers: (rest.peers ?? []).map(steady) };
+  const body = { ...rest, self: steadyPeer(rest.self ?? null), peers: (rest.peers ?? []).map(steadyPeer) };
   return createHash('sha256').update(canonicalJson(body)).digest('hex');
 }
 
@@ -226,6 +237,47 @@ export function buildNetworkMap(input: BuildMapInput): NetworkMap | undefined {
     filter: compileAcl(policy?.data, aclNodes),
   };
   return { ...body, hash: mapHash(body), generatedAt: new Date(now).toISOString() };
+}
+
+/**
+ * The map again after records of the nodes with these context ids changed only in what moves
+ * with time (an endpoint heartbeat: same bytes, newer record time): those peers are made anew
+ * from the records and put in place, with no rebuild and no new hash. Undefined when a node is
+ * not in the map or anything its hash covers changed: then the whole map must be rebuilt.
+ */
+export function touchPeers(map: NetworkMap, set: RecordSet, nodeContextIds: ReadonlySet<string>, now: number, keyOf: (did: string) => string = wireguardKeyOf): NetworkMap | undefined {
+  const records = nodeRecords(set, map.networkId, map.anchor).filter((r) => nodeContextIds.has(r.contextId));
+  if (records.length !== nodeContextIds.size) return undefined;
+  const meshPrefixes = [map.network.meshCIDR, map.network.meshCIDR6];
+  let self = map.self;
+  let peers: MapPeer[] | undefined;
+  for (const record of records) {
+    const did = record.data.did;
+    const i = self?.did === did ? -1 : indexByDid(map.peers, did);
+    const old = i === -1 ? self : i === undefined ? undefined : map.peers[i];
+    if (old === null || old === undefined || i === undefined) return undefined;
+    const peer = toPeer(activeNodeOf(set, record), now, keyOf, meshPrefixes);
+    if (canonicalJson(steadyPeer(peer)) !== canonicalJson(steadyPeer(old))) return undefined;
+    if (i === -1) self = peer;
+    else (peers ??= [...map.peers])[i] = peer;
+  }
+  return { ...map, self, peers: peers ?? map.peers, generatedAt: new Date(now).toISOString() };
+}
+
+/** Index of the peer with this DID in peers sorted by DID (localeCompare, as built), or undefined. */
+function indexByDid(peers: readonly MapPeer[], did: string): number | undefined {
+  let lo = 0;
+  let hi = peers.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    const c = peers[mid]!.did.localeCompare(did);
+    if (c === 0) return mid;
+    if (c < 0) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  // a map read from an older cache may be ordered otherwise
+  const k = peers.findIndex((p) => p.did === did);
+  return k === -1 ? undefined : k;
 }
 
 /** Light structural check of a map read back from disk (our own cache file). */

@@ -20,11 +20,12 @@ import type { EndpointRecord, PublicEndpoint } from '../control/records.js';
 import { DataPlane } from '../engine/dataplane.js';
 import { compileFilter, PacketFilter } from '../engine/filter/index.js';
 import type { LocalEndpoints } from '../engine/magicsock/magicsock.js';
-import { startRelayServer, type RelayServer } from '../engine/relay/server.js';
+import type { RelayServer } from '../engine/relay/server.js';
 import { removeStaleTun } from '../engine/tun/ip-command.js';
 import { wgKeyToBase64 } from '../identity/keys.js';
 import { checkAdvertisedRoutes, exitNodeCarriesIPv6, HostRouting, hostPrefixes, pickExitNode, routingStatusOf } from './agent-routing.js';
 import { dnsPortFromEnv, endpointHeartbeatMs, interfaceAddresses, relayUrlFor } from './agent-host.js';
+import { LinkWatcher } from './link-watch.js';
 import { ownerRoutes } from './agent-owner-routes.js';
 import type { AgentOptions, AgentStatus } from './agent-types.js';
 export type { AgentOptions, AgentPeerStatus, AgentRoutingStatus, AgentStatus, RoutingOptions } from './agent-types.js';
@@ -36,7 +37,7 @@ import { resetHttpConnections } from './http-connections.js';
 import { configFromMap } from './map-to-config.js';
 import { nameTableFromMap } from './map-to-dns.js';
 import { MeshDns, readAcceptDns, writeAcceptDns } from '../dns/mesh-dns.js';
-import { DaemonMetrics } from './metrics.js';
+import type { DaemonMetrics } from './metrics.js';
 import { pingRoute } from './ping.js';
 import { PeerChangeLog, peerChangesRoute } from './peer-changes.js';
 import { DepartedPeers, departedNode } from './peer-query.js';
@@ -54,8 +55,6 @@ import type { Logger } from './log.js';
  */
 const DEFAULT_DWN_LISTEN = '0.0.0.0';
 
-/** How often the interface addresses are compared with the last seen (written at once). */
-const LINK_POLL_MS = 1000;
 /** How long `start` waits for the first endpoint record to be written before going on. */
 const FIRST_PUBLISH_WAIT_MS = 3000;
 /** How often a daemon using the DWN another daemon of its home runs checks that it is up. */
@@ -80,7 +79,7 @@ export class MeshAgent implements AgentLike {
   private policyVersion: number | null = null;
   private stopped = false;
   private dwnRestarts = 0;
-  private linkTimer: NodeJS.Timeout | undefined;
+  private links: LinkWatcher | undefined;
   private publishSeq = 0;
   private publishRetry: NodeJS.Timeout | undefined;
   private dns: MeshDns | undefined;
@@ -92,7 +91,8 @@ export class MeshAgent implements AgentLike {
   private readonly runDir: string;
   /** False when another meshd tunnel on the host holds the mesh IPv6 prefix (it is shared). */
   private ipv6 = true;
-  private readonly metrics = new DaemonMetrics(() => this.status());
+  /** Prometheus metrics (prom-client), loaded by the first scrape: most daemons are never scraped. */
+  private metrics: Promise<DaemonMetrics> | undefined;
   private readonly departed = new DepartedPeers();
   /** When each peer's endpoints appeared and when peers left, by this daemon's clock. */
   private readonly peerChanges = new PeerChangeLog();
@@ -163,7 +163,8 @@ export class MeshAgent implements AgentLike {
       const r = this.opts.relay;
       this.relayUrl = await relayUrlFor(r, joined.endpoint);
       // HTTPS with a self-signed certificate kept in HOME/relay; its pin goes into the relay record.
-      const { loadOrCreateRelayCertificate } = await import('../engine/relay/tls-cert.js');
+      // the relay server's code is loaded only by the daemons that run one
+      const [{ loadOrCreateRelayCertificate }, { startRelayServer }] = await Promise.all([import('../engine/relay/tls-cert.js'), import('../engine/relay/server.js')]);
       const cert = r.insecureHttp ? null : loadOrCreateRelayCertificate(join(this.opts.ctx.home, 'relay'), { commonName: 'meshd-relay', altNames: [hostname().slice(0, 253)] });
       this.relayFingerprint = cert?.fingerprint ?? null;
       this.relayServer = await startRelayServer({ host: r.host, httpPort: r.port, stunPort: r.stunPort, log: this.log.child('relay-server'), ...(cert ? { tls: { cert: cert.certPem, key: cert.keyPem } } : {}) });
@@ -316,25 +317,25 @@ export class MeshAgent implements AgentLike {
    * our local endpoints: rediscover at once, which republishes the endpoint record and tells
    * active peers by disco, instead of waiting for the next periodic discovery (20–26 s). When an
    * address went away, connections bound to it are dead but look open: the DWN's HTTP
-   * connections are dropped and its subscription reconnects first.
+   * connections are dropped and its subscription reconnects first. Netlink events (link-watch.ts)
+   * say when to look: an idle daemon does not wake to poll.
    */
   private watchLinks(): void {
     const tun = this.tunName;
-    let last = interfaceAddresses(tun);
-    this.linkTimer = setInterval(() => {
-      const now = interfaceAddresses(tun);
-      if (this.stopped || !this.dataplane || (now.size === last.size && [...now].every((a) => last.has(a)))) return;
-      const lost = [...last].filter((a) => !now.has(a));
-      last = now;
-      this.log.info('link.changed', { addresses: [...now], lost });
-      this.checkIsolation();
-      if (lost.length > 0) {
-        resetHttpConnections();
-        this.control?.reconnect();
-      }
-      this.dataplane.rediscover().catch((e: Error) => this.log.warn('link.rediscover-failed', { error: e.message }));
-    }, LINK_POLL_MS);
-    this.linkTimer.unref();
+    this.links = new LinkWatcher({
+      addresses: () => interfaceAddresses(tun),
+      log: this.log,
+      onChange: (now, lost) => {
+        if (this.stopped || !this.dataplane) return;
+        this.log.info('link.changed', { addresses: [...now], lost });
+        this.checkIsolation();
+        if (lost.length > 0) {
+          resetHttpConnections();
+          this.control?.reconnect();
+        }
+        this.dataplane.rediscover().catch((e: Error) => this.log.warn('link.rediscover-failed', { error: e.message }));
+      },
+    });
   }
 
   /**
@@ -509,7 +510,10 @@ export class MeshAgent implements AgentLike {
 
   routes() {
     return {
-      'GET /metrics': () => this.metrics.render(),
+      'GET /metrics': async () => {
+        this.metrics ??= import('./metrics.js').then(({ DaemonMetrics }) => new DaemonMetrics(() => this.status()));
+        return (await this.metrics).render();
+      },
       'POST /v0/ping': (body: unknown) =>
         pingRoute(
           {
@@ -571,7 +575,7 @@ export class MeshAgent implements AgentLike {
 
   async stop(): Promise<void> {
     this.stopped = true;
-    clearInterval(this.linkTimer);
+    this.links?.stop();
     await this.ui?.then((u) => u.close()).catch(() => undefined);
     clearTimeout(this.publishRetry);
     this.unsubscribe?.();

@@ -4,7 +4,9 @@ import fc from 'fast-check';
 import { deriveDeviceKeys, wgKeyToBase64 } from '../../src/identity/keys.js';
 import { formatDidJwk } from '../../src/identity/did-jwk.js';
 import { meshIPv4For } from '../../src/identity/mesh-address.js';
-import { buildNetworkMap, canonicalJson, isNetworkMap, mapHash, ONLINE_WINDOW_MS } from '../../src/control/netmap.js';
+import { buildNetworkMap, canonicalJson, isNetworkMap, mapHash, ONLINE_WINDOW_MS, touchPeers } from '../../src/control/netmap.js';
+import { expiryDue, nextTimeChange, withOnline } from '../../src/control/map-time.js';
+import { activeNodeOf, activeNodes } from '../../src/control/model.js';
 import { emptyRecordSet, type RecordSet } from '../../src/control/model.js';
 import { assignMeshAddresses } from '../../src/control/addressing.js';
 import type { Decoded } from '../../src/control/reader.js';
@@ -145,5 +147,77 @@ test('property: assigned addresses stay inside the CIDR, avoid taken ones and th
       assert.ok(host >= 2 && host <= 2 ** (32 - c.bits) - 2, `host ${host}`);
     }),
     { numRuns: 300 },
+  );
+});
+
+// ---- what moves with time alone: heartbeats touch one peer, online flags flip on a deadline ----
+
+/** world() with node 2's endpoint record re-written at `at` (a heartbeat: same bytes, newer time) or with other data. */
+function heartbeat(s: RecordSet, at: number, data?: Partial<RecordTypes['endpoint']>): RecordSet {
+  const i = s.endpoint.findIndex((e) => e.author === did(2));
+  const e = s.endpoint[i]!;
+  s.endpoint[i] = { ...e, timestamp: new Date(at).toISOString(), data: { ...e.data, ...data } };
+  return s;
+}
+
+const n2Context = (s: RecordSet) => s.node.find((n) => n.data.did === did(2))!.contextId;
+
+test('a heartbeat touches its peer in place: the same map as a rebuild, same hash, the other peers untouched', () => {
+  const before = buildNetworkMap({ set: world(), networkId: NET, anchor: OWNER, selfDid: did(3), now: T0 })!;
+  const at = T0 + 4 * 60_000;
+  const set = heartbeat(world(), at);
+  const touched = touchPeers(before, set, new Set([n2Context(set)]), at);
+  assert.ok(touched, 'a heartbeat is a touch');
+  const rebuilt = buildNetworkMap({ set, networkId: NET, anchor: OWNER, selfDid: did(3), now: at })!;
+  assert.deepEqual({ ...touched, generatedAt: '' }, { ...rebuilt, generatedAt: '' });
+  assert.equal(touched.hash, before.hash);
+  assert.equal(touched.peers.find((p) => p.did === did(2))!.endpointUpdatedAt, new Date(at).toISOString());
+  assert.equal(touched.peers.find((p) => p.did === did(1)), before.peers.find((p) => p.did === did(1)), 'other peers are the same objects');
+});
+
+test('a touch refuses what the hash covers (new endpoints) and nodes the map does not hold: rebuild', () => {
+  const before = buildNetworkMap({ set: world(), networkId: NET, anchor: OWNER, selfDid: did(3), now: T0 })!;
+  const moved = heartbeat(world(), T0 + 1000, { localEndpoints: ['192.168.0.9:51820'] });
+  assert.equal(touchPeers(before, moved, new Set([n2Context(moved)]), T0 + 1000), undefined);
+  assert.equal(touchPeers(before, world(), new Set(['bafynet/nosuchnode']), T0 + 1000), undefined);
+});
+
+test('online flags flip at the deadline nextTimeChange names, and withOnline sets them without a rebuild', () => {
+  const m = buildNetworkMap({ set: world(), networkId: NET, anchor: OWNER, selfDid: did(3), now: T0 })!;
+  const two = () => m.peers.find((p) => p.did === did(2))!;
+  assert.equal(two().online, true);
+  const flip = nextTimeChange(m, T0);
+  assert.equal(flip, Date.parse(two().endpointUpdatedAt!) + ONLINE_WINDOW_MS + 1);
+  assert.equal(withOnline(m, flip - 1), m, 'nothing changed before the deadline: the same object');
+  const after = withOnline(m, flip);
+  assert.equal(after.peers.find((p) => p.did === did(2))!.online, false);
+  assert.equal(after.hash, m.hash);
+  const rebuilt = buildNetworkMap({ set: world(), networkId: NET, anchor: OWNER, selfDid: did(3), now: flip })!;
+  assert.deepEqual({ ...after, generatedAt: '' }, { ...rebuilt, generatedAt: '' });
+  assert.equal(nextTimeChange(after, flip), Infinity, 'no endpoint record dated ahead, no expiry: nothing to wake for');
+});
+
+test('an expiry is a deadline too, and then the map must be rebuilt', () => {
+  const s = world();
+  s.node.push(node(4, { expiresAt: new Date(T0 + 60_000).toISOString() }, T0 + 1));
+  const m = buildNetworkMap({ set: s, networkId: NET, anchor: OWNER, selfDid: did(3), now: T0 })!;
+  assert.equal(nextTimeChange(m, T0), T0 + 60_000);
+  assert.equal(expiryDue(m, T0 + 59_999), false);
+  assert.equal(expiryDue(m, T0 + 60_000), true);
+});
+
+test('property: activeNodes pairs each node with the newest nodeInfo and endpoint it wrote itself, as activeNodeOf does', () => {
+  fc.assert(
+    fc.property(fc.array(fc.record({ node: fc.integer({ min: 1, max: 4 }), author: fc.integer({ min: 1, max: 5 }), at: fc.integer({ min: 0, max: 5 }), info: fc.boolean() }), { maxLength: 20 }), (writes) => {
+      const s = world();
+      for (const n of [4]) s.node.push(node(n));
+      for (const w of writes) {
+        const parent = s.node.find((r) => r.data.did === did(w.node))!.contextId;
+        if (w.info) s.nodeInfo.push(rec('nodeInfo', { hostname: `h${seq}`, os: 'linux', version: '1' }, { author: did(w.author), parent, at: T0 + w.at }));
+        else s.endpoint.push(rec('endpoint', { publicEndpoints: [], localEndpoints: [`192.168.0.${seq % 250}:1`], natType: 'unknown', discoKey: Buffer.alloc(32, 7).toString('base64'), updatedAt: new Date(T0).toISOString() }, { author: did(w.author), parent, at: T0 + w.at }));
+      }
+      for (const a of activeNodes(s, NET, OWNER, '10.200.0.0/16', T0).active) assert.deepEqual(a, activeNodeOf(s, a.record));
+    }),
+    { numRuns: 40 },
   );
 });

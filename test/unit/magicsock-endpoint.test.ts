@@ -234,6 +234,31 @@ describe('PeerEndpoint path state machine', () => {
     assert.ok(io.active.has(ep));
   });
 
+  test('a liveness probe of an idle peer ticks only until its pings are answered or expire, then idles (no ticks, no pings)', () => {
+    for (const answers of [true, false]) {
+      const { io, ep } = setup();
+      assert.equal(ep.probe(io.t, 0), true);
+      io.activate(ep); // as the magic socket does, so that the tick expires the pings
+      const probedAt = io.t;
+      const pings = io.pingsTo(A).length + io.pingsTo(B).length;
+      assert.ok(pings >= 2, 'every candidate pinged');
+      run(io, ep, 20_000, { answer: (k) => (answers && k === A ? 10 : null) });
+      assert.equal(io.active.has(ep), false, `idle again after the probe (answered: ${answers})`);
+      assert.equal(ep.heartbeatAt, Infinity);
+      assert.equal(io.sent.filter((s) => s.at > probedAt + 50).length, 0, 'no heartbeats without traffic');
+      let ticks = 0;
+      for (let i = 0; i < 100; i++) {
+        io.t += TICK_MS;
+        if (io.active.has(ep)) ticks++;
+      }
+      assert.equal(ticks, 0);
+      // traffic afterwards still starts a session with heartbeats
+      run(io, ep, 4 * HEARTBEAT_INTERVAL_MS, { sendEveryMs: 100, answer: (k) => (k === A ? 10 : null) });
+      assert.ok(io.active.has(ep));
+      assert.ok(ep.hasTrustedPath(io.t));
+    }
+  });
+
   test('a ping from an unknown address: the address becomes a candidate, gets a pong and a ping back', () => {
     const { io, ep } = setup([]);
     const txId = new Uint8Array(12).fill(9);

@@ -20,7 +20,7 @@ import { hostname } from 'node:os';
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import { UsageError } from '../../errors.js';
-import { startRelayServer, type RelayServerOptions, type RelayServerStats, type RelayTlsOptions } from '../../engine/relay/server.js';
+import type { RelayServerOptions, RelayServerStats, RelayTlsOptions } from '../../engine/relay/server.js';
 import { certificateFingerprint, checkPrivateKeyPem, loadOrCreateRelayCertificate } from '../../engine/relay/tls-cert.js';
 import { action, subcommand, type CommandContext, type Io } from '../program.js';
 import { controlContext } from './network.js';
@@ -117,6 +117,8 @@ export async function runRelayServe(ctx: CommandContext, opts: RelayServeOptions
         stateDir: opts.stateDir ?? join(ctx.home, 'relay'),
         names: [...new Set([name, ...(unspecified ? [] : [host])])],
       });
+  // loaded here, not with the CLI: every daemon runs the CLI, few run a relay
+  const { startRelayServer } = await import('../../engine/relay/server.js');
   const server = await startRelayServer({
     httpPort: port,
     host,

@@ -248,7 +248,11 @@ export class PeerEndpoint implements Endpoint {
     this.discover(now, true);
   }
 
-  /** Periodic work while active. Returns false once idle (stop calling until next activate). */
+  /**
+   * Periodic work while active. Returns false once idle (stop calling until next activate):
+   * SESSION_ACTIVE_TIMEOUT_MS after the last send, or — woken without traffic — once nothing is
+   * left to expire.
+   */
   tick(now: number): boolean {
     if (this.closed) return false;
     this.expirePings(now);
@@ -257,6 +261,9 @@ export class PeerEndpoint implements Endpoint {
       this.counters.pathLosses++;
       this.io.event(this, { type: 'path-lost', addr: this.best?.key ?? '' });
     }
+    // Not in a session (a liveness probe or a user's ping woke it): tick only until its pings
+    // are answered or forgotten and a path it proved is no longer trusted — then idle again.
+    if (this.heartbeatAt === Infinity) return this.sentPings.size > 0 || this.trusted;
     if (now < this.heartbeatAt) return true;
     if (now - this.lastSend > SESSION_ACTIVE_TIMEOUT_MS) {
       this.heartbeatAt = Infinity;

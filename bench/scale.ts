@@ -300,7 +300,7 @@ async function endpointChange(c: Ctx, node: MeshNode): Promise<Spread> {
  * its data plane, dropped it (the times their change logs give), and how long the command took
  * (it goes on to rotate the network key after the revocation that makes every node drop the device).
  */
-async function removal(c: Ctx, node: MeshNode): Promise<Spread & { commandMs: number }> {
+async function removal(c: Ctx, node: MeshNode): Promise<Spread & { commandMs: number; failed?: unknown }> {
   const others = c.nodes.filter((n) => n !== node);
   const meter = cpuMeter(c);
   const t0 = Date.now();
@@ -313,9 +313,9 @@ async function removal(c: Ctx, node: MeshNode): Promise<Spread & { commandMs: nu
   const gone = await untilEach(c, others, node.did, t0 + 180_000, (a) => (a.left && a.left.mapAt >= t0 && a.left.appliedAt !== null ? a.left : undefined));
   const cpu = cpuLine(meter());
   await command;
-  if (failed !== undefined) throw failed;
   c.nodes = c.nodes.filter((n) => n !== node);
   return {
+    ...(failed !== undefined ? { failed } : {}),
     map: [...gone.values()].map((t) => t.mapAt - t0),
     applied: [...gone.values()].map((t) => t.appliedAt! - t0),
     missing: others.filter((o) => !gone.has(o)).map((o) => o.name),
@@ -611,6 +611,7 @@ async function main(): Promise<void> {
         `removal → every data plane (${rm.applied.length}/${rm.applied.length + rm.missing.length} daemons): ${spread(rm.applied)}; → every map: ${spread(rm.map)}${rm.missing.length ? `; still present at ${rm.missing.join(',')}` : ''}; \`peer remove\` (revocation, key rotation, re-encryption) took ${ms(rm.commandMs)} (${load()})`,
       );
       out(`  ${rm.cpu} until every data plane had dropped it`);
+      if (rm.failed !== undefined) throw rm.failed; // the figures above are said first
     } finally {
       const d = diffCounters(cRm, await c.proxy.counters());
       const perNode = c.nodes.filter((x) => x !== c.owner && x !== victim).map((x) => requestsOf(d, x.did).total);

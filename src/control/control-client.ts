@@ -94,6 +94,7 @@ export class ControlClient {
     this.ownRecordsEpoch = session.epochs.epoch;
     this.opts = { debounceMs: 250, maxDelayMs: 1000, heartbeatMs: 4 * 60_000, ...opts };
     session.now = () => this.now();
+    session.onRevoked = () => this.rebuild();
     this.cacheWriter = new MapCacheWriter(networkDir(session.ctx), (e) => this.emit({ type: 'error', error: e, during: 'writing the map cache' }));
   }
 

@@ -317,6 +317,7 @@ export async function revoke(s: NetworkSession, nodeDids: string[], memberDids: 
   const current = s.recipients(net.data.epoch);
   await inParallel(revokedNodes, WRITE_WIDTH, (n) => rotationWrite(s, () => s.update(n, { ...n.data, status: 'revoked' }, current)));
   await inParallel(revokedMembers, WRITE_WIDTH, (m) => rotationWrite(s, () => s.update(m, { ...m.data, status: 'revoked' }, current)));
+  s.onRevoked?.();
   s.ctx.progress?.('revoked: every device drops them now; delivering the new key');
   const keyed = [...new Set(stay)];
   await inParallel(keyed, WRITE_WIDTH, (d) => rotationWrite(s, () => deliverKey(s, d, epoch)));

@@ -97,6 +97,12 @@ export class NetworkSession {
   private readonly lease: EmbeddedLease | undefined;
   /** Clock (tests move it). */
   now: () => number = Date.now;
+  /**
+   * Called once a removal's revocations are written, before its key rotation: the owner's
+   * control client rebuilds its map then, so the owner's own data plane drops the device as
+   * early as every other device's does.
+   */
+  onRevoked: (() => void) | undefined;
   /** DWN requests made for events: reads of one record, and queries standing in for many. */
   readonly eventReads: EventReadCounts = { reads: 0, batchQueries: 0 };
   /** Records read one by one for events (each a DWN request). */

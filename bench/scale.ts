@@ -12,7 +12,8 @@
  * daemon's map (median, p95), removal → every data plane (max), idle CPU per daemon and of the
  * DWN server, DWN requests per node per idle minute, daemon RSS. `--flood K` then makes one
  * member write K junk endpoint records under its own node record (with its own identity, from
- * its home) and repeats the steady-state measurements.
+ * its home) and repeats the steady-state measurements; that member is then the one removed,
+ * and the bench counts its records left on the DWN (the junk must go with it).
  *
  *   node dist/bench/scale.js [--nodes 50] [--flood 0] [--idle-seconds 60] [--settle-seconds 50] [--sample-pairs 200]
  *                            [--concurrency 8] [--add-concurrency 4] [--keep] [--profile]
@@ -28,11 +29,16 @@
  * distinct). A joining `up` that gets no first map in time (the daemon waits 20 s: on a small,
  * busy machine many joins at once can take longer) is run again, at most twice, and counted.
  *
- * Daemon state is read from their control sockets (`GET /v0/status`, what `meshd status --json`
- * shows): a Unix socket in each home, reachable from here without entering the namespace.
+ * Daemon state is read from their control sockets (a Unix socket in each home, reachable from
+ * here without entering the namespace). A change is timed by the daemons themselves: each one's
+ * `POST /v0/peer/changes` says when its map, and its data plane, got a peer's new endpoint or
+ * lost the peer (src/daemon/peer-changes.ts); the bench asks each daemon at most once a second,
+ * a few at a time, so asking does not load the machine it measures. `GET /v0/status` (the
+ * whole status) is read only around the idle windows.
  * Everything runs in one Lab: namespaces, daemons, proxy and DWN are removed on every exit path.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -41,6 +47,7 @@ import { Internet, Lab, onPath, ping, type Host, type Netns } from '../src/lab/i
 import { callDaemon } from '../src/daemon/api.js';
 import { SESSION_ACTIVE_TIMEOUT_MS } from '../src/engine/magicsock/constants.js';
 import type { AgentStatus } from '../src/daemon/agent-types.js';
+import type { PeerChanges } from '../src/daemon/peer-changes.js';
 import { median, meshd, meshdJson, meshdOk, upJoiner, waitUntil, type Mesh, type MeshNode } from '../test/lab/agent-helpers.js';
 import { diffCounters } from '../test/helpers/dwn-proxy.js';
 import { CLK_TCK, cpuTicks, mapLimit, pct, prepareHosts, requestsOf, rssKiB, startProxiedOwner, type Prepared, type ProxyHandle } from '../test/lab/scale-helpers.js';
@@ -57,6 +64,11 @@ function log(s: string): void {
 }
 
 const ms = (x: number): string => (Number.isFinite(x) ? `${(x / 1000).toFixed(2)} s` : 'n/a');
+
+/** The machine's load average (1, 5, 15 min), for every figure: this machine is shared. */
+const load = (): string => `load ${loadavg().map((x) => x.toFixed(1)).join(' ')}`;
+
+const spread = (xs: number[]): string => `median ${ms(median(xs))}, p95 ${ms(pct(xs, 95))}, max ${ms(xs.length ? Math.max(...xs) : NaN)}`;
 
 function status(n: MeshNode, timeoutMs = 5000): Promise<Status> {
   return callDaemon<Status>(n.home, 'GET', '/v0/status', undefined, timeoutMs);
@@ -186,42 +198,111 @@ async function dumpPair(c: Ctx, x: MeshNode, y: MeshNode): Promise<void> {
   }
 }
 
-/** Moves `node` to a new address on the LAN; returns ms until every other daemon's map has it. */
-async function endpointChange(c: Ctx, node: MeshNode): Promise<{ times: number[]; missing: string[] }> {
+/**
+ * Polls `POST /v0/peer/changes` (a few hundred bytes) of each daemon in `daemons`, `c.concurrency`
+ * at a time and each at most every POLL_MS, until `done` picks a result from the answer or the
+ * deadline passes. The times come from the daemons (when their map had the change, when their
+ * data plane had it), on this machine's clock: how often the bench asks does not shift them.
+ */
+async function untilEach<T>(c: Ctx, daemons: MeshNode[], did: string, deadlineMs: number, done: (a: PeerChanges) => T | undefined): Promise<Map<MeshNode, T>> {
+  const found = new Map<MeshNode, T>();
+  while (found.size < daemons.length && Date.now() < deadlineMs) {
+    const round = Date.now();
+    await mapLimit(
+      daemons.filter((o) => !found.has(o)),
+      c.concurrency,
+      async (o) => {
+        try {
+          const r = done(await callDaemon<PeerChanges>(o.home, 'POST', '/v0/peer/changes', { did }, 5000));
+          if (r !== undefined) found.set(o, r);
+        } catch {
+          /* daemon busy: next round */
+        }
+      },
+    );
+    const wait = round + POLL_MS - Date.now();
+    if (found.size < daemons.length && wait > 0) await sleep(wait);
+  }
+  return found;
+}
+
+/** Each daemon's pid, from the lock file in its home (nothing asked of the daemon). */
+function daemonPids(nodes: MeshNode[]): Map<MeshNode, number> {
+  const out = new Map<MeshNode, number>();
+  for (const n of nodes) {
+    const pid = Number.parseInt(logSince(join(n.home, 'meshd.lock'), 0).trim(), 10);
+    if (Number.isInteger(pid) && pid > 0) out.set(n, pid);
+  }
+  return out;
+}
+
+/** CPU the daemons and the DWN server spend from now until the returned function is called. */
+function cpuMeter(c: Ctx): () => { daemonsMs: number; perDaemonMs: number; dwnMs: number } {
+  const pids = daemonPids(c.nodes);
+  const ticks = (pid: number): number => {
+    try {
+      return cpuTicks(pid);
+    } catch {
+      return NaN; // gone
+    }
+  };
+  const before = new Map([...pids].map(([n, pid]) => [n, ticks(pid)]));
+  const dwn0 = ticks(c.proxy.dwnPid);
+  return () => {
+    const used = [...pids].map(([n, pid]) => ticks(pid) - before.get(n)!).filter(Number.isFinite);
+    const total = used.reduce((x, y) => x + y, 0);
+    return { daemonsMs: (total / CLK_TCK) * 1000, perDaemonMs: (median(used) / CLK_TCK) * 1000, dwnMs: ((ticks(c.proxy.dwnPid) - dwn0) / CLK_TCK) * 1000 };
+  };
+}
+
+const cpuLine = (u: { daemonsMs: number; perDaemonMs: number; dwnMs: number }): string =>
+  `CPU: all daemons ${(u.daemonsMs / 1000).toFixed(2)} s (median ${u.perDaemonMs.toFixed(0)} ms each), DWN server ${(u.dwnMs / 1000).toFixed(2)} s`;
+
+/** The bench polls each daemon's change log at most this often. */
+const POLL_MS = 1000;
+
+interface Spread {
+  /** CPU spent from the change until the last daemon had it (or the wait ended). */
+  cpu: string;
+  /** ms from the change to each daemon's map having it. */
+  map: number[];
+  /** ms from the change to each daemon's data plane having it. */
+  applied: number[];
+  missing: string[];
+}
+
+/** Moves `node` to a new address on the LAN; when each other daemon's map (and data plane) had it. */
+async function endpointChange(c: Ctx, node: MeshNode): Promise<Spread> {
   const others = c.nodes.filter((n) => n !== node);
   const newAddr = c.internet.allocate('public');
   const ns = node.ns;
   await ns.sysctl('net.ipv4.conf.eth0.promote_secondaries', '1');
+  const meter = cpuMeter(c);
   const t0 = Date.now();
   await ns.ip('addr', 'add', `${newAddr}/24`, 'dev', 'eth0');
   await ns.ip('addr', 'del', `${node.host.addr}/24`, 'dev', 'eth0');
   await ns.ip('route', 'replace', 'default', 'via', node.host.gateway ?? '198.51.100.1');
   (node as { host: Host }).host = { ...node.host, addr: newAddr };
-  const seen = new Map<MeshNode, number>();
-  const deadline = t0 + 120_000;
-  while (seen.size < others.length && Date.now() < deadline) {
-    const pending = others.filter((o) => !seen.has(o));
-    await mapLimit(pending, c.concurrency * 2, async (o) => {
-      try {
-        const s = await status(o);
-        const p = s.peers.find((x) => x.did === node.did);
-        if (p && p.endpoints.some((e) => e.startsWith(`${newAddr}:`))) seen.set(o, Date.now() - t0);
-      } catch {
-        /* daemon busy: next round */
-      }
-    });
-    if (seen.size < others.length) await sleep(100);
-  }
-  return { times: [...seen.values()], missing: others.filter((o) => !seen.has(o)).map((o) => o.name) };
+  const seen = await untilEach(c, others, node.did, t0 + 120_000, (a) => {
+    const t = Object.entries(a.endpoints).find(([e]) => e.startsWith(`${newAddr}:`))?.[1];
+    return t && t.appliedAt !== null ? t : undefined;
+  });
+  return {
+    cpu: cpuLine(meter()),
+    map: [...seen.values()].map((t) => t.mapAt - t0),
+    applied: [...seen.values()].map((t) => t.appliedAt! - t0),
+    missing: others.filter((o) => !seen.has(o)).map((o) => o.name),
+  };
 }
 
 /**
- * Owner removes `node`; ms from the start of `peer remove` until no other daemon has it in its
- * data plane (peer list), polled while the command runs (it goes on to rotate the network key
- * after the tombstone that makes every node drop the device), and how long the command took.
+ * Owner removes `node`; ms from the start of `peer remove` until each other daemon's map, and
+ * its data plane, dropped it (the times their change logs give), and how long the command took
+ * (it goes on to rotate the network key after the revocation that makes every node drop the device).
  */
-async function removal(c: Ctx, node: MeshNode): Promise<{ max: number; missing: string[]; commandMs: number }> {
+async function removal(c: Ctx, node: MeshNode): Promise<Spread & { commandMs: number; failed?: unknown }> {
   const others = c.nodes.filter((n) => n !== node);
+  const meter = cpuMeter(c);
   const t0 = Date.now();
   let commandMs = NaN;
   let failed: unknown;
@@ -229,26 +310,18 @@ async function removal(c: Ctx, node: MeshNode): Promise<{ max: number; missing: 
     () => void (commandMs = Date.now() - t0),
     (e: unknown) => void (failed = e),
   ); // slow after a flood: measured, not cut off
-  const gone = new Map<MeshNode, number>();
-  const deadline = t0 + 180_000;
-  while (gone.size < others.length && Date.now() < deadline && failed === undefined) {
-    await mapLimit(
-      others.filter((o) => !gone.has(o)),
-      c.concurrency * 2,
-      async (o) => {
-        try {
-          if (!(await status(o)).peers.some((p) => p.did === node.did)) gone.set(o, Date.now() - t0);
-        } catch {
-          /* next round */
-        }
-      },
-    );
-    if (gone.size < others.length) await sleep(100);
-  }
+  const gone = await untilEach(c, others, node.did, t0 + 180_000, (a) => (a.left && a.left.mapAt >= t0 && a.left.appliedAt !== null ? a.left : undefined));
+  const cpu = cpuLine(meter());
   await command;
-  if (failed !== undefined) throw failed;
   c.nodes = c.nodes.filter((n) => n !== node);
-  return { max: Math.max(...gone.values()), missing: others.filter((o) => !gone.has(o)).map((o) => o.name), commandMs };
+  return {
+    ...(failed !== undefined ? { failed } : {}),
+    map: [...gone.values()].map((t) => t.mapAt - t0),
+    applied: [...gone.values()].map((t) => t.appliedAt! - t0),
+    missing: others.filter((o) => !gone.has(o)).map((o) => o.name),
+    cpu,
+    commandMs,
+  };
 }
 
 interface IdleReport {
@@ -340,7 +413,7 @@ async function profileDaemon(c: Ctx, node: MeshNode, pid: number, seconds: numbe
 function printIdle(label: string, r: IdleReport): void {
   const p = r.perNodePerMin;
   out(`${label}idle CPU per daemon (${r.seconds.toFixed(0)} s): median ${r.daemonCpuPct.median.toFixed(2)} %, max ${r.daemonCpuPct.max.toFixed(2)} % of one core`);
-  out(`${label}idle CPU of the DWN server: ${r.dwnCpuPct.toFixed(2)} % of one core`);
+  out(`${label}idle CPU of the DWN server: ${r.dwnCpuPct.toFixed(2)} % of one core (${load()} at the window's end)`);
   out(`${label}DWN requests per node per idle minute: median ${p.median.toFixed(1)}, max ${p.max.toFixed(1)} (owner ${p.owner.toFixed(1)}; all nodes ${p.total.toFixed(1)}/min: ${JSON.stringify(p.byMethod)})`);
   const busiest = Object.entries(p.byNode)
     .sort((a, b) => Object.values(b[1]).reduce((x, y) => x + y, 0) - Object.values(a[1]).reduce((x, y) => x + y, 0))
@@ -355,9 +428,8 @@ function printIdle(label: string, r: IdleReport): void {
 async function steadyState(c: Ctx, label: string, idleSeconds: number, mover: MeshNode): Promise<void> {
   log(`${label}endpoint change of ${mover.name}`);
   const ec = await endpointChange(c, mover);
-  out(
-    `${label}endpoint change → every map (${ec.times.length}/${ec.times.length + ec.missing.length} daemons): median ${ms(median(ec.times))}, p95 ${ms(pct(ec.times, 95))}, max ${ms(Math.max(...ec.times))}${ec.missing.length ? `; never seen by ${ec.missing.join(',')}` : ''}`,
-  );
+  out(`${label}endpoint change → every map (${ec.map.length}/${ec.map.length + ec.missing.length} daemons): ${spread(ec.map)}; → every data plane: ${spread(ec.applied)}${ec.missing.length ? `; never seen by ${ec.missing.join(',')}` : ''} (${load()})`);
+  out(`${label}  ${ec.cpu} until then`);
   if (c.settleSeconds > 0) {
     // the mesh was just pinged: data-plane sessions stay active (heartbeats) this long after the
     // last packet, then go quiet; the idle window measures the quiet state
@@ -370,14 +442,36 @@ async function steadyState(c: Ctx, label: string, idleSeconds: number, mover: Me
 
 // ---- flood (a member writes junk endpoint records under its own node record) ------------------
 
-async function flood(c: Ctx, node: MeshNode, count: number): Promise<number> {
+/** The flood; resolves with how long it took and the context of the node record the junk sits under. */
+async function flood(c: Ctx, node: MeshNode, count: number): Promise<{ ms: number; parentContextId: string }> {
   const t0 = Date.now();
   const r = await node.ns.exec([process.execPath, SELF_JS, '--flood-writer', node.home, c.endpoint, c.owner.did, c.networkId, String(count)], {
     timeoutMs: 30 * 60_000,
   });
   if (r.code !== 0) throw new Error(`flood writer failed: ${r.stderr.trim()}`);
   log(`flood: ${r.stdout.trim()}`);
-  return Date.now() - t0;
+  const parentContextId = /under (\S+)/.exec(r.stdout)?.[1];
+  if (!parentContextId) throw new Error(`flood writer did not say where it wrote: ${r.stdout.trim()}`);
+  return { ms: Date.now() - t0, parentContextId };
+}
+
+/** Endpoint records on the DWN under `parentContextId`, and in the whole network, as the owner queries them. */
+async function countEndpoints(c: Ctx, parentContextId: string): Promise<{ under: number; all: number }> {
+  const r = await c.owner.ns.exec([process.execPath, SELF_JS, '--count-endpoints', c.owner.home, c.endpoint, c.owner.did, c.networkId, parentContextId], { timeoutMs: 120_000 });
+  if (r.code !== 0) throw new Error(`counting endpoint records failed: ${r.stderr.trim()}`);
+  return JSON.parse(r.stdout) as { under: number; all: number };
+}
+
+/** Runs in the owner's namespace, as the owner (the DWN's tenant: it reads every record). */
+async function countEndpointsMain(home: string, endpoint: string, anchor: string, networkId: string, parentContextId: string): Promise<void> {
+  const { openProfile } = await import('../src/identity/profile.js');
+  const { DwnClient } = await import('../src/dwn/client.js');
+  const { PATHS, PROTOCOL_URI } = await import('../src/control/protocol.js');
+  const p = openProfile(home);
+  const client = new DwnClient(endpoint, anchor, { did: p.did, edSeed: p.keys.edSeed }, { timeoutMs: 60_000 });
+  const all = await client.query({ protocol: PROTOCOL_URI, protocolPath: PATHS.endpoint, contextId: networkId });
+  const under = all.filter((e) => (e.contextId ?? '').startsWith(`${parentContextId}/`)).length;
+  process.stdout.write(JSON.stringify({ under, all: all.length }) + '\n');
 }
 
 /** Runs inside the member's namespace: K junk endpoint records with the member's own identity. */
@@ -404,7 +498,7 @@ async function floodWriter(home: string, endpoint: string, anchor: string, netwo
     });
     written++;
   });
-  process.stdout.write(`${written} junk endpoint records in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
+  process.stdout.write(`${written} junk endpoint records in ${((Date.now() - t0) / 1000).toFixed(1)} s under ${parentContextId}\n`);
 }
 
 // ---- main ------------------------------------------------------------------------------------
@@ -488,28 +582,36 @@ async function main(): Promise<void> {
 
     const mesh = await fullMesh(c, tLast, sample);
     out(
-      `full mesh (${mesh.full ? `every ordered pair, ${mesh.pairs}` : `${mesh.pairs} pairs: every node → owner + ${mesh.pairs - (n - 1)} random pairs`}) after the last \`up\` started: ${ms(mesh.ms)}${mesh.failed.length ? `; NO ANSWER: ${mesh.failed.slice(0, 20).join(' ')}` : ''}`,
+      `full mesh (${mesh.full ? `every ordered pair, ${mesh.pairs}` : `${mesh.pairs} pairs: every node → owner + ${mesh.pairs - (n - 1)} random pairs`}) after the last \`up\` started: ${ms(mesh.ms)}${mesh.failed.length ? `; NO ANSWER: ${mesh.failed.slice(0, 20).join(' ')}` : ''} (${load()})`,
     );
 
     const members = c.nodes.filter((x) => x !== c.owner);
     await steadyState(c, '', idleSeconds, members[0]!);
 
+    // with a flood, the flooding member is the one removed: its junk must go with it
+    let flooded: { node: MeshNode; parentContextId: string } | undefined;
     if (floodCount > 0) {
       const flooder = members[1]!;
       log(`flood: ${flooder.name} writes ${floodCount} junk endpoint records`);
-      const fMs = await flood(c, flooder, floodCount);
-      out(`flood: ${flooder.name} wrote ${floodCount} junk endpoint records in ${ms(fMs)}`);
+      const f = await flood(c, flooder, floodCount);
+      flooded = { node: flooder, parentContextId: f.parentContextId };
+      const n0 = await countEndpoints(c, f.parentContextId);
+      out(`flood: ${flooder.name} wrote ${floodCount} junk endpoint records in ${ms(f.ms)}; the DWN holds ${n0.under} endpoint records under its node, ${n0.all} in the network`);
       await sleep(5000);
       await steadyState(c, `[after flood] `, idleSeconds, members[2] ?? members[0]!);
     }
 
-    const victim = members.at(-1)!;
+    const victim = flooded?.node ?? members.at(-1)!;
     log(`removing ${victim.name}`);
     const cRm = await c.proxy.counters();
     const tRm = Date.now();
     try {
       const rm = await removal(c, victim);
-      out(`removal → every data plane (${c.nodes.length} daemons): max ${ms(rm.max)}${rm.missing.length ? `; still present at ${rm.missing.join(',')}` : ''}; \`peer remove\` (tombstone, key rotation, re-encryption) took ${ms(rm.commandMs)}`);
+      out(
+        `removal → every data plane (${rm.applied.length}/${rm.applied.length + rm.missing.length} daemons): ${spread(rm.applied)}; → every map: ${spread(rm.map)}${rm.missing.length ? `; still present at ${rm.missing.join(',')}` : ''}; \`peer remove\` (revocation, key rotation, re-encryption) took ${ms(rm.commandMs)} (${load()})`,
+      );
+      out(`  ${rm.cpu} until every data plane had dropped it`);
+      if (rm.failed !== undefined) throw rm.failed; // the figures above are said first
     } finally {
       const d = diffCounters(cRm, await c.proxy.counters());
       const perNode = c.nodes.filter((x) => x !== c.owner && x !== victim).map((x) => requestsOf(d, x.did).total);
@@ -517,8 +619,14 @@ async function main(): Promise<void> {
         `DWN requests during the removal (${ms(Date.now() - tRm)}): ${d.total} ${JSON.stringify(d.byMethod)}; owner ${requestsOf(d, c.owner.did).total}, other nodes median ${median(perNode)}, max ${Math.max(...perNode)}`,
       );
     }
+    if (flooded) {
+      const n1 = await countEndpoints(c, flooded.parentContextId);
+      out(`after removing the flooder ${victim.name}: the DWN holds ${n1.under} endpoint records under its node (${n1.under === 0 ? 'the flood is gone' : 'THE FLOOD OUTLIVES THE MEMBER'}), ${n1.all} in the network`);
+    }
     out(`total bench time ${ms(Date.now() - started)}`);
   } catch (e) {
+    // said now: a failing clean-up below would replace this error
+    log(`failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
     const tail = proxy?.proc.stderr().trim().split('\n').slice(-10).join('\n');
     if (tail) log(`proxy stderr (last lines):\n${tail}`);
     throw e;
@@ -530,10 +638,9 @@ async function main(): Promise<void> {
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const i = process.argv.indexOf('--flood-writer');
-  const run =
-    i >= 0
-      ? floodWriter(process.argv[i + 1]!, process.argv[i + 2]!, process.argv[i + 3]!, process.argv[i + 4]!, Number(process.argv[i + 5]))
-      : main();
+  const k = process.argv.indexOf('--count-endpoints');
+  const a = (j: number, n: number): string => process.argv[j + n]!;
+  const run = i >= 0 ? floodWriter(a(i, 1), a(i, 2), a(i, 3), a(i, 4), Number(a(i, 5))) : k >= 0 ? countEndpointsMain(a(k, 1), a(k, 2), a(k, 3), a(k, 4), a(k, 5)) : main();
   run.catch((e: unknown) => {
     process.stderr.write(`bench/scale: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
     process.exitCode = 1;

@@ -17,7 +17,8 @@ import { backoffDelay } from '../util/backoff.js';
 import { systemClock } from '../util/clock.js';
 import { DwnSubscriber, type SubscriberStatus, type SubscriptionSpec } from '../dwn/subscriber.js';
 import { myNodeRecord, publishEndpoint, publishNodeInfo, reencryptOwnRecords, touchEndpoint } from './device-records.js';
-import { markRemoved, readCachedMap, readJoinedNetwork, removedError, requireJoinedNetwork, writeCachedMap } from './local-state.js';
+import { markRemoved, readCachedMap, readJoinedNetwork, removedError, requireJoinedNetwork } from './local-state.js';
+import { MapCacheWriter } from './map-cache-writer.js';
 import { currentNetwork, nodeRecords } from './model.js';
 import type { ControlClientOptions, ControlEvent, ControlStats } from './control-client-types.js';
 import { expiryDue, nextTimeChange, withOnline } from './map-time.js';
@@ -65,6 +66,8 @@ export class ControlClient {
   private lastRefreshAt: string | null = null;
   private lastError: string | null = null;
   private revoked = false;
+  /** Writes maps to the cache after they are handed on, at most once a second. */
+  private readonly cacheWriter: MapCacheWriter;
 
   /** WireGuard keys by DID: the Ed25519→X25519 map is costly, and maps are rebuilt often. */
   private readonly wgKeys = new Map<string, string>();
@@ -91,6 +94,8 @@ export class ControlClient {
     this.ownRecordsEpoch = session.epochs.epoch;
     this.opts = { debounceMs: 250, maxDelayMs: 1000, heartbeatMs: 4 * 60_000, ...opts };
     session.now = () => this.now();
+    session.onRevoked = () => this.rebuild();
+    this.cacheWriter = new MapCacheWriter(networkDir(session.ctx), (e) => this.emit({ type: 'error', error: e, during: 'writing the map cache' }));
   }
 
   /** Open the profile's joined network as a device (or as the owner, who is a device too). */
@@ -184,6 +189,7 @@ export class ControlClient {
     await this.subscriber?.stop();
     await this.running.catch(() => {});
     await this.writing.catch(() => {});
+    this.cacheWriter.flush(); // the last map goes to the cache before the daemon ends
     await this.session.close();
   }
 
@@ -409,6 +415,11 @@ export class ControlClient {
       this.counters.refreshes++;
       this.lastRefreshAt = new Date(this.now()).toISOString();
       this.lastError = null;
+      if (s.role !== 'owner' && nodeRecords(s.set, s.joined.networkId, s.joined.anchor).find((n) => n.data.did === s.me)?.data.status === 'revoked') {
+        // the owner's revocation of this device, read from an event: no request need be refused
+        this.markRevoked();
+        return this.current;
+      }
       if (this.revoked || !current) {
         this.revoked = false;
         this.rebuild();
@@ -560,14 +571,8 @@ export class ControlClient {
     this.source = source;
     this.scheduleTimeChange();
     if (!changed && !firstFromDwn) return;
-    if (save && this.opts.cache !== false) {
-      try {
-        writeCachedMap(networkDir(this.session.ctx), m);
-      } catch (e) {
-        this.emit({ type: 'error', error: e as Error, during: 'writing the map cache' });
-      }
-    }
     this.emit({ type: 'map', map: m, source });
+    if (save && this.opts.cache !== false) this.cacheWriter.save(m);
   }
 
   /** This identity lost its role on the DWN (it was removed): an empty map, and say so. */

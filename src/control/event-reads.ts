@@ -1,6 +1,8 @@
 /**
- * Reading what a batch of subscription events names. An event carries a record's message but
- * not its data, so each named record must be fetched — how depends on how many of a kind came:
+ * Reading what a batch of subscription events names. An event from most DWNs carries a record's
+ * message but not its data (meshd's own server sends the data too: dwn/server-event-data.ts, and
+ * such events are not read at all), so each named record must be fetched — how depends on how
+ * many of a kind came:
  *
  *  - a few: one RecordsRead each, a few in flight at once (READ_WIDTH);
  *  - many of one kind at once (a key rotation re-encrypts every node record, endpoint and

@@ -156,14 +156,24 @@ function toPeer(n: ActiveNode, now: number, keyOf: (did: string) => string, mesh
 
 /** JSON with object keys sorted, for hashing. */
 export function canonicalJson(v: unknown): string {
+  // built by concatenation, without the intermediate arrays of map/filter/join: every device
+  // hashes its whole map (100 peers: ~100 KB of JSON) on each change
   if (v === null || typeof v !== 'object') return JSON.stringify(v) ?? 'null';
-  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
+  if (Array.isArray(v)) {
+    let s = '[';
+    for (let i = 0; i < v.length; i++) s += (i > 0 ? ',' : '') + canonicalJson(v[i]);
+    return s + ']';
+  }
   const o = v as Record<string, unknown>;
-  return `{${Object.keys(o)
-    .filter((k) => o[k] !== undefined)
-    .sort()
-    .map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`)
-    .join(',')}}`;
+  let s = '{';
+  let first = true;
+  for (const k of Object.keys(o).sort()) {
+    const x = o[k];
+    if (x === undefined) continue;
+    s += (first ? '' : ',') + JSON.stringify(k) + ':' + canonicalJson(x);
+    first = false;
+  }
+  return s + '}';
 }
 
 /**

@@ -6,7 +6,7 @@
 import { inParallel } from '../util/parallel.js';
 import { canonicalDid, parseDidJwk } from '../identity/did-jwk.js';
 import { x25519PublicFromEd25519 } from '../identity/keys.js';
-import { DidError, MeshdError, UsageError } from '../errors.js';
+import { DidError, DwnError, MeshdError, UsageError } from '../errors.js';
 import { assignMeshAddresses } from './addressing.js';
 import { activeNodes, currentPolicy, currentRelays, isNodeActive, memberRecords, nodeRecords, pendingRequests } from './model.js';
 import { readableKinds, type Decoded } from './reader.js';
@@ -51,6 +51,29 @@ function hasDelivery(s: NetworkSession, did: string, epoch: number): boolean {
 
 /** Parallel DWN writes per batch: enough to hide round trips, few enough to be polite. */
 const WRITE_WIDTH = 8;
+/** A pruning delete may take this long (the DWN deletes the record's whole subtree). */
+const PRUNE_TIMEOUT_MS = 300_000;
+/** Tries of one write of a key rotation when the DWN does not answer in time. */
+const ROTATION_TRIES = 3;
+
+/**
+ * One write of a key rotation, tried again (at most ROTATION_TRIES in all) when the DWN did not
+ * answer in time: at 100 devices the DWN is busiest just then — every device reads the rotation
+ * and re-writes its own records — and one slow answer must not leave the rotation half done.
+ * Each write is a new version of its record, so one that did land before the timeout is merely
+ * superseded.
+ */
+async function rotationWrite(s: NetworkSession, fn: () => Promise<unknown>): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await fn();
+      return;
+    } catch (e) {
+      if (!(e instanceof DwnError && e.code === 'E_DWN_TIMEOUT') || attempt >= ROTATION_TRIES) throw e;
+      s.ctx.progress?.(`the DWN did not answer in time; trying that write again (${attempt + 1}/${ROTATION_TRIES})`);
+    }
+  }
+}
 
 export interface AddPeerResult {
   did: string;
@@ -292,10 +315,14 @@ export async function revoke(s: NetworkSession, nodeDids: string[], memberDids: 
   // tombstones first, under the key every node holds now: each drops the revoked ones on this
   // one event, before the rotation below makes every node re-read the network
   const current = s.recipients(net.data.epoch);
-  await inParallel(revokedNodes, WRITE_WIDTH, (n) => s.update(n, { ...n.data, status: 'revoked' }, current));
-  await inParallel(revokedMembers, WRITE_WIDTH, (m) => s.update(m, { ...m.data, status: 'revoked' }, current));
-  await inParallel([...new Set(stay)], WRITE_WIDTH, (d) => deliverKey(s, d, epoch));
-  await s.update(net, { ...net.data, epoch }, recipients);
+  await inParallel(revokedNodes, WRITE_WIDTH, (n) => rotationWrite(s, () => s.update(n, { ...n.data, status: 'revoked' }, current)));
+  await inParallel(revokedMembers, WRITE_WIDTH, (m) => rotationWrite(s, () => s.update(m, { ...m.data, status: 'revoked' }, current)));
+  s.onRevoked?.();
+  s.ctx.progress?.('revoked: every device drops them now; delivering the new key');
+  const keyed = [...new Set(stay)];
+  await inParallel(keyed, WRITE_WIDTH, (d) => rotationWrite(s, () => deliverKey(s, d, epoch)));
+  await rotationWrite(s, () => s.update(net, { ...net.data, epoch }, recipients));
+  s.ctx.progress?.(`new key delivered to ${keyed.length} identit${keyed.length === 1 ? 'y' : 'ies'}; re-encrypting the network's records`);
   const own = activeNodes(s.set, id, anchor, net.data.meshCIDR, now).active.find((a) => a.record.data.did === anchor);
   const policy = currentPolicy(s.set, id, anchor);
   const rewrites: Array<() => Promise<void>> = [
@@ -306,14 +333,17 @@ export async function revoke(s: NetworkSession, nodeDids: string[], memberDids: 
     ...(own?.info ? [() => s.update(own.info!, own.info!.data, recipients)] : []),
     ...(own?.endpoint ? [() => s.update(own.endpoint!, own.endpoint!.data, recipients)] : []),
   ];
-  await inParallel(rewrites, WRITE_WIDTH, (f) => f());
+  await inParallel(rewrites, WRITE_WIDTH, (f) => rotationWrite(s, f));
+  s.ctx.progress?.(`${rewrites.length} records re-encrypted under epoch ${epoch}; deleting the removed identities' records`);
   const deletions = [
     ...revokedNodes.map((n) => n.recordId),
     ...revokedMembers.map((m) => m.recordId),
     ...s.set.keyDelivery.filter((d) => d.recipient !== undefined && removed.has(d.recipient)).map((d) => d.recordId),
   ];
   await inParallel(deletions, WRITE_WIDTH, async (recordId) => {
-    await s.client.delete(recordId, { prune: true });
+    // a node record goes with everything under it, however much its device wrote (a flood of
+    // junk records too): the DWN may take a while over it
+    await s.client.delete(recordId, { prune: true, timeoutMs: PRUNE_TIMEOUT_MS });
     s.forget(recordId);
   });
   return { removed: [...removed].sort(), epoch };

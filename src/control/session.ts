@@ -97,6 +97,12 @@ export class NetworkSession {
   private readonly lease: EmbeddedLease | undefined;
   /** Clock (tests move it). */
   now: () => number = Date.now;
+  /**
+   * Called once a removal's revocations are written, before its key rotation: the owner's
+   * control client rebuilds its map then, so the owner's own data plane drops the device as
+   * early as every other device's does.
+   */
+  onRevoked: (() => void) | undefined;
   /** DWN requests made for events: reads of one record, and queries standing in for many. */
   readonly eventReads: EventReadCounts = { reads: 0, batchQueries: 0 };
   /** Records read one by one for events (each a DWN request). */
@@ -193,7 +199,8 @@ export class NetworkSession {
 
   /**
    * Take in records named by subscription events: each is read (one request) unless its bytes
-   * are already known — a heartbeat re-write costs nothing but a signature check. A version
+   * are already known — a heartbeat re-write costs nothing but a signature check — or the event
+   * carried them. A version
    * older than the one held is ignored. Returns the kinds that changed.
    */
   async ingest(messages: RecordsWriteMessage[]): Promise<Set<RecordKind>> {
@@ -220,6 +227,10 @@ export class NetworkSession {
       const pending = answers.get(msg);
       if (pending === undefined && this.decoded.get(DecodeCache.key(msg.recordId, msg.descriptor.dataCid))) {
         d = await decodeCached(this.acc, kind, msg, this.skips, this.decoded, this.now());
+      } else if (pending === undefined && hasInlineData(msg)) {
+        // the event brought the data (as a query entry does): checked against its dataCid, no read
+        d = await decodeEntry(this.acc, kind, msg, this.skips, undefined, this.now());
+        if (d) this.decoded.set(DecodeCache.key(d.recordId, d.dataCid), d);
       } else {
         const a = await (pending ?? fetchEventRecords(this.acc, [[kind, msg]], this.eventReads).get(msg)!);
         if ('gone' in a) {
@@ -254,11 +265,11 @@ export class NetworkSession {
     return changed;
   }
 
-  /** An event's record is newer than the one held and its bytes are not known: it must be read. */
+  /** An event's record is newer than the one held, its bytes are not known and it did not bring them: it must be read. */
   private needsRead(kind: RecordKind, msg: RecordsWriteMessage): boolean {
     const held = this.slots.get(slotOf(kind, msg.recordId, msg.contextId));
     if (held && held.timestamp >= msg.descriptor.messageTimestamp) return false;
-    return !this.decoded.get(DecodeCache.key(msg.recordId, msg.descriptor.dataCid));
+    return !this.decoded.get(DecodeCache.key(msg.recordId, msg.descriptor.dataCid)) && !hasInlineData(msg);
   }
 
   private waitForKey(slot: string, msg: RecordsWriteMessage): void {
@@ -465,6 +476,11 @@ export class NetworkSession {
     this.slots.set(slot, d);
     this.derive();
   }
+}
+
+/** An event's message that carries its record's data (a DWN that sends it: dwn/server-event-data.ts). */
+function hasInlineData(msg: RecordsWriteMessage): boolean {
+  return typeof (msg as { encodedData?: unknown }).encodedData === 'string';
 }
 
 /** The DWN refuses this identity's role: its role record is gone (it was removed). */

@@ -39,6 +39,7 @@ import { nameTableFromMap } from './map-to-dns.js';
 import { MeshDns, readAcceptDns, writeAcceptDns } from '../dns/mesh-dns.js';
 import type { DaemonMetrics } from './metrics.js';
 import { pingRoute } from './ping.js';
+import { PeerChangeLog, peerChangesRoute } from './peer-changes.js';
 import { DepartedPeers, departedNode } from './peer-query.js';
 import { RecentEvents } from './recent-events.js';
 import type { UiServer } from './ui-server.js';
@@ -93,6 +94,8 @@ export class MeshAgent implements AgentLike {
   /** Prometheus metrics (prom-client), loaded by the first scrape: most daemons are never scraped. */
   private metrics: Promise<DaemonMetrics> | undefined;
   private readonly departed = new DepartedPeers();
+  /** When each peer's endpoints appeared and when peers left, by this daemon's clock. */
+  private readonly peerChanges = new PeerChangeLog();
   /** The last info/warn/error log records (the dashboard's recent events). */
   private readonly events = new RecentEvents();
   /** The dashboard's listener, started by the first `meshd ui`. */
@@ -369,6 +372,7 @@ export class MeshAgent implements AgentLike {
 
   private onMap(map: NetworkMap, source: string): void {
     this.log.info('map.received', { source, hash: map.hash.slice(0, 12), peers: map.peers.length, epoch: map.epoch });
+    this.peerChanges.noteMap(map);
     if (!this.dataplane) return; // the first map is applied by start()
     void this.applyMap(map);
   }
@@ -384,6 +388,7 @@ export class MeshAgent implements AgentLike {
     this.applying = this.applying.then(async () => {
       if (this.stopped || !this.dataplane) return;
       const latest = this.map!;
+      const seq = this.peerChanges.seq;
       if (latest.hash === this.appliedHash) return;
       const exitDid = this.opts.routing?.exitNode ? pickExitNode(latest, this.opts.routing.exitNode) : null;
       if (this.opts.routing?.exitNode && exitDid === null) this.log.warn('exit-node.unknown', { exitNode: this.opts.routing.exitNode, hint: 'no peer (or more than one) has that host name, and none that mesh IP or DID; see `meshd status`' });
@@ -409,6 +414,7 @@ export class MeshAgent implements AgentLike {
         for (const f of res.failed) this.log.warn('map.peer-skipped', { peer: f.publicKey, field: 'dataplane', reason: f.error, peerSkipped: true });
         if (res.relayError !== null) this.log.warn('map.relays-failed', { error: res.relayError });
         this.appliedHash = latest.hash;
+        this.peerChanges.noteApplied(seq);
         this.log.info('map.applied', {
           hash: latest.hash.slice(0, 12),
           peers: res.applied,
@@ -531,6 +537,7 @@ export class MeshAgent implements AgentLike {
         const l = peerListing(c.session, Date.now());
         return { peers, members: l.members, pending: l.pending };
       },
+      'POST /v0/peer/changes': (body: unknown) => peerChangesRoute(this.peerChanges, body),
       'POST /v0/hostname': (body: unknown) => {
         const b = body as { as?: unknown; hostname?: unknown } | null;
         if (typeof b !== 'object' || b === null || typeof b.hostname !== 'string') throw new MeshdError('E_USAGE', 'expected {"as": DID, "hostname": NAME}');

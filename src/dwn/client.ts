@@ -148,14 +148,15 @@ export class DwnClient {
     return { message, data: data ?? new Uint8Array() };
   }
 
-  async delete(recordId: string, opts: { protocolRole?: string; prune?: boolean } = {}): Promise<void> {
+  /** `timeoutMs`: this call's own (a prune takes the record's whole subtree with it). */
+  async delete(recordId: string, opts: { protocolRole?: string; prune?: boolean; timeoutMs?: number } = {}): Promise<void> {
     const message = await createRecordsDelete({
       recordId,
       ...(opts.protocolRole !== undefined ? { protocolRole: opts.protocolRole } : {}),
       ...(opts.prune ? { prune: true } : {}),
       signer: this.signer(),
     });
-    const { reply } = await this.rpc.processMessage(this.target, message);
+    const { reply } = await this.rpc.processMessage(this.target, message, undefined, opts.timeoutMs);
     if (reply.status.code === 404) return;
     expectOk(reply, this.endpoint, 'deleting a record');
   }

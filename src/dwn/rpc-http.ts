@@ -81,14 +81,17 @@ export class DwnHttpRpc {
     this.maxRetryAfterMs = opts.maxRetryAfterMs ?? 30_000;
   }
 
-  /** Send one DWN message to `target`'s tenant; `data` is the record data for RecordsWrite. */
-  async processMessage(target: string, message: unknown, data?: Uint8Array): Promise<RpcResult> {
-    const deadline = Date.now() + this.timeoutMs;
+  /**
+   * Send one DWN message to `target`'s tenant; `data` is the record data for RecordsWrite.
+   * `timeoutMs` replaces the client's for this call (a prune of a large subtree takes longer).
+   */
+  async processMessage(target: string, message: unknown, data?: Uint8Array, timeoutMs = this.timeoutMs): Promise<RpcResult> {
+    const deadline = Date.now() + timeoutMs;
     const request = { jsonrpc: '2.0', id: randomUUID(), method: 'dwn.processMessage', params: { target, message } };
     const header = headerJson(request);
     for (let attempt = 0; ; attempt++) {
       const remaining = deadline - Date.now();
-      if (remaining <= 0) throw this.timeout();
+      if (remaining <= 0) throw this.timeout(timeoutMs);
       let res: Response;
       let body: Uint8Array;
       try {
@@ -104,7 +107,7 @@ export class DwnHttpRpc {
         });
         body = new Uint8Array(await res.arrayBuffer());
       } catch (e) {
-        if ((e as Error).name === 'TimeoutError' || (e as Error).name === 'AbortError') throw this.timeout();
+        if ((e as Error).name === 'TimeoutError' || (e as Error).name === 'AbortError') throw this.timeout(timeoutMs);
         throw new DwnError('E_DWN_UNREACHABLE', `cannot reach the DWN at ${this.endpoint} (${networkReason(e)})`, {
           cause: e,
           hint: 'check the endpoint and that the DWN server is running',
@@ -162,8 +165,8 @@ export class DwnHttpRpc {
     return data === undefined ? { reply } : { reply, data };
   }
 
-  private timeout(): DwnError {
-    return new DwnError('E_DWN_TIMEOUT', `the DWN at ${this.endpoint} did not answer within ${this.timeoutMs} ms`, {
+  private timeout(timeoutMs: number): DwnError {
+    return new DwnError('E_DWN_TIMEOUT', `the DWN at ${this.endpoint} did not answer within ${timeoutMs} ms`, {
       hint: 'check the endpoint and that the DWN server is running',
     });
   }

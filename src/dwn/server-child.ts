@@ -12,6 +12,7 @@
  *
  * Senders' DIDs are resolved as did:jwk only (every meshd actor's method), with no cache and no
  * outbound request. Signatures are checked with node:crypto rather than the SDK's pure-JS Ed25519 (server-ed25519.ts).
+ * A RecordsWrite event carries its record's data when the data is stored inline (server-event-data.ts).
  *
  * Readiness is reported to the parent over the IPC channel: `{ type: 'ready', port, address }`
  * or `{ type: 'error', message }`. When the parent goes away the channel closes and the server
@@ -21,6 +22,7 @@ import http from 'node:http';
 import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import { useNativeEd25519 } from './server-ed25519.js';
+import { useEventData } from './server-event-data.js';
 
 const host = process.env.MESHD_DWN_HOST && process.env.MESHD_DWN_HOST.length > 0 ? process.env.MESHD_DWN_HOST : '127.0.0.1';
 
@@ -104,6 +106,11 @@ try {
   if (process.env.MESHD_DWN_SDK_ED25519 !== '1') {
     const why = await useNativeEd25519();
     if (why !== null) process.stderr.write(`meshd dwn: signatures checked by the SDK's pure-JS code (${why})\n`);
+  }
+  // MESHD_DWN_EVENT_DATA=0 sends events without their records' data (subscribers read each one)
+  if (process.env.MESHD_DWN_EVENT_DATA !== '0') {
+    const why = await useEventData();
+    if (why !== null) process.stderr.write(`meshd dwn: events carry no record data (${why})\n`);
   }
   const { DwnServer } = await import('@web5/dwn-server');
   const { DidJwk, DidResolverCacheNoop, UniversalResolver } = await import('@web5/dids');

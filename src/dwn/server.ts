@@ -38,6 +38,12 @@ export interface DwnServerOptions {
    * carries it in the DWN_INSTANCE_HEADER header, so another home can tell it is not its own.
    */
   instanceId?: string;
+  /**
+   * A RecordsWrite event carries its record's data (server-event-data.ts), so subscribers read
+   * nothing. Default true; false sends events as the SDK makes them (each subscriber reads the
+   * record: how any other DWN behaves).
+   */
+  eventData?: boolean;
 }
 
 /** The response header naming the instance (DwnServerOptions.instanceId) of a server. */
@@ -212,6 +218,7 @@ export async function startDwnServer(opts: DwnServerOptions): Promise<RunningDwn
     DWN_SERVER_LOG_LEVEL: opts.logLevel ?? 'warn',
     DWN_BASE_URL: `http://${urlHost(host)}:${port}`,
     ...(opts.instanceId !== undefined ? { MESHD_DWN_INSTANCE: opts.instanceId } : {}),
+    ...(opts.eventData === false ? { MESHD_DWN_EVENT_DATA: '0' } : {}),
   };
   if (opts.instanceId === undefined) delete env.MESHD_DWN_INSTANCE;
   delete env.DWN_STORAGE; // setting it alone breaks the server's registration store

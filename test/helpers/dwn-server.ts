@@ -22,10 +22,12 @@ export interface TestDwn {
   stop(): Promise<void>;
 }
 
-export async function startTestDwn(): Promise<TestDwn> {
+/** `eventData: false`: events without their records' data, as another DWN sends them (every change is read). */
+export async function startTestDwn(opts: { eventData?: boolean } = {}): Promise<TestDwn> {
   const root = mkdtempSync(join(tmpdir(), `meshd-dwn-${process.pid}-`));
   const dataDir = join(root, 'dwn');
-  let server = await startDwnServer({ dataDir, port: 0, host: '127.0.0.1' });
+  const extra = opts.eventData === false ? { eventData: false } : {};
+  let server = await startDwnServer({ dataDir, port: 0, host: '127.0.0.1', ...extra });
   const port = server.port;
   const t: TestDwn = {
     url: server.url,
@@ -37,7 +39,7 @@ export async function startTestDwn(): Promise<TestDwn> {
     halt: () => server.stop(),
     async restart() {
       await server.stop();
-      server = await startDwnServer({ dataDir, port, host: '127.0.0.1' });
+      server = await startDwnServer({ dataDir, port, host: '127.0.0.1', ...extra });
     },
     async stop() {
       await server.stop();

@@ -202,6 +202,7 @@ describe('a network of three identities on a real DWN', () => {
   test('an endpoint update reaches the other devices’ maps in under 1 s (median of 20)', async () => {
     const samples: number[] = [];
     const watchers = [owner, mdev];
+    const readsBefore = watchers.map((w) => w.client!.stats.requests.eventReads);
     for (let i = 0; i < 20; i++) {
       const port = 42000 + i;
       const seen = watchers.map((w) =>
@@ -216,6 +217,8 @@ describe('a network of three identities on a real DWN', () => {
     const median = (samples[9]! + samples[10]!) / 2;
     console.log(`# endpoint propagation over ${samples.length} updates: median ${median} ms, min ${samples[0]} ms, max ${samples.at(-1)} ms`);
     assert.ok(median < 1000, `median ${median} ms`);
+    // the server's events carry the records' data (dwn/server-event-data.ts): no reads for them
+    assert.deepEqual(watchers.map((w, i) => w.client!.stats.requests.eventReads - readsBefore[i]!), [0, 0], 'the devices read records their events carried');
   });
 
   test('peer remove: gone from every map in under 5 s, epoch rotated, the removed device reads nothing new', async () => {

@@ -46,7 +46,7 @@ async function open(ctx: ControlContext): Promise<ControlClient> {
 
 before(async () => {
   root = mkdtempSync(join(tmpdir(), `meshd-readfail-${tag}-`));
-  dwn = await startTestDwn();
+  dwn = await startTestDwn({ eventData: false }); // the read path: events that name records without their data
   proxy = await DwnProxy.start({ upstream: dwn.url });
   const mk = (n: string): ControlContext => {
     const home = join(root, n);

@@ -18,20 +18,19 @@ import { systemClock } from '../util/clock.js';
 import { DwnSubscriber, type SubscriberStatus, type SubscriptionSpec } from '../dwn/subscriber.js';
 import { myNodeRecord, publishEndpoint, publishNodeInfo, reencryptOwnRecords, touchEndpoint } from './device-records.js';
 import { markRemoved, readCachedMap, readJoinedNetwork, removedError, requireJoinedNetwork } from './local-state.js';
+import { EventQueue } from './event-queue.js';
 import { MapCacheWriter } from './map-cache-writer.js';
 import { currentNetwork, nodeRecords } from './model.js';
 import type { ControlClientOptions, ControlEvent, ControlStats } from './control-client-types.js';
 import { expiryDue, nextTimeChange, withOnline } from './map-time.js';
 import { buildNetworkMap, mapHash, touchPeers, wireguardKeyOf, type NetworkMap } from './netmap.js';
 import { PROTOCOL_URI, kindOfPath } from './protocol.js';
-import { queryFor, readableKinds, slotOf } from './reader.js';
+import { queryFor, readableKinds } from './reader.js';
 import type { EndpointRecord, NodeInfoRecord } from './records.js';
 import { isRoleRefused, NetworkSession, networkDir } from './session.js';
 
 export type { ControlClientOptions, ControlEvent, ControlStats } from './control-client-types.js';
 
-/** Pending event slots kept at most; past that a full re-query replaces them. */
-const MAX_PENDING = 10_000;
 /** Delay after an expiry time before the owner revokes (clock skew between machines). */
 const EXPIRY_SLACK_MS = 1000;
 
@@ -42,8 +41,8 @@ export class ControlClient {
   private subscriber: DwnSubscriber | undefined;
   private current: NetworkMap | undefined;
   private source: 'cache' | 'dwn' | null = null;
-  /** Records named by events since the last flush, newest message per slot. */
-  private pending = new Map<string, RecordsWriteMessage>();
+  /** Records named by events since the last flush, and the slots whose junk made them wait. */
+  private readonly queue: EventQueue;
   private fullLoadWanted = false;
   private firstDirtyAt: number | undefined;
   private expiryTimer: NodeJS.Timeout | undefined;
@@ -80,10 +79,6 @@ export class ControlClient {
     }
     return k;
   };
-  /** Slots whose last record was junk, and until when their events wait (one read a penalty period). */
-  private readonly penalty = new Map<string, { until: number; strikes: number }>();
-  private readonly deferred = new Map<string, RecordsWriteMessage>();
-  private deferTimer: NodeJS.Timeout | undefined;
   /** A refresh is queued and has not started: later events join it instead of queueing more. */
   private refreshQueued = false;
   /** Endpoint writes go on their own chain: they never wait behind reads. */
@@ -95,6 +90,10 @@ export class ControlClient {
     this.opts = { debounceMs: 250, maxDelayMs: 1000, heartbeatMs: 4 * 60_000, ...opts };
     session.now = () => this.now();
     session.onRevoked = () => this.rebuild();
+    this.queue = new EventQueue(
+      () => this.now(),
+      () => this.schedule(false),
+    );
     this.cacheWriter = new MapCacheWriter(networkDir(session.ctx), (e) => this.emit({ type: 'error', error: e, during: 'writing the map cache' }));
   }
 
@@ -185,7 +184,7 @@ export class ControlClient {
     clearTimeout(this.timeTimer);
     clearInterval(this.heartbeatTimer);
     clearTimeout(this.expiryTimer);
-    clearTimeout(this.deferTimer);
+    this.queue.stop();
     await this.subscriber?.stop();
     await this.running.catch(() => {});
     await this.writing.catch(() => {});
@@ -249,23 +248,9 @@ export class ControlClient {
       // a delete (only the owner is told of them; a prune takes a subtree): re-query everything
       this.fullLoadWanted = true;
     } else {
-      const slot = slotOf(kind, msg.recordId, msg.contextId);
-      const pen = this.penalty.get(slot);
-      if (pen && pen.until > this.now()) {
-        const d = this.deferred.get(slot);
-        if (!d || d.descriptor.messageTimestamp < msg.descriptor.messageTimestamp) this.deferred.set(slot, msg);
-        this.scheduleDeferred();
-        return;
-      }
-      const prev = this.pending.get(slot);
-      if (!prev || prev.descriptor.messageTimestamp < msg.descriptor.messageTimestamp) {
-        const withInitial = e.initialWrite ? ({ ...msg, initialWrite: e.initialWrite } as RecordsWriteMessage) : msg;
-        this.pending.set(slot, withInitial);
-      }
-      if (this.pending.size > MAX_PENDING) {
-        this.pending.clear();
-        this.fullLoadWanted = true;
-      }
+      const r = this.queue.add(kind, msg, e.initialWrite);
+      if (r === 'deferred') return;
+      if (r === 'overflow') this.fullLoadWanted = true;
     }
     this.schedule(false);
   }
@@ -280,15 +265,7 @@ export class ControlClient {
   private retryRefresh(messages: RecordsWriteMessage[] | undefined): void {
     if (this.stopped || this.revoked || this.subscriber === undefined) return;
     if (messages === undefined) this.fullLoadWanted = true;
-    else {
-      for (const m of messages) {
-        const kind = kindOfPath(m.descriptor?.protocolPath ?? '');
-        if (!kind) continue;
-        const slot = slotOf(kind, m.recordId, m.contextId);
-        const cur = this.pending.get(slot);
-        if (!cur || cur.descriptor.messageTimestamp < m.descriptor.messageTimestamp) this.pending.set(slot, m);
-      }
-    }
+    else this.queue.requeue(messages);
     const delay = backoffDelay(this.refreshFailures++, this.opts.backoff ?? {});
     clearTimeout(this.retryTimer);
     this.retryTimer = setTimeout(() => {
@@ -296,42 +273,6 @@ export class ControlClient {
       this.schedule(true);
     }, delay);
     this.retryTimer.unref();
-  }
-
-  /** Move deferred events whose slot's penalty ended back to pending. */
-  private scheduleDeferred(): void {
-    if (this.deferTimer || this.stopped) return;
-    let next = Infinity;
-    for (const slot of this.deferred.keys()) next = Math.min(next, this.penalty.get(slot)?.until ?? 0);
-    this.deferTimer = setTimeout(() => {
-      this.deferTimer = undefined;
-      const now = this.now();
-      for (const [slot, msg] of this.deferred) {
-        if ((this.penalty.get(slot)?.until ?? 0) > now) continue;
-        this.deferred.delete(slot);
-        this.pending.set(slot, msg);
-      }
-      if (this.pending.size > 0) this.schedule(false);
-      if (this.deferred.size > 0) this.scheduleDeferred();
-    }, Math.max(0, next - this.now()));
-    this.deferTimer.unref();
-  }
-
-  /** After an ingest: slots that gave junk wait longer each time (5 s doubling to 60 s); good ones are forgiven. */
-  private notePenalties(messages: RecordsWriteMessage[]): void {
-    const now = this.now();
-    for (const m of messages) {
-      const kind = kindOfPath(m.descriptor?.protocolPath ?? '');
-      if (!kind) continue;
-      const slot = slotOf(kind, m.recordId, m.contextId);
-      if (this.session.failedSlots.has(slot)) {
-        const strikes = (this.penalty.get(slot)?.strikes ?? 0) + 1;
-        this.penalty.set(slot, { until: now + backoffDelay(strikes - 1, { initialMs: 5000, maxMs: 60_000, jitter: 0 }), strikes });
-        if (this.penalty.size > MAX_PENDING) this.penalty.delete(this.penalty.keys().next().value!);
-      } else {
-        this.penalty.delete(slot);
-      }
-    }
   }
 
   private schedule(immediate: boolean): void {
@@ -346,14 +287,13 @@ export class ControlClient {
   private flush(): void {
     this.firstDirtyAt = undefined;
     if (this.refreshQueued) return; // the queued refresh takes everything pending when it starts
-    if (!this.fullLoadWanted && this.loadedOnce && this.pending.size === 0) return;
+    if (!this.fullLoadWanted && this.loadedOnce && this.queue.size === 0) return;
     this.refreshQueued = true;
     this.running = this.running
       .then(async () => {
         this.refreshQueued = false;
         const full = this.fullLoadWanted || !this.loadedOnce;
-        const messages = [...this.pending.values()];
-        this.pending.clear();
+        const messages = this.queue.take();
         this.fullLoadWanted = false;
         if (full || messages.length > 0) await this.refresh(full ? undefined : messages);
       })
@@ -377,7 +317,7 @@ export class ControlClient {
         const readsBefore = s.reads;
         const keysBefore = s.keysLearned;
         const changed = await s.ingest(messages!);
-        this.notePenalties(messages!);
+        this.queue.notePenalties(messages!, s.failedSlots);
         // a removal (tombstone) reaches the data plane now, not after the re-reads a rotation needs;
         // endpoint heartbeats (newer times, same bytes) only touch their peers
         if (this.loadedOnce) current = changed.size === 0 || this.touch(changed, messages!) || (this.rebuild(), true);
@@ -395,7 +335,7 @@ export class ControlClient {
             current = false;
             const again = await s.retryWaitingForKey();
             for (const k of again.changed) changed.add(k);
-            this.notePenalties(again.retried); // a record that waited for its key was no junk
+            this.queue.notePenalties(again.retried, s.failedSlots); // a record that waited for its key was no junk
           }
         }
         this.counters.eventReads += s.reads - readsBefore;

@@ -12,8 +12,7 @@ import { MeshdError } from '../errors.js';
 import { backoffDelay } from '../util/backoff.js';
 import { ControlClient } from '../control/control-client.js';
 import { localNodeInfo } from '../control/device-records.js';
-import { isDwnUp, leaseEmbeddedDwn, type EmbeddedLease } from '../control/embedded.js';
-import { readJoinedNetwork, requireJoinedNetwork } from '../control/local-state.js';
+import { requireJoinedNetwork } from '../control/local-state.js';
 import { networkDir } from '../control/session.js';
 import type { NetworkMap } from '../control/netmap.js';
 import type { EndpointRecord, PublicEndpoint } from '../control/records.js';
@@ -47,6 +46,7 @@ import { startAgentUi } from './agent-ui.js';
 import { peerStatuses, silentPeers } from './agent-status.js';
 import { nodeRecords } from '../control/model.js';
 import type { AgentLike } from './daemon.js';
+import { EmbeddedDwnKeeper } from './dwn-keeper.js';
 import type { Logger } from './log.js';
 
 /**
@@ -57,8 +57,6 @@ const DEFAULT_DWN_LISTEN = '0.0.0.0';
 
 /** How long `start` waits for the first endpoint record to be written before going on. */
 const FIRST_PUBLISH_WAIT_MS = 3000;
-/** How often a daemon using the DWN another daemon of its home runs checks that it is up. */
-const SHARED_DWN_CHECK_MS = 2000;
 /** Longest wait between retries of a failed endpoint write. */
 const PUBLISH_RETRY_MAX_MS = 30_000;
 
@@ -66,7 +64,7 @@ export class MeshAgent implements AgentLike {
   private opts: AgentOptions;
   private control: ControlClient | undefined;
   private dataplane: DataPlane | undefined;
-  private lease: EmbeddedLease | undefined;
+  private dwn: EmbeddedDwnKeeper | undefined;
   private relayServer: RelayServer | undefined;
   /** The URL other nodes reach this node's relay at (announced in the relay record). */
   private relayUrl: string | undefined;
@@ -78,7 +76,6 @@ export class MeshAgent implements AgentLike {
   private unsubscribe: (() => void) | undefined;
   private policyVersion: number | null = null;
   private stopped = false;
-  private dwnRestarts = 0;
   private links: LinkWatcher | undefined;
   private publishSeq = 0;
   private publishRetry: NodeJS.Timeout | undefined;
@@ -115,7 +112,9 @@ export class MeshAgent implements AgentLike {
     const { ctx } = this.opts;
     const joined = requireJoinedNetwork(networkDir(ctx));
     if (joined.embedded) {
-      await this.leaseDwn(joined.endpoint);
+      const listen = this.opts.dwnListen ?? joined.dwnListen ?? DEFAULT_DWN_LISTEN;
+      this.dwn = new EmbeddedDwnKeeper(ctx.home, joined.endpoint, listen, this.log);
+      await this.dwn.start();
     }
     const heartbeatMs = endpointHeartbeatMs(process.env);
     const control = await ControlClient.open({ ctx, joined, ...(heartbeatMs !== undefined ? { heartbeatMs } : {}) });
@@ -249,53 +248,6 @@ export class MeshAgent implements AgentLike {
     await c.publishNodeInfo(localNodeInfo({ hostname }));
     this.log.info('nodeinfo.renamed', { hostname });
     return { hostname };
-  }
-
-  /**
-   * Keep the embedded DWN this node hosts running: when its process dies, start it again after
-   * 1 s, doubling to 30 s while it keeps dying (a server that ran for a minute starts afresh).
-   * Nodes keep their tunnels meanwhile; their control clients reconnect and re-query.
-   */
-  private async leaseDwn(endpoint: string): Promise<void> {
-    const listen = this.opts.dwnListen ?? readJoinedNetwork(networkDir(this.opts.ctx))?.dwnListen ?? DEFAULT_DWN_LISTEN;
-    const lease = await leaseEmbeddedDwn(this.opts.ctx.home, endpoint, listen);
-    this.lease = lease;
-    const startedAt = Date.now();
-    this.log.info('dwn.embedded', { endpoint, started: lease.server !== undefined, pid: lease.server?.pid });
-    void lease.server?.exited.then((code) => {
-      if (this.stopped || this.lease !== lease) return;
-      this.dwnRestarts = Date.now() - startedAt > 60_000 ? 0 : this.dwnRestarts + 1;
-      this.restartDwnLater(endpoint, `exited (${code})`);
-    });
-    if (!lease.server) this.watchSharedDwn(endpoint, lease);
-  }
-
-  /**
-   * The embedded DWN answered already: another daemon of this home (another network it owns)
-   * runs it. When that one goes (`meshd down --network OTHER`), this daemon starts it again.
-   */
-  private watchSharedDwn(endpoint: string, lease: EmbeddedLease): void {
-    const timer = setInterval(() => {
-      if (this.stopped || this.lease !== lease) return clearInterval(timer);
-      void isDwnUp(endpoint, 1000).then((up) => {
-        if (up || this.stopped || this.lease !== lease) return;
-        clearInterval(timer);
-        this.restartDwnLater(endpoint, 'the DWN this home shares between its networks stopped');
-      });
-    }, SHARED_DWN_CHECK_MS);
-    timer.unref();
-  }
-
-  private restartDwnLater(endpoint: string, why: string): void {
-    const delay = backoffDelay(this.dwnRestarts - 1, { initialMs: 1000, maxMs: 30_000, jitter: 0 });
-    this.log.error('dwn.embedded-down', { why, restartInMs: delay });
-    setTimeout(() => {
-      if (this.stopped) return;
-      this.leaseDwn(endpoint).catch((e: Error) => {
-        this.dwnRestarts++;
-        this.restartDwnLater(endpoint, e.message);
-      });
-    }, delay).unref();
   }
 
   /** Write (or refresh) the relay record for the relay this node runs. */
@@ -588,7 +540,7 @@ export class MeshAgent implements AgentLike {
       ['dataplane', this.dataplane && (() => this.dataplane!.stop())],
       ['control', this.control && (() => this.control!.stop())],
       ['relay', this.relayServer && (() => this.relayServer!.stop())],
-      ['dwn', this.lease && (() => this.lease!.release())],
+      ['dwn', this.dwn && (() => this.dwn!.stop())],
     ];
     for (const [name, step] of steps) {
       if (!step) continue;

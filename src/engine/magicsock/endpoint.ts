@@ -28,9 +28,8 @@
  * re-pings a known candidate no sooner than PING_BACK_INTERVAL_MS after the last ping, and a
  * pong counts only when it comes from the address its ping went to (the relay for relay pings).
  *
- * I/O goes through an EndpointIo (the magic socket, or a fake in unit tests); time comes from
- * io.now(), and `tick(now)` is called periodically while the endpoint is active. The fields the
- * socket reads per packet (bestAddr, trustUntil, lastSend, heartbeatAt) are plain fields.
+ * I/O goes through an EndpointIo (the magic socket, or a fake in unit tests); time is io.now();
+ * `tick(now)` runs while the endpoint is active. Per-packet fields are plain fields.
  */
 import { randomBytes } from 'node:crypto';
 import { hexOf as hex, sameBytes } from '../../util/bytes.js';
@@ -55,8 +54,8 @@ import {
   UPGRADE_INTERVAL_MS,
 } from './constants.js';
 import type { IpPort } from './stun.js';
-
 export * from './endpoint-types.js';
+
 import { endpointStatus } from './endpoint-status.js';
 import { betterPath, sameAddr, type Candidate, type CandidateSource, type EndpointCounters, type EndpointIo, type EndpointStatus, type PeerEndpointConfig, type PingPurpose, type PingReply, type PingStart, type SentPing } from './endpoint-types.js';
 

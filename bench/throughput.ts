@@ -284,18 +284,13 @@ function render(rows: Row[], s: Settings, loads: { start: number[]; end: number[
       ok.map((r) => {
         const p = r.report;
         const lost = [p.rttIdle, p.rttCapped, p.rttLoaded, p.rttIdleAfter].map((x) => x.sent - x.received).join('+');
+        const rtt = (x: { medianMs: number; p99Ms: number }, ratio: number | undefined) => [f3(x.medianMs), f3(x.p99Ms), times(ratio)];
         return [
           r.label,
-          f3(p.rttIdle.medianMs),
-          f3(p.rttIdle.p99Ms),
-          times(r.ratios?.rttIdleMedian),
-          f3(p.rttCapped.medianMs),
-          f3(p.rttCapped.p99Ms),
-          times(r.ratios?.rttCappedMedian),
+          ...rtt(p.rttIdle, r.ratios?.rttIdleMedian),
+          ...rtt(p.rttCapped, r.ratios?.rttCappedMedian),
           f0(p.rttCapped.loadMbps),
-          f3(p.rttLoaded.medianMs),
-          f3(p.rttLoaded.p99Ms),
-          times(r.ratios?.rttLoadedMedian),
+          ...rtt(p.rttLoaded, r.ratios?.rttLoadedMedian),
           f0(p.rttLoaded.loadMbps),
           f3(p.rttIdleAfter.medianMs),
           times(r.ratios?.rttIdleAfterMedian),

@@ -414,7 +414,6 @@ export class ControlClient {
 
   /** Join requests left waiting for `peer approve`, reported once. */
   private readonly notedJoins = new Set<string>();
-
   /** The owner's daemon admits devices that ask to join with a valid invite. */
   private async admitJoins(): Promise<void> {
     try {
@@ -570,7 +569,10 @@ export class ControlClient {
       await this.ensureLoaded();
       this.counters.writes++;
       const same = this.lastEndpoint !== undefined && JSON.stringify(this.lastEndpoint) === JSON.stringify(ep);
-      if (!(same && (await touchEndpoint(this.session)))) await publishEndpoint(this.session, { ...ep, updatedAt: new Date(this.now()).toISOString() });
+      if (!(same && (await touchEndpoint(this.session)))) {
+        await publishEndpoint(this.session, { ...ep, updatedAt: new Date(this.now()).toISOString() });
+        this.rebuild(); // this device's own entry (its event brings nothing new)
+      }
       this.lastEndpoint = ep; // only once written: a heartbeat re-writes what peers have
     };
     const p = this.writing.then(write);
@@ -590,6 +592,7 @@ export class ControlClient {
       await this.ensureLoaded();
       myNodeRecord(this.session);
       await publishNodeInfo(this.session, info);
+      this.rebuild(); // the record is in the session: its own event will bring nothing new
     });
     this.running = p.catch(() => {});
     await p;

@@ -221,6 +221,14 @@ describe('a network of three identities on a real DWN', () => {
     assert.deepEqual(watchers.map((w, i) => w.client!.stats.requests.eventReads - readsBefore[i]!), [0, 0], 'the devices read records their events carried');
   });
 
+  test("a device's own rename is in its own map when the write returns, and in the others' soon after", async () => {
+    const renamed = `renamed-${tag}`;
+    await dev.client!.publishNodeInfo({ hostname: renamed, os: 'linux', version: '1' });
+    // its own event brings nothing the session does not hold: the write itself must rebuild
+    assert.equal(dev.client!.map?.self?.hostname, renamed);
+    await waitForMap(owner.client!, (m) => m.peers.some((p) => p.did === dev.ctx.profile.did && p.hostname === renamed), 5000);
+  });
+
   test('peer remove: gone from every map in under 5 s, epoch rotated, the removed device reads nothing new', async () => {
     const removed = mdev.ctx.profile.did;
     const t0 = Date.now();

@@ -351,17 +351,9 @@ int meshd_parse_send_args(napi_env env, napi_callback_info info, const char* fn,
 napi_value meshd_udp_send(napi_env env, napi_callback_info info) {
   meshd_send_args sa;
   if (!meshd_parse_send_args(env, info, "udpSend", 4, &sa)) return NULL;
-  int fd = sa.fd, family = sa.family;
-  uint8_t *buf = sa.buf, *addrs = sa.addrs;
-  uint32_t *offsets = sa.offsets, *lengths = sa.lengths;
-  int64_t start = sa.start, end = sa.end;
-  int32_t* result = sa.result;
   int64_t counts[4] = {0, 0, 0, 0};
-  meshd_udp_send_range(fd, family, buf, offsets, lengths, addrs, start, end, counts);
-  result[0] = (int32_t)counts[0];
-  result[1] = (int32_t)counts[1];
-  result[2] = (int32_t)counts[2];
-  result[3] = (int32_t)counts[3];
+  meshd_udp_send_range(sa.fd, sa.family, sa.buf, sa.offsets, sa.lengths, sa.addrs, sa.start, sa.end, counts);
+  for (int i = 0; i < 4; i++) sa.result[i] = (int32_t)counts[i];
   return meshd_int(env, counts[0]);
 }
 #endif

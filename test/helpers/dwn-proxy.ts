@@ -11,6 +11,7 @@
  *   proxy.onReply(hook)   rewrite an HTTP reply before the client gets it (see replayHook,
  *                         filterEntriesHook; `forAuthor` makes a hook per client)
  *   proxy.dropEvents(p)   drop subscription events (WebSocket) matching a predicate
+ *   proxy.rewriteEvents(f) send a subscription event as `f` rewrites it (undefined: unchanged)
  *   proxy.close()         closes the listener, every connection and the upstream agent
  *
  * Run as a program it serves in a network namespace (see `main` at the bottom): optionally it
@@ -254,6 +255,7 @@ export class DwnProxy {
   private readonly maxCaptureBytes: number;
   private readonly hooks: ReplyHook[] = [];
   private readonly eventDrops: ((e: EventContext) => boolean)[] = [];
+  private readonly eventRewrites: ((e: EventContext) => EventContext['event'] | undefined)[] = [];
   private readonly sockets = new Set<Socket>();
   private readonly pairs = new Set<WsPair>();
   private seq = 0;
@@ -356,10 +358,20 @@ export class DwnProxy {
     };
   }
 
+  /** Send subscription events as `f` rewrites them (it returns undefined to leave one as it is). */
+  rewriteEvents(f: (e: EventContext) => EventContext['event'] | undefined): () => void {
+    this.eventRewrites.push(f);
+    return () => {
+      const i = this.eventRewrites.indexOf(f);
+      if (i >= 0) this.eventRewrites.splice(i, 1);
+    };
+  }
+
   /** Removes every hook and event filter. */
   clearHooks(): void {
     this.hooks.length = 0;
     this.eventDrops.length = 0;
+    this.eventRewrites.length = 0;
   }
 
   /** Terminates every proxied WebSocket (clients see the connection drop and reconnect). */
@@ -562,7 +574,7 @@ export class DwnProxy {
       else queued.push(Buffer.from(text));
     });
     upstream.on('message', (raw: RawData) => {
-      const text = rawText(raw);
+      let text = rawText(raw);
       let msg: Record<string, unknown> | undefined;
       try {
         msg = asObject(JSON.parse(text));
@@ -597,6 +609,13 @@ export class DwnProxy {
           return;
         }
         this.counts.eventsForwarded++;
+        for (const f of this.eventRewrites) {
+          const next = f({ request, event });
+          if (next !== undefined) {
+            text = JSON.stringify({ ...msg, result: { ...result, event: next } });
+            break;
+          }
+        }
       }
       if (client.readyState === WebSocket.OPEN) client.send(text);
     });

@@ -4,7 +4,8 @@
  *   - a member device that writes hostile records (an equivocating JWE, relay records it may not
  *     write, relays it proposes);
  *   - the DWN operator, as a proxy in front of the server that replays an old network record to
- *     one device after a key rotation, and as a reader of the server's storage at rest;
+ *     one device after a key rotation, puts an older record's data in a subscription event, and
+ *     as a reader of the server's storage at rest;
  *   - a removed device, with every key it ever held.
  *
  * Each test asserts what the attacker gains: nothing.
@@ -198,6 +199,39 @@ describe('the DWN operator and a removed device', () => {
       off();
     }
     await vClient.publishEndpoint(endpoint(45001));
+  });
+
+  test("the operator puts an older record's data in an event: checked against the signed dataCid, it gains nothing", async () => {
+    const did = owner.profile.did;
+    const isOwnersEndpoint = (m: unknown) => (m as { descriptor?: { protocolPath?: string } }).descriptor?.protocolPath === PATHS.endpoint && authorOf(m) === did;
+    await ownerClient.publishEndpoint(endpoint(46000));
+    await waitForMap(vClient, (x) => endpointOf(x, did) === 46000, 5000);
+    // what the operator kept: the data the 46000 record's event carried to v
+    const kept = proxy
+      .captured((c) => c.kind === 'event' && c.request.author === v.profile.did && isOwnersEndpoint(c.message))
+      .map((c) => (c.message as { encodedData?: unknown }).encodedData)
+      .filter((d): d is string => typeof d === 'string')
+      .at(-1);
+    assert.ok(kept, 'the server sent the record data with its event');
+    const off = proxy.rewriteEvents((e) => (isOwnersEndpoint(e.event.message) ? { ...e.event, message: { ...e.event.message, encodedData: kept } } : undefined));
+    try {
+      const bad = vClient.stats.skipped.badSignature;
+      const seen: (number | null)[] = [];
+      const stop = vClient.on((ev) => void (ev.type === 'map' && seen.push(endpointOf(ev.map, did))));
+      await ownerClient.publishEndpoint(endpoint(46001));
+      await until(() => vClient.stats.skipped.badSignature > bad, 5000, 'the swapped data refused');
+      stop();
+      // the newer message with the older data is not taken: no version of it, old or new, in the map
+      assert.ok(!seen.includes(46001), 'the record whose data was swapped reached the map');
+      assert.equal(endpointOf(vClient.map, did), 46000);
+      assert.equal(vClient.stats.skipped.badSignature, bad + 1);
+    } finally {
+      off();
+    }
+    // without the proxy's meddling the next change comes through (after the 5 s a slot that gave
+    // junk waits: the operator can delay a record, as it can by dropping its event, not forge it)
+    await ownerClient.publishEndpoint(endpoint(46002));
+    await waitForMap(vClient, (x) => endpointOf(x, did) === 46002, 15_000);
   });
 
   test('the removed device: no key, no records, no role; it decrypts nothing written after its removal', async () => {

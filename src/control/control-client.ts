@@ -20,6 +20,8 @@ import { myNodeRecord, publishEndpoint, publishNodeInfo, reencryptOwnRecords, to
 import { markRemoved, readCachedMap, readJoinedNetwork, removedError, requireJoinedNetwork } from './local-state.js';
 import { EventQueue } from './event-queue.js';
 import { MapCacheWriter } from './map-cache-writer.js';
+import { OwnReencryption } from './own-reencryption.js';
+import { OwnerDuties } from './owner-duties.js';
 import { currentNetwork, nodeRecords } from './model.js';
 import type { ControlClientOptions, ControlEvent, ControlStats } from './control-client-types.js';
 import { expiryDue, nextTimeChange, withOnline } from './map-time.js';
@@ -30,9 +32,6 @@ import type { EndpointRecord, NodeInfoRecord } from './records.js';
 import { isRoleRefused, NetworkSession, networkDir } from './session.js';
 
 export type { ControlClientOptions, ControlEvent, ControlStats } from './control-client-types.js';
-
-/** Delay after an expiry time before the owner revokes (clock skew between machines). */
-const EXPIRY_SLACK_MS = 1000;
 
 export class ControlClient {
   readonly session: NetworkSession;
@@ -45,13 +44,13 @@ export class ControlClient {
   private readonly queue: EventQueue;
   private fullLoadWanted = false;
   private firstDirtyAt: number | undefined;
-  private expiryTimer: NodeJS.Timeout | undefined;
-  private expiredCount = 0;
+  /** Expiry and admissions, on the owner's daemon. */
+  private readonly duties: OwnerDuties;
   private flushTimer: NodeJS.Timeout | undefined;
   /** A failed refresh is tried again (what it was to read stays pending) when this fires. */
   private retryTimer: NodeJS.Timeout | undefined;
-  /** The network epoch this device's own records are known to be written under. */
-  private ownRecordsEpoch: number | undefined;
+  /** When this device re-writes its own records after a key rotation. */
+  private readonly reencryption: OwnReencryption;
   /** Refreshes failed in a row (the retry backoff's attempt). */
   private refreshFailures = 0;
   /** Fires at the next moment the map changes with time alone (a peer's online flag, an expiry). */
@@ -86,7 +85,14 @@ export class ControlClient {
 
   private constructor(session: NetworkSession, opts: ControlClientOptions) {
     this.session = session;
-    this.ownRecordsEpoch = session.epochs.epoch;
+    this.duties = new OwnerDuties({
+      session,
+      now: () => this.now(),
+      inTurn: (fn) => void (this.running = this.running.then(fn).catch(() => {})),
+      emit: (e) => this.emit(e),
+      rebuild: () => this.rebuild(),
+    });
+    this.reencryption = new OwnReencryption(session.epochs.epoch, { onFallback: () => this.refreshAgain() });
     this.opts = { debounceMs: 250, maxDelayMs: 1000, heartbeatMs: 4 * 60_000, ...opts };
     session.now = () => this.now();
     session.onRevoked = () => this.rebuild();
@@ -145,7 +151,7 @@ export class ControlClient {
       skipped: { ...this.session.skips.counters },
       revoked: this.revoked,
       requests: { eventReads: this.counters.eventReads, batchQueries: this.session.eventReads.batchQueries, fullLoads: this.counters.fullLoads, keyLoads: this.counters.keyLoads, writes: this.counters.writes },
-      expired: this.expiredCount,
+      expired: this.duties.expiredCount,
     };
   }
 
@@ -183,7 +189,8 @@ export class ControlClient {
     clearTimeout(this.retryTimer);
     clearTimeout(this.timeTimer);
     clearInterval(this.heartbeatTimer);
-    clearTimeout(this.expiryTimer);
+    this.duties.stop();
+    this.reencryption.stop();
     this.queue.stop();
     await this.subscriber?.stop();
     await this.running.catch(() => {});
@@ -273,6 +280,15 @@ export class ControlClient {
       this.schedule(true);
     }, delay);
     this.retryTimer.unref();
+  }
+
+  /** A refresh with no new records, in turn with the others (a wait of the refresh's own ended). */
+  private refreshAgain(): void {
+    if (this.stopped) return;
+    this.running = this.running.then(() => this.refresh([])).then(
+      () => undefined,
+      () => undefined,
+    );
   }
 
   private schedule(immediate: boolean): void {
@@ -365,20 +381,21 @@ export class ControlClient {
         this.rebuild();
       }
       const net = currentNetwork(s.set, s.joined.networkId, s.joined.anchor);
-      if (s.role !== 'owner' && net && net.data.epoch !== this.ownRecordsEpoch) {
-        // after a key rotation, this device re-writes its own records under the new key — once it
-        // has, not merely once a refresh saw the new epoch: a refresh that failed after reading the
-        // new network record (a DWN timeout mid-rotation) must not leave them under the old key,
-        // where no other device reads them any more
+      const ownNode = s.role === 'owner' ? undefined : nodeRecords(s.set, s.joined.networkId, s.joined.anchor).find((n) => n.data.did === s.me);
+      if (net && ownNode && this.reencryption.due(net.data.epoch, ownNode.epoch)) {
+        // after a key rotation, this device re-writes its own records under the new key (once the
+        // owner's re-encryption reached its node record: own-reencryption.ts) — and it counts as
+        // done once written, not merely once a refresh saw the new epoch: a refresh that failed
+        // after reading the new network record must not leave them under the old key
         const epoch = net.data.epoch;
         await reencryptOwnRecords(s).then(
-          () => void (s.acc.keyring.hasEpoch(epoch) && (this.ownRecordsEpoch = epoch)),
+          () => void (s.acc.keyring.hasEpoch(epoch) && this.reencryption.done(epoch)),
           (e: Error) => this.emit({ type: 'error', error: e, during: 're-encrypting own records' }),
         );
       }
       if (s.role === 'owner') {
-        this.scheduleExpiry();
-        if (s.set.joinRequest.length > 0) await this.admitJoins();
+        this.duties.scheduleExpiry();
+        if (s.set.joinRequest.length > 0) await this.duties.admitJoins();
       }
     } catch (e) {
       this.lastError = (e as Error).message;
@@ -387,68 +404,6 @@ export class ControlClient {
       else this.retryRefresh(messages);
     }
     return this.current;
-  }
-
-  /**
-   * The owner's daemon enforces expiry: at the earliest `expiresAt` among active devices it
-   * revokes every device whose time has come (tombstone, key rotation, records deleted).
-   */
-  private scheduleExpiry(): void {
-    clearTimeout(this.expiryTimer);
-    if (this.stopped) return;
-    const s = this.session;
-    let next = Infinity;
-    for (const n of nodeRecords(s.set, s.joined.networkId, s.joined.anchor)) {
-      if (n.data.status !== 'active' || n.data.expiresAt === undefined) continue;
-      const at = Date.parse(n.data.expiresAt);
-      if (Number.isFinite(at) && at < next) next = at;
-    }
-    if (next === Infinity) return;
-    const wait = Math.min(2 ** 31 - 1, Math.max(0, next + EXPIRY_SLACK_MS - this.now()));
-    this.expiryTimer = setTimeout(() => {
-      const p = this.running.then(() => this.revokeExpired());
-      this.running = p.catch(() => {});
-    }, wait);
-    this.expiryTimer.unref();
-  }
-
-  /** Join requests left waiting for `peer approve`, reported once. */
-  private readonly notedJoins = new Set<string>();
-  /** The owner's daemon admits devices that ask to join with a valid invite. */
-  private async admitJoins(): Promise<void> {
-    try {
-      // owner-only code, loaded by the owner's daemon alone
-      const { admitJoinRequests } = await import('./invite-ops.js');
-      const results = await admitJoinRequests(this.session, this.now(), this.notedJoins);
-      if (results.length > 0) {
-        this.emit({ type: 'admission', results });
-        if (results.some((r) => r.admitted)) this.rebuild();
-      }
-    } catch (e) {
-      this.emit({ type: 'error', error: e as Error, during: 'admitting invited devices' });
-    }
-  }
-
-  private async revokeExpired(): Promise<void> {
-    if (this.stopped) return;
-    const s = this.session;
-    const now = this.now();
-    const due = nodeRecords(s.set, s.joined.networkId, s.joined.anchor)
-      .filter((n) => n.data.status === 'active' && n.data.expiresAt !== undefined && Date.parse(n.data.expiresAt) <= now)
-      .map((n) => n.data.did);
-    try {
-      if (due.length > 0) {
-        await s.load(readableKinds(s.role));
-        const { revoke } = await import('./peer-ops.js');
-        await revoke(s, due, []);
-        this.expiredCount += due.length;
-        this.emit({ type: 'expired', dids: due });
-        this.rebuild();
-      }
-    } catch (e) {
-      this.emit({ type: 'error', error: e as Error, during: 'revoking expired devices' });
-    }
-    this.scheduleExpiry();
   }
 
   /**
@@ -545,7 +500,7 @@ export class ControlClient {
       await this.ensureLoaded();
       const r = await fn(this.session);
       this.rebuild();
-      this.scheduleExpiry();
+      this.duties.scheduleExpiry();
       return r;
     });
     this.running = p.then(

@@ -11,6 +11,9 @@ import type { Logger } from './log.js';
 
 /** How often a daemon using the DWN another daemon of its home runs checks that it is up. */
 const SHARED_DWN_CHECK_MS = 2000;
+/** Checks in a row it must miss (no answer within SHARED_DWN_ANSWER_MS) to count as stopped: a busy DWN is slow, not gone. */
+const SHARED_DWN_MISSES = 3;
+const SHARED_DWN_ANSWER_MS = 1500;
 
 export class EmbeddedDwnKeeper {
   private lease: EmbeddedLease | undefined;
@@ -45,10 +48,16 @@ export class EmbeddedDwnKeeper {
   }
 
   private watchShared(lease: EmbeddedLease): void {
+    let misses = 0;
+    let checking = false;
     const timer = setInterval(() => {
       if (this.stopped || this.lease !== lease) return clearInterval(timer);
-      void isDwnUp(this.endpoint, 1000).then((up) => {
-        if (up || this.stopped || this.lease !== lease) return;
+      if (checking) return;
+      checking = true;
+      void isDwnUp(this.endpoint, SHARED_DWN_ANSWER_MS).then((up) => {
+        checking = false;
+        misses = up ? 0 : misses + 1;
+        if (up || misses < SHARED_DWN_MISSES || this.stopped || this.lease !== lease) return;
         clearInterval(timer);
         this.restartLater('the DWN this home shares between its networks stopped');
       });

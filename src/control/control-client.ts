@@ -371,7 +371,8 @@ export class ControlClient {
       this.counters.refreshes++;
       this.lastRefreshAt = new Date(this.now()).toISOString();
       this.lastError = null;
-      if (s.role !== 'owner' && nodeRecords(s.set, s.joined.networkId, s.joined.anchor).find((n) => n.data.did === s.me)?.data.status === 'revoked') {
+      const ownNode = s.role === 'owner' ? undefined : nodeRecords(s.set, s.joined.networkId, s.joined.anchor).find((n) => n.data.did === s.me);
+      if (ownNode?.data.status === 'revoked') {
         // the owner's revocation of this device, read from an event: no request need be refused
         this.markRevoked();
         return this.current;
@@ -381,7 +382,6 @@ export class ControlClient {
         this.rebuild();
       }
       const net = currentNetwork(s.set, s.joined.networkId, s.joined.anchor);
-      const ownNode = s.role === 'owner' ? undefined : nodeRecords(s.set, s.joined.networkId, s.joined.anchor).find((n) => n.data.did === s.me);
       if (net && ownNode && this.reencryption.due(net.data.epoch, ownNode.epoch)) {
         // after a key rotation, this device re-writes its own records under the new key (once the
         // owner's re-encryption reached its node record: own-reencryption.ts) — and it counts as

@@ -91,7 +91,7 @@ export class DwnHttpRpc {
     const header = headerJson(request);
     for (let attempt = 0; ; attempt++) {
       const remaining = deadline - Date.now();
-      if (remaining <= 0) throw this.timeout(timeoutMs);
+      if (remaining <= 0) throw this.timeout(timeoutMs, message);
       let res: Response;
       let body: Uint8Array;
       try {
@@ -107,7 +107,7 @@ export class DwnHttpRpc {
         });
         body = new Uint8Array(await res.arrayBuffer());
       } catch (e) {
-        if ((e as Error).name === 'TimeoutError' || (e as Error).name === 'AbortError') throw this.timeout(timeoutMs);
+        if ((e as Error).name === 'TimeoutError' || (e as Error).name === 'AbortError') throw this.timeout(timeoutMs, message);
         throw new DwnError('E_DWN_UNREACHABLE', `cannot reach the DWN at ${this.endpoint} (${networkReason(e)})`, {
           cause: e,
           hint: 'check the endpoint and that the DWN server is running',
@@ -165,11 +165,17 @@ export class DwnHttpRpc {
     return data === undefined ? { reply } : { reply, data };
   }
 
-  private timeout(timeoutMs: number): DwnError {
-    return new DwnError('E_DWN_TIMEOUT', `the DWN at ${this.endpoint} did not answer within ${timeoutMs} ms`, {
+  private timeout(timeoutMs: number, message: unknown): DwnError {
+    return new DwnError('E_DWN_TIMEOUT', `the DWN at ${this.endpoint} did not answer ${messageKind(message)} within ${timeoutMs} ms`, {
       hint: 'check the endpoint and that the DWN server is running',
     });
   }
+}
+
+/** "a RecordsWrite" (what the message asks for), or "a request" when it does not say. */
+function messageKind(message: unknown): string {
+  const d = (message as { descriptor?: { interface?: unknown; method?: unknown } } | null)?.descriptor;
+  return typeof d?.interface === 'string' && typeof d.method === 'string' && /^[A-Za-z]{1,32}$/.test(d.interface + d.method) ? `a ${d.interface}${d.method}` : 'a request';
 }
 
 /** `http://host:port` without a trailing slash; throws for anything that is not http(s). */

@@ -237,7 +237,7 @@ function daemonPids(nodes: MeshNode[]): Map<MeshNode, number> {
 }
 
 /** CPU the daemons and the DWN server spend from now until the returned function is called. */
-function cpuMeter(c: Ctx): () => { daemonsMs: number; perDaemonMs: number; dwnMs: number } {
+function cpuMeter(c: Ctx): () => CpuUse {
   const pids = daemonPids(c.nodes);
   const ticks = (pid: number): number => {
     try {
@@ -248,15 +248,33 @@ function cpuMeter(c: Ctx): () => { daemonsMs: number; perDaemonMs: number; dwnMs
   };
   const before = new Map([...pids].map(([n, pid]) => [n, ticks(pid)]));
   const dwn0 = ticks(c.proxy.dwnPid);
+  const proxy0 = ticks(c.proxy.proc.pid);
+  const owner = pids.get(c.owner);
   return () => {
     const used = [...pids].map(([n, pid]) => ticks(pid) - before.get(n)!).filter(Number.isFinite);
     const total = used.reduce((x, y) => x + y, 0);
-    return { daemonsMs: (total / CLK_TCK) * 1000, perDaemonMs: (median(used) / CLK_TCK) * 1000, dwnMs: ((ticks(c.proxy.dwnPid) - dwn0) / CLK_TCK) * 1000 };
+    const msOf = (t: number): number => (t / CLK_TCK) * 1000;
+    return {
+      daemonsMs: msOf(total),
+      perDaemonMs: msOf(median(used)),
+      ownerMs: owner === undefined ? NaN : msOf(ticks(owner) - before.get(c.owner)!),
+      dwnMs: msOf(ticks(c.proxy.dwnPid) - dwn0),
+      proxyMs: msOf(ticks(c.proxy.proc.pid) - proxy0),
+    };
   };
 }
 
-const cpuLine = (u: { daemonsMs: number; perDaemonMs: number; dwnMs: number }): string =>
-  `CPU: all daemons ${(u.daemonsMs / 1000).toFixed(2)} s (median ${u.perDaemonMs.toFixed(0)} ms each), DWN server ${(u.dwnMs / 1000).toFixed(2)} s`;
+interface CpuUse {
+  daemonsMs: number;
+  perDaemonMs: number;
+  ownerMs: number;
+  dwnMs: number;
+  /** The counting proxy in front of the DWN (a bench part, not meshd's). */
+  proxyMs: number;
+}
+
+const cpuLine = (u: CpuUse): string =>
+  `CPU: all daemons ${(u.daemonsMs / 1000).toFixed(2)} s (median ${u.perDaemonMs.toFixed(0)} ms each; owner ${(u.ownerMs / 1000).toFixed(2)} s), DWN server ${(u.dwnMs / 1000).toFixed(2)} s, proxy ${(u.proxyMs / 1000).toFixed(2)} s`;
 
 /** The bench polls each daemon's change log at most this often. */
 const POLL_MS = 1000;
@@ -300,7 +318,7 @@ async function endpointChange(c: Ctx, node: MeshNode): Promise<Spread> {
  * its data plane, dropped it (the times their change logs give), and how long the command took
  * (it goes on to rotate the network key after the revocation that makes every node drop the device).
  */
-async function removal(c: Ctx, node: MeshNode): Promise<Spread & { commandMs: number; failed?: unknown }> {
+async function removal(c: Ctx, node: MeshNode): Promise<Spread & { commandMs: number; wholeCpu: string; failed?: unknown }> {
   const others = c.nodes.filter((n) => n !== node);
   const meter = cpuMeter(c);
   const t0 = Date.now();
@@ -313,6 +331,7 @@ async function removal(c: Ctx, node: MeshNode): Promise<Spread & { commandMs: nu
   const gone = await untilEach(c, others, node.did, t0 + 180_000, (a) => (a.left && a.left.mapAt >= t0 && a.left.appliedAt !== null ? a.left : undefined));
   const cpu = cpuLine(meter());
   await command;
+  const wholeCpu = cpuLine(meter());
   c.nodes = c.nodes.filter((n) => n !== node);
   return {
     ...(failed !== undefined ? { failed } : {}),
@@ -320,6 +339,7 @@ async function removal(c: Ctx, node: MeshNode): Promise<Spread & { commandMs: nu
     applied: [...gone.values()].map((t) => t.appliedAt! - t0),
     missing: others.filter((o) => !gone.has(o)).map((o) => o.name),
     cpu,
+    wholeCpu,
     commandMs,
   };
 }
@@ -611,6 +631,7 @@ async function main(): Promise<void> {
         `removal → every data plane (${rm.applied.length}/${rm.applied.length + rm.missing.length} daemons): ${spread(rm.applied)}; → every map: ${spread(rm.map)}${rm.missing.length ? `; still present at ${rm.missing.join(',')}` : ''}; \`peer remove\` (revocation, key rotation, re-encryption) took ${ms(rm.commandMs)} (${load()})`,
       );
       out(`  ${rm.cpu} until every data plane had dropped it`);
+      out(`  ${rm.wholeCpu} until \`peer remove\` ended (${rm.failed !== undefined ? 'failed' : ms(rm.commandMs)})`);
       if (rm.failed !== undefined) throw rm.failed; // the figures above are said first
     } finally {
       const d = diffCounters(cRm, await c.proxy.counters());

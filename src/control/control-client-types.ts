@@ -41,6 +41,10 @@ export interface ControlStats {
   mapSource: 'cache' | 'dwn' | null;
   refreshes: number;
   events: number;
+  /** Maps built from the records (a heartbeat only touches its peer; a re-write of the same content builds nothing). */
+  rebuilds: number;
+  /** New record versions whose content was the version held (a key rotation's re-encryptions). */
+  contentRewrites: number;
   lastRefreshAt: string | null;
   lastError: string | null;
   skipped: SkipCounters;

@@ -60,7 +60,7 @@ export class ControlClient {
   private lastEndpoint: Omit<EndpointRecord, 'updatedAt'> | undefined;
   private loadedOnce = false;
   private stopped = false;
-  private readonly counters = { refreshes: 0, events: 0, eventReads: 0, fullLoads: 0, keyLoads: 0, writes: 0 };
+  private readonly counters = { refreshes: 0, events: 0, eventReads: 0, fullLoads: 0, keyLoads: 0, writes: 0, rebuilds: 0 };
   private lastRefreshAt: string | null = null;
   private lastError: string | null = null;
   private revoked = false;
@@ -146,6 +146,8 @@ export class ControlClient {
       mapSource: this.source,
       refreshes: this.counters.refreshes,
       events: this.counters.events,
+      rebuilds: this.counters.rebuilds,
+      contentRewrites: this.session.contentRewrites,
       lastRefreshAt: this.lastRefreshAt,
       lastError: this.lastError,
       skipped: { ...this.session.skips.counters },
@@ -388,7 +390,14 @@ export class ControlClient {
         // done once written, not merely once a refresh saw the new epoch: a refresh that failed
         // after reading the new network record must not leave them under the old key
         const epoch = net.data.epoch;
-        await reencryptOwnRecords(s).then(
+        // in turn with this device's endpoint writes: two versions of one record signed at once
+        // would have the DWN refuse one (409)
+        const written = this.writing.then(() => reencryptOwnRecords(s));
+        this.writing = written.then(
+          () => undefined,
+          () => undefined,
+        );
+        await written.then(
           () => void (s.acc.keyring.hasEpoch(epoch) && this.reencryption.done(epoch)),
           (e: Error) => this.emit({ type: 'error', error: e, during: 're-encrypting own records' }),
         );
@@ -454,6 +463,7 @@ export class ControlClient {
   private rebuild(): void {
     if (!this.loadedOnce || this.revoked) return;
     const s = this.session;
+    this.counters.rebuilds++;
     const m = buildNetworkMap({ set: s.set, networkId: s.joined.networkId, anchor: s.joined.anchor, selfDid: s.me, now: this.now(), keyOf: this.keyOf });
     if (m) this.setMap(m, 'dwn', true);
   }

@@ -32,6 +32,7 @@ import {
   type SkipLog,
 } from './reader.js';
 import { validateRecord, type RecordTypes } from './records.js';
+import { canonicalJson } from './netmap.js';
 
 /** Records kept waiting for a network key (one per slot; the oldest out first beyond this). */
 const MAX_WAITING_FOR_KEY = 1024;
@@ -121,6 +122,8 @@ export class NetworkSession {
   waitedInLastIngest = 0;
   /** Network keys learned from key deliveries so far (a change means: retry what waited). */
   keysLearned = 0;
+  /** New versions taken in that carried the same content as the version held (not a change). */
+  contentRewrites = 0;
   /** keysLearned when the waiting records were last read again. */
   private keysAtRetry = 0;
 
@@ -205,6 +208,7 @@ export class NetworkSession {
    */
   async ingest(messages: RecordsWriteMessage[]): Promise<Set<RecordKind>> {
     const changed = new Set<RecordKind>();
+    let stored = false;
     this.failedSlots.clear();
     this.waitedInLastIngest = 0;
     // what is to be read is fetched up front (a few reads at a time, or one query for many
@@ -258,10 +262,17 @@ export class NetworkSession {
       const cur = this.slots.get(slot);
       if (cur && cur.timestamp >= d.timestamp) continue;
       this.slots.set(slot, d);
+      stored = true;
+      if (cur && sameContent(cur, d)) {
+        // the same record re-written with the same content (a key rotation re-encrypts every
+        // record): the set takes the new version, the map has nothing to change
+        this.contentRewrites++;
+        continue;
+      }
       changed.add(kind);
       if (kind === 'keyDelivery') this.keysLearned += absorbKeyDeliveries(this.acc, [d as Decoded<'keyDelivery'>]).length;
     }
-    if (changed.size > 0) this.derive();
+    if (stored) this.derive();
     return changed;
   }
 
@@ -479,6 +490,18 @@ export class NetworkSession {
 }
 
 /** An event's message that carries its record's data (a DWN that sends it: dwn/server-event-data.ts). */
+/**
+ * Kinds whose new version with the same content changes nothing a reader derives: not an
+ * endpoint (its write time is the device's liveness: a heartbeat), a network record (its epoch is
+ * in its content anyway) or a key delivery (its key is learned on the way in).
+ */
+const CONTENT_ONLY: ReadonlySet<RecordKind> = new Set<RecordKind>(['node', 'nodeInfo', 'member', 'aclPolicy', 'relay']);
+
+/** A new version of the same record, by the same author, with the same content. */
+function sameContent(held: Decoded, next: Decoded): boolean {
+  return CONTENT_ONLY.has(next.kind) && held.recordId === next.recordId && held.author === next.author && (held.dataCid === next.dataCid || canonicalJson(held.data) === canonicalJson(next.data));
+}
+
 function hasInlineData(msg: RecordsWriteMessage): boolean {
   return typeof (msg as { encodedData?: unknown }).encodedData === 'string';
 }

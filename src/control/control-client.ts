@@ -20,7 +20,7 @@ import { myNodeRecord, publishEndpoint, publishNodeInfo, reencryptOwnRecords, to
 import { markRemoved, readCachedMap, readJoinedNetwork, removedError, requireJoinedNetwork } from './local-state.js';
 import { EventQueue } from './event-queue.js';
 import { MapCacheWriter } from './map-cache-writer.js';
-import { currentNetwork, nodeRecords } from './model.js';
+import { currentNetwork, nodeRecords, nodeRecordsByDid } from './model.js';
 import type { ControlClientOptions, ControlEvent, ControlStats } from './control-client-types.js';
 import { expiryDue, nextTimeChange, withOnline } from './map-time.js';
 import { buildNetworkMap, mapHash, touchPeers, wireguardKeyOf, type NetworkMap } from './netmap.js';
@@ -355,7 +355,7 @@ export class ControlClient {
       this.counters.refreshes++;
       this.lastRefreshAt = new Date(this.now()).toISOString();
       this.lastError = null;
-      if (s.role !== 'owner' && nodeRecords(s.set, s.joined.networkId, s.joined.anchor).find((n) => n.data.did === s.me)?.data.status === 'revoked') {
+      if (s.role !== 'owner' && nodeRecordsByDid(s.set, s.joined.networkId, s.joined.anchor).get(s.me)?.data.status === 'revoked') {
         // the owner's revocation of this device, read from an event: no request need be refused
         this.markRevoked();
         return this.current;

@@ -9,7 +9,7 @@ import { parseDidJwk } from '../identity/did-jwk.js';
 import { wgKeyToBase64, x25519PublicFromEd25519 } from '../identity/keys.js';
 import { DEFAULT_MESH_CIDR6 } from '../identity/mesh-address.js';
 import { compileAcl, type AclNode, type CompiledFilter } from './acl.js';
-import { activeNodeOf, activeNodes, currentNetwork, currentPolicy, currentRelays, nodeRecords, type ActiveNode, type RecordSet } from './model.js';
+import { activeNodeOf, activeNodes, currentNetwork, currentPolicy, currentRelays, nodeRecordsByDid, type ActiveNode, type RecordSet } from './model.js';
 import type { Capability, EndpointSource, NatType } from './records.js';
 import { routesInUse } from './routes.js';
 
@@ -246,7 +246,8 @@ export function buildNetworkMap(input: BuildMapInput): NetworkMap | undefined {
  * not in the map or anything its hash covers changed: then the whole map must be rebuilt.
  */
 export function touchPeers(map: NetworkMap, set: RecordSet, nodeContextIds: ReadonlySet<string>, now: number, keyOf: (did: string) => string = wireguardKeyOf): NetworkMap | undefined {
-  const records = nodeRecords(set, map.networkId, map.anchor).filter((r) => nodeContextIds.has(r.contextId));
+  const records: ActiveNode['record'][] = [];
+  for (const r of nodeRecordsByDid(set, map.networkId, map.anchor).values()) if (nodeContextIds.has(r.contextId)) records.push(r);
   if (records.length !== nodeContextIds.size) return undefined;
   const meshPrefixes = [map.network.meshCIDR, map.network.meshCIDR6];
   let self = map.self;

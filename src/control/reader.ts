@@ -11,7 +11,7 @@
 import type { RecordsFilter, RecordsQueryReplyEntry, RecordsWriteMessage } from '@tbd54566975/dwn-sdk-js';
 import { canonicalDid } from '../identity/did-jwk.js';
 import type { DwnClient } from '../dwn/client.js';
-import { verifyRecordData, verifyRecordsWriteMessage } from '../dwn/verify.js';
+import { PublicKeys, verifyRecordData, verifyRecordsWriteMessage } from '../dwn/verify.js';
 import { MeshdError } from '../errors.js';
 import { decryptJwe, DecryptError, type DecryptVia } from './crypto.js';
 import type { Keyring } from './keyring.js';
@@ -165,6 +165,8 @@ function viaFor(acc: NetworkAccess, kind: RecordKind, author: string): DecryptVi
  */
 export class VerifiedInitialWrites {
   private readonly map = new Map<string, string>();
+  /** The signers' keys as node:crypto holds them, for these and the messages checked with them. */
+  readonly keys = new PublicKeys();
   constructor(private readonly max = 1024) {}
 
   async authorOf(message: RecordsWriteMessage): Promise<string> {
@@ -172,7 +174,7 @@ export class VerifiedInitialWrites {
     try {
       key = JSON.stringify(message);
     } catch {
-      return canonicalDid(await verifyRecordsWriteMessage(message)); // not JSON (a cycle, a BigInt): no memo
+      return canonicalDid(await verifyRecordsWriteMessage(message, this.keys)); // not JSON (a cycle, a BigInt): no memo
     }
     const hit = this.map.get(key);
     if (hit !== undefined) {
@@ -180,7 +182,7 @@ export class VerifiedInitialWrites {
       this.map.set(key, hit);
       return hit;
     }
-    const author = canonicalDid(await verifyRecordsWriteMessage(message));
+    const author = canonicalDid(await verifyRecordsWriteMessage(message, this.keys));
     this.map.set(key, author);
     if (this.map.size > this.max) this.map.delete(this.map.keys().next().value!);
     return author;
@@ -197,7 +199,7 @@ export async function verifiedAuthor(kind: RecordKind, msg: RecordsQueryReplyEnt
   const version = m.descriptor?.messageTimestamp ?? '';
   const recordId = typeof m.recordId === 'string' ? m.recordId : '?';
   try {
-    const author = canonicalDid(await verifyRecordsWriteMessage(m));
+    const author = canonicalDid(await verifyRecordsWriteMessage(m, initialWrites?.keys));
     if (m.initialWrite) {
       const creator = initialWrites ? await initialWrites.authorOf(m.initialWrite) : canonicalDid(await verifyRecordsWriteMessage(m.initialWrite));
       if (creator !== author || m.initialWrite.recordId !== recordId) {

@@ -22,7 +22,7 @@ import { EventQueue } from './event-queue.js';
 import { MapCacheWriter } from './map-cache-writer.js';
 import { OwnReencryption } from './own-reencryption.js';
 import { OwnerDuties } from './owner-duties.js';
-import { currentNetwork, nodeRecords } from './model.js';
+import { currentNetwork, nodeRecordsByDid } from './model.js';
 import type { ControlClientOptions, ControlEvent, ControlStats } from './control-client-types.js';
 import { expiryDue, nextTimeChange, withOnline } from './map-time.js';
 import { buildNetworkMap, mapHash, touchPeers, wireguardKeyOf, type NetworkMap } from './netmap.js';
@@ -373,7 +373,7 @@ export class ControlClient {
       this.counters.refreshes++;
       this.lastRefreshAt = new Date(this.now()).toISOString();
       this.lastError = null;
-      const ownNode = s.role === 'owner' ? undefined : nodeRecords(s.set, s.joined.networkId, s.joined.anchor).find((n) => n.data.did === s.me);
+      const ownNode = s.role === 'owner' ? undefined : nodeRecordsByDid(s.set, s.joined.networkId, s.joined.anchor).get(s.me);
       if (ownNode?.data.status === 'revoked') {
         // the owner's revocation of this device, read from an event: no request need be refused
         this.markRevoked();

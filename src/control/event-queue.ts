@@ -35,17 +35,17 @@ export class EventQueue {
   /** An event's record: pending (newest per slot), deferred while its slot is penalised, or — past the bound — 'overflow' (all pending dropped). */
   add(kind: RecordKind, msg: RecordsWriteMessage, initialWrite?: unknown): AddResult {
     const slot = slotOf(kind, msg.recordId, msg.contextId);
+    // the event's initial write goes with its message, deferred or not: it is checked with it
+    const full = initialWrite ? ({ ...msg, initialWrite } as RecordsWriteMessage) : msg;
     const pen = this.penalty.get(slot);
     if (pen && pen.until > this.now()) {
       const d = this.deferred.get(slot);
-      if (!d || d.descriptor.messageTimestamp < msg.descriptor.messageTimestamp) this.deferred.set(slot, msg);
+      if (!d || d.descriptor.messageTimestamp < msg.descriptor.messageTimestamp) this.deferred.set(slot, full);
       this.scheduleDeferred();
       return 'deferred';
     }
     const prev = this.pending.get(slot);
-    if (!prev || prev.descriptor.messageTimestamp < msg.descriptor.messageTimestamp) {
-      this.pending.set(slot, initialWrite ? ({ ...msg, initialWrite } as RecordsWriteMessage) : msg);
-    }
+    if (!prev || prev.descriptor.messageTimestamp < msg.descriptor.messageTimestamp) this.pending.set(slot, full);
     if (this.pending.size > MAX_PENDING) {
       this.pending.clear();
       return 'overflow';

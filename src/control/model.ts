@@ -40,18 +40,28 @@ export function currentNetwork(set: RecordSet, networkId: string, anchor: string
  * newest per DID, sorted by DID.
  */
 function newestPerDid<K extends 'node' | 'member'>(records: Decoded<K>[], networkId: string, anchor: string): Decoded<K>[] {
+  return [...newestByDid(records, networkId, anchor).values()].sort((a, b) => a.data.did.localeCompare(b.data.did));
+}
+
+/** As newestPerDid, by DID and unsorted (one pass: for a caller that looks up a few DIDs). */
+function newestByDid<K extends 'node' | 'member'>(records: Decoded<K>[], networkId: string, anchor: string): Map<string, Decoded<K>> {
   const byDid = new Map<string, Decoded<K>>();
   for (const r of records) {
     if (r.author !== anchor || r.parentContextId !== networkId || r.recipient !== r.data.did) continue;
     const prev = byDid.get(r.data.did);
     if (!prev || r.timestamp > prev.timestamp) byDid.set(r.data.did, r);
   }
-  return [...byDid.values()].sort((a, b) => a.data.did.localeCompare(b.data.did));
+  return byDid;
 }
 
 /** Node records written by the owner under this network, newest state per device DID. */
 export function nodeRecords(set: RecordSet, networkId: string, anchor: string): Decoded<'node'>[] {
   return newestPerDid(set.node, networkId, anchor);
+}
+
+/** The records of nodeRecords by device DID, unsorted (no sort of every DID for a lookup). */
+export function nodeRecordsByDid(set: RecordSet, networkId: string, anchor: string): Map<string, Decoded<'node'>> {
+  return newestByDid(set.node, networkId, anchor);
 }
 
 export function isNodeActive(n: NodeRecord, now: number): boolean {

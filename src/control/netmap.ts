@@ -9,7 +9,7 @@ import { parseDidJwk } from '../identity/did-jwk.js';
 import { wgKeyToBase64, x25519PublicFromEd25519 } from '../identity/keys.js';
 import { DEFAULT_MESH_CIDR6 } from '../identity/mesh-address.js';
 import { compileAcl, type AclNode, type CompiledFilter } from './acl.js';
-import { activeNodeOf, activeNodes, currentNetwork, currentPolicy, currentRelays, nodeRecords, type ActiveNode, type RecordSet } from './model.js';
+import { activeNodeOf, activeNodes, currentNetwork, currentPolicy, currentRelays, nodeRecordsByDid, type ActiveNode, type RecordSet } from './model.js';
 import type { Capability, EndpointSource, NatType } from './records.js';
 import { routesInUse } from './routes.js';
 
@@ -246,7 +246,8 @@ export function buildNetworkMap(input: BuildMapInput): NetworkMap | undefined {
  * not in the map or anything its hash covers changed: then the whole map must be rebuilt.
  */
 export function touchPeers(map: NetworkMap, set: RecordSet, nodeContextIds: ReadonlySet<string>, now: number, keyOf: (did: string) => string = wireguardKeyOf): NetworkMap | undefined {
-  const records = nodeRecords(set, map.networkId, map.anchor).filter((r) => nodeContextIds.has(r.contextId));
+  const records: ActiveNode['record'][] = [];
+  for (const r of nodeRecordsByDid(set, map.networkId, map.anchor).values()) if (nodeContextIds.has(r.contextId)) records.push(r);
   if (records.length !== nodeContextIds.size) return undefined;
   const meshPrefixes = [map.network.meshCIDR, map.network.meshCIDR6];
   let self = map.self;
@@ -257,11 +258,44 @@ export function touchPeers(map: NetworkMap, set: RecordSet, nodeContextIds: Read
     const old = i === -1 ? self : i === undefined ? undefined : map.peers[i];
     if (old === null || old === undefined || i === undefined) return undefined;
     const peer = toPeer(activeNodeOf(set, record), now, keyOf, meshPrefixes);
-    if (canonicalJson(steadyPeer(peer)) !== canonicalJson(steadyPeer(old))) return undefined;
+    if (!sameSteadyPeer(peer, old)) return undefined;
     if (i === -1) self = peer;
     else (peers ??= [...map.peers])[i] = peer;
   }
   return { ...map, self, peers: peers ?? map.peers, generatedAt: new Date(now).toISOString() };
+}
+
+/** What moves with time alone in a peer (left out of the hash and of sameSteadyPeer). */
+const TIME_FIELDS: ReadonlySet<string> = new Set(['online', 'endpointUpdatedAt']);
+
+/**
+ * canonicalJson(steadyPeer(a)) === canonicalJson(steadyPeer(b)), without building either
+ * string: a heartbeat compares its peer's old and new entries on every event.
+ */
+export function sameSteadyPeer(a: MapPeer, b: MapPeer): boolean {
+  return sameJson(a, b, TIME_FIELDS);
+}
+
+/** Equal as canonicalJson sees values (members holding undefined are absent), minus `skip` at the top. */
+function sameJson(a: unknown, b: unknown, skip?: ReadonlySet<string>): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return canonicalJson(a) === canonicalJson(b);
+  if (Array.isArray(a) || Array.isArray(b)) {
+    if (!Array.isArray(a) || !Array.isArray(b) || a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!sameJson(a[i], b[i])) return false;
+    return true;
+  }
+  const x = a as Record<string, unknown>;
+  const y = b as Record<string, unknown>;
+  let n = 0;
+  for (const k of Object.keys(x)) {
+    if (x[k] === undefined || skip?.has(k)) continue;
+    n++;
+    const yv = y[k];
+    if (yv === undefined || !sameJson(x[k], yv)) return false;
+  }
+  for (const k of Object.keys(y)) if (y[k] !== undefined && !skip?.has(k)) n--;
+  return n === 0;
 }
 
 /** Index of the peer with this DID in peers sorted by DID (localeCompare, as built), or undefined. */

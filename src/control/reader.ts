@@ -11,7 +11,7 @@
 import type { RecordsFilter, RecordsQueryReplyEntry, RecordsWriteMessage } from '@tbd54566975/dwn-sdk-js';
 import { canonicalDid } from '../identity/did-jwk.js';
 import type { DwnClient } from '../dwn/client.js';
-import { verifyRecordData, verifyRecordsWriteMessage } from '../dwn/verify.js';
+import { PublicKeys, verifyRecordData, verifyRecordsWriteMessage } from '../dwn/verify.js';
 import { MeshdError } from '../errors.js';
 import { decryptJwe, DecryptError, type DecryptVia } from './crypto.js';
 import type { Keyring } from './keyring.js';
@@ -157,15 +157,51 @@ function viaFor(acc: NetworkAccess, kind: RecordKind, author: string): DecryptVi
   return author === acc.client.me.did ? 'network-or-direct' : 'network';
 }
 
+/**
+ * Initial writes already verified, by their exact JSON, with their author: every update of a
+ * record carries the same initial write, and a heartbeat re-write is an update. Verification is
+ * a function of the message alone, so a message with the same JSON has the same answer; any
+ * other message (one byte changed) is verified in full. Bounded, least recently used out first.
+ */
+export class VerifiedInitialWrites {
+  private readonly map = new Map<string, string>();
+  /** The signers' keys as node:crypto holds them, for these and the messages checked with them. */
+  readonly keys = new PublicKeys();
+  constructor(private readonly max = 1024) {}
+
+  async authorOf(message: RecordsWriteMessage): Promise<string> {
+    let key: string;
+    try {
+      key = JSON.stringify(message);
+    } catch {
+      return canonicalDid(await verifyRecordsWriteMessage(message, this.keys)); // not JSON (a cycle, a BigInt): no memo
+    }
+    const hit = this.map.get(key);
+    if (hit !== undefined) {
+      this.map.delete(key);
+      this.map.set(key, hit);
+      return hit;
+    }
+    const author = canonicalDid(await verifyRecordsWriteMessage(message, this.keys));
+    this.map.set(key, author);
+    if (this.map.size > this.max) this.map.delete(this.map.keys().next().value!);
+    return author;
+  }
+
+  get size(): number {
+    return this.map.size;
+  }
+}
+
 /** Verify a message's signature and (for updates) that its creator wrote it; returns the author or undefined (counted). */
-export async function verifiedAuthor(kind: RecordKind, msg: RecordsQueryReplyEntry | RecordsWriteMessage, skips: SkipLog): Promise<string | undefined> {
+export async function verifiedAuthor(kind: RecordKind, msg: RecordsQueryReplyEntry | RecordsWriteMessage, skips: SkipLog, initialWrites?: VerifiedInitialWrites): Promise<string | undefined> {
   const m = msg as RecordsQueryReplyEntry;
   const version = m.descriptor?.messageTimestamp ?? '';
   const recordId = typeof m.recordId === 'string' ? m.recordId : '?';
   try {
-    const author = canonicalDid(await verifyRecordsWriteMessage(m));
+    const author = canonicalDid(await verifyRecordsWriteMessage(m, initialWrites?.keys));
     if (m.initialWrite) {
-      const creator = canonicalDid(await verifyRecordsWriteMessage(m.initialWrite));
+      const creator = initialWrites ? await initialWrites.authorOf(m.initialWrite) : canonicalDid(await verifyRecordsWriteMessage(m.initialWrite));
       if (creator !== author || m.initialWrite.recordId !== recordId) {
         // in this protocol only a record's creator updates it
         recordSkip(skips, kind, recordId, version, 'wrong-author', 'record updated by someone other than its creator');
@@ -285,6 +321,8 @@ export function nodeSlot(kind: 'nodeInfo' | 'endpoint', nodeContextId: string): 
 /** Records already verified and decrypted, by recordId@dataCid (bounded, least recently used out first). */
 export class DecodeCache {
   private readonly map = new Map<string, Decoded>();
+  /** The initial writes of the records held, verified once (heartbeats carry them again and again). */
+  readonly initialWrites = new VerifiedInitialWrites();
   constructor(private readonly max = 4096) {}
 
   static key(recordId: string, dataCid: string): string {
@@ -332,7 +370,7 @@ export async function decodeCached<K extends RecordKind>(
       recordSkip(skips, kind, entry.recordId, entry.descriptor.messageTimestamp, 'future-dated', 'record is dated ahead of this clock');
       return undefined;
     }
-    const author = await verifiedAuthor(kind, entry, skips);
+    const author = await verifiedAuthor(kind, entry, skips, cache.initialWrites);
     if (author !== hit.author) return undefined;
     const next = { ...hit, timestamp: entry.descriptor.messageTimestamp };
     cache.set(key, next);

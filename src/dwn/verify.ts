@@ -13,9 +13,10 @@
  *  - delegated grants (`authorDelegatedGrant`, `ownerDelegatedGrant`, `delegatedGrantId`) are
  *    refused: meshd never writes them, and honouring one means trusting a grant chain;
  *  - the descriptor must be a Records Write.
- * Nothing is cached: each call does all the work for the message it is given.
+ * Nothing is cached but the imported public keys (when the caller passes PublicKeys): each call
+ * does all the checks for the message it is given.
  */
-import { createPublicKey, verify as cryptoVerify } from 'node:crypto';
+import { createPublicKey, verify as cryptoVerify, type KeyObject } from 'node:crypto';
 import type { RecordsWriteMessage } from '@tbd54566975/dwn-sdk-js';
 import { MeshdError } from '../errors.js';
 import { computeCid, computeDagPbCidFromBytes, UNIXFS_CHUNK_SIZE } from './cid.js';
@@ -28,6 +29,31 @@ const DID_JWK_FRAGMENT = '#0';
 /** Members the SDK's signature payload schemas allow (all strings); anything else is refused. */
 const RECORDS_WRITE_PAYLOAD = new Set(['descriptorCid', 'recordId', 'contextId', 'attestationCid', 'encryptionCid', 'delegatedGrantId', 'permissionGrantId', 'protocolRole']);
 const GENERIC_PAYLOAD = new Set(['descriptorCid', 'delegatedGrantId', 'permissionGrantId', 'protocolRole']);
+
+/**
+ * Ed25519 public keys imported for node:crypto, by their JWK `x` (a device's readers see the
+ * same few signers again and again). Bounded, least recently used out first. Optional: a caller
+ * without one imports each key anew.
+ */
+export class PublicKeys {
+  private readonly map = new Map<string, KeyObject>();
+  constructor(private readonly max = 1024) {}
+
+  get(x: string): KeyObject | undefined {
+    const k = this.map.get(x);
+    if (k !== undefined) {
+      this.map.delete(x);
+      this.map.set(x, k);
+    }
+    return k;
+  }
+
+  set(x: string, key: KeyObject): void {
+    if (this.map.has(x)) return;
+    this.map.set(x, key);
+    if (this.map.size > this.max) this.map.delete(this.map.keys().next().value!);
+  }
+}
 
 /** A check failed; turned into a MeshdError naming the record by `verifyRecordsWriteMessage`. */
 class Invalid extends Error {}
@@ -86,7 +112,7 @@ function onlySignature(jws: unknown, what: string): { jws: Obj; entry: Obj } {
  * Verify the signature entry against its payload with node:crypto; returns the signer DID
  * (the `kid` without its fragment, as the SDK reports it).
  */
-function verifyJwsSignature(jws: Obj, entry: Obj, what: string): string {
+function verifyJwsSignature(jws: Obj, entry: Obj, what: string, keys: PublicKeys | undefined): string {
   const header = b64urlJsonObject(entry.protected, `${what} protected header`);
   if (header.alg !== 'EdDSA') throw new Invalid(`${what} alg is ${JSON.stringify(header.alg)}, expected "EdDSA"`);
   const kid = header.kid;
@@ -105,7 +131,8 @@ function verifyJwsSignature(jws: Obj, entry: Obj, what: string): string {
   // The signing input is exactly the two base64url strings as sent.
   const input = Buffer.from(`${entry.protected as string}.${jws.payload as string}`, 'utf8');
   // Imported as a JWK: OpenSSL's DER (SPKI) decoder costs ten times as much per key.
-  const publicKey = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x }, format: 'jwk' });
+  const publicKey = keys?.get(x) ?? createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x }, format: 'jwk' });
+  keys?.set(x, publicKey);
   if (!cryptoVerify(null, input, publicKey, signature)) {
     throw new Invalid(`signature verification failed for ${did}`);
   }
@@ -160,7 +187,7 @@ async function cidOf(v: unknown, what: string): Promise<string> {
   }
 }
 
-async function check(message: unknown): Promise<string> {
+async function check(message: unknown, keys: PublicKeys | undefined): Promise<string> {
   if (!isPlainObject(message)) throw new Invalid('message is not an object');
   const descriptor = message.descriptor;
   if (!isPlainObject(descriptor)) throw new Invalid('message has no descriptor');
@@ -193,8 +220,8 @@ async function check(message: unknown): Promise<string> {
     if (Object.keys(attPayload).length > 1) throw new Invalid('attestation payload has members besides descriptorCid');
   }
 
-  const authorDid = verifyJwsSignature(author.jws, author.entry, 'authorization signature');
-  if (owner) verifyJwsSignature(owner.jws, owner.entry, 'owner signature');
+  const authorDid = verifyJwsSignature(author.jws, author.entry, 'authorization signature', keys);
+  if (owner) verifyJwsSignature(owner.jws, owner.entry, 'owner signature', keys);
 
   // The integrity checks of RecordsWrite.validateIntegrity.
   const entryId = await cidOf({ ...descriptor, author: authorDid }, 'entry id input');
@@ -227,9 +254,9 @@ function recordName(message: unknown): string {
 }
 
 /** Verify a RecordsWrite's structure and signature; returns the author DID. Throws E_RECORD_INVALID. */
-export async function verifyRecordsWriteMessage(message: RecordsWriteMessage): Promise<string> {
+export async function verifyRecordsWriteMessage(message: RecordsWriteMessage, keys?: PublicKeys): Promise<string> {
   try {
-    return await check(message);
+    return await check(message, keys);
   } catch (e) {
     const why = e instanceof Invalid ? e.message : `unexpected ${e instanceof Error ? e.name : typeof e}`;
     throw new MeshdError('E_RECORD_INVALID', `record ${recordName(message)} has an invalid signature or structure: ${why}`, { cause: e });

@@ -234,6 +234,46 @@ describe('the DWN operator and a removed device', () => {
     await waitForMap(vClient, (x) => endpointOf(x, did) === 46002, 15_000);
   });
 
+  test('the operator tampers with heartbeats: another version’s signature or an altered initial write is refused; the peer keeps its time', async () => {
+    const did = owner.profile.did;
+    const isOwnersEndpoint = (m: unknown) => (m as { descriptor?: { protocolPath?: string } }).descriptor?.protocolPath === PATHS.endpoint && authorOf(m) === did;
+    const timeOf = () => vClient.map?.peers.find((p) => p.did === did)?.endpointUpdatedAt ?? null;
+    const ep = endpoint(46100);
+    await ownerClient.publishEndpoint(ep);
+    await waitForMap(vClient, (x) => endpointOf(x, did) === 46100, 5000);
+    // a genuine heartbeat (the same bytes again, a newer time) moves the peer's time
+    let t = timeOf();
+    await ownerClient.publishEndpoint(ep);
+    await until(() => timeOf() !== t, 5000, 'the heartbeat taken');
+    const events = proxy.captured((c) => c.kind === 'event' && c.request.author === v.profile.did && isOwnersEndpoint(c.message));
+    const heartbeat = events.at(-1)!.raw as { message: Record<string, unknown>; initialWrite?: Record<string, unknown> };
+    assert.ok(heartbeat.initialWrite, 'a heartbeat event carries the initial write');
+    const tampered: Array<[string, (e: typeof heartbeat) => typeof heartbeat]> = [
+      // a newer re-write under the signature of the version before it
+      ['another version’s signature', (e) => ({ ...e, message: { ...e.message, authorization: heartbeat.message.authorization } })],
+      // the initial write it carries altered (the record's creation date moved); this event comes
+      // while the slot waits out the junk before it, and must be checked in full all the same
+      ['an altered initial write', (e) => ({ ...e, initialWrite: { ...e.initialWrite, descriptor: { ...(e.initialWrite!.descriptor as object), dateCreated: '2020-01-01T00:00:00.000000Z' } } })],
+    ];
+    for (const [what, rewrite] of tampered) {
+      const off = proxy.rewriteEvents((e) => (isOwnersEndpoint(e.event.message) && e.request.author === v.profile.did ? rewrite(e.event as typeof heartbeat) : undefined));
+      try {
+        t = timeOf();
+        const bad = vClient.stats.skipped.badSignature;
+        await ownerClient.publishEndpoint(ep);
+        // a slot that gave junk waits 5 s before its next event is taken
+        await until(() => vClient.stats.skipped.badSignature > bad, 15_000, `the heartbeat with ${what} refused`);
+        assert.equal(timeOf(), t, `a heartbeat with ${what} moved the peer's time`);
+      } finally {
+        off();
+      }
+    }
+    // untouched, the next heartbeat is taken
+    t = timeOf();
+    await ownerClient.publishEndpoint(ep);
+    await until(() => timeOf() !== t, 15_000, 'the next genuine heartbeat taken');
+  });
+
   test('the removed device: no key, no records, no role; it decrypts nothing written after its removal', async () => {
     const ownerDwn = new DwnClient(dwn.url, owner.profile.did, { did: owner.profile.did, edSeed: owner.profile.keys.edSeed });
     const all = await ownerDwn.query({ protocol: PROTOCOL_URI, contextId: networkId });

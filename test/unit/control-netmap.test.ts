@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { deriveDeviceKeys, wgKeyToBase64 } from '../../src/identity/keys.js';
 import { formatDidJwk } from '../../src/identity/did-jwk.js';
 import { meshIPv4For } from '../../src/identity/mesh-address.js';
-import { buildNetworkMap, canonicalJson, isNetworkMap, mapHash, ONLINE_WINDOW_MS, touchPeers } from '../../src/control/netmap.js';
+import { buildNetworkMap, canonicalJson, isNetworkMap, mapHash, ONLINE_WINDOW_MS, sameSteadyPeer, touchPeers, type MapPeer } from '../../src/control/netmap.js';
 import { expiryDue, nextTimeChange, withOnline } from '../../src/control/map-time.js';
 import { activeNodeOf, activeNodes } from '../../src/control/model.js';
 import { emptyRecordSet, type RecordSet } from '../../src/control/model.js';
@@ -180,6 +180,37 @@ test('a touch refuses what the hash covers (new endpoints) and nodes the map doe
   const moved = heartbeat(world(), T0 + 1000, { localEndpoints: ['192.168.0.9:51820'] });
   assert.equal(touchPeers(before, moved, new Set([n2Context(moved)]), T0 + 1000), undefined);
   assert.equal(touchPeers(before, world(), new Set(['bafynet/nosuchnode']), T0 + 1000), undefined);
+});
+
+test('sameSteadyPeer answers as comparing the canonical JSON of the peers without their time fields', () => {
+  const m = buildNetworkMap({ set: world(), networkId: NET, anchor: OWNER, selfDid: did(3), now: T0 })!;
+  const p = m.peers[0]!;
+  const steady = (x: MapPeer) => canonicalJson({ ...x, online: undefined, endpointUpdatedAt: undefined });
+  const variants: MapPeer[] = [
+    { ...p },
+    { ...p, online: !p.online, endpointUpdatedAt: new Date(T0 + 5).toISOString() },
+    { ...p, endpoints: p.endpoints.map((e) => ({ ...e, port: e.port + 1 })) },
+    { ...p, endpoints: [...p.endpoints, { address: '192.0.2.1', port: 1, priority: 0, source: 'static' }] },
+    { ...p, hostname: null },
+    { ...p, hostname: 'other' },
+    { ...p, routes: undefined } as unknown as MapPeer,
+    (({ routes: _r, ...rest }) => rest)(p) as MapPeer,
+    { ...p, routes: ['10.0.0.0/8'] },
+    { ...p, exitNode: undefined, exitNodeIPv6: undefined } as unknown as MapPeer,
+    { ...p, capabilities: [...p.capabilities].reverse() },
+    { ...p, localEndpoints: ['192.168.1.2:51820'] },
+    { ...p, discoKey: null },
+    Object.fromEntries(Object.entries(p).reverse()) as unknown as MapPeer,
+  ];
+  let differ = 0;
+  for (const a of variants) {
+    for (const b of variants) {
+      const want = steady(a) === steady(b);
+      if (!want) differ++;
+      assert.equal(sameSteadyPeer(a, b), want, `${steady(a)} vs ${steady(b)}`);
+    }
+  }
+  assert.ok(differ > 50, 'the variants differ');
 });
 
 test('online flags flip at the deadline nextTimeChange names, and withOnline sets them without a rebuild', () => {

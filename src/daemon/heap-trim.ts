@@ -1,46 +1,66 @@
 /**
- * Hands the C heap's freed pages back to the kernel a little after the daemon has done a burst
- * of work (start-up, a new network map): decoding records, TLS and HTTP leave freed memory
- * scattered through malloc's heap, which free() keeps resident; glibc's malloc_trim returns it
- * (the native addon's mallocTrim). One trim per quiet moment, on a timer that never keeps the
- * process alive; nothing without the addon.
+ * Gives memory back to the kernel a little after the daemon has done a burst of work (start-up,
+ * a new network map): reading and decoding the network's records grows V8's old generation
+ * (objects that wait on the network outlive the small young generation the daemon runs with)
+ * and leaves freed memory scattered through malloc's heap, and both stay resident long after
+ * the burst — V8 shrinks its heap only once it judges the process idle, free() never returns
+ * the middle of the heap. So, once the process has been quiet for a moment: a full garbage
+ * collection (compacting; V8 then releases the pages it emptied), then glibc's malloc_trim (the
+ * native addon's mallocTrim). At most once every MIN_INTERVAL_MS, on a timer that never keeps
+ * the process alive.
  */
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { loadNative } from '../engine/native/load.js';
 
 /** How long after the last request to trim: the burst that asked is over by then. */
 export const TRIM_DELAY_MS = 2000;
+/** Trims are at least this far apart (a full collection costs a few ms per 10 MiB of heap). */
+export const MIN_INTERVAL_MS = 15_000;
+
+export interface TrimFunctions {
+  /** A full, compacting garbage collection. */
+  gc: (() => void) | null;
+  /** malloc_trim(0); true when it released memory. */
+  mallocTrim: (() => boolean) | null;
+}
 
 export class HeapTrimmer {
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
-  /** Trims run, and how many of them released memory. */
+  private lastRun = -Infinity;
+  /** Trims run, and how many of them released C-heap memory. */
   runs = 0;
   released = 0;
 
   constructor(
-    private readonly trim: (() => boolean) | null = defaultTrim(),
+    private readonly fns: TrimFunctions = defaultTrimFunctions(),
     private readonly delayMs = TRIM_DELAY_MS,
+    private readonly minIntervalMs = MIN_INTERVAL_MS,
   ) {}
 
-  /** Whether trimming is possible here (glibc, the addon built with mallocTrim). */
+  /** Whether there is anything to run here. */
   get available(): boolean {
-    return this.trim !== null;
+    return this.fns.gc !== null || this.fns.mallocTrim !== null;
   }
 
   /** Trim once the process has been quiet for delayMs (requests in between move it later). */
   soon(): void {
-    if (this.stopped || !this.trim) return;
+    if (this.stopped || !this.available) return;
     if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.now(), this.delayMs);
+    const wait = Math.max(this.delayMs, this.lastRun + this.minIntervalMs - Date.now());
+    this.timer = setTimeout(() => this.now(), wait);
     this.timer.unref();
   }
 
   /** Trim now. */
   now(): void {
     this.timer = undefined;
-    if (this.stopped || !this.trim) return;
+    if (this.stopped || !this.available) return;
     this.runs++;
-    if (this.trim()) this.released++;
+    this.lastRun = Date.now();
+    this.fns.gc?.();
+    if (this.fns.mallocTrim?.()) this.released++;
   }
 
   stop(): void {
@@ -50,9 +70,29 @@ export class HeapTrimmer {
   }
 }
 
-/** The addon's mallocTrim, or null without the addon (or an addon built before it). */
-function defaultTrim(): (() => boolean) | null {
+let exposedGc: (() => void) | null | undefined;
+
+/**
+ * V8's gc(): the global one when node runs with --expose-gc, else one exposed for this purpose
+ * (the flag applies to contexts created after it is set; the process's own is untouched).
+ */
+function fullGc(): (() => void) | null {
+  if (exposedGc !== undefined) return exposedGc;
+  const g = (globalThis as { gc?: unknown }).gc;
+  if (typeof g === 'function') return (exposedGc = () => void g());
+  try {
+    setFlagsFromString('--expose-gc');
+    const fn = runInNewContext('gc') as unknown;
+    exposedGc = typeof fn === 'function' ? () => void (fn as () => void)() : null;
+  } catch {
+    exposedGc = null;
+  }
+  return exposedGc;
+}
+
+/** The full collection, and the addon's mallocTrim (null without the addon, or one built before it). */
+export function defaultTrimFunctions(): TrimFunctions {
   const addon = loadNative();
   const fn = addon?.mallocTrim;
-  return addon && fn ? () => fn.call(addon) : null;
+  return { gc: fullGc(), mallocTrim: addon && fn ? () => fn.call(addon) : null };
 }

@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { loadNative } from '../../src/engine/native/load.js';
-import { HeapTrimmer } from '../../src/daemon/heap-trim.js';
+import { defaultTrimFunctions, HeapTrimmer } from '../../src/daemon/heap-trim.js';
 import { requirePrereqs } from '../helpers/prereqs.js';
 
 const anonMiB = (): number => Number(/^RssAnon:\s+(\d+) kB/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1]) / 1024;
@@ -37,31 +37,49 @@ test('mallocTrim returns freed C-heap memory that free() kept resident', async (
   assert.equal(last.length, 8192);
 });
 
-test('HeapTrimmer: one trim per quiet moment, none after stop, nothing without a trim function', async () => {
-  let calls = 0;
-  const tr = new HeapTrimmer(() => (++calls, calls === 1), 30);
+test('HeapTrimmer: one trim (a full GC, then malloc_trim) per quiet moment, at least minInterval apart; none after stop', async () => {
+  const calls: string[] = [];
+  const tr = new HeapTrimmer({ gc: () => void calls.push('gc'), mallocTrim: () => (calls.push('trim'), calls.length === 2) }, 30, 300);
   assert.equal(tr.available, true);
   for (let i = 0; i < 5; i++) {
     tr.soon();
     await sleep(5);
   }
-  assert.equal(calls, 0, 'requests within the delay move the trim later');
-  await sleep(80);
-  assert.equal(calls, 1);
+  assert.deepEqual(calls, [], 'requests within the delay move the trim later');
+  for (let i = 0; i < 100 && tr.runs === 0; i++) await sleep(20);
+  assert.deepEqual(calls, ['gc', 'trim']);
   assert.deepEqual([tr.runs, tr.released], [1, 1]);
+  tr.now();
+  const ranAt = Date.now();
   tr.soon();
-  await sleep(80);
-  assert.deepEqual([calls, tr.runs, tr.released], [2, 2, 1]);
+  await sleep(100);
+  assert.equal(tr.runs, 2, 'the next trim waits for minInterval');
+  for (let i = 0; i < 250 && tr.runs === 2; i++) await sleep(20);
+  assert.deepEqual([tr.runs, tr.released], [3, 1]);
+  assert.ok(Date.now() - ranAt >= 290, 'not before minInterval');
   tr.soon();
   tr.stop();
-  await sleep(80);
-  assert.equal(calls, 2, 'stop cancels a pending trim');
-  tr.soon();
+  await sleep(400);
+  assert.equal(tr.runs, 3, 'stop cancels a pending trim');
   tr.now();
-  assert.equal(calls, 2, 'a stopped trimmer does nothing');
-  const none = new HeapTrimmer(null, 10);
+  assert.equal(tr.runs, 3, 'a stopped trimmer does nothing');
+  const none = new HeapTrimmer({ gc: null, mallocTrim: null }, 10);
   assert.equal(none.available, false);
   none.soon();
   none.now();
   assert.equal(none.runs, 0);
+});
+
+test('the default trim functions: a full GC that frees what nothing holds; mallocTrim with the addon', (t) => {
+  const fns = defaultTrimFunctions();
+  assert.ok(fns.gc, 'a gc function');
+  let ref: WeakRef<object> | undefined = (() => new WeakRef({ big: new Array(1000).fill(1) }))();
+  // a WeakRef's target survives until the end of the current job: collect in a later one
+  return new Promise<void>((resolve) => setImmediate(() => {
+    fns.gc!();
+    assert.equal(ref!.deref(), undefined, 'the full GC collected an unreachable object');
+    ref = undefined;
+    if (requirePrereqs(t, ['native'])) assert.equal(typeof fns.mallocTrim, 'function');
+    resolve();
+  }));
 });

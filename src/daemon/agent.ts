@@ -217,6 +217,7 @@ export class MeshAgent implements AgentLike {
       .publishNodeInfo(localNodeInfo({ ...(this.opts.hostname ?? joined.hostname ? { hostname: this.opts.hostname ?? joined.hostname! } : {}), ...offers }))
       .catch((e: Error) => this.log.warn('nodeinfo.publish-failed', { error: e.message }));
     this.trimmer.soon();
+    this.trimmer.watch();
   }
 
   /** Mesh DNS on this node's mesh IP (never fatal: without it the mesh works by address). */

@@ -6,8 +6,9 @@
  * the burst — V8 shrinks its heap only once it judges the process idle, free() never returns
  * the middle of the heap. So, once the process has been quiet for a moment: a full garbage
  * collection (compacting; V8 then releases the pages it emptied), then glibc's malloc_trim (the
- * native addon's mallocTrim). At most once every MIN_INTERVAL_MS, on a timer that never keeps
- * the process alive.
+ * native addon's mallocTrim). At most once every MIN_INTERVAL_MS, on timers that never keep the
+ * process alive. Work that brings no new map (record events that change nothing) is caught by a
+ * look at the resident set once a minute: grown by GROWTH_BYTES since the last trim, trim.
  */
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -17,6 +18,9 @@ import { loadNative } from '../engine/native/load.js';
 export const TRIM_DELAY_MS = 2000;
 /** Trims are at least this far apart (a full collection costs a few ms per 10 MiB of heap). */
 export const MIN_INTERVAL_MS = 15_000;
+/** How often watch() looks at the resident set, and the growth since the last trim that trims. */
+export const WATCH_INTERVAL_MS = 60_000;
+export const GROWTH_BYTES = 4 * 1024 * 1024;
 
 export interface TrimFunctions {
   /** A full, compacting garbage collection. */
@@ -27,6 +31,8 @@ export interface TrimFunctions {
 
 export class HeapTrimmer {
   private timer: NodeJS.Timeout | undefined;
+  private watcher: NodeJS.Timeout | undefined;
+  private rssAfter = 0;
   private stopped = false;
   private lastRun = -Infinity;
   /** Trims run, and how many of them released C-heap memory. */
@@ -37,6 +43,7 @@ export class HeapTrimmer {
     private readonly fns: TrimFunctions = defaultTrimFunctions(),
     private readonly delayMs = TRIM_DELAY_MS,
     private readonly minIntervalMs = MIN_INTERVAL_MS,
+    private readonly rss: () => number = () => process.memoryUsage.rss(),
   ) {}
 
   /** Whether there is anything to run here. */
@@ -61,12 +68,25 @@ export class HeapTrimmer {
     this.lastRun = Date.now();
     this.fns.gc?.();
     if (this.fns.mallocTrim?.()) this.released++;
+    this.rssAfter = this.rss();
+  }
+
+  /** Every intervalMs: trim soon when the resident set grew by growthBytes since the last trim. */
+  watch(intervalMs = WATCH_INTERVAL_MS, growthBytes = GROWTH_BYTES): void {
+    if (this.stopped || !this.available || this.watcher) return;
+    if (this.rssAfter === 0) this.rssAfter = this.rss();
+    this.watcher = setInterval(() => {
+      if (this.rss() - this.rssAfter >= growthBytes) this.soon();
+    }, intervalMs);
+    this.watcher.unref();
   }
 
   stop(): void {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
+    if (this.watcher) clearInterval(this.watcher);
     this.timer = undefined;
+    this.watcher = undefined;
   }
 }
 

@@ -70,6 +70,26 @@ test('HeapTrimmer: one trim (a full GC, then malloc_trim) per quiet moment, at l
   assert.equal(none.runs, 0);
 });
 
+test('HeapTrimmer.watch: trims once the resident set has grown by growthBytes since the last trim', async () => {
+  let rss = 100;
+  const tr = new HeapTrimmer({ gc: () => undefined, mallocTrim: () => ((rss = 100), true) }, 10, 0, () => rss);
+  tr.watch(20, 50);
+  await sleep(100);
+  assert.equal(tr.runs, 0, 'no growth, no trim');
+  rss = 140;
+  await sleep(100);
+  assert.equal(tr.runs, 0, 'growth below the threshold');
+  rss = 160;
+  for (let i = 0; i < 100 && tr.runs === 0; i++) await sleep(20);
+  assert.equal(tr.runs, 1);
+  await sleep(100);
+  assert.equal(tr.runs, 1, 'measured again after the trim: back to 100');
+  tr.stop();
+  rss = 500;
+  await sleep(100);
+  assert.equal(tr.runs, 1, 'stopped');
+});
+
 test('the default trim functions: a full GC that frees what nothing holds; mallocTrim with the addon', (t) => {
   const fns = defaultTrimFunctions();
   assert.ok(fns.gc, 'a gc function');

@@ -17,10 +17,10 @@
  * And the same /proc figures for a bare node and for a node that only imports the daemon's
  * modules, with the daemon's node flags: what the daemon adds to each.
  *
- *   node dist/bench/daemon-memory.js [--devices 100] [--daemons 2] [--traffic-mb 64] [--idle-seconds 20] [--env K=V …] [--hold-seconds 0] [--compare-bin PATH] [--keep]
+ *   node dist/bench/daemon-memory.js [--devices 100] [--daemons 2] [--traffic-mb 64] [--idle-seconds 20] [--env K=V …] [--hold-seconds 0] [--compare-bin PATH …] [--keep]
  *
- * `--compare-bin PATH`: the last daemon runs that build's bin/meshd.js (e.g. a checkout of the
- * main branch): before and after in one run, on the same network and traffic.
+ * `--compare-bin PATH` (repeatable): the last daemons run those builds' bin/meshd.js, one each (e.g.
+ * a checkout of the main branch): before and after in one run, on the same network and traffic.
  *
  * `--env K=V` (repeatable) goes to every `meshd up` and so to its daemon: e.g. NODE_OPTIONS or
  * MALLOC_* settings to compare.
@@ -222,7 +222,7 @@ async function main(): Promise<void> {
       keep: { type: 'boolean', default: false },
       env: { type: 'string', multiple: true, default: [] },
       'hold-seconds': { type: 'string', default: '0' },
-      'compare-bin': { type: 'string' },
+      'compare-bin': { type: 'string', multiple: true, default: [] },
       dir: { type: 'string' },
       host: { type: 'string' },
     },
@@ -234,7 +234,7 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const devices = Math.max(3, Number(o.devices));
-  const daemons = Math.min(devices - 1, Math.max(2, Number(o.daemons)));
+  const daemons = Math.min(devices - 1, Math.max(2, Number(o.daemons), o['compare-bin'].length + 1));
   const trafficBytes = Math.max(0, Number(o['traffic-mb'])) * 1024 * 1024;
   const env: Record<string, string> = {};
   for (const kv of o.env) {
@@ -257,9 +257,10 @@ async function main(): Promise<void> {
     const hosts: Host[] = [];
     for (let i = 0; i < daemons; i++) hosts.push(await internet.addHost(`m${i}`, { network: 'public' }));
     log(`${daemons} daemons: meshd up`);
-    // the last daemon may run another build of meshd (--compare-bin), the rest this one
-    const compareBin = o['compare-bin'];
-    const binOf = (i: number) => (compareBin !== undefined && i === daemons - 1 ? compareBin : MESHD_BIN);
+    // the last daemons may run other builds of meshd (--compare-bin, one daemon each), the rest this one
+    const compare = o['compare-bin'];
+    const firstCompared = daemons - compare.length;
+    const binOf = (i: number) => (i >= firstCompared ? compare[i - firstCompared]! : MESHD_BIN);
     const nodes = await Promise.all(
       ready.homes.map(async (home, i): Promise<MeshNode> => {
         const host = hosts[i]!;
@@ -269,7 +270,7 @@ async function main(): Promise<void> {
         return { name: `m${i}`, host, ns: host.ns, home, env, ...up.identity };
       }),
     );
-    const label = (i: number) => `m${i}${compareBin !== undefined ? (i === daemons - 1 ? ' (compare)' : ' (this build)') : ''}`;
+    const label = (i: number) => `m${i}${compare.length > 0 ? (i >= firstCompared ? ` (compare ${i - firstCompared + 1})` : ' (this build)') : ''}`;
     type St = AgentStatus & { pid: number };
     const st = (n: MeshNode) => callDaemon<St>(n.home, 'GET', '/v0/status', undefined, 10_000);
     const pids: number[] = [];

@@ -9,6 +9,8 @@
  *   up        its first map applied and every device in it
  *   traffic   after `--traffic-mb` MiB each way between the first two daemons
  *   idle      `--idle-seconds` later
+ *   churn     right after `--churn` devices moved to new endpoints one by one (each a record event
+ *             and a new map on every daemon), and `--idle-seconds` after that
  *
  * For each: /proc/PID/status (VmRSS, RssAnon, RssFile) and /proc/PID/smaps summed by what holds
  * it (the node binary, other files, V8's 256 KiB heap pages, malloc's main heap, other anonymous
@@ -17,7 +19,7 @@
  * And the same /proc figures for a bare node and for a node that only imports the daemon's
  * modules, with the daemon's node flags: what the daemon adds to each.
  *
- *   node dist/bench/daemon-memory.js [--devices 100] [--daemons 2] [--traffic-mb 64] [--idle-seconds 20] [--env K=V …] [--hold-seconds 0] [--compare-bin PATH …] [--keep]
+ *   node dist/bench/daemon-memory.js [--devices 100] [--daemons 2] [--traffic-mb 64] [--idle-seconds 20] [--churn 30] [--env K=V …] [--hold-seconds 0] [--compare-bin PATH …] [--keep]
  *
  * `--compare-bin PATH` (repeatable): the last daemons run those builds' bin/meshd.js, one each (e.g.
  * a checkout of the main branch): before and after in one run, on the same network and traffic.
@@ -27,6 +29,7 @@
  */
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -113,26 +116,39 @@ async function populate(dir: string, devices: number, daemons: number, host: str
     devs.map((d) => d.ctx.profile.did),
   );
   process.stderr.write(`added ${devs.length} devices\n`);
-  await mapLimit(devs, 4, async (d, i) => {
-    await joinNetwork(d.ctx, { anchor: owner.profile.did, networkId: net.networkId, endpoint, nodeInfo: { hostname: d.name } });
-    if (i < daemons) return; // a real daemon publishes its own endpoint
-    const c = await ControlClient.open({ ctx: d.ctx });
+  const endpointOf = (i: number, round: number) => ({
+    publicEndpoints: [{ address: `198.51.100.${(i % 200) + 20}`, port: 41000 + i + round * 1000, source: 'static' as const, priority: 5 }],
+    localEndpoints: [],
+    natType: 'endpoint-independent' as const,
+    discoKey: Buffer.alloc(32, (i % 250) + 1).toString('base64'),
+  });
+  const publish = async (i: number, round: number) => {
+    const c = await ControlClient.open({ ctx: devs[i]!.ctx });
     try {
-      await c.publishEndpoint({
-        publicEndpoints: [{ address: `198.51.100.${(i % 200) + 20}`, port: 41000 + i, source: 'static', priority: 5 }],
-        localEndpoints: [],
-        natType: 'endpoint-independent',
-        discoKey: Buffer.alloc(32, (i % 250) + 1).toString('base64'),
-      });
+      await c.publishEndpoint(endpointOf(i, round));
     } finally {
       await c.stop();
     }
+  };
+  await mapLimit(devs, 4, async (d, i) => {
+    await joinNetwork(d.ctx, { anchor: owner.profile.did, networkId: net.networkId, endpoint, nodeInfo: { hostname: d.name } });
+    if (i >= daemons) await publish(i, 0); // a real daemon publishes its own endpoint
+  });
+  // "churn K" on stdin: K devices (no daemon's) move to a new endpoint, one after the other
+  let round = 0;
+  const lines = createInterface({ input: process.stdin });
+  lines.on('line', (line) => {
+    const k = /^churn (\d+)$/.exec(line.trim());
+    if (!k) return;
+    round++;
+    void (async () => {
+      for (let j = 0; j < Number(k[1]); j++) await publish(daemons + (j % (devs.length - daemons)), round);
+      process.stdout.write(JSON.stringify({ event: 'churned', round }) + '\n');
+    })();
   });
   process.stdout.write(JSON.stringify({ event: 'ready', networkId: net.networkId, endpoint, homes: devs.slice(0, daemons).map((d) => d.ctx.home) }) + '\n');
   // until the parent closes stdin (or the lab stops this process)
-  await new Promise<void>((resolve) => {
-    process.stdin.on('end', resolve).on('close', resolve).resume();
-  });
+  await new Promise<void>((resolve) => lines.on('close', resolve));
   await server.stop();
 }
 
@@ -223,6 +239,7 @@ async function main(): Promise<void> {
       env: { type: 'string', multiple: true, default: [] },
       'hold-seconds': { type: 'string', default: '0' },
       'compare-bin': { type: 'string', multiple: true, default: [] },
+      churn: { type: 'string', default: '30' },
       dir: { type: 'string' },
       host: { type: 'string' },
     },
@@ -297,6 +314,16 @@ async function main(): Promise<void> {
     const idle = Number(o['idle-seconds']);
     await sleep(idle * 1000);
     measure(`idle ${idle} s later`);
+    const churn = Number(o.churn);
+    if (churn > 0) {
+      // record events that change the map, as a mesh whose devices move (or a member flooding)
+      log(`churn: ${churn} devices move to a new endpoint`);
+      pop.stdin?.write(`churn ${churn}\n`);
+      await pop.waitFor(/\{"event":"churned","round":1\}/, 20 * 60_000);
+      measure('right after the churn');
+      await sleep(idle * 1000);
+      measure(`churn, idle ${idle} s later`);
+    }
     const m = (x: Record<string, number>) =>
       Object.entries(x)
         .map(([k, v]) => `${k} ${(v / 1048576).toFixed(1)}`)

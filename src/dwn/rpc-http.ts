@@ -9,7 +9,7 @@
 import { randomUUID } from 'node:crypto';
 import { DwnError, UsageError } from '../errors.js';
 import { backoffDelay } from '../util/backoff.js';
-import { httpPost, type HttpReply } from './http-post.js';
+import { httpPost, type HttpReply } from './http-request.js';
 
 export interface DwnStatus {
   code: number;

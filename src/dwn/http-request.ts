@@ -1,12 +1,13 @@
 /**
- * One HTTP(S) POST through node:http — what the DWN client sends every request with. Not fetch:
+ * One HTTP(S) request through node:http — what the DWN client sends every message with, and the
+ * embedded DWN's health probe. Not fetch:
  * Node's fetch (undici) compiles its HTTP parser to WebAssembly and loads a second HTTP stack,
  * about 10 MiB more resident memory in a daemon that idles most of the time. Connections are
  * kept alive by Node's global agents (keepAlive on by default since Node 19); a request that
  * meets a kept-alive connection the server has just closed is sent again on a new one.
  */
-import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
-import { request as httpsRequest } from 'node:https';
+import { request as plainRequest, type IncomingHttpHeaders } from 'node:http';
+import { request as tlsRequest } from 'node:https';
 
 export interface HttpReply {
   status: number;
@@ -15,26 +16,37 @@ export interface HttpReply {
   body: Uint8Array;
 }
 
+/** POST `body` to `url` (httpRequest). */
+export function httpPost(url: string, headers: Record<string, string>, body: Uint8Array | undefined, signal: AbortSignal): Promise<HttpReply> {
+  return httpRequest('POST', url, headers, body, signal);
+}
+
+/** GET `url` (httpRequest). */
+export function httpGet(url: string, signal: AbortSignal): Promise<HttpReply> {
+  return httpRequest('GET', url, {}, undefined, signal);
+}
+
 /**
- * POST `body` to `url`; resolves with the whole reply. Rejects with the socket's error (its
+ * Send one request; resolves with the whole reply. Rejects with the socket's error (its
  * `code`, e.g. ECONNREFUSED) or, once `signal` aborts, an error named AbortError.
  */
-export async function httpPost(url: string, headers: Record<string, string>, body: Uint8Array | undefined, signal: AbortSignal): Promise<HttpReply> {
+export async function httpRequest(method: 'GET' | 'POST', url: string, headers: Record<string, string>, body: Uint8Array | undefined, signal: AbortSignal): Promise<HttpReply> {
   try {
-    return await postOnce(url, headers, body, signal);
+    return await requestOnce(method, url, headers, body, signal);
   } catch (e) {
     // a kept-alive connection the server closed as the request went out: once more, on a new one
     if (!(e as { staleSocket?: boolean }).staleSocket || signal.aborted) throw e;
-    return postOnce(url, headers, body, signal);
+    return requestOnce(method, url, headers, body, signal);
   }
 }
 
-function postOnce(url: string, headers: Record<string, string>, body: Uint8Array | undefined, signal: AbortSignal): Promise<HttpReply> {
+function requestOnce(method: 'GET' | 'POST', url: string, headers: Record<string, string>, body: Uint8Array | undefined, signal: AbortSignal): Promise<HttpReply> {
   return new Promise((resolve, reject) => {
     const u = new URL(url);
-    const send = u.protocol === 'https:' ? httpsRequest : httpRequest;
+    const send = u.protocol === 'https:' ? tlsRequest : plainRequest;
     let answered = false;
-    const req = send(u, { method: 'POST', headers: { ...headers, 'content-length': String(body?.length ?? 0) }, signal }, (res) => {
+    const length = method === 'POST' ? { 'content-length': String(body?.length ?? 0) } : {};
+    const req = send(u, { method, headers: { ...headers, ...length }, signal }, (res) => {
       answered = true;
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));

@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import type { Socket } from 'node:net';
 import { pathToFileURL } from 'node:url';
-import { httpPost } from '../../src/dwn/http-post.js';
+import { httpPost } from '../../src/dwn/http-request.js';
 
 function listen(s: Server): Promise<string> {
   return new Promise((resolve) => s.listen(0, '127.0.0.1', () => resolve(`http://127.0.0.1:${(s.address() as { port: number }).port}`)));

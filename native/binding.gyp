@@ -12,7 +12,8 @@
         "src/vnet_split.c",
         "src/vnet_gro.c",
         "src/vnet_io.c",
-        "src/aead.c"
+        "src/aead.c",
+        "src/memory.c"
       ],
       "defines": ["NAPI_VERSION=8"],
       # Never unmapped (worker teardown would otherwise dlclose it while libuv still holds a

@@ -32,6 +32,7 @@ static const export_entry EXPORTS[] = {
     {"aeadSeal", meshd_aead_seal},
     {"aeadOpen", meshd_aead_open},
     {"opensslVersion", meshd_openssl_version},
+    {"mallocTrim", meshd_malloc_trim},
 };
 
 NAPI_MODULE_INIT() {

@@ -47,4 +47,6 @@ napi_value meshd_aead_seal(napi_env env, napi_callback_info info);
 napi_value meshd_aead_open(napi_env env, napi_callback_info info);
 napi_value meshd_openssl_version(napi_env env, napi_callback_info info);
 
+napi_value meshd_malloc_trim(napi_env env, napi_callback_info info);
+
 #endif

@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { MeshdError } from '../errors.js';
 import { DEFAULT_DWN_PORT, DWN_INSTANCE_HEADER, startDwnServer, type RunningDwnServer } from '../dwn/server.js';
+import { httpGet } from '../dwn/http-request.js';
 
 export const EMBEDDED_HOST = '127.0.0.1';
 
@@ -29,9 +30,9 @@ export function embeddedInstanceId(home: string): string {
  */
 export async function probeDwn(endpoint: string, timeoutMs = 1500): Promise<{ up: boolean; instance: string | null }> {
   try {
-    const res = await fetch(new URL('/health', endpoint), { signal: AbortSignal.timeout(timeoutMs) });
-    await res.arrayBuffer();
-    return { up: res.ok, instance: res.headers.get(DWN_INSTANCE_HEADER) };
+    // node:http, not fetch: a daemon that keeps the embedded DWN probes it, and fetch costs it ~10 MiB
+    const res = await httpGet(new URL('/health', endpoint).href, AbortSignal.timeout(timeoutMs));
+    return { up: res.status >= 200 && res.status < 300, instance: res.header(DWN_INSTANCE_HEADER) };
   } catch {
     return { up: false, instance: null };
   }

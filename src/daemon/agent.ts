@@ -47,6 +47,7 @@ import { peerStatuses, silentPeers } from './agent-status.js';
 import { nodeRecords } from '../control/model.js';
 import type { AgentLike } from './daemon.js';
 import { EmbeddedDwnKeeper } from './dwn-keeper.js';
+import { HeapTrimmer } from './heap-trim.js';
 import type { Logger } from './log.js';
 
 /**
@@ -70,6 +71,8 @@ export class MeshAgent implements AgentLike {
   private relayUrl: string | undefined;
   private relayFingerprint: string | null = null;
   private readonly filter = new PacketFilter();
+  /** Returns the C heap's freed pages after start-up and each map (a smaller resident set). */
+  private readonly trimmer = new HeapTrimmer();
   private map: NetworkMap | undefined;
   private applying: Promise<void> = Promise.resolve();
   private appliedHash: string | null = null;
@@ -213,6 +216,8 @@ export class MeshAgent implements AgentLike {
     control
       .publishNodeInfo(localNodeInfo({ ...(this.opts.hostname ?? joined.hostname ? { hostname: this.opts.hostname ?? joined.hostname! } : {}), ...offers }))
       .catch((e: Error) => this.log.warn('nodeinfo.publish-failed', { error: e.message }));
+    this.trimmer.soon();
+    this.trimmer.watch();
   }
 
   /** Mesh DNS on this node's mesh IP (never fatal: without it the mesh works by address). */
@@ -378,6 +383,7 @@ export class MeshAgent implements AgentLike {
           relays: cfg.relays.length,
           policy: this.policyVersion,
         });
+        this.trimmer.soon();
       } catch (e) {
         this.log.error('map.apply-failed', { error: (e as Error).message });
       }
@@ -527,6 +533,7 @@ export class MeshAgent implements AgentLike {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.trimmer.stop();
     this.links?.stop();
     await this.ui?.then((u) => u.close()).catch(() => undefined);
     clearTimeout(this.publishRetry);

@@ -9,6 +9,7 @@
 import { randomUUID } from 'node:crypto';
 import { DwnError, UsageError } from '../errors.js';
 import { backoffDelay } from '../util/backoff.js';
+import { httpPost, type HttpReply } from './http-request.js';
 
 export interface DwnStatus {
   code: number;
@@ -60,8 +61,10 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-/** Describe a network-level failure from fetch (the useful part is usually in `cause`). */
+/** Describe a network-level failure (its code, e.g. ECONNREFUSED, or its cause's). */
 function networkReason(e: unknown): string {
+  const code = (e as { code?: unknown }).code;
+  if (typeof code === 'string') return code;
   const cause = (e as { cause?: { code?: string; message?: string } }).cause;
   if (cause?.code) return cause.code;
   if (cause?.message) return cause.message;
@@ -92,20 +95,9 @@ export class DwnHttpRpc {
     for (let attempt = 0; ; attempt++) {
       const remaining = deadline - Date.now();
       if (remaining <= 0) throw this.timeout(timeoutMs, message);
-      let res: Response;
-      let body: Uint8Array;
+      let res: HttpReply;
       try {
-        const signal = AbortSignal.timeout(remaining);
-        res = await fetch(this.endpoint, {
-          method: 'POST',
-          headers: {
-            'dwn-request': header,
-            ...(data ? { 'content-type': 'application/octet-stream' } : {}),
-          },
-          ...(data ? { body: data } : {}),
-          signal,
-        });
-        body = new Uint8Array(await res.arrayBuffer());
+        res = await httpPost(this.endpoint, { 'dwn-request': header, ...(data ? { 'content-type': 'application/octet-stream' } : {}) }, data, AbortSignal.timeout(remaining));
       } catch (e) {
         if ((e as Error).name === 'TimeoutError' || (e as Error).name === 'AbortError') throw this.timeout(timeoutMs, message);
         throw new DwnError('E_DWN_UNREACHABLE', `cannot reach the DWN at ${this.endpoint} (${networkReason(e)})`, {
@@ -114,7 +106,7 @@ export class DwnHttpRpc {
         });
       }
       if (res.status === 429) {
-        const wait = Math.min(parseRetryAfter(res.headers.get('retry-after')) ?? backoffDelay(attempt, { initialMs: 1000, maxMs: Infinity, jitter: 0 }), this.maxRetryAfterMs);
+        const wait = Math.min(parseRetryAfter(res.header('retry-after')) ?? backoffDelay(attempt, { initialMs: 1000, maxMs: Infinity, jitter: 0 }), this.maxRetryAfterMs);
         if (attempt >= this.maxRetries || Date.now() + wait > deadline) {
           throw new DwnError('E_DWN_REJECTED', `the DWN at ${this.endpoint} is rate limiting requests (HTTP 429)`, {
             status: 429,
@@ -125,12 +117,13 @@ export class DwnHttpRpc {
         await sleep(wait + Math.random() * 100);
         continue;
       }
-      return this.decode(res, body);
+      return this.decode(res);
     }
   }
 
-  private decode(res: Response, body: Uint8Array): RpcResult {
-    const headerReply = res.headers.get('dwn-response');
+  private decode(res: HttpReply): RpcResult {
+    const body = res.body;
+    const headerReply = res.header('dwn-response');
     let rpc: unknown;
     let data: Uint8Array | undefined;
     try {

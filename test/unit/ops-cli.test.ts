@@ -108,7 +108,9 @@ describe('meshd service', () => {
     const r = runMeshd(['--home', '/var/lib/meshd', 'service', 'install', '--dry-run']);
     assert.equal(r.code, 0, r.stderr);
     const unit = r.stdout;
-    assert.match(unit, new RegExp(`^ExecStart=${process.execPath.replace(/[/.]/g, '\\$&')} \\S+/bin/meshd\\.js up --foreground --home /var/lib/meshd$`, 'm'));
+    // the daemon's node flags and malloc setting, as a background `meshd up` starts it (a small resident set)
+    assert.match(unit, new RegExp(`^ExecStart=${process.execPath.replace(/[/.]/g, '\\$&')} --max-semi-space-size=2 --v8-pool-size=2 \\S+/bin/meshd\\.js up --foreground --home /var/lib/meshd$`, 'm'));
+    assert.match(unit, /^Environment=MALLOC_ARENA_MAX=2$/m);
     for (const line of ['Restart=on-failure', 'CapabilityBoundingSet=CAP_NET_ADMIN', 'AmbientCapabilities=CAP_NET_ADMIN', 'NoNewPrivileges=yes', 'ProtectSystem=strict', 'DeviceAllow=/dev/net/tun rw', 'StateDirectory=meshd', 'WantedBy=multi-user.target']) {
       assert.ok(unit.split('\n').includes(line), `unit lacks ${line}`);
     }

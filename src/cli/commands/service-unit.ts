@@ -12,6 +12,7 @@
  */
 import { accessSync, constants, statSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { DAEMON_ENV, DAEMON_NODE_ARGS } from '../../daemon/background.js';
 
 export interface UnitOptions {
   /** Absolute path of the node binary. */
@@ -59,7 +60,9 @@ function execWord(s: string): string {
 export function serviceUnit(o: UnitOptions): string {
   const caps = ['CAP_NET_ADMIN', ...(o.bindLowPorts ? ['CAP_NET_BIND_SERVICE'] : [])].join(' ');
   const stateDir = /^\/var\/lib\/([A-Za-z0-9._-]+)$/.exec(o.home)?.[1];
-  const exec = [o.node, o.meshd, 'up', '--foreground', '--home', o.home, ...o.upArgs].map(execWord).join(' ');
+  // the node flags and environment of a background daemon (background.ts): a small resident set
+  const exec = [o.node, ...DAEMON_NODE_ARGS, o.meshd, 'up', '--foreground', '--home', o.home, ...o.upArgs].map(execWord).join(' ');
+  const env = Object.entries(DAEMON_ENV).map(([k, v]) => `Environment=${k}=${v}`);
   const user =
     o.user === 'dynamic'
       ? ['DynamicUser=yes']
@@ -76,6 +79,7 @@ export function serviceUnit(o: UnitOptions): string {
     '[Service]',
     'Type=simple',
     `ExecStart=${exec}`,
+    ...env,
     'Restart=on-failure',
     'RestartSec=2s',
     'TimeoutStopSec=30s',

@@ -159,6 +159,11 @@ export interface NativeAddon {
   /** ChaCha20-Poly1305 open in place (verifies and strips the tag); returns how many opened. */
   aeadOpen: NativeAeadBatchCall;
   opensslVersion(): string;
+  /**
+   * glibc's malloc_trim(0): the C heap's free pages go back to the kernel; true when some did.
+   * False elsewhere. Addons built before it existed lack it.
+   */
+  mallocTrim?(): boolean;
 }
 
 /** Shape of the errors the addon throws for failed syscalls. */

@@ -1,0 +1,71 @@
+/**
+ * One HTTP(S) request through node:http — what the DWN client sends every message with, and the
+ * embedded DWN's health probe. Not fetch:
+ * Node's fetch (undici) compiles its HTTP parser to WebAssembly and loads a second HTTP stack,
+ * about 10 MiB more resident memory in a daemon that idles most of the time. Connections are
+ * kept alive by Node's global agents (keepAlive on by default since Node 19); a request that
+ * meets a kept-alive connection the server has just closed is sent again on a new one.
+ */
+import { request as plainRequest, type IncomingHttpHeaders } from 'node:http';
+import { request as tlsRequest } from 'node:https';
+
+export interface HttpReply {
+  status: number;
+  /** A response header's value (joined with ", " when repeated), or null. */
+  header(name: string): string | null;
+  body: Uint8Array;
+}
+
+/** POST `body` to `url` (httpRequest). */
+export function httpPost(url: string, headers: Record<string, string>, body: Uint8Array | undefined, signal: AbortSignal): Promise<HttpReply> {
+  return httpRequest('POST', url, headers, body, signal);
+}
+
+/** GET `url` (httpRequest). */
+export function httpGet(url: string, signal: AbortSignal): Promise<HttpReply> {
+  return httpRequest('GET', url, {}, undefined, signal);
+}
+
+/**
+ * Send one request; resolves with the whole reply. Rejects with the socket's error (its
+ * `code`, e.g. ECONNREFUSED) or, once `signal` aborts, an error named AbortError.
+ */
+export async function httpRequest(method: 'GET' | 'POST', url: string, headers: Record<string, string>, body: Uint8Array | undefined, signal: AbortSignal): Promise<HttpReply> {
+  try {
+    return await requestOnce(method, url, headers, body, signal);
+  } catch (e) {
+    // a kept-alive connection the server closed as the request went out: once more, on a new one
+    if (!(e as { staleSocket?: boolean }).staleSocket || signal.aborted) throw e;
+    return requestOnce(method, url, headers, body, signal);
+  }
+}
+
+function requestOnce(method: 'GET' | 'POST', url: string, headers: Record<string, string>, body: Uint8Array | undefined, signal: AbortSignal): Promise<HttpReply> {
+  return new Promise((resolve, reject) => {
+    const u = new URL(url);
+    const send = u.protocol === 'https:' ? tlsRequest : plainRequest;
+    let answered = false;
+    const length = method === 'POST' ? { 'content-length': String(body?.length ?? 0) } : {};
+    const req = send(u, { method, headers: { ...headers, ...length }, signal }, (res) => {
+      answered = true;
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('error', reject);
+      res.on('end', () => {
+        if (!res.complete) return reject(Object.assign(new Error('the connection closed before the reply was complete'), { code: 'ECONNRESET' }));
+        resolve({ status: res.statusCode ?? 0, header: (name) => headerValue(res.headers, name), body: new Uint8Array(Buffer.concat(chunks)) });
+      });
+    });
+    req.on('error', (e: NodeJS.ErrnoException) => {
+      const stale = req.reusedSocket && !answered && (e.code === 'ECONNRESET' || e.code === 'EPIPE');
+      reject(stale ? Object.assign(e, { staleSocket: true }) : e);
+    });
+    req.end(body);
+  });
+}
+
+function headerValue(headers: IncomingHttpHeaders, name: string): string | null {
+  const v = headers[name.toLowerCase()];
+  if (v === undefined) return null;
+  return Array.isArray(v) ? v.join(', ') : v;
+}

@@ -12,12 +12,14 @@
         "src/vnet_split.c",
         "src/vnet_gro.c",
         "src/vnet_io.c",
-        "src/aead.c"
+        "src/aead.c",
+        "src/aead_pool.c"
       ],
       "defines": ["NAPI_VERSION=8"],
       # Never unmapped (worker teardown would otherwise dlclose it while libuv still holds a
       # close callback into it).
       "ldflags": ["-Wl,-z,nodelete"],
+      "libraries": ["-lpthread"],
       "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-fvisibility=hidden"],
       "conditions": [
         ["OS!='linux'", { "defines": ["MESHD_NO_LINUX_IO"] }]

@@ -39,6 +39,22 @@ export type NativeUdpSendCall = (
   result: Int32Array,
 ) => number;
 
+/** The addon's AEAD thread setting and counters (per JavaScript environment). */
+export interface NativeAeadStats {
+  /** Threads a big batch is shared between (caller included; 1: off). */
+  threads: number;
+  /** Worker threads running (0 until the first batch big enough to share). */
+  workers: number;
+  /** Batches below this many bytes stay on the caller's thread. */
+  minBytes: number;
+  /** Batches shared between threads, the slices they were cut into, and their packets. */
+  parallelBatches: number;
+  parallelSlices: number;
+  parallelPackets: number;
+  /** Batches done on the caller's thread alone. */
+  serialBatches: number;
+}
+
 export interface NativeAddon {
   readonly abiVersion: number;
 
@@ -158,6 +174,13 @@ export interface NativeAddon {
   aeadSeal: NativeAeadBatchCall;
   /** ChaCha20-Poly1305 open in place (verifies and strips the tag); returns how many opened. */
   aeadOpen: NativeAeadBatchCall;
+  /**
+   * Threads (the caller's included) that share one aeadSeal/aeadOpen batch of at least
+   * `minBytes`; 0/1: every batch on the caller's thread. Workers start on first use and are
+   * joined at environment teardown. Per environment (one setting, one pool, one set of counters).
+   */
+  aeadThreads?(threads: number, minBytes: number): number;
+  aeadStats?(): NativeAeadStats;
   opensslVersion(): string;
 }
 

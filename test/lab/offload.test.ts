@@ -109,18 +109,17 @@ describe('segmentation offload through a meshd pair', () => {
     }
     const env = { MESHD_CRYPTO_THREADS: '2', MESHD_CRYPTO_PARALLEL_BYTES: '8192' };
     const { a, b, ns } = await pair(t, env);
-    const before = await Promise.all([a.stats(), b.stats()]);
     await transfer(ns.a, ns.b, '10.77.0.2', 20 * MB, 5305); // SHA-256 checked on both ends
     await transfer(ns.b, ns.a, '10.77.0.1', 20 * MB, 5306);
     const after = await Promise.all([a.stats(), b.stats()]);
     for (const [i, name] of ['a', 'b'].entries()) {
-      const c0 = (before[i] as unknown as { counters: { crypto: CryptoStats } }).counters.crypto;
       const c = (after[i] as unknown as { counters: { crypto: CryptoStats } }).counters.crypto;
       const ctx = `${name}: ${JSON.stringify(c)}`;
       t.diagnostic(`${name}: ${c.parallelBatches} batches on ${c.threads} threads (${(c.parallelPackets / Math.max(1, c.parallelBatches)).toFixed(1)} packets each), ${c.serialBatches} on one`);
       assert.equal(c.threads, 2, ctx);
       assert.equal(c.workers, 1, ctx);
-      assert.ok(c.parallelBatches > c0.parallelBatches + 100, `parallel batches during the transfer (${ctx})`);
+      // a fresh engine: every shared batch is one of the transfers' (the handshake's are far too small)
+      assert.ok(c.parallelBatches > 100, `parallel batches during the transfer (${ctx})`);
       assert.equal(c.parallelSlices, 2 * c.parallelBatches, ctx);
     }
     await a.stop();

@@ -33,6 +33,7 @@ static const export_entry EXPORTS[] = {
     {"aeadOpen", meshd_aead_open},
     {"aeadThreads", meshd_aead_threads},
     {"aeadStats", meshd_aead_stats},
+    {"aeadUseDirect", meshd_aead_use_direct},
     {"opensslVersion", meshd_openssl_version},
 };
 

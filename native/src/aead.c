@@ -5,6 +5,8 @@
  * packet (only the nonce is reset when consecutive packets share a key). With aeadThreads > 1,
  * a batch of at least minBytes is cut into contiguous slices shared with worker threads
  * (aead_pool.c), each with contexts of its own; the call returns when every slice is done.
+ * Where Node's OpenSSL exports the ChaCha20 and Poly1305 primitives, packets go straight
+ * through them instead of EVP (aead_direct.c; same bytes, checked against EVP at load).
  */
 #include <limits.h>
 #include <stdlib.h>
@@ -33,6 +35,9 @@ struct meshd_instance {
   int64_t min_bytes;
   meshd_aead_pool* pool;
   int pool_failed;
+  /* the cipher primitives without EVP (NULL where unavailable), and whether they are used */
+  meshd_direct_aead* direct;
+  int use_direct;
   /* counters, touched by the JavaScript thread only */
   double parallel_batches, parallel_slices, parallel_packets, serial_batches;
 };
@@ -63,6 +68,8 @@ meshd_instance* meshd_aead_instance_new(void) {
     free(inst);
     return NULL;
   }
+  inst->direct = meshd_direct_aead_new();
+  inst->use_direct = inst->direct != NULL;
   return inst;
 }
 
@@ -71,6 +78,7 @@ void meshd_aead_instance_free(napi_env env, void* data, void* hint) {
   meshd_instance* inst = (meshd_instance*)data;
   if (inst == NULL) return;
   meshd_aead_pool_free(inst->pool);
+  meshd_direct_aead_free(inst->direct);
   meshd_aead_ctx_pair_free(inst->enc, inst->dec);
   free(inst);
 }
@@ -118,6 +126,7 @@ static int read_batch_args(napi_env env, napi_callback_info info, meshd_batch_ar
     meshd_throw_type(env, "aead: cipher contexts unavailable");
     return 0;
   }
+  a->direct = (*inst)->use_direct ? (*inst)->direct : NULL;
   return 1;
 }
 
@@ -190,7 +199,45 @@ static int64_t open_range(EVP_CIPHER_CTX* ctx, const meshd_batch_args* a, int64_
   return opened;
 }
 
+/* The same loops on the primitives directly: the same checks, results and bytes. */
+static int64_t direct_seal_range(const meshd_batch_args* a, int64_t from, int64_t to) {
+  int64_t sealed = 0;
+  for (int64_t i = from; i < to; i++) {
+    a->ok[i] = 0;
+    const uint8_t* key = key_for(a, i);
+    size_t off = a->offsets[i], len = a->lengths[i];
+    if (key == NULL || off > a->buf_len || len > a->buf_len - off || a->buf_len - off - len < TAG_LEN ||
+        len > INT_MAX - TAG_LEN)
+      continue;
+    meshd_direct_seal(a->direct, key, a->counters + 8 * i, a->buf + off, len);
+    a->lengths[i] = (uint32_t)(len + TAG_LEN);
+    a->ok[i] = 1;
+    sealed++;
+  }
+  return sealed;
+}
+
+static int64_t direct_open_range(const meshd_batch_args* a, int64_t from, int64_t to) {
+  int64_t opened = 0;
+  for (int64_t i = from; i < to; i++) {
+    a->ok[i] = 0;
+    const uint8_t* key = key_for(a, i);
+    size_t off = a->offsets[i], len = a->lengths[i];
+    if (key == NULL || off > a->buf_len || len > a->buf_len - off || len < TAG_LEN || len > INT_MAX) continue;
+    size_t ct_len = len - TAG_LEN;
+    if (!meshd_direct_open(a->direct, key, a->counters + 8 * i, a->buf + off, ct_len)) {
+      OPENSSL_cleanse(a->buf + off, ct_len);
+      continue;
+    }
+    a->lengths[i] = (uint32_t)ct_len;
+    a->ok[i] = 1;
+    opened++;
+  }
+  return opened;
+}
+
 int64_t meshd_aead_range(EVP_CIPHER_CTX* ctx, int seal, const meshd_batch_args* a, int64_t from, int64_t to) {
+  if (a->direct != NULL) return seal ? direct_seal_range(a, from, to) : direct_open_range(a, from, to);
   return seal ? seal_range(ctx, a, from, to) : open_range(ctx, a, from, to);
 }
 
@@ -292,13 +339,30 @@ napi_value meshd_aead_threads(napi_env env, napi_callback_info info) {
   return meshd_int(env, threads);
 }
 
+/* aeadUseDirect(on): use the cipher primitives without EVP (when available); returns whether they are used. */
+napi_value meshd_aead_use_direct(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  bool on = false;
+  if (!meshd_args(env, info, 1, argv, NULL)) return NULL;
+  if (napi_get_value_bool(env, argv[0], &on) != napi_ok) {
+    meshd_throw_type(env, "on must be a boolean");
+    return NULL;
+  }
+  meshd_instance* inst = instance_or_throw(env);
+  if (inst == NULL) return NULL;
+  inst->use_direct = on && inst->direct != NULL;
+  napi_value out;
+  napi_get_boolean(env, inst->use_direct != 0, &out);
+  return out;
+}
+
 static void set_number(napi_env env, napi_value obj, const char* name, double v) {
   napi_value n;
   napi_create_double(env, v, &n);
   napi_set_named_property(env, obj, name, n);
 }
 
-/* aeadStats(): { threads, workers, minBytes, parallelBatches, parallelSlices, parallelPackets, serialBatches } */
+/* aeadStats(): { threads, workers, minBytes, parallelBatches, parallelSlices, parallelPackets, serialBatches, direct } */
 napi_value meshd_aead_stats(napi_env env, napi_callback_info info) {
   meshd_instance* inst = instance_or_throw(env);
   if (inst == NULL) return NULL;
@@ -311,6 +375,7 @@ napi_value meshd_aead_stats(napi_env env, napi_callback_info info) {
   set_number(env, out, "parallelSlices", inst->parallel_slices);
   set_number(env, out, "parallelPackets", inst->parallel_packets);
   set_number(env, out, "serialBatches", inst->serial_batches);
+  set_number(env, out, "direct", inst->use_direct ? 1 : 0);
   return out;
 }
 

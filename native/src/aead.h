@@ -11,6 +11,9 @@
 
 #include <openssl/evp.h>
 
+/* ChaCha20-Poly1305 on the cipher primitives directly (aead_direct.c), when Node's OpenSSL exports them. */
+typedef struct meshd_direct_aead meshd_direct_aead;
+
 typedef struct {
   uint8_t* buf;
   size_t buf_len;
@@ -22,12 +25,20 @@ typedef struct {
   uint32_t* key_index; /* NULL: key 0 for every packet */
   uint8_t* counters;
   uint8_t* ok;
+  const meshd_direct_aead* direct; /* NULL: through EVP */
 } meshd_batch_args;
 
-/* Seal (seal = 1) or open packets from..to-1 of the batch with `ctx` (initialised with
- * EVP_chacha20_poly1305 for that direction); returns how many succeeded. Touches only those
+/* Seal (seal = 1) or open packets from..to-1 of the batch with a->direct, else `ctx` (initialised
+ * with EVP_chacha20_poly1305 for that direction); returns how many succeeded. Touches only those
  * packets' bytes and their lengths[i], ok[i]: disjoint ranges may run on different threads. */
 int64_t meshd_aead_range(EVP_CIPHER_CTX* ctx, int seal, const meshd_batch_args* a, int64_t from, int64_t to);
+
+/* The primitives looked up and checked against EVP; NULL when they are missing or differ. */
+meshd_direct_aead* meshd_direct_aead_new(void);
+void meshd_direct_aead_free(meshd_direct_aead* d);
+/* Seal p[0..len) in place, tag to p[len..len+16); open ct || tag in place: 1, or 0 (bytes unchanged). */
+void meshd_direct_seal(const meshd_direct_aead* d, const uint8_t* key, const uint8_t* counter_le, uint8_t* p, size_t len);
+int meshd_direct_open(const meshd_direct_aead* d, const uint8_t* key, const uint8_t* counter_le, uint8_t* p, size_t ct_len);
 
 /* A pair of contexts, encrypt and decrypt; 1 on success. */
 int meshd_aead_ctx_pair(EVP_CIPHER_CTX** enc, EVP_CIPHER_CTX** dec);

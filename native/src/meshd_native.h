@@ -47,6 +47,7 @@ napi_value meshd_aead_seal(napi_env env, napi_callback_info info);
 napi_value meshd_aead_open(napi_env env, napi_callback_info info);
 napi_value meshd_aead_threads(napi_env env, napi_callback_info info);
 napi_value meshd_aead_stats(napi_env env, napi_callback_info info);
+napi_value meshd_aead_use_direct(napi_env env, napi_callback_info info);
 napi_value meshd_openssl_version(napi_env env, napi_callback_info info);
 
 #endif

@@ -132,6 +132,43 @@ describe('native AEAD on several threads', () => {
     assert.ok(s.workers >= 1 && s.parallelSlices >= 2 * s.parallelBatches, JSON.stringify(s));
   });
 
+  test('the ChaCha20/Poly1305 primitives without EVP give EVP\'s bytes and auth failures', (t) => {
+    const a = ready(t);
+    if (!a) return;
+    if (a.aeadUseDirect?.(true) !== true) {
+      t.skip('this Node does not export the primitives: EVP only');
+      return;
+    }
+    const aead = new NativeAeadBatch(a);
+    a.aeadThreads!(1, 0);
+    fc.assert(
+      fc.property(fc.array(specArb, { minLength: 1, maxLength: 40 }), fc.integer(), fc.nat(), (specs, keySeed, bitPick) => {
+        const keys = bytesFromSeed(keySeed, NKEYS * 32);
+        const evp = job(specs);
+        const direct = job(specs);
+        a.aeadUseDirect!(false);
+        const e1 = outcome(evp, aead.seal(evp.batch, keys, evp.keyIndex, evp.counters, evp.ok));
+        assert.equal(aead.stats().direct, 0);
+        a.aeadUseDirect!(true);
+        const d1 = outcome(direct, aead.seal(direct.batch, keys, direct.keyIndex, direct.counters, direct.ok));
+        assert.equal(aead.stats().direct, 1);
+        assert.deepEqual(d1, e1, 'seal');
+        const mid = specs.length >> 1;
+        for (const j of [evp, direct]) {
+          const bit = bitPick % (j.batch.lengths[mid]! * 8);
+          j.batch.buf[j.batch.offsets[mid]! + (bit >> 3)]! ^= 1 << (bit & 7);
+        }
+        a.aeadUseDirect!(false);
+        const e2 = outcome(evp, aead.open(evp.batch, keys, evp.keyIndex, evp.counters, evp.ok));
+        a.aeadUseDirect!(true);
+        const d2 = outcome(direct, aead.open(direct.batch, keys, direct.keyIndex, direct.counters, direct.ok));
+        assert.deepEqual(d2, e2, 'open');
+        assert.equal(d2.ok[mid], 0);
+      }),
+      { numRuns: 150 },
+    );
+  });
+
   test('a sub-range (start/count) on several threads touches only that range', (t) => {
     const a = ready(t);
     if (!a) return;
@@ -207,8 +244,8 @@ describe('native AEAD on several threads', () => {
 
 describe('the thread setting from the environment', () => {
   test('MESHD_CRYPTO_THREADS and MESHD_CRYPTO_PARALLEL_BYTES, with defaults by core count', () => {
-    assert.deepEqual(cryptoThreadSetting({ MESHD_CRYPTO_THREADS: '3', MESHD_CRYPTO_PARALLEL_BYTES: '1000' }), { threads: 3, minBytes: 1000 });
-    assert.deepEqual(cryptoThreadSetting({ MESHD_CRYPTO_THREADS: '0' }), { threads: 1, minBytes: DEFAULT_PARALLEL_MIN_BYTES });
+    assert.deepEqual(cryptoThreadSetting({ MESHD_CRYPTO_THREADS: '3', MESHD_CRYPTO_PARALLEL_BYTES: '1000' }), { threads: 3, minBytes: 1000, direct: true });
+    assert.deepEqual(cryptoThreadSetting({ MESHD_CRYPTO_THREADS: '0', MESHD_AEAD_EVP: '1' }), { threads: 1, minBytes: DEFAULT_PARALLEL_MIN_BYTES, direct: false });
     assert.equal(cryptoThreadSetting({}, 2).threads, defaultCryptoThreads(2));
     assert.equal(defaultCryptoThreads(2), 1);
     assert.ok(defaultCryptoThreads(8) > 1);

@@ -6,6 +6,8 @@
  *
  * MESHD_CRYPTO_THREADS: threads per batch, the caller's included (0 or 1: off). Default: see
  * defaultCryptoThreads. MESHD_CRYPTO_PARALLEL_BYTES: the smallest batch shared (default 48 KiB).
+ * MESHD_AEAD_EVP=1: seal/open through OpenSSL's EVP interface even where the addon can call the
+ * ChaCha20 and Poly1305 primitives directly (the default there: same bytes, less work per packet).
  */
 import { availableParallelism } from 'node:os';
 import { MeshdError } from '../../errors.js';
@@ -19,6 +21,8 @@ export interface CryptoThreadSetting {
   threads: number;
   /** Batches of fewer bytes stay on the caller's thread. */
   minBytes: number;
+  /** Use the cipher primitives without EVP where the addon has them. */
+  direct: boolean;
 }
 
 /**
@@ -49,11 +53,12 @@ function parseCount(env: NodeJS.ProcessEnv, name: string, max: number): number |
 export function cryptoThreadSetting(env: NodeJS.ProcessEnv = process.env, cores?: number): CryptoThreadSetting {
   const threads = parseCount(env, 'MESHD_CRYPTO_THREADS', MAX_CRYPTO_THREADS) ?? defaultCryptoThreads(cores);
   const minBytes = parseCount(env, 'MESHD_CRYPTO_PARALLEL_BYTES', 0x7fffffff) ?? DEFAULT_PARALLEL_MIN_BYTES;
-  return { threads: Math.max(1, threads), minBytes };
+  return { threads: Math.max(1, threads), minBytes, direct: env.MESHD_AEAD_EVP !== '1' };
 }
 
 /** Apply a setting to the addon; false when the addon predates parallel crypto (it stays serial). */
 export function applyCryptoThreads(addon: NativeAddon, setting: CryptoThreadSetting): boolean {
+  addon.aeadUseDirect?.(setting.direct);
   if (addon.aeadThreads === undefined) return false;
   addon.aeadThreads(setting.threads, setting.minBytes);
   return true;
@@ -62,5 +67,5 @@ export function applyCryptoThreads(addon: NativeAddon, setting: CryptoThreadSett
 /** The addon's thread setting and counters; all zero (threads 1) for an addon without them. */
 export function cryptoThreadStats(addon: NativeAddon | null): NativeAeadStats {
   const s = addon?.aeadStats?.();
-  return s ?? { threads: 1, workers: 0, minBytes: 0, parallelBatches: 0, parallelSlices: 0, parallelPackets: 0, serialBatches: 0 };
+  return s ?? { threads: 1, workers: 0, minBytes: 0, parallelBatches: 0, parallelSlices: 0, parallelPackets: 0, serialBatches: 0, direct: 0 };
 }

@@ -53,6 +53,8 @@ export interface NativeAeadStats {
   parallelPackets: number;
   /** Batches done on the caller's thread alone. */
   serialBatches: number;
+  /** 1: packets go through the ChaCha20/Poly1305 primitives directly, 0: through EVP. */
+  direct: number;
 }
 
 export interface NativeAddon {
@@ -181,6 +183,8 @@ export interface NativeAddon {
    */
   aeadThreads?(threads: number, minBytes: number): number;
   aeadStats?(): NativeAeadStats;
+  /** Seal/open on OpenSSL's ChaCha20 and Poly1305 primitives rather than EVP where Node exports them; returns whether they are used. */
+  aeadUseDirect?(on: boolean): boolean;
   opensslVersion(): string;
 }
 

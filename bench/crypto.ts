@@ -1,7 +1,8 @@
 /**
  * ChaCha20-Poly1305 cost per WireGuard transport packet: the native batch (OpenSSL through the
  * addon, one call per batch) against node:crypto's createCipheriv per packet, measured in the
- * same run. 1420-byte packets in batches of 64. Then the native batch on 1 thread against N
+ * same run. 1420-byte packets in batches of 64; the native batch through EVP and straight on the
+ * ChaCha20/Poly1305 primitives (aeadUseDirect). Then the native batch on 1 thread against N
  * threads (MESHD_CRYPTO_THREADS, default os.availableParallelism()), seal and open in Gbit/s of
  * plaintext, for batches of 16, 45 (one 64 KiB TCP super-segment) and 128 packets, alternating
  * 1 and N within the run so both see the same machine.
@@ -82,9 +83,16 @@ rows.push(['pure-TS batch seal (node:crypto)', measure(sealWith(ts), BATCH)]);
 rows.push(['pure-TS batch seal+open', measure(roundTripWith(ts), BATCH)]);
 const loaded = tryLoadNative();
 if (loaded.addon !== null) {
-  const native = new NativeAeadBatch(loaded.addon);
-  rows.push(['native batch seal', measure(sealWith(native), BATCH)]);
-  rows.push(['native batch seal+open', measure(roundTripWith(native), BATCH)]);
+  const addon = loaded.addon;
+  const native = new NativeAeadBatch(addon);
+  // EVP, then the primitives directly where the addon has them (aeadUseDirect), in the same run
+  const modes: Array<[string, boolean]> = addon.aeadUseDirect ? [['EVP', false], ['direct', true]] : [['EVP', false]];
+  for (const [mode, direct] of modes) {
+    addon.aeadUseDirect?.(direct);
+    rows.push([`native batch seal (${mode})`, measure(sealWith(native), BATCH)]);
+    rows.push([`native batch seal+open (${mode})`, measure(roundTripWith(native), BATCH)]);
+  }
+  addon.aeadUseDirect?.(true);
 }
 
 console.log(`ChaCha20-Poly1305, ${PACKET}-byte packets, batch of ${BATCH} (node ${process.version}` +

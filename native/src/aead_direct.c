@@ -29,6 +29,7 @@ struct meshd_direct_aead {
   poly_init_fn init;
   poly_update_fn update;
   poly_final_fn final;
+  size_t poly_size; /* bytes of the Poly1305 context in use (cleansed after each packet) */
 };
 
 typedef struct {
@@ -51,6 +52,13 @@ static void setup(const meshd_direct_aead* d, scratch* s, unsigned int k[8], uns
   d->init(s->poly, s->block);
 }
 
+/* The key material a packet left on the stack. */
+static void wipe(const meshd_direct_aead* d, scratch* s, unsigned int k[8]) {
+  OPENSSL_cleanse(s->poly, d->poly_size);
+  OPENSSL_cleanse(s->block, sizeof s->block);
+  OPENSSL_cleanse(k, 8 * sizeof k[0]);
+}
+
 /* MAC over ct: ct, zero padding to 16, then le64(0) (no AAD) || le64(len). */
 static void mac(const meshd_direct_aead* d, scratch* s, const uint8_t* ct, size_t len, uint8_t tag[TAG_LEN]) {
   d->update(s->poly, ct, len);
@@ -68,8 +76,7 @@ void meshd_direct_seal(const meshd_direct_aead* d, const uint8_t* key, const uin
   setup(d, &s, k, ctr, key, counter_le);
   d->chacha(p, p, len, k, ctr);
   mac(d, &s, p, len, p + len);
-  OPENSSL_cleanse(&s, sizeof s);
-  OPENSSL_cleanse(k, sizeof k);
+  wipe(d, &s, k);
 }
 
 int meshd_direct_open(const meshd_direct_aead* d, const uint8_t* key, const uint8_t* counter_le, uint8_t* p, size_t ct_len) {
@@ -80,8 +87,7 @@ int meshd_direct_open(const meshd_direct_aead* d, const uint8_t* key, const uint
   mac(d, &s, p, ct_len, tag);
   int ok = CRYPTO_memcmp(tag, p + ct_len, TAG_LEN) == 0;
   if (ok) d->chacha(p, p, ct_len, k, ctr);
-  OPENSSL_cleanse(&s, sizeof s);
-  OPENSSL_cleanse(k, sizeof k);
+  wipe(d, &s, k);
   return ok;
 }
 
@@ -127,7 +133,7 @@ meshd_direct_aead* meshd_direct_aead_new(void) {
   out->update = (poly_update_fn)dlsym(RTLD_DEFAULT, "Poly1305_Update");
   out->final = (poly_final_fn)dlsym(RTLD_DEFAULT, "Poly1305_Final");
   if (size == NULL || out->chacha == NULL || out->init == NULL || out->update == NULL || out->final == NULL ||
-      size() > POLY_CTX_MAX || !self_test(out)) {
+      (out->poly_size = size()) > POLY_CTX_MAX || !self_test(out)) {
     free(out);
     return NULL;
   }

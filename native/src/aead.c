@@ -201,6 +201,7 @@ static int64_t open_range(EVP_CIPHER_CTX* ctx, const meshd_batch_args* a, int64_
 
 /* The same loops on the primitives directly: the same checks, results and bytes. */
 static int64_t direct_seal_range(const meshd_batch_args* a, int64_t from, int64_t to) {
+  meshd_direct_scratch s;
   int64_t sealed = 0;
   for (int64_t i = from; i < to; i++) {
     a->ok[i] = 0;
@@ -209,15 +210,17 @@ static int64_t direct_seal_range(const meshd_batch_args* a, int64_t from, int64_
     if (key == NULL || off > a->buf_len || len > a->buf_len - off || a->buf_len - off - len < TAG_LEN ||
         len > INT_MAX - TAG_LEN)
       continue;
-    meshd_direct_seal(a->direct, key, a->counters + 8 * i, a->buf + off, len);
+    meshd_direct_seal(a->direct, &s, key, a->counters + 8 * i, a->buf + off, len);
     a->lengths[i] = (uint32_t)(len + TAG_LEN);
     a->ok[i] = 1;
     sealed++;
   }
+  meshd_direct_wipe(a->direct, &s);
   return sealed;
 }
 
 static int64_t direct_open_range(const meshd_batch_args* a, int64_t from, int64_t to) {
+  meshd_direct_scratch s;
   int64_t opened = 0;
   for (int64_t i = from; i < to; i++) {
     a->ok[i] = 0;
@@ -225,7 +228,7 @@ static int64_t direct_open_range(const meshd_batch_args* a, int64_t from, int64_
     size_t off = a->offsets[i], len = a->lengths[i];
     if (key == NULL || off > a->buf_len || len > a->buf_len - off || len < TAG_LEN || len > INT_MAX) continue;
     size_t ct_len = len - TAG_LEN;
-    if (!meshd_direct_open(a->direct, key, a->counters + 8 * i, a->buf + off, ct_len)) {
+    if (!meshd_direct_open(a->direct, &s, key, a->counters + 8 * i, a->buf + off, ct_len)) {
       OPENSSL_cleanse(a->buf + off, ct_len);
       continue;
     }
@@ -233,6 +236,7 @@ static int64_t direct_open_range(const meshd_batch_args* a, int64_t from, int64_
     a->ok[i] = 1;
     opened++;
   }
+  meshd_direct_wipe(a->direct, &s);
   return opened;
 }
 

@@ -36,9 +36,20 @@ int64_t meshd_aead_range(EVP_CIPHER_CTX* ctx, int seal, const meshd_batch_args* 
 /* The primitives looked up and checked against EVP; NULL when they are missing or differ. */
 meshd_direct_aead* meshd_direct_aead_new(void);
 void meshd_direct_aead_free(meshd_direct_aead* d);
+/* Per-thread working memory of the direct path: key words, the one-time key block, the Poly1305
+ * context. Reused across a range's packets and wiped once at its end (meshd_direct_wipe). */
+#define MESHD_POLY_CTX_MAX 1024
+typedef struct {
+  _Alignas(64) unsigned char poly[MESHD_POLY_CTX_MAX];
+  _Alignas(64) unsigned char block[64];
+  unsigned int k[8];
+} meshd_direct_scratch;
 /* Seal p[0..len) in place, tag to p[len..len+16); open ct || tag in place: 1, or 0 (bytes unchanged). */
-void meshd_direct_seal(const meshd_direct_aead* d, const uint8_t* key, const uint8_t* counter_le, uint8_t* p, size_t len);
-int meshd_direct_open(const meshd_direct_aead* d, const uint8_t* key, const uint8_t* counter_le, uint8_t* p, size_t ct_len);
+void meshd_direct_seal(const meshd_direct_aead* d, meshd_direct_scratch* s, const uint8_t* key, const uint8_t* counter_le, uint8_t* p,
+                       size_t len);
+int meshd_direct_open(const meshd_direct_aead* d, meshd_direct_scratch* s, const uint8_t* key, const uint8_t* counter_le, uint8_t* p,
+                      size_t ct_len);
+void meshd_direct_wipe(const meshd_direct_aead* d, meshd_direct_scratch* s);
 
 /* A pair of contexts, encrypt and decrypt; 1 on success. */
 int meshd_aead_ctx_pair(EVP_CIPHER_CTX** enc, EVP_CIPHER_CTX** dec);

@@ -16,7 +16,6 @@
 #include "aead.h"
 
 #define TAG_LEN 16
-#define POLY_CTX_MAX 1024
 
 typedef void (*chacha_fn)(unsigned char* out, const unsigned char* in, size_t len, const unsigned int key[8], const unsigned int ctr[4]);
 typedef size_t (*poly_size_fn)(void);
@@ -29,38 +28,30 @@ struct meshd_direct_aead {
   poly_init_fn init;
   poly_update_fn update;
   poly_final_fn final;
-  size_t poly_size; /* bytes of the Poly1305 context in use (cleansed after each packet) */
+  size_t poly_size; /* bytes of the Poly1305 context in use (wiped after each range) */
 };
-
-typedef struct {
-  _Alignas(64) unsigned char poly[POLY_CTX_MAX];
-  _Alignas(64) unsigned char block[64];
-} scratch;
 
 static const unsigned char ZEROS[16];
 
 /* The one-time Poly1305 key (block 0) for this key and counter; ctr is left at block 1. */
-static void setup(const meshd_direct_aead* d, scratch* s, unsigned int k[8], unsigned int ctr[4], const uint8_t* key,
-                  const uint8_t* counter_le) {
-  memcpy(k, key, 32);
+static void setup(const meshd_direct_aead* d, meshd_direct_scratch* s, unsigned int ctr[4], const uint8_t* key, const uint8_t* counter_le) {
+  memcpy(s->k, key, 32);
   ctr[0] = 0;
   ctr[1] = 0;
   memcpy(&ctr[2], counter_le, 8);
   memset(s->block, 0, 64);
-  d->chacha(s->block, s->block, 64, k, ctr);
+  d->chacha(s->block, s->block, 64, s->k, ctr);
   ctr[0] = 1;
   d->init(s->poly, s->block);
 }
 
-/* The key material a packet left on the stack. */
-static void wipe(const meshd_direct_aead* d, scratch* s, unsigned int k[8]) {
+void meshd_direct_wipe(const meshd_direct_aead* d, meshd_direct_scratch* s) {
   OPENSSL_cleanse(s->poly, d->poly_size);
-  OPENSSL_cleanse(s->block, sizeof s->block);
-  OPENSSL_cleanse(k, 8 * sizeof k[0]);
+  OPENSSL_cleanse(s->block, sizeof s->block + sizeof s->k);
 }
 
 /* MAC over ct: ct, zero padding to 16, then le64(0) (no AAD) || le64(len). */
-static void mac(const meshd_direct_aead* d, scratch* s, const uint8_t* ct, size_t len, uint8_t tag[TAG_LEN]) {
+static void mac(const meshd_direct_aead* d, meshd_direct_scratch* s, const uint8_t* ct, size_t len, uint8_t tag[TAG_LEN]) {
   d->update(s->poly, ct, len);
   if (len % 16) d->update(s->poly, ZEROS, 16 - len % 16);
   uint8_t lens[16] = {0};
@@ -70,24 +61,22 @@ static void mac(const meshd_direct_aead* d, scratch* s, const uint8_t* ct, size_
   d->final(s->poly, tag);
 }
 
-void meshd_direct_seal(const meshd_direct_aead* d, const uint8_t* key, const uint8_t* counter_le, uint8_t* p, size_t len) {
-  scratch s;
-  unsigned int k[8], ctr[4];
-  setup(d, &s, k, ctr, key, counter_le);
-  d->chacha(p, p, len, k, ctr);
-  mac(d, &s, p, len, p + len);
-  wipe(d, &s, k);
+void meshd_direct_seal(const meshd_direct_aead* d, meshd_direct_scratch* s, const uint8_t* key, const uint8_t* counter_le, uint8_t* p,
+                       size_t len) {
+  unsigned int ctr[4];
+  setup(d, s, ctr, key, counter_le);
+  d->chacha(p, p, len, s->k, ctr);
+  mac(d, s, p, len, p + len);
 }
 
-int meshd_direct_open(const meshd_direct_aead* d, const uint8_t* key, const uint8_t* counter_le, uint8_t* p, size_t ct_len) {
-  scratch s;
-  unsigned int k[8], ctr[4];
+int meshd_direct_open(const meshd_direct_aead* d, meshd_direct_scratch* s, const uint8_t* key, const uint8_t* counter_le, uint8_t* p,
+                      size_t ct_len) {
+  unsigned int ctr[4];
   uint8_t tag[TAG_LEN];
-  setup(d, &s, k, ctr, key, counter_le);
-  mac(d, &s, p, ct_len, tag);
+  setup(d, s, ctr, key, counter_le);
+  mac(d, s, p, ct_len, tag);
   int ok = CRYPTO_memcmp(tag, p + ct_len, TAG_LEN) == 0;
-  if (ok) d->chacha(p, p, ct_len, k, ctr);
-  wipe(d, &s, k);
+  if (ok) d->chacha(p, p, ct_len, s->k, ctr);
   return ok;
 }
 
@@ -97,6 +86,7 @@ static int self_test(const meshd_direct_aead* d) {
   if (!meshd_aead_ctx_pair(&enc, &dec)) return 0;
   static const size_t SIZES[] = {0, 1, 15, 16, 63, 64, 65, 200, 511, 512, 513, 1420};
   uint8_t key[32], ctr[8], a[1420 + TAG_LEN], b[1420 + TAG_LEN];
+  meshd_direct_scratch sc;
   int ok = 1;
   for (size_t t = 0; t < sizeof SIZES / sizeof SIZES[0] && ok; t++) {
     size_t n = SIZES[t];
@@ -107,18 +97,19 @@ static int self_test(const meshd_direct_aead* d) {
     uint8_t okb[1];
     meshd_batch_args args = {a, sizeof a, offsets, lengths, 0, 1, key, 32, NULL, ctr, okb, NULL};
     if (meshd_aead_range(enc, 1, &args, 0, 1) != 1) ok = 0;
-    meshd_direct_seal(d, key, ctr, b, n);
+    meshd_direct_seal(d, &sc, key, ctr, b, n);
     if (ok && memcmp(a, b, n + TAG_LEN) != 0) ok = 0;
-    if (ok && !meshd_direct_open(d, key, ctr, b, n)) ok = 0;
+    if (ok && !meshd_direct_open(d, &sc, key, ctr, b, n)) ok = 0;
     /* b is plaintext again, and so is a once EVP opens it */
     if (ok && (meshd_aead_range(dec, 0, &args, 0, 1) != 1 || memcmp(a, b, n) != 0)) ok = 0;
     for (size_t i = 0; i < n && ok; i++)
       if (b[i] != (uint8_t)(i * 13 + t)) ok = 0;
     /* a flipped tag bit must fail */
-    meshd_direct_seal(d, key, ctr, b, n);
+    meshd_direct_seal(d, &sc, key, ctr, b, n);
     b[n] ^= 1;
-    if (ok && meshd_direct_open(d, key, ctr, b, n)) ok = 0;
+    if (ok && meshd_direct_open(d, &sc, key, ctr, b, n)) ok = 0;
   }
+  meshd_direct_wipe(d, &sc);
   meshd_aead_ctx_pair_free(enc, dec);
   return ok;
 }
@@ -133,7 +124,7 @@ meshd_direct_aead* meshd_direct_aead_new(void) {
   out->update = (poly_update_fn)dlsym(RTLD_DEFAULT, "Poly1305_Update");
   out->final = (poly_final_fn)dlsym(RTLD_DEFAULT, "Poly1305_Final");
   if (size == NULL || out->chacha == NULL || out->init == NULL || out->update == NULL || out->final == NULL ||
-      (out->poly_size = size()) > POLY_CTX_MAX || !self_test(out)) {
+      (out->poly_size = size()) > MESHD_POLY_CTX_MAX || !self_test(out)) {
     free(out);
     return NULL;
   }

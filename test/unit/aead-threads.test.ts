@@ -16,22 +16,10 @@ import type { NativeAddon } from '../../src/engine/native/addon.js';
 import { HEADROOM, PacketBatch } from '../../src/engine/packet-batch.js';
 import { MeshdError } from '../../src/errors.js';
 import { requirePrereqs } from '../helpers/prereqs.js';
+import { bytesFromSeed } from '../helpers/seeded-bytes.js';
 
 const loaded = tryLoadNative();
 const NKEYS = 3;
-
-/** Deterministic bytes from a seed. */
-function bytesFromSeed(seed: number, len: number): Uint8Array {
-  const out = new Uint8Array(len);
-  let x = seed | 1;
-  for (let i = 0; i < len; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
 
 interface Spec {
   len: number;

@@ -28,9 +28,10 @@ export interface CryptoThreadSetting {
 /**
  * The default for a machine with `cores` CPUs. Off below 4: on 2 cores the other work of a busy
  * tunnel (the kernel's TCP and UDP, the TUN, the peer's own process on a one-machine setup)
- * already fills the second core, and sharing measured slower there. From 4 cores on, half of
- * them, at most 4: crypto is about half of meshd's CPU time, so more threads than that wait on
- * the rest of the batch's work.
+ * already fills the second core; there, with both ends and iperf3 on one 2-core machine, two
+ * threads cost 0.63–0.66 CPU s per Gbit against 0.59–0.61 on one, with no steady throughput
+ * gain. From 4 cores on, half of them, at most 4: crypto is about 40 % of meshd's CPU time, so
+ * more threads than that wait on the rest of the batch's work.
  */
 export function defaultCryptoThreads(cores: number = availableParallelism()): number {
   if (cores < 4) return 1;

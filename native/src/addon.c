@@ -31,6 +31,9 @@ static const export_entry EXPORTS[] = {
     {"vnetCoalesce", meshd_vnet_coalesce},
     {"aeadSeal", meshd_aead_seal},
     {"aeadOpen", meshd_aead_open},
+    {"aeadThreads", meshd_aead_threads},
+    {"aeadStats", meshd_aead_stats},
+    {"aeadUseDirect", meshd_aead_use_direct},
     {"opensslVersion", meshd_openssl_version},
     {"mallocTrim", meshd_malloc_trim},
 };

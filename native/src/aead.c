@@ -2,7 +2,11 @@
  * Batched ChaCha20-Poly1305 for WireGuard transport data, through the OpenSSL that Node exports.
  * Nonce = 4 zero bytes || 64-bit little-endian counter; no additional data. One encrypt and one
  * decrypt EVP_CIPHER_CTX per environment, initialised with the cipher once and re-keyed per
- * packet (only the nonce is reset when consecutive packets share a key).
+ * packet (only the nonce is reset when consecutive packets share a key). With aeadThreads > 1,
+ * a batch of at least minBytes is cut into contiguous slices shared with worker threads
+ * (aead_pool.c), each with contexts of its own; the call returns when every slice is done.
+ * Where Node's OpenSSL exports the ChaCha20 and Poly1305 primitives, packets go straight
+ * through them instead of EVP (aead_direct.c; same bytes, checked against EVP at load).
  */
 #include <limits.h>
 #include <stdlib.h>
@@ -11,6 +15,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "aead.h"
 #include "args.h"
 #include "meshd_native.h"
 
@@ -18,30 +23,63 @@
 #define TAG_LEN 16
 #define NONCE_LEN 12
 
+/* Batches smaller than this many bytes never leave the caller's thread (aeadThreads can change it). */
+#define DEFAULT_PARALLEL_MIN_BYTES (48 * 1024)
+#define MAX_THREADS 64
+
 struct meshd_instance {
   EVP_CIPHER_CTX* enc;
   EVP_CIPHER_CTX* dec;
+  /* parallel sealing/opening: threads wanted (caller included; <= 1: off), the pool once started */
+  int threads;
+  int64_t min_bytes;
+  meshd_aead_pool* pool;
+  int pool_failed;
+  /* the cipher primitives without EVP (NULL where unavailable), and whether they are used */
+  meshd_direct_aead* direct;
+  int use_direct;
+  /* counters, touched by the JavaScript thread only */
+  double parallel_batches, parallel_slices, parallel_packets, serial_batches;
 };
+
+int meshd_aead_ctx_pair(EVP_CIPHER_CTX** enc, EVP_CIPHER_CTX** dec) {
+  *enc = EVP_CIPHER_CTX_new();
+  *dec = EVP_CIPHER_CTX_new();
+  if (*enc == NULL || *dec == NULL || EVP_EncryptInit_ex(*enc, EVP_chacha20_poly1305(), NULL, NULL, NULL) != 1 ||
+      EVP_DecryptInit_ex(*dec, EVP_chacha20_poly1305(), NULL, NULL, NULL) != 1) {
+    meshd_aead_ctx_pair_free(*enc, *dec);
+    *enc = *dec = NULL;
+    return 0;
+  }
+  return 1;
+}
+
+void meshd_aead_ctx_pair_free(EVP_CIPHER_CTX* enc, EVP_CIPHER_CTX* dec) {
+  if (enc) EVP_CIPHER_CTX_free(enc);
+  if (dec) EVP_CIPHER_CTX_free(dec);
+}
 
 meshd_instance* meshd_aead_instance_new(void) {
   meshd_instance* inst = (meshd_instance*)calloc(1, sizeof *inst);
   if (inst == NULL) return NULL;
-  inst->enc = EVP_CIPHER_CTX_new();
-  inst->dec = EVP_CIPHER_CTX_new();
-  if (inst->enc == NULL || inst->dec == NULL ||
-      EVP_EncryptInit_ex(inst->enc, EVP_chacha20_poly1305(), NULL, NULL, NULL) != 1 ||
-      EVP_DecryptInit_ex(inst->dec, EVP_chacha20_poly1305(), NULL, NULL, NULL) != 1) {
-    meshd_aead_instance_free(NULL, inst, NULL);
+  inst->threads = 1;
+  inst->min_bytes = DEFAULT_PARALLEL_MIN_BYTES;
+  if (!meshd_aead_ctx_pair(&inst->enc, &inst->dec)) {
+    free(inst);
     return NULL;
   }
+  inst->direct = meshd_direct_aead_new();
+  inst->use_direct = inst->direct != NULL;
   return inst;
 }
 
+/* The environment's teardown: the workers are joined here (the addon stays mapped: -z nodelete). */
 void meshd_aead_instance_free(napi_env env, void* data, void* hint) {
   meshd_instance* inst = (meshd_instance*)data;
   if (inst == NULL) return;
-  if (inst->enc) EVP_CIPHER_CTX_free(inst->enc);
-  if (inst->dec) EVP_CIPHER_CTX_free(inst->dec);
+  meshd_aead_pool_free(inst->pool);
+  meshd_direct_aead_free(inst->direct);
+  meshd_aead_ctx_pair_free(inst->enc, inst->dec);
   free(inst);
 }
 
@@ -55,21 +93,8 @@ static inline void make_nonce(uint8_t nonce[NONCE_LEN], const uint8_t* counter_l
 #endif
 }
 
-typedef struct {
-  uint8_t* buf;
-  size_t buf_len;
-  uint32_t* offsets;
-  uint32_t* lengths;
-  int64_t start, end;
-  uint8_t* keys;
-  size_t keys_len;
-  uint32_t* key_index; /* NULL: key 0 for every packet */
-  uint8_t* counters;
-  uint8_t* ok;
-} batch_args;
-
 /* (buf, offsets, lengths, start, count, keys, keyIndex|null, counters, ok) */
-static int read_batch_args(napi_env env, napi_callback_info info, batch_args* a, meshd_instance** inst) {
+static int read_batch_args(napi_env env, napi_callback_info info, meshd_batch_args* a, meshd_instance** inst) {
   napi_value argv[9];
   void* data = NULL;
   if (!meshd_args(env, info, 9, argv, &data)) return 0;
@@ -101,80 +126,63 @@ static int read_batch_args(napi_env env, napi_callback_info info, batch_args* a,
     meshd_throw_type(env, "aead: cipher contexts unavailable");
     return 0;
   }
+  a->direct = (*inst)->use_direct ? (*inst)->direct : NULL;
   return 1;
 }
 
-static inline const uint8_t* key_for(const batch_args* a, int64_t i) {
+static inline const uint8_t* key_for(const meshd_batch_args* a, int64_t i) {
   size_t idx = a->key_index ? a->key_index[i] : 0;
   if (idx > (a->keys_len / KEY_LEN) - 1) return NULL;
   return a->keys + idx * KEY_LEN;
 }
 
-/*
- * aeadSeal(buf, offsets, lengths, start, count, keys, keyIndex, counters, ok): number sealed
- * Encrypts packet i in place and appends the tag: lengths[i] grows by 16, ok[i] = 1. A packet
- * without 16 bytes of room after it, or with a key index outside keys, gets ok[i] = 0.
- */
-napi_value meshd_aead_seal(napi_env env, napi_callback_info info) {
-  batch_args a;
-  meshd_instance* inst;
-  if (!read_batch_args(env, info, &a, &inst)) return NULL;
-  EVP_CIPHER_CTX* ctx = inst->enc;
+static int64_t seal_range(EVP_CIPHER_CTX* ctx, const meshd_batch_args* a, int64_t from, int64_t to) {
   const uint8_t* last_key = NULL;
   uint8_t nonce[NONCE_LEN];
   int64_t sealed = 0;
-  for (int64_t i = a.start; i < a.end; i++) {
-    a.ok[i] = 0;
-    const uint8_t* key = key_for(&a, i);
-    size_t off = a.offsets[i], len = a.lengths[i];
-    if (key == NULL || off > a.buf_len || len > a.buf_len - off || a.buf_len - off - len < TAG_LEN ||
+  for (int64_t i = from; i < to; i++) {
+    a->ok[i] = 0;
+    const uint8_t* key = key_for(a, i);
+    size_t off = a->offsets[i], len = a->lengths[i];
+    if (key == NULL || off > a->buf_len || len > a->buf_len - off || a->buf_len - off - len < TAG_LEN ||
         len > INT_MAX - TAG_LEN)
       continue;
-    make_nonce(nonce, a.counters + 8 * i);
+    make_nonce(nonce, a->counters + 8 * i);
     if (EVP_CipherInit_ex(ctx, NULL, NULL, key == last_key ? NULL : key, nonce, 1) != 1) {
       last_key = NULL;
       continue;
     }
     last_key = key;
-    uint8_t* p = a.buf + off;
+    uint8_t* p = a->buf + off;
     int outl = 0, finl = 0;
     if (EVP_EncryptUpdate(ctx, p, &outl, p, (int)len) != 1 || EVP_EncryptFinal_ex(ctx, p + outl, &finl) != 1 ||
         EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, TAG_LEN, p + len) != 1) {
       last_key = NULL;
       continue;
     }
-    a.lengths[i] = (uint32_t)(len + TAG_LEN);
-    a.ok[i] = 1;
+    a->lengths[i] = (uint32_t)(len + TAG_LEN);
+    a->ok[i] = 1;
     sealed++;
   }
-  return meshd_int(env, sealed);
+  return sealed;
 }
 
-/*
- * aeadOpen(buf, offsets, lengths, start, count, keys, keyIndex, counters, ok): number opened
- * Verifies and decrypts packet i (ciphertext || tag) in place: on success lengths[i] shrinks by
- * 16 and ok[i] = 1; on failure ok[i] = 0, lengths[i] is unchanged and the bytes are zeroed.
- */
-napi_value meshd_aead_open(napi_env env, napi_callback_info info) {
-  batch_args a;
-  meshd_instance* inst;
-  if (!read_batch_args(env, info, &a, &inst)) return NULL;
-  EVP_CIPHER_CTX* ctx = inst->dec;
+static int64_t open_range(EVP_CIPHER_CTX* ctx, const meshd_batch_args* a, int64_t from, int64_t to) {
   const uint8_t* last_key = NULL;
   uint8_t nonce[NONCE_LEN];
   int64_t opened = 0;
-  for (int64_t i = a.start; i < a.end; i++) {
-    a.ok[i] = 0;
-    const uint8_t* key = key_for(&a, i);
-    size_t off = a.offsets[i], len = a.lengths[i];
-    if (key == NULL || off > a.buf_len || len > a.buf_len - off || len < TAG_LEN || len > INT_MAX) continue;
-    make_nonce(nonce, a.counters + 8 * i);
+  for (int64_t i = from; i < to; i++) {
+    a->ok[i] = 0;
+    const uint8_t* key = key_for(a, i);
+    size_t off = a->offsets[i], len = a->lengths[i];
+    if (key == NULL || off > a->buf_len || len > a->buf_len - off || len < TAG_LEN || len > INT_MAX) continue;
+    make_nonce(nonce, a->counters + 8 * i);
     if (EVP_CipherInit_ex(ctx, NULL, NULL, key == last_key ? NULL : key, nonce, 0) != 1) {
       last_key = NULL;
       continue;
     }
     last_key = key;
-    uint8_t* p = a.buf + off;
+    uint8_t* p = a->buf + off;
     size_t ct_len = len - TAG_LEN;
     int outl = 0, finl = 0;
     if (EVP_DecryptUpdate(ctx, p, &outl, p, (int)ct_len) != 1 ||
@@ -184,11 +192,195 @@ napi_value meshd_aead_open(napi_env env, napi_callback_info info) {
       last_key = NULL;
       continue;
     }
-    a.lengths[i] = (uint32_t)ct_len;
-    a.ok[i] = 1;
+    a->lengths[i] = (uint32_t)ct_len;
+    a->ok[i] = 1;
     opened++;
   }
-  return meshd_int(env, opened);
+  return opened;
+}
+
+/* The same loops on the primitives directly: the same checks, results and bytes. */
+static int64_t direct_seal_range(const meshd_batch_args* a, int64_t from, int64_t to) {
+  meshd_direct_scratch s;
+  int64_t sealed = 0;
+  for (int64_t i = from; i < to; i++) {
+    a->ok[i] = 0;
+    const uint8_t* key = key_for(a, i);
+    size_t off = a->offsets[i], len = a->lengths[i];
+    if (key == NULL || off > a->buf_len || len > a->buf_len - off || a->buf_len - off - len < TAG_LEN ||
+        len > INT_MAX - TAG_LEN)
+      continue;
+    meshd_direct_seal(a->direct, &s, key, a->counters + 8 * i, a->buf + off, len);
+    a->lengths[i] = (uint32_t)(len + TAG_LEN);
+    a->ok[i] = 1;
+    sealed++;
+  }
+  meshd_direct_wipe(a->direct, &s);
+  return sealed;
+}
+
+static int64_t direct_open_range(const meshd_batch_args* a, int64_t from, int64_t to) {
+  meshd_direct_scratch s;
+  int64_t opened = 0;
+  for (int64_t i = from; i < to; i++) {
+    a->ok[i] = 0;
+    const uint8_t* key = key_for(a, i);
+    size_t off = a->offsets[i], len = a->lengths[i];
+    if (key == NULL || off > a->buf_len || len > a->buf_len - off || len < TAG_LEN || len > INT_MAX) continue;
+    size_t ct_len = len - TAG_LEN;
+    if (!meshd_direct_open(a->direct, &s, key, a->counters + 8 * i, a->buf + off, ct_len)) {
+      OPENSSL_cleanse(a->buf + off, ct_len);
+      continue;
+    }
+    a->lengths[i] = (uint32_t)ct_len;
+    a->ok[i] = 1;
+    opened++;
+  }
+  meshd_direct_wipe(a->direct, &s);
+  return opened;
+}
+
+int64_t meshd_aead_range(EVP_CIPHER_CTX* ctx, int seal, const meshd_batch_args* a, int64_t from, int64_t to) {
+  if (a->direct != NULL) return seal ? direct_seal_range(a, from, to) : direct_open_range(a, from, to);
+  return seal ? seal_range(ctx, a, from, to) : open_range(ctx, a, from, to);
+}
+
+/* A packet's weight when slicing: its length, or 1 for one the loop refuses anyway. */
+static inline double weight(const meshd_batch_args* a, int64_t i) {
+  uint32_t len = a->lengths[i];
+  return len == 0 || len > a->buf_len ? 1.0 : (double)len;
+}
+
+/*
+ * Cut packets start..end-1 into at most `n` contiguous slices of about equal bytes (`total`:
+ * the sum of their weights); returns the number of slices, bounds[0..slices] their edges.
+ */
+static int slice_batch(const meshd_batch_args* a, double total, int n, int64_t* bounds) {
+  int k = 0;
+  bounds[0] = a->start;
+  double acc = 0;
+  for (int64_t i = a->start; i < a->end && k < n - 1; i++) {
+    acc += weight(a, i);
+    if (acc * n >= total * (k + 1)) bounds[++k] = i + 1; /* slice k holds its share */
+  }
+  if (bounds[k] != a->end) bounds[++k] = a->end;
+  return k;
+}
+
+/* One batch, on the caller's thread or shared with the workers when it is big enough. */
+static napi_value run_batch(napi_env env, napi_callback_info info, int seal) {
+  meshd_batch_args a;
+  meshd_instance* inst;
+  if (!read_batch_args(env, info, &a, &inst)) return NULL;
+  EVP_CIPHER_CTX* ctx = seal ? inst->enc : inst->dec;
+  int64_t count = a.end - a.start;
+  if (inst->threads > 1 && count >= 2 && !inst->pool_failed) {
+    double total = 0;
+    for (int64_t i = a.start; i < a.end; i++) total += weight(&a, i);
+    if (total >= (double)inst->min_bytes) {
+      if (inst->pool == NULL) {
+        inst->pool = meshd_aead_pool_new(inst->threads - 1);
+        if (inst->pool == NULL) inst->pool_failed = 1; /* no threads: stay serial */
+      }
+      if (inst->pool != NULL) {
+        int n = meshd_aead_pool_workers(inst->pool) + 1;
+        if (n > count) n = (int)count;
+        int64_t bounds[MAX_THREADS + 1];
+        int slices = slice_batch(&a, total, n, bounds);
+        int64_t done = meshd_aead_pool_run(inst->pool, seal, &a, bounds, slices, ctx);
+        inst->parallel_batches++;
+        inst->parallel_slices += slices;
+        inst->parallel_packets += (double)count;
+        return meshd_int(env, done);
+      }
+    }
+  }
+  inst->serial_batches++;
+  return meshd_int(env, meshd_aead_range(ctx, seal, &a, a.start, a.end));
+}
+
+/*
+ * aeadSeal(buf, offsets, lengths, start, count, keys, keyIndex, counters, ok): number sealed
+ * Encrypts packet i in place and appends the tag: lengths[i] grows by 16, ok[i] = 1. A packet
+ * without 16 bytes of room after it, or with a key index outside keys, gets ok[i] = 0.
+ */
+napi_value meshd_aead_seal(napi_env env, napi_callback_info info) { return run_batch(env, info, 1); }
+
+/*
+ * aeadOpen(buf, offsets, lengths, start, count, keys, keyIndex, counters, ok): number opened
+ * Verifies and decrypts packet i (ciphertext || tag) in place: on success lengths[i] shrinks by
+ * 16 and ok[i] = 1; on failure ok[i] = 0, lengths[i] is unchanged and the bytes are zeroed.
+ */
+napi_value meshd_aead_open(napi_env env, napi_callback_info info) { return run_batch(env, info, 0); }
+
+static meshd_instance* instance_or_throw(napi_env env) {
+  meshd_instance* inst = NULL;
+  napi_get_instance_data(env, (void**)&inst);
+  if (inst == NULL) meshd_throw_type(env, "aead: cipher contexts unavailable");
+  return inst;
+}
+
+/*
+ * aeadThreads(threads, minBytes): threads (the caller's included) that seal/open one batch of at
+ * least minBytes; 0 or 1 turn the sharing off. Takes effect on the next batch; a running pool
+ * of another size is joined here and the new one starts on first use. Returns threads.
+ */
+napi_value meshd_aead_threads(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  int64_t threads, min_bytes;
+  if (!meshd_args(env, info, 2, argv, NULL) || !meshd_get_int(env, argv[0], "threads", 0, MAX_THREADS, &threads) ||
+      !meshd_get_int(env, argv[1], "minBytes", 0, INT32_MAX, &min_bytes))
+    return NULL;
+  meshd_instance* inst = instance_or_throw(env);
+  if (inst == NULL) return NULL;
+  if (inst->pool != NULL && meshd_aead_pool_workers(inst->pool) + 1 != threads) {
+    meshd_aead_pool_free(inst->pool);
+    inst->pool = NULL;
+  }
+  inst->pool_failed = 0;
+  inst->threads = (int)threads;
+  inst->min_bytes = min_bytes;
+  return meshd_int(env, threads);
+}
+
+/* aeadUseDirect(on): use the cipher primitives without EVP (when available); returns whether they are used. */
+napi_value meshd_aead_use_direct(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  bool on = false;
+  if (!meshd_args(env, info, 1, argv, NULL)) return NULL;
+  if (napi_get_value_bool(env, argv[0], &on) != napi_ok) {
+    meshd_throw_type(env, "on must be a boolean");
+    return NULL;
+  }
+  meshd_instance* inst = instance_or_throw(env);
+  if (inst == NULL) return NULL;
+  inst->use_direct = on && inst->direct != NULL;
+  napi_value out;
+  napi_get_boolean(env, inst->use_direct != 0, &out);
+  return out;
+}
+
+static void set_number(napi_env env, napi_value obj, const char* name, double v) {
+  napi_value n;
+  napi_create_double(env, v, &n);
+  napi_set_named_property(env, obj, name, n);
+}
+
+/* aeadStats(): { threads, workers, minBytes, parallelBatches, parallelSlices, parallelPackets, serialBatches, direct } */
+napi_value meshd_aead_stats(napi_env env, napi_callback_info info) {
+  meshd_instance* inst = instance_or_throw(env);
+  if (inst == NULL) return NULL;
+  napi_value out;
+  napi_create_object(env, &out);
+  set_number(env, out, "threads", inst->threads);
+  set_number(env, out, "workers", meshd_aead_pool_workers(inst->pool));
+  set_number(env, out, "minBytes", (double)inst->min_bytes);
+  set_number(env, out, "parallelBatches", inst->parallel_batches);
+  set_number(env, out, "parallelSlices", inst->parallel_slices);
+  set_number(env, out, "parallelPackets", inst->parallel_packets);
+  set_number(env, out, "serialBatches", inst->serial_batches);
+  set_number(env, out, "direct", inst->use_direct ? 1 : 0);
+  return out;
 }
 
 napi_value meshd_openssl_version(napi_env env, napi_callback_info info) {

@@ -11,7 +11,7 @@
 /* Bumped whenever an exported function's signature changes; the TypeScript loader checks it. */
 #define MESHD_ABI_VERSION 1
 
-/* Per-environment state: the reusable cipher contexts. */
+/* Per-environment state: the reusable cipher contexts, the AEAD worker pool and its counters. */
 typedef struct meshd_instance meshd_instance;
 
 meshd_instance* meshd_aead_instance_new(void);
@@ -45,6 +45,9 @@ napi_value meshd_vnet_coalesce(napi_env env, napi_callback_info info);
 
 napi_value meshd_aead_seal(napi_env env, napi_callback_info info);
 napi_value meshd_aead_open(napi_env env, napi_callback_info info);
+napi_value meshd_aead_threads(napi_env env, napi_callback_info info);
+napi_value meshd_aead_stats(napi_env env, napi_callback_info info);
+napi_value meshd_aead_use_direct(napi_env env, napi_callback_info info);
 napi_value meshd_openssl_version(napi_env env, napi_callback_info info);
 
 napi_value meshd_malloc_trim(napi_env env, napi_callback_info info);

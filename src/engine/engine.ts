@@ -17,7 +17,7 @@
  */
 import { MeshdError } from '../errors.js';
 import { PacketBatch } from './packet-batch.js';
-import type { AeadBatch } from './crypto/aead-batch.js';
+import type { AeadBatch, AeadStats } from './crypto/aead-batch.js';
 import type { Bind, Endpoint } from './wireguard/bind.js';
 import { timerConfig } from './wireguard/constants.js';
 import { Device, type DeviceCounters, type DeviceEvent, type PacketHooks, type PeerStats } from './wireguard/device.js';
@@ -92,6 +92,8 @@ export interface EngineOptions {
 
 export interface EngineStats extends DeviceCounters {
   peers: number;
+  /** The transport AEAD's threads and parallel batches (native: per process). */
+  crypto: AeadStats;
 }
 
 function configError(msg: string): MeshdError {
@@ -240,7 +242,7 @@ export class Engine {
   }
 
   stats(): EngineStats {
-    return { ...this.device.counters, drops: { ...this.device.counters.drops }, peers: this.device.peers.size };
+    return { ...this.device.counters, drops: { ...this.device.counters.drops }, peers: this.device.peers.size, crypto: this.device.aead.stats() };
   }
 
   /**

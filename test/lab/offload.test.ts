@@ -37,6 +37,15 @@ interface OffloadStats {
   };
 }
 
+interface CryptoStats {
+  threads: number;
+  workers: number;
+  parallelBatches: number;
+  parallelSlices: number;
+  parallelPackets: number;
+  serialBatches: number;
+}
+
 async function offloadStats(node: MeshdNode): Promise<OffloadStats> {
   return (await node.stats()) as unknown as OffloadStats;
 }
@@ -87,6 +96,31 @@ describe('segmentation offload through a meshd pair', () => {
       assert.ok(s.tun.txJoinedFrames > 0, `joined TUN writes (${ctx})`);
       assert.ok(s.tun.txJoinedPackets > 2 * s.tun.txJoinedFrames, `segments per joined write (${ctx})`);
       assert.ok(s.tun.txFrames < s.tun.txPackets, `fewer writes than packets (${ctx})`);
+    }
+    await a.stop();
+    await b.stop();
+  });
+
+  test('MESHD_CRYPTO_THREADS=2: batches are sealed and opened on two threads during a transfer, intact', async (t) => {
+    if (!requirePrereqs(t, [...PREREQS])) return;
+    if (process.env.MESHD_PURE_TS === '1') {
+      t.skip('MESHD_PURE_TS=1: the engines use node:crypto, one packet at a time');
+      return;
+    }
+    const env = { MESHD_CRYPTO_THREADS: '2', MESHD_CRYPTO_PARALLEL_BYTES: '8192' };
+    const { a, b, ns } = await pair(t, env);
+    await transfer(ns.a, ns.b, '10.77.0.2', 20 * MB, 5305); // SHA-256 checked on both ends
+    await transfer(ns.b, ns.a, '10.77.0.1', 20 * MB, 5306);
+    const after = await Promise.all([a.stats(), b.stats()]);
+    for (const [i, name] of ['a', 'b'].entries()) {
+      const c = (after[i] as unknown as { counters: { crypto: CryptoStats } }).counters.crypto;
+      const ctx = `${name}: ${JSON.stringify(c)}`;
+      t.diagnostic(`${name}: ${c.parallelBatches} batches on ${c.threads} threads (${(c.parallelPackets / Math.max(1, c.parallelBatches)).toFixed(1)} packets each), ${c.serialBatches} on one`);
+      assert.equal(c.threads, 2, ctx);
+      assert.equal(c.workers, 1, ctx);
+      // a fresh engine: every shared batch is one of the transfers' (the handshake's are far too small)
+      assert.ok(c.parallelBatches > 100, `parallel batches during the transfer (${ctx})`);
+      assert.equal(c.parallelSlices, 2 * c.parallelBatches, ctx);
     }
     await a.stop();
     await b.stop();

@@ -19,6 +19,7 @@ import { loadNative, tryLoadNative } from '../../src/engine/native/load.js';
 import { HEADROOM, PacketBatch } from '../../src/engine/packet-batch.js';
 import { MeshdError } from '../../src/errors.js';
 import { requirePrereqs } from '../helpers/prereqs.js';
+import { bytesFromSeed } from '../helpers/seeded-bytes.js';
 
 const addon = loadNative();
 
@@ -29,19 +30,6 @@ function refSeal(key: Uint8Array, counter: bigint, plaintext: Uint8Array): Buffe
   const c = createCipheriv('chacha20-poly1305', key, nonce, { authTagLength: 16 });
   const ct = Buffer.concat([c.update(plaintext), c.final()]);
   return Buffer.concat([ct, c.getAuthTag()]);
-}
-
-/** Deterministic bytes from a seed (fast-check shrinks seeds, not megabytes of data). */
-function bytesFromSeed(seed: number, len: number): Uint8Array {
-  const out = new Uint8Array(len);
-  let x = seed | 1;
-  for (let i = 0; i < len; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
 }
 
 function counterArray(values: bigint[], asPairs: boolean): CounterArray {

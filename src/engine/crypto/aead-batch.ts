@@ -15,13 +15,15 @@
  * A packet with a key index outside `keys` or without room for its tag gets ok[i] = 0.
  *
  * Two implementations with one interface: the native addon (OpenSSL's EVP_chacha20_poly1305,
- * contexts reused across packets) and node:crypto (createCipheriv per packet). MESHD_PURE_TS=1
- * selects node:crypto. Both produce byte-identical output.
+ * contexts reused across packets, big batches shared between threads: crypto-threads.ts) and
+ * node:crypto (createCipheriv per packet). MESHD_PURE_TS=1 selects node:crypto. Both produce
+ * byte-identical output, whatever the number of threads.
  */
 import { createCipheriv, createDecipheriv } from 'node:crypto';
 import { endianness } from 'node:os';
-import type { NativeAddon } from '../native/addon.js';
+import type { NativeAddon, NativeAeadStats } from '../native/addon.js';
 import { chooseNative, type ImplementationChoice } from '../native/load.js';
+import { applyCryptoThreads, cryptoThreadSetting, cryptoThreadStats } from './crypto-threads.js';
 
 export const AEAD_KEY_SIZE = 32;
 export const AEAD_TAG_SIZE = 16;
@@ -53,8 +55,13 @@ export type AeadBatchOp = (
   count?: number,
 ) => number;
 
+/** The thread setting and counters of the implementation (node-crypto: one thread, zeros). */
+export type AeadStats = NativeAeadStats;
+
 export interface AeadBatch {
   readonly kind: AeadImplementation;
+  /** Threads and parallel-batch counters (the native ones are per JavaScript environment). */
+  stats(): AeadStats;
   /** Seal in place (the tag goes after each packet). Returns the number sealed. */
   readonly seal: AeadBatchOp;
   /** Open in place (the tag is stripped). Returns the number opened. */
@@ -95,6 +102,10 @@ export class NativeAeadBatch implements AeadBatch {
     this.#addon = addon;
   }
 
+  stats(): AeadStats {
+    return cryptoThreadStats(this.#addon);
+  }
+
   seal(
     p: PacketRanges,
     keys: Uint8Array,
@@ -126,6 +137,10 @@ const LITTLE_ENDIAN_HOST = endianness() === 'LE';
 export class NodeCryptoAeadBatch implements AeadBatch {
   readonly kind = 'node-crypto' as const;
   readonly #nonce = Buffer.alloc(AEAD_NONCE_SIZE);
+
+  stats(): AeadStats {
+    return cryptoThreadStats(null);
+  }
 
   /** Fill the nonce for packet i from the counters' raw memory (host-order u64). */
   #setNonce(counterBytes: Uint8Array, i: number): Buffer {
@@ -224,8 +239,14 @@ function openOne(buf: Uint8Array, off: number, len: number, key: Uint8Array, non
 
 export type AeadBatchOptions = ImplementationChoice<'node-crypto'>;
 
-/** Pick the AEAD implementation. Asking for 'native' when the addon is unavailable throws E_NATIVE. */
+/**
+ * Pick the AEAD implementation; the native one gets its thread setting from the environment
+ * (MESHD_CRYPTO_THREADS, MESHD_CRYPTO_PARALLEL_BYTES; a malformed value throws
+ * E_CONFIG_INVALID). Asking for 'native' when the addon is unavailable throws E_NATIVE.
+ */
 export function createAeadBatch(options: AeadBatchOptions = {}): AeadBatch {
   const addon = chooseNative(options, 'node-crypto', 'AEAD');
-  return addon === null ? new NodeCryptoAeadBatch() : new NativeAeadBatch(addon);
+  if (addon === null) return new NodeCryptoAeadBatch();
+  applyCryptoThreads(addon, cryptoThreadSetting(options.env ?? process.env));
+  return new NativeAeadBatch(addon);
 }

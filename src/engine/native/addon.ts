@@ -39,6 +39,24 @@ export type NativeUdpSendCall = (
   result: Int32Array,
 ) => number;
 
+/** The addon's AEAD thread setting and counters (per JavaScript environment). */
+export interface NativeAeadStats {
+  /** Threads a big batch is shared between (caller included; 1: off). */
+  threads: number;
+  /** Worker threads running (0 until the first batch big enough to share). */
+  workers: number;
+  /** Batches below this many bytes stay on the caller's thread. */
+  minBytes: number;
+  /** Batches shared between threads, the slices they were cut into, and their packets. */
+  parallelBatches: number;
+  parallelSlices: number;
+  parallelPackets: number;
+  /** Batches done on the caller's thread alone. */
+  serialBatches: number;
+  /** 1: packets go through the ChaCha20/Poly1305 primitives directly, 0: through EVP. */
+  direct: number;
+}
+
 export interface NativeAddon {
   readonly abiVersion: number;
 
@@ -158,6 +176,15 @@ export interface NativeAddon {
   aeadSeal: NativeAeadBatchCall;
   /** ChaCha20-Poly1305 open in place (verifies and strips the tag); returns how many opened. */
   aeadOpen: NativeAeadBatchCall;
+  /**
+   * Threads (the caller's included) that share one aeadSeal/aeadOpen batch of at least
+   * `minBytes`; 0/1: every batch on the caller's thread. Workers start on first use and are
+   * joined at environment teardown. Per environment (one setting, one pool, one set of counters).
+   */
+  aeadThreads?(threads: number, minBytes: number): number;
+  aeadStats?(): NativeAeadStats;
+  /** Seal/open on OpenSSL's ChaCha20 and Poly1305 primitives rather than EVP where Node exports them; returns whether they are used. */
+  aeadUseDirect?(on: boolean): boolean;
   opensslVersion(): string;
   /**
    * glibc's malloc_trim(0): the C heap's free pages go back to the kernel; true when some did.

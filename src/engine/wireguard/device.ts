@@ -27,6 +27,7 @@ import { receiveDatagrams } from './receive.js';
 import { sealAndSend, sendKeepalive } from './send.js';
 import { nextDeadline, tick, type TimerActions } from './timers.js';
 import type { AllowedIps } from './allowed-ips.js';
+import type { AeadBatch } from '../crypto/aead-batch.js';
 
 export type { DeviceCounters, DeviceEvent, DeviceOptions, PacketHooks } from './device-state.js';
 
@@ -64,10 +65,13 @@ export class Device {
   readonly allowedIps: AllowedIps<Peer>;
   readonly counters: DeviceCounters;
   readonly timers: TimerConfig;
+  /** The transport AEAD in use (its stats say how batches were shared between threads). */
+  readonly aead: AeadBatch;
   private readonly s: DeviceState;
 
   constructor(opts: DeviceOptions) {
     this.s = new DeviceState(opts);
+    this.aead = this.s.aead;
     this.peers = this.s.peers;
     this.allowedIps = this.s.allowedIps;
     this.counters = this.s.counters;

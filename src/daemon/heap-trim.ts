@@ -90,24 +90,20 @@ export class HeapTrimmer {
   }
 }
 
-let exposedGc: (() => void) | null | undefined;
-
 /**
  * V8's gc(): the global one when node runs with --expose-gc, else one exposed for this purpose
  * (the flag applies to contexts created after it is set; the process's own is untouched).
  */
 function fullGc(): (() => void) | null {
-  if (exposedGc !== undefined) return exposedGc;
   const g = (globalThis as { gc?: unknown }).gc;
-  if (typeof g === 'function') return (exposedGc = () => void g());
+  if (typeof g === 'function') return () => void g();
   try {
     setFlagsFromString('--expose-gc');
     const fn = runInNewContext('gc') as unknown;
-    exposedGc = typeof fn === 'function' ? () => void (fn as () => void)() : null;
+    return typeof fn === 'function' ? () => void (fn as () => void)() : null;
   } catch {
-    exposedGc = null;
+    return null;
   }
-  return exposedGc;
 }
 
 /** The full collection, and the addon's mallocTrim (null without the addon, or one built before it). */

@@ -9,6 +9,9 @@
 import { request as plainRequest, type IncomingHttpHeaders } from 'node:http';
 import { request as tlsRequest } from 'node:https';
 
+/** The largest reply taken in (a DWN's answer to one query page is far smaller): more is an error, not memory. */
+export const MAX_REPLY_BYTES = 64 * 1024 * 1024;
+
 export interface HttpReply {
   status: number;
   /** A response header's value (joined with ", " when repeated), or null. */
@@ -49,7 +52,12 @@ function requestOnce(method: 'GET' | 'POST', url: string, headers: Record<string
     const req = send(u, { method, headers: { ...headers, ...length }, signal }, (res) => {
       answered = true;
       const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
+      let size = 0;
+      res.on('data', (c: Buffer) => {
+        size += c.length;
+        if (size > MAX_REPLY_BYTES) return void req.destroy(Object.assign(new Error(`the reply is larger than ${MAX_REPLY_BYTES} bytes`), { code: 'EMSGSIZE' }));
+        chunks.push(c);
+      });
       res.on('error', reject);
       res.on('end', () => {
         if (!res.complete) return reject(Object.assign(new Error('the connection closed before the reply was complete'), { code: 'ECONNRESET' }));

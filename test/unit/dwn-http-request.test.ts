@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import type { Socket } from 'node:net';
 import { pathToFileURL } from 'node:url';
-import { httpPost } from '../../src/dwn/http-request.js';
+import { httpPost, MAX_REPLY_BYTES } from '../../src/dwn/http-request.js';
 
 function listen(s: Server): Promise<string> {
   return new Promise((resolve) => s.listen(0, '127.0.0.1', () => resolve(`http://127.0.0.1:${(s.address() as { port: number }).port}`)));
@@ -73,4 +73,26 @@ test('httpPost: a refused connection rejects with its code; an abort with AbortE
     await new Promise((r) => s.close(r));
   }
   await assert.rejects(httpPost(url, {}, undefined, AbortSignal.timeout(2000)), (e: NodeJS.ErrnoException) => e.code === 'ECONNREFUSED');
+});
+
+test('a reply larger than MAX_REPLY_BYTES is an error, not memory', async () => {
+  const chunk = Buffer.alloc(1024 * 1024, 0x61);
+  let sent = 0;
+  const s = createServer((_q, r) => {
+    const more = (): void => {
+      while (sent < MAX_REPLY_BYTES + 4 * chunk.length) {
+        sent += chunk.length;
+        if (!r.write(chunk)) return void r.once('drain', more);
+      }
+      r.end();
+    };
+    more();
+  });
+  const url = await listen(s);
+  try {
+    await assert.rejects(httpPost(url, {}, undefined, AbortSignal.timeout(30_000)), (e: NodeJS.ErrnoException) => e.code === 'EMSGSIZE');
+  } finally {
+    s.closeAllConnections();
+    s.close();
+  }
 });

@@ -55,6 +55,12 @@ const WRITE_WIDTH = 8;
 const PRUNE_TIMEOUT_MS = 300_000;
 /** Tries of one write of a key rotation when the DWN does not answer in time. */
 const ROTATION_TRIES = 3;
+/**
+ * How long one write of a key rotation waits for the DWN: the rotation is the DWN's busiest
+ * moment (at 100 devices ~300 writes, each fanned out to every device, and every device reading
+ * them), so a slow answer is expected there and is not a dead DWN.
+ */
+const ROTATION_WRITE_TIMEOUT_MS = 30_000;
 
 /**
  * One write of a key rotation, tried again (at most ROTATION_TRIES in all) when the DWN did not
@@ -296,6 +302,17 @@ const OWNER_KINDS = readableKinds('owner');
  * The removed devices hold no key of the new epoch, and nothing is written under the old one.
  */
 export async function revoke(s: NetworkSession, nodeDids: string[], memberDids: string[]): Promise<RemovePeerResult> {
+  const timeoutBefore = s.writeTimeoutMs;
+  s.writeTimeoutMs = Math.max(ROTATION_WRITE_TIMEOUT_MS, timeoutBefore ?? 0);
+  try {
+    return await revokeAndRotate(s, nodeDids, memberDids);
+  } finally {
+    s.writeTimeoutMs = timeoutBefore;
+  }
+}
+
+/** The revocation and key rotation `revoke` describes, with the session's writes waiting as long as a rotation may. */
+async function revokeAndRotate(s: NetworkSession, nodeDids: string[], memberDids: string[]): Promise<RemovePeerResult> {
   const id = s.joined.networkId;
   const anchor = s.joined.anchor;
   const now = Date.now();

@@ -122,6 +122,8 @@ export class NetworkSession {
   waitedInLastIngest = 0;
   /** Network keys learned from key deliveries so far (a change means: retry what waited). */
   keysLearned = 0;
+  /** How long a write may wait for the DWN (undefined: the client's timeout); a key rotation waits longer. */
+  writeTimeoutMs: number | undefined;
   /** New versions taken in that carried the same content as the version held (not a change). */
   contentRewrites = 0;
   /** keysLearned when the waiting records were last read again. */
@@ -418,6 +420,7 @@ export class NetworkSession {
       ...(o.recipient !== undefined ? { recipient: o.recipient } : {}),
       ...(o.tags !== undefined ? { tags: o.tags } : {}),
       ...(o.protocolRole !== undefined ? { protocolRole: o.protocolRole } : {}),
+      ...(this.writeTimeoutMs !== undefined ? { timeoutMs: this.writeTimeoutMs } : {}),
     });
     const ref: RecordRef<K> = {
       kind,
@@ -458,6 +461,7 @@ export class NetworkSession {
       dateCreated: rec.dateCreated,
       ...(rec.parentContextId !== '' ? { parentContextId: rec.parentContextId } : {}),
       ...(rec.recipient !== undefined ? { recipient: rec.recipient } : {}),
+      ...(this.writeTimeoutMs !== undefined ? { timeoutMs: this.writeTimeoutMs } : {}),
     });
     this.remember(rec, data, w.message, bytes, recipients);
   }

@@ -37,6 +37,8 @@ export interface WriteOptions {
   /** Given for an update of an existing record (with its dateCreated). */
   recordId?: string;
   dateCreated?: string;
+  /** This write's own timeout (the client's otherwise). */
+  timeoutMs?: number;
 }
 
 export interface WrittenRecord {
@@ -103,7 +105,7 @@ export class DwnClient {
       ...(o.dateCreated !== undefined ? { dateCreated: o.dateCreated } : {}),
       signer: this.signer(),
     });
-    const { reply } = await this.rpc.processMessage(this.target, message, o.data);
+    const { reply } = await this.rpc.processMessage(this.target, message, o.data, o.timeoutMs);
     expectOk(reply, this.endpoint, `writing ${o.protocolPath}`);
     return { recordId: message.recordId, contextId: message.contextId, message };
   }

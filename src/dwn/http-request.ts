@@ -2,9 +2,9 @@
  * One HTTP(S) request through node:http — what the DWN client sends every message with, and the
  * embedded DWN's health probe. Not fetch:
  * Node's fetch (undici) compiles its HTTP parser to WebAssembly and loads a second HTTP stack,
- * about 10 MiB more resident memory in a daemon that idles most of the time. Connections are
- * kept alive by Node's global agents (keepAlive on by default since Node 19); a request that
- * meets a kept-alive connection the server has just closed is sent again on a new one.
+ * about 10 MiB more resident memory in a daemon that idles most of the time. Each request has a
+ * connection of its own (see requestOnce); should one meet a reused connection the server has just
+ * closed, it is sent again on a new one.
  */
 import { request as plainRequest, type IncomingHttpHeaders } from 'node:http';
 import { request as tlsRequest } from 'node:https';
@@ -49,7 +49,9 @@ function requestOnce(method: 'GET' | 'POST', url: string, headers: Record<string
     const send = u.protocol === 'https:' ? tlsRequest : plainRequest;
     let answered = false;
     const length = method === 'POST' ? { 'content-length': String(body?.length ?? 0) } : {};
-    const req = send(u, { method, headers: { ...headers, ...length }, signal }, (res) => {
+    // a connection per request: a kept-alive one outlives a change of this host's address (its
+    // source address gone, a request on it waits out its whole timeout), and a DWN request is rare
+    const req = send(u, { method, headers: { ...headers, ...length }, signal, agent: false }, (res) => {
       answered = true;
       const chunks: Buffer[] = [];
       let size = 0;

@@ -3,8 +3,8 @@
  * embedded DWN's health probe. Not fetch:
  * Node's fetch (undici) compiles its HTTP parser to WebAssembly and loads a second HTTP stack,
  * about 10 MiB more resident memory in a daemon that idles most of the time. Each request has a
- * connection of its own (see requestOnce); should one meet a reused connection the server has just
- * closed, it is sent again on a new one.
+ * connection of its own (see below), so none meets a connection the server or an address change
+ * has killed.
  */
 import { request as plainRequest, type IncomingHttpHeaders } from 'node:http';
 import { request as tlsRequest } from 'node:https';
@@ -33,26 +33,14 @@ export function httpGet(url: string, signal: AbortSignal): Promise<HttpReply> {
  * Send one request; resolves with the whole reply. Rejects with the socket's error (its
  * `code`, e.g. ECONNREFUSED) or, once `signal` aborts, an error named AbortError.
  */
-export async function httpRequest(method: 'GET' | 'POST', url: string, headers: Record<string, string>, body: Uint8Array | undefined, signal: AbortSignal): Promise<HttpReply> {
-  try {
-    return await requestOnce(method, url, headers, body, signal);
-  } catch (e) {
-    // a kept-alive connection the server closed as the request went out: once more, on a new one
-    if (!(e as { staleSocket?: boolean }).staleSocket || signal.aborted) throw e;
-    return requestOnce(method, url, headers, body, signal);
-  }
-}
-
-function requestOnce(method: 'GET' | 'POST', url: string, headers: Record<string, string>, body: Uint8Array | undefined, signal: AbortSignal): Promise<HttpReply> {
+export function httpRequest(method: 'GET' | 'POST', url: string, headers: Record<string, string>, body: Uint8Array | undefined, signal: AbortSignal): Promise<HttpReply> {
   return new Promise((resolve, reject) => {
     const u = new URL(url);
     const send = u.protocol === 'https:' ? tlsRequest : plainRequest;
-    let answered = false;
     const length = method === 'POST' ? { 'content-length': String(body?.length ?? 0) } : {};
     // a connection per request: a kept-alive one outlives a change of this host's address (its
     // source address gone, a request on it waits out its whole timeout), and a DWN request is rare
     const req = send(u, { method, headers: { ...headers, ...length }, signal, agent: false }, (res) => {
-      answered = true;
       const chunks: Buffer[] = [];
       let size = 0;
       res.on('data', (c: Buffer) => {
@@ -66,10 +54,7 @@ function requestOnce(method: 'GET' | 'POST', url: string, headers: Record<string
         resolve({ status: res.statusCode ?? 0, header: (name) => headerValue(res.headers, name), body: new Uint8Array(Buffer.concat(chunks)) });
       });
     });
-    req.on('error', (e: NodeJS.ErrnoException) => {
-      const stale = req.reusedSocket && !answered && (e.code === 'ECONNRESET' || e.code === 'EPIPE');
-      reject(stale ? Object.assign(e, { staleSocket: true }) : e);
-    });
+    req.on('error', reject);
     req.end(body);
   });
 }

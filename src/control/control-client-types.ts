@@ -17,6 +17,8 @@ export interface ControlClientOptions {
   maxDelayMs?: number;
   /** How often a published endpoint is re-written (heartbeat). Default 4 min, well inside the online window. */
   heartbeatMs?: number;
+  /** The window over which this device spreads its own re-writes after a key rotation (default 6 min). */
+  reencryptWithinMs?: number;
   /** Reconnects, and retries of a refresh that failed (a DWN read timed out…). */
   backoff?: BackoffOptions;
   /** Keep the last good map on disk (default true). */

@@ -16,7 +16,7 @@ import { DwnError, MeshdError } from '../errors.js';
 import { backoffDelay } from '../util/backoff.js';
 import { systemClock } from '../util/clock.js';
 import { DwnSubscriber, type SubscriberStatus, type SubscriptionSpec } from '../dwn/subscriber.js';
-import { myNodeRecord, publishEndpoint, publishNodeInfo, reencryptOwnRecords, touchEndpoint } from './device-records.js';
+import { myNodeRecord, ownRecordsBehind, publishEndpoint, publishNodeInfo, reencryptOwnRecords, touchEndpoint } from './device-records.js';
 import { markRemoved, readCachedMap, readJoinedNetwork, removedError, requireJoinedNetwork } from './local-state.js';
 import { EventQueue } from './event-queue.js';
 import { MapCacheWriter } from './map-cache-writer.js';
@@ -92,8 +92,11 @@ export class ControlClient {
       emit: (e) => this.emit(e),
       rebuild: () => this.rebuild(),
     });
-    this.reencryption = new OwnReencryption(session.epochs.epoch, { onFallback: () => this.refreshAgain() });
     this.opts = { debounceMs: 250, maxDelayMs: 1000, heartbeatMs: 4 * 60_000, ...opts };
+    this.reencryption = new OwnReencryption(session.epochs.epoch, {
+      onDue: () => this.refreshAgain(),
+      ...(opts.reencryptWithinMs !== undefined ? { withinMs: opts.reencryptWithinMs } : {}),
+    });
     session.now = () => this.now();
     session.onRevoked = () => this.rebuild();
     this.queue = new EventQueue(
@@ -384,23 +387,26 @@ export class ControlClient {
         this.rebuild();
       }
       const net = currentNetwork(s.set, s.joined.networkId, s.joined.anchor);
-      if (net && ownNode && this.reencryption.due(net.data.epoch, ownNode.epoch)) {
-        // after a key rotation, this device re-writes its own records under the new key (once the
-        // owner's re-encryption reached its node record: own-reencryption.ts) — and it counts as
-        // done once written, not merely once a refresh saw the new epoch: a refresh that failed
-        // after reading the new network record must not leave them under the old key
+      if (net && ownNode) {
+        // after a key rotation, this device re-writes its own records under the new key — not at
+        // once but after a wait spread over minutes (own-reencryption.ts) — and it counts as done
+        // once written, not merely once a refresh saw the new epoch: a refresh that failed after
+        // reading the new network record must not leave them under the old key
         const epoch = net.data.epoch;
-        // in turn with this device's endpoint writes: two versions of one record signed at once
-        // would have the DWN refuse one (409)
-        const written = this.writing.then(() => reencryptOwnRecords(s));
-        this.writing = written.then(
-          () => undefined,
-          () => undefined,
-        );
-        await written.then(
-          () => void (s.acc.keyring.hasEpoch(epoch) && this.reencryption.done(epoch)),
-          (e: Error) => this.emit({ type: 'error', error: e, during: 're-encrypting own records' }),
-        );
+        if (!ownRecordsBehind(s)) this.reencryption.done(epoch);
+        else if (this.reencryption.due(epoch)) {
+          // in turn with this device's endpoint writes: two versions of one record signed at once
+          // would have the DWN refuse one (409)
+          const written = this.writing.then(() => reencryptOwnRecords(s));
+          this.writing = written.then(
+            () => undefined,
+            () => undefined,
+          );
+          await written.then(
+            () => void (s.acc.keyring.hasEpoch(epoch) && this.reencryption.done(epoch)),
+            (e: Error) => this.emit({ type: 'error', error: e, during: 're-encrypting own records' }),
+          );
+        }
       }
       if (s.role === 'owner') {
         this.duties.scheduleExpiry();

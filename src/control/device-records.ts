@@ -70,22 +70,32 @@ export async function touchEndpoint(s: NetworkSession): Promise<boolean> {
   return s.touch(rec);
 }
 
+/** This device's own nodeInfo/endpoint that are under an older epoch than the current one. */
+function behind(s: NetworkSession): Decoded<'nodeInfo' | 'endpoint'>[] {
+  const net = s.network();
+  const node = myNodeRecord(s);
+  const epoch = net.data.epoch;
+  const out: Decoded<'nodeInfo' | 'endpoint'>[] = [];
+  for (const kind of ['nodeInfo', 'endpoint'] as const) {
+    const rec = mine(s, kind, node);
+    if (rec && (rec.epoch === undefined || rec.epoch < epoch)) out.push(rec);
+  }
+  return out;
+}
+
+/** Is any of this device's own records still under an older epoch (a rotation it has not followed yet)? */
+export function ownRecordsBehind(s: NetworkSession): boolean {
+  return behind(s).length > 0;
+}
+
 /**
  * Re-write this device's own nodeInfo/endpoint under the current epoch when they are under an
  * older one. Never downwards: the current epoch only goes up.
  */
 export async function reencryptOwnRecords(s: NetworkSession): Promise<number> {
-  const net = s.network();
-  const node = myNodeRecord(s);
-  const epoch = net.data.epoch;
+  const epoch = s.network().data.epoch;
   if (!s.acc.keyring.hasEpoch(epoch)) return 0;
-  let n = 0;
-  for (const kind of ['nodeInfo', 'endpoint'] as const) {
-    const rec = mine(s, kind, node);
-    if (rec && (rec.epoch === undefined || rec.epoch < epoch)) {
-      await s.update(rec, rec.data, s.recipients(epoch));
-      n++;
-    }
-  }
-  return n;
+  const recs = behind(s);
+  for (const rec of recs) await s.update(rec, rec.data, s.recipients(epoch));
+  return recs.length;
 }

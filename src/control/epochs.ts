@@ -1,13 +1,26 @@
 /**
  * Monotonic network-key epochs. The network record names the current epoch; a device never
  * goes back to a lower one (the highest it accepted is kept on disk), and it accepts
- * member-readable records only under the current epoch's key — or, for a short grace after a
- * rotation, the previous one, so the map does not blank while devices re-encrypt.
+ * member-readable records only under the current epoch's key — or, for a grace after a
+ * rotation, the previous one, so the map does not blank while the owner and the devices
+ * re-encrypt.
+ *
+ * The owner's records (node, member, policy, relay) get a short grace: the owner re-writes them
+ * during the rotation itself, and a node record left under the old key — one the DWN operator
+ * keeps serving after the owner deleted it, say — must stop counting soon. A device's own
+ * nodeInfo and endpoint get a longer one: devices re-write them spread over minutes
+ * (own-reencryption.ts), and they count only while their device's node record does, so an old
+ * one gives nobody a place in the map.
  */
+import type { RecordKind } from './protocol.js';
 import { readEpochFloor, writeEpochFloor } from './local-state.js';
 
-/** How long records under the previous epoch stay acceptable after a rotation is seen. */
+/** How long the owner's records under the previous epoch stay acceptable after a rotation is seen. */
 export const EPOCH_GRACE_MS = 60_000;
+/** The same for a device's own nodeInfo and endpoint (well past own-reencryption's window and a heartbeat). */
+export const DEVICE_EPOCH_GRACE_MS = 15 * 60_000;
+/** The records a device writes about itself. */
+const DEVICE_WRITTEN: ReadonlySet<RecordKind> = new Set<RecordKind>(['nodeInfo', 'endpoint']);
 
 export class EpochGuard {
   private floor: number;
@@ -18,6 +31,7 @@ export class EpochGuard {
     private readonly profileDir: string | undefined,
     private readonly networkId: string,
     private readonly graceMs = EPOCH_GRACE_MS,
+    private readonly deviceGraceMs = DEVICE_EPOCH_GRACE_MS,
   ) {
     this.floor = profileDir === undefined ? 0 : readEpochFloor(profileDir, networkId);
   }
@@ -50,10 +64,11 @@ export class EpochGuard {
     return moved;
   }
 
-  /** May a member-readable record under `epoch` be used now? */
-  usable(epoch: number | undefined, now: number): boolean {
+  /** May a member-readable record of `kind` under `epoch` be used now? */
+  usable(epoch: number | undefined, now: number, kind: RecordKind): boolean {
     if (epoch === undefined || this.current === undefined) return false;
     if (epoch === this.current) return true;
-    return epoch === this.current - 1 && now - this.currentSince < this.graceMs;
+    const grace = DEVICE_WRITTEN.has(kind) ? this.deviceGraceMs : this.graceMs;
+    return epoch === this.current - 1 && now - this.currentSince < grace;
   }
 }

@@ -1,39 +1,40 @@
 /**
  * When a device re-writes its own records (nodeInfo, endpoint) under a new network key.
  *
- * After a key rotation every device must re-write its two records under the new epoch. Done the
- * moment the new network record arrives, all N devices write at once, on top of the owner's N
- * re-encrypted node records: at 100 devices that is ~300 writes in the same seconds, each fanned
- * out to every subscriber, and the DWN stops answering in time. So a device waits until the
- * owner's re-encryption reached its own node record — the owner re-writes them a few at a time,
- * which paces the devices' writes by the owner's progress — or, if that does not come (an owner
- * that stopped mid-rotation), until a fallback wait with jitter has passed. Both stay well inside
- * the grace during which readers still take the previous epoch (EPOCH_GRACE_MS).
+ * After a key rotation every device's nodeInfo and endpoint must come under the new epoch
+ * before readers stop taking the previous one for device-written records
+ * (DEVICE_EPOCH_GRACE_MS in epochs.ts). Nothing is gained by hurrying: those records hold what
+ * the removed device could already read before its removal, and anything written from now on
+ * is under the new key. What hurrying costs was measured: at 100 devices the owner re-writes
+ * ~100 node records in the same minute, and every device reading them while ~200 device
+ * re-writes land too saturated a small machine and starved the DWN (the owner's `peer remove`
+ * timed out). So each device waits a random time spread over minutes: the endpoint's next
+ * heartbeat comes under the new key by itself (the heartbeat re-writes it when it is under an
+ * older epoch), and what is still under the old key when the wait ends is re-written then.
  */
 
-/** Longest wait for the owner's re-write of this device's node record before writing anyway. */
-export const OWN_REENCRYPT_FALLBACK_MS = 20_000;
-/** Spread of the fallback over devices (uniform jitter added to it). */
-export const OWN_REENCRYPT_JITTER_MS = 15_000;
+/** The window over which devices spread their re-writes after a rotation (default). */
+export const OWN_REENCRYPT_WITHIN_MS = 6 * 60_000;
+/** No device writes in the first part of the window (the owner's own re-writes happen then). */
+const EARLIEST_SHARE = 0.2;
 
 export interface OwnReencryptionOptions {
-  fallbackMs?: number;
-  jitterMs?: number;
+  /** The window: each device waits uniformly in [0.2, 1] × this (default OWN_REENCRYPT_WITHIN_MS). */
+  withinMs?: number;
   /** Uniform in [0, 1) (default Math.random). */
   random?: () => number;
-  /** The fallback wait ended: look again (the caller runs a refresh, which asks `due`). */
-  onFallback: () => void;
+  /** The wait ended: look again (the caller runs a refresh, which asks `due`). */
+  onDue: () => void;
 }
 
 export class OwnReencryption {
   /** The epoch this device's own records are known to be under. */
   private doneEpoch: number | undefined;
-  /** The epoch a fallback timer runs for, and whether it has fired. */
+  /** The epoch a wait runs for, and whether it has ended. */
   private waitingEpoch: number | undefined;
-  private fallbackPassed = false;
+  private waitOver = false;
   private timer: NodeJS.Timeout | undefined;
-  private readonly fallbackMs: number;
-  private readonly jitterMs: number;
+  private readonly withinMs: number;
   private readonly random: () => number;
 
   constructor(
@@ -41,33 +42,29 @@ export class OwnReencryption {
     private readonly opts: OwnReencryptionOptions,
   ) {
     this.doneEpoch = initialEpoch;
-    this.fallbackMs = opts.fallbackMs ?? OWN_REENCRYPT_FALLBACK_MS;
-    this.jitterMs = opts.jitterMs ?? OWN_REENCRYPT_JITTER_MS;
+    this.withinMs = opts.withinMs ?? OWN_REENCRYPT_WITHIN_MS;
     this.random = opts.random ?? Math.random;
   }
 
   /**
-   * Should the device re-write its own records for `epoch` now? `ownNodeEpoch` is the epoch of
-   * its own node record as read (the owner's re-write of it carries the new one). The first
-   * time an epoch is seen without that, the fallback timer starts.
+   * Should the device re-write its own records for `epoch` now (they are under an older one)?
+   * The first time an epoch is asked about, this device's wait starts.
    */
-  due(epoch: number, ownNodeEpoch: number | undefined): boolean {
+  due(epoch: number): boolean {
     if (epoch === this.doneEpoch) return false;
-    if (ownNodeEpoch !== undefined && ownNodeEpoch >= epoch) return true;
     if (this.waitingEpoch !== epoch) {
       this.waitingEpoch = epoch;
-      this.fallbackPassed = false;
+      this.waitOver = false;
       clearTimeout(this.timer);
-      this.timer = setTimeout(
-        () => {
-          this.fallbackPassed = true;
-          this.opts.onFallback();
-        },
-        this.fallbackMs + Math.floor(this.random() * this.jitterMs),
-      );
+      const wait = Math.floor(this.withinMs * (EARLIEST_SHARE + (1 - EARLIEST_SHARE) * this.random()));
+      this.timer = setTimeout(() => {
+        this.waitOver = true;
+        this.opts.onDue();
+      }, wait);
+      this.timer.unref();
       return false;
     }
-    return this.fallbackPassed;
+    return this.waitOver;
   }
 
   /** The own records are under `epoch` now (written, or found so). */
@@ -80,6 +77,6 @@ export class OwnReencryption {
     clearTimeout(this.timer);
     this.timer = undefined;
     this.waitingEpoch = undefined;
-    this.fallbackPassed = false;
+    this.waitOver = false;
   }
 }

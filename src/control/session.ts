@@ -374,7 +374,7 @@ export class NetworkSession {
     }
     for (const r of all) {
       if (r.kind === 'network') continue;
-      if (MEMBER_READABLE.has(r.kind) && !this.epochs.usable(r.epoch, now)) {
+      if (MEMBER_READABLE.has(r.kind) && !this.epochs.usable(r.epoch, now, r.kind)) {
         recordSkip(this.skips, r.kind, r.recordId, r.timestamp, 'stale-epoch', `record is under epoch ${r.epoch ?? 'unknown'}, not the current ${this.epochs.epoch ?? 'unknown'}`);
         continue;
       }

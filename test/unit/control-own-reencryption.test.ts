@@ -1,56 +1,55 @@
 /**
  * When a device re-writes its own records after a key rotation (src/control/own-reencryption.ts):
- * once the owner's re-write of its node record carries the new epoch, or after the fallback wait.
+ * after a wait spread over a window, never in the window's first fifth, once per epoch.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { OwnReencryption } from '../../src/control/own-reencryption.js';
 
-test('waits for its node record under the new epoch, then is due once', () => {
-  let fallbacks = 0;
-  const r = new OwnReencryption(3, { fallbackMs: 60_000, jitterMs: 0, onFallback: () => fallbacks++ });
+test('due only after its wait, then until done; the caller is told when the wait ends', async () => {
+  let calls = 0;
+  const r = new OwnReencryption(3, { withinMs: 100, random: () => 0.5, onDue: () => calls++ });
   try {
-    assert.equal(r.due(3, 3), false, 'nothing to do under the epoch it is in');
-    assert.equal(r.due(4, 3), false, 'the new network record alone: wait for the owner');
-    assert.equal(r.due(4, 3), false);
-    assert.equal(r.due(4, 4), true, 'the owner re-wrote its node record');
-    assert.equal(r.due(4, 4), true, 'still due until done (a failed write is tried again)');
-    r.done(4);
-    assert.equal(r.due(4, 4), false);
-    assert.equal(fallbacks, 0);
-  } finally {
-    r.stop();
-  }
-});
-
-test('the fallback wait ends: due without the owner, and the caller is told to look again', async () => {
-  let fallbacks = 0;
-  const r = new OwnReencryption(0, { fallbackMs: 30, jitterMs: 20, random: () => 0.5, onFallback: () => fallbacks++ });
-  try {
-    assert.equal(r.due(1, 0), false);
-    await sleep(25);
-    assert.equal(r.due(1, 0), false, 'not before fallback + jitter (40 ms)');
+    assert.equal(r.due(3), false, 'nothing to do under the epoch it is in');
+    assert.equal(r.due(4), false, 'a new epoch starts the wait (0.2 + 0.8 × 0.5 of 100 ms = 60 ms)');
     await sleep(40);
-    assert.equal(fallbacks, 1);
-    assert.equal(r.due(1, 0), true);
-    r.done(1);
-    assert.equal(r.due(1, 0), false);
+    assert.equal(r.due(4), false, 'not before the wait ends');
+    assert.equal(calls, 0);
+    await sleep(40);
+    assert.equal(calls, 1);
+    assert.equal(r.due(4), true);
+    assert.equal(r.due(4), true, 'still due until done (a failed write is tried again)');
+    r.done(4);
+    assert.equal(r.due(4), false);
     // a later rotation starts its own wait
-    assert.equal(r.due(2, 1), false);
+    assert.equal(r.due(5), false);
     await sleep(80);
-    assert.equal(fallbacks, 2);
-    assert.equal(r.due(2, 1), true);
+    assert.equal(calls, 2);
+    assert.equal(r.due(5), true);
   } finally {
     r.stop();
   }
 });
 
-test('stop cancels the fallback', async () => {
-  let fallbacks = 0;
-  const r = new OwnReencryption(0, { fallbackMs: 10, jitterMs: 0, onFallback: () => fallbacks++ });
-  r.due(1, 0);
-  r.stop();
+test('the waits of many devices spread over the window, none in its first fifth', (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const dueAt: number[] = [];
+  for (const u of [0, 0.25, 0.5, 0.75, 0.999]) {
+    const r = new OwnReencryption(0, { withinMs: 1000, random: () => u, onDue: () => dueAt.push(elapsed) });
+    assert.equal(r.due(1), false);
+  }
+  let elapsed = 0;
+  for (elapsed = 1; elapsed <= 1100; elapsed++) t.mock.timers.tick(1);
+  assert.deepEqual(dueAt, [200, 400, 600, 800, 999]);
+});
+
+test('done before the wait ends (the heartbeat re-wrote it) cancels it', async () => {
+  let calls = 0;
+  const r = new OwnReencryption(0, { withinMs: 20, random: () => 0, onDue: () => calls++ });
+  r.due(1);
+  r.done(1);
   await sleep(40);
-  assert.equal(fallbacks, 0);
+  assert.equal(calls, 0);
+  assert.equal(r.due(1), false);
 });

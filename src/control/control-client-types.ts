@@ -47,6 +47,8 @@ export interface ControlStats {
   rebuilds: number;
   /** New record versions whose content was the version held (a key rotation's re-encryptions). */
   contentRewrites: number;
+  /** This device's own records it re-wrote under a new network key after rotations. */
+  reencrypted: number;
   lastRefreshAt: string | null;
   lastError: string | null;
   skipped: SkipCounters;

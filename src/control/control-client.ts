@@ -60,7 +60,7 @@ export class ControlClient {
   private lastEndpoint: Omit<EndpointRecord, 'updatedAt'> | undefined;
   private loadedOnce = false;
   private stopped = false;
-  private readonly counters = { refreshes: 0, events: 0, eventReads: 0, fullLoads: 0, keyLoads: 0, writes: 0, rebuilds: 0 };
+  private readonly counters = { refreshes: 0, events: 0, eventReads: 0, fullLoads: 0, keyLoads: 0, writes: 0, rebuilds: 0, reencrypted: 0 };
   private lastRefreshAt: string | null = null;
   private lastError: string | null = null;
   private revoked = false;
@@ -151,6 +151,7 @@ export class ControlClient {
       events: this.counters.events,
       rebuilds: this.counters.rebuilds,
       contentRewrites: this.session.contentRewrites,
+      reencrypted: this.counters.reencrypted,
       lastRefreshAt: this.lastRefreshAt,
       lastError: this.lastError,
       skipped: { ...this.session.skips.counters },
@@ -403,7 +404,10 @@ export class ControlClient {
             () => undefined,
           );
           await written.then(
-            () => void (s.acc.keyring.hasEpoch(epoch) && this.reencryption.done(epoch)),
+            (n) => {
+              this.counters.reencrypted += n;
+              if (s.acc.keyring.hasEpoch(epoch)) this.reencryption.done(epoch);
+            },
             (e: Error) => this.emit({ type: 'error', error: e, during: 're-encrypting own records' }),
           );
         }

@@ -38,7 +38,8 @@ const endpoint = (port: number) => ({
 const portOf = (map: NetworkMap | undefined, did: string) => map?.peers.find((p) => p.did === did)?.endpoints[0]?.port ?? null;
 
 async function open(ctx: ControlContext): Promise<ControlClient> {
-  const c = await ControlClient.open({ ctx, backoff: { initialMs: 200, maxMs: 1000 }, cache: false });
+  // after a key rotation, own records are re-written within 2 s (not the default minutes)
+  const c = await ControlClient.open({ ctx, backoff: { initialMs: 200, maxMs: 1000 }, cache: false, reencryptWithinMs: 2000 });
   clients.push(c);
   c.start();
   return c;
@@ -135,8 +136,10 @@ describe('reads fail while the network key rotates', () => {
       assert.equal(res.epoch, 1);
       // the reader: the new epoch, without the removed device, with the writer (its records re-encrypted)
       await waitForMap(rClient, (m) => m.epoch === 1 && !m.peers.some((p) => p.did === x.profile.did) && portOf(m, w.profile.did) !== null, 30_000);
-      // the writer sees the reader's endpoint again: the reader re-wrote it under the new key
+      // the writer sees the reader's endpoint (under the previous epoch first, inside the grace)…
       await waitForMap(wClient, (m) => m.epoch === 1 && portOf(m, r.profile.did) === 47001, 30_000);
+      // … and the reader re-wrote its own records under the new key
+      await waitForUntil(() => rClient.stats.reencrypted >= 2, 15_000, "the reader's re-write of its nodeInfo and endpoint");
       assert.ok(failed >= 1, 'no read failed: the test injected nothing');
     } finally {
       off();

@@ -58,4 +58,6 @@ export interface ControlStats {
   requests: { eventReads: number; batchQueries: number; fullLoads: number; keyLoads: number; writes: number };
   /** Devices this owner revoked because their expiry came. */
   expired: number;
+  /** Key rotations cut short (the DWN stopped answering) that this owner's daemon finished. */
+  finishedRotations: number;
 }

@@ -158,6 +158,7 @@ export class ControlClient {
       revoked: this.revoked,
       requests: { eventReads: this.counters.eventReads, batchQueries: this.session.eventReads.batchQueries, fullLoads: this.counters.fullLoads, keyLoads: this.counters.keyLoads, writes: this.counters.writes },
       expired: this.duties.expiredCount,
+      finishedRotations: this.duties.finishedRotations,
     };
   }
 
@@ -415,6 +416,7 @@ export class ControlClient {
       if (s.role === 'owner') {
         this.duties.scheduleExpiry();
         if (s.set.joinRequest.length > 0) await this.duties.admitJoins();
+        await this.duties.checkRotation();
       }
     } catch (e) {
       this.lastError = (e as Error).message;
@@ -518,10 +520,14 @@ export class ControlClient {
     }
     const p = this.running.then(async () => {
       await this.ensureLoaded();
-      const r = await fn(this.session);
-      this.rebuild();
-      this.duties.scheduleExpiry();
-      return r;
+      try {
+        const r = await fn(this.session);
+        this.rebuild();
+        this.duties.scheduleExpiry();
+        return r;
+      } finally {
+        await this.duties.checkRotation(); // a `peer remove` the DWN cut short is finished later
+      }
     });
     this.running = p.then(
       () => undefined,

@@ -5,9 +5,12 @@
  * rotation, the previous one, so the map does not blank while the owner and the devices
  * re-encrypt.
  *
- * The owner's records (node, member, policy, relay) get a short grace: the owner re-writes them
- * during the rotation itself, and a node record left under the old key — one the DWN operator
- * keeps serving after the owner deleted it, say — must stop counting soon. A device's own
+ * A record under the next epoch is taken too: the owner re-writes its records under the new key
+ * before the network record names it (key-rotation.ts), and only those the owner delivered that
+ * key to can hold it. The owner's records (node, member, policy, relay) get a short grace after
+ * the network record moved: they are under the new key by then, and a node record left under
+ * the old key — one the DWN operator keeps serving after the owner deleted it, say — must stop
+ * counting soon. A device's own
  * nodeInfo and endpoint get a longer one: devices re-write them spread over minutes
  * (own-reencryption.ts), and they count only while their device's node record does, so an old
  * one gives nobody a place in the map.
@@ -68,6 +71,9 @@ export class EpochGuard {
   usable(epoch: number | undefined, now: number, kind: RecordKind): boolean {
     if (epoch === undefined || this.current === undefined) return false;
     if (epoch === this.current) return true;
+    // the owner re-writes its records under the next epoch before the network record names it;
+    // a reader holds that key only when the owner delivered it (records are opened with it)
+    if (epoch === this.current + 1) return true;
     const grace = DEVICE_WRITTEN.has(kind) ? this.deviceGraceMs : this.graceMs;
     return epoch === this.current - 1 && now - this.currentSince < grace;
   }

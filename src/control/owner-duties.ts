@@ -10,6 +10,9 @@ import type { NetworkSession } from './session.js';
 
 /** Delay after an expiry time before the owner revokes (clock skew between machines). */
 const EXPIRY_SLACK_MS = 1000;
+/** First wait before finishing a rotation that was cut short (the DWN was overloaded), doubled per failure up to the max. */
+const FINISH_ROTATION_MS = 10_000;
+const FINISH_ROTATION_MAX_MS = 5 * 60_000;
 
 /** What the duties need of the control client that runs them. */
 export interface OwnerDutiesHost {
@@ -24,7 +27,11 @@ export interface OwnerDutiesHost {
 export class OwnerDuties {
   /** Devices revoked because they expired. */
   expiredCount = 0;
+  /** Key rotations cut short that this daemon finished. */
+  finishedRotations = 0;
   private expiryTimer: NodeJS.Timeout | undefined;
+  private finishTimer: NodeJS.Timeout | undefined;
+  private finishWaitMs = FINISH_ROTATION_MS;
   private stopped = false;
   /** Join requests left waiting for `peer approve`, reported once. */
   private readonly notedJoins = new Set<string>();
@@ -62,9 +69,52 @@ export class OwnerDuties {
     }
   }
 
+  /**
+   * After a refresh: when a key rotation was cut short (records of revoked identities still
+   * there, the owner's records under an older epoch, a revoked identity still holding the current
+   * key), finish it after a wait — a `peer remove` the DWN stopped answering must not leave the
+   * network half rotated.
+   */
+  async checkRotation(): Promise<void> {
+    if (this.stopped || this.finishTimer) return;
+    const { unfinishedRotation } = await import('./key-rotation.js');
+    let left;
+    try {
+      left = unfinishedRotation(this.host.session);
+    } catch (e) {
+      this.host.emit({ type: 'error', error: e as Error, during: 'checking for a key rotation cut short' });
+      return;
+    }
+    if (!left) {
+      this.finishWaitMs = FINISH_ROTATION_MS;
+      return;
+    }
+    this.finishTimer = setTimeout(() => this.host.inTurn(() => this.finishRotation()), this.finishWaitMs);
+    this.finishTimer.unref();
+  }
+
   stop(): void {
     this.stopped = true;
     clearTimeout(this.expiryTimer);
+    clearTimeout(this.finishTimer);
+  }
+
+  private async finishRotation(): Promise<void> {
+    this.finishTimer = undefined;
+    if (this.stopped) return;
+    const s = this.host.session;
+    try {
+      const { finishRotation } = await import('./key-rotation.js');
+      if (await finishRotation(s)) {
+        this.finishedRotations++;
+        this.host.rebuild();
+      }
+      this.finishWaitMs = FINISH_ROTATION_MS;
+    } catch (e) {
+      this.finishWaitMs = Math.min(FINISH_ROTATION_MAX_MS, this.finishWaitMs * 2);
+      this.host.emit({ type: 'error', error: e as Error, during: 'finishing a key rotation that was cut short' });
+    }
+    await this.checkRotation();
   }
 
   private async revokeExpired(): Promise<void> {
@@ -77,7 +127,7 @@ export class OwnerDuties {
     try {
       if (due.length > 0) {
         await s.load(readableKinds(s.role));
-        const { revoke } = await import('./peer-ops.js');
+        const { revoke } = await import('./key-rotation.js');
         await revoke(s, due, []);
         this.expiredCount += due.length;
         this.host.emit({ type: 'expired', dids: due });

@@ -6,15 +6,18 @@
 import { inParallel } from '../util/parallel.js';
 import { canonicalDid, parseDidJwk } from '../identity/did-jwk.js';
 import { x25519PublicFromEd25519 } from '../identity/keys.js';
-import { DidError, DwnError, MeshdError, UsageError } from '../errors.js';
+import { DidError, MeshdError, UsageError } from '../errors.js';
 import { assignMeshAddresses } from './addressing.js';
-import { activeNodes, currentPolicy, currentRelays, isNodeActive, memberRecords, nodeRecords, pendingRequests } from './model.js';
-import { readableKinds, type Decoded } from './reader.js';
+import { activeNodes, isNodeActive, memberRecords, nodeRecords, pendingRequests } from './model.js';
+import { readableKinds } from './reader.js';
 import { ONLINE_WINDOW_MS } from './netmap.js';
 import type { NodeRecord } from './records.js';
 import { requireJoinedNetwork } from './local-state.js';
 import { memberDevicesInvite, noteGrantUse, pendingMemberDevices } from './member-devices.js';
 import { NetworkSession, networkDir, requireOwner, x25519OfDid, type ControlContext } from './session.js';
+import { WRITE_WIDTH, deliverKey, finishRotation, hasDelivery, revoke, type RemovePeerResult } from './key-rotation.js';
+
+export type { RemovePeerResult } from './key-rotation.js';
 
 export function parsePeerDid(did: string): string {
   try {
@@ -22,62 +25,6 @@ export function parsePeerDid(did: string): string {
     return canonicalDid(did);
   } catch (e) {
     throw new DidError('E_DID_INVALID', `"${did.length > 60 ? `${did.slice(0, 60)}…` : did}" is not a valid did:jwk`, { cause: e });
-  }
-}
-
-/** The owner's key delivery to `did`: one record per recipient, rewritten at each rotation. */
-function deliveryTo(s: NetworkSession, did: string): Decoded<'keyDelivery'> | undefined {
-  let best: Decoded<'keyDelivery'> | undefined;
-  for (const d of s.set.keyDelivery) {
-    if (d.recipient === did && d.author === s.joined.anchor && (!best || d.timestamp > best.timestamp)) best = d;
-  }
-  return best;
-}
-
-/** Deliver the network key of `epoch` to `did` (a device or a member). */
-async function deliverKey(s: NetworkSession, did: string, epoch: number): Promise<void> {
-  const key = s.acc.keyring.networkKey(epoch)!;
-  const data = { epoch, networkKey: Buffer.from(key).toString('base64url') };
-  const recipients = s.acc.keyring.privateRecipients(x25519OfDid(did));
-  const existing = deliveryTo(s, did);
-  if (existing?.data.epoch === epoch) return;
-  if (existing) await s.update(existing, data, recipients);
-  else await s.writeNew('keyDelivery', data, { parentContextId: s.joined.networkId, recipient: did, recipients });
-}
-
-function hasDelivery(s: NetworkSession, did: string, epoch: number): boolean {
-  return deliveryTo(s, did)?.data.epoch === epoch;
-}
-
-/** Parallel DWN writes per batch: enough to hide round trips, few enough to be polite. */
-const WRITE_WIDTH = 8;
-/** A pruning delete may take this long (the DWN deletes the record's whole subtree). */
-const PRUNE_TIMEOUT_MS = 300_000;
-/** Tries of one write of a key rotation when the DWN does not answer in time. */
-const ROTATION_TRIES = 3;
-/**
- * How long one write of a key rotation waits for the DWN: the rotation is the DWN's busiest
- * moment (at 100 devices ~300 writes, each fanned out to every device, and every device reading
- * them), so a slow answer is expected there and is not a dead DWN.
- */
-const ROTATION_WRITE_TIMEOUT_MS = 30_000;
-
-/**
- * One write of a key rotation, tried again (at most ROTATION_TRIES in all) when the DWN did not
- * answer in time: at 100 devices the DWN is busiest just then — every device reads the rotation
- * and re-writes its own records — and one slow answer must not leave the rotation half done.
- * Each write is a new version of its record, so one that did land before the timeout is merely
- * superseded.
- */
-async function rotationWrite(s: NetworkSession, fn: () => Promise<unknown>): Promise<void> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      await fn();
-      return;
-    } catch (e) {
-      if (!(e instanceof DwnError && e.code === 'E_DWN_TIMEOUT') || attempt >= ROTATION_TRIES) throw e;
-      s.ctx.progress?.(`the DWN did not answer in time; trying that write again (${attempt + 1}/${ROTATION_TRIES})`);
-    }
   }
 }
 
@@ -251,13 +198,6 @@ export async function approvePeer(ctx: ControlContext, didText: string): Promise
   }
 }
 
-export interface RemovePeerResult {
-  /** Every DID revoked (a member's devices go with the member). */
-  removed: string[];
-  /** The network key epoch after rotation. */
-  epoch: number;
-}
-
 /** Revoke a device or a member (and the member's devices) in an owner session with everything loaded. */
 export async function removePeerIn(s: NetworkSession, didText: string): Promise<RemovePeerResult> {
   const did = parsePeerDid(didText);
@@ -267,6 +207,9 @@ export async function removePeerIn(s: NetworkSession, didText: string): Promise<
   const member = memberRecords(s.set, s.joined.networkId, s.joined.anchor).find((m) => m.data.did === did && m.data.status === 'active');
   const revoked = nodes.filter((n) => n.data.status === 'active' && (n.data.did === did || (member !== undefined && n.data.owner === did)));
   if (!member && revoked.length === 0) {
+    // removed before, by a `peer remove` the DWN cut short: finish that rotation
+    const cut = [...nodes, ...memberRecords(s.set, s.joined.networkId, s.joined.anchor)].some((r) => r.data.did === did && r.data.status === 'revoked');
+    if (cut && (await finishRotation(s))) return { removed: [did], epoch: s.network().data.epoch };
     throw new MeshdError('E_NO_NETWORK', `${did.slice(0, 40)}… is not an active device or member of this network`);
   }
   return revoke(s, revoked.map((n) => n.data.did), member ? [did] : []);
@@ -286,85 +229,6 @@ export async function removePeer(ctx: ControlContext, didText: string): Promise<
 
 /** Everything the owner reads. */
 const OWNER_KINDS = readableKinds('owner');
-
-/**
- * Revoke devices and members in an owner session with everything loaded (`peer remove`, and the
- * owner's daemon when a device expires):
- *
- * 1. tombstones (status revoked, under the current key): every node drops the revoked ones on
- *    this one event — the revoked device may read it too, and learns only that it was removed;
- * 2. the next epoch's key to everyone who stays, in the one delivery record each has;
- * 3. the network record names the new epoch;
- * 4. the owner's records re-encrypted under the new key (readers accept only the current epoch);
- * 5. the revoked node and member records deleted with everything under them (their nodeInfo,
- *    endpoint, requests: whatever they wrote, junk included), and their key deliveries deleted.
- *
- * The removed devices hold no key of the new epoch, and nothing is written under the old one.
- */
-export async function revoke(s: NetworkSession, nodeDids: string[], memberDids: string[]): Promise<RemovePeerResult> {
-  const timeoutBefore = s.writeTimeoutMs;
-  s.writeTimeoutMs = Math.max(ROTATION_WRITE_TIMEOUT_MS, timeoutBefore ?? 0);
-  try {
-    return await revokeAndRotate(s, nodeDids, memberDids);
-  } finally {
-    s.writeTimeoutMs = timeoutBefore;
-  }
-}
-
-/** The revocation and key rotation `revoke` describes, with the session's writes waiting as long as a rotation may. */
-async function revokeAndRotate(s: NetworkSession, nodeDids: string[], memberDids: string[]): Promise<RemovePeerResult> {
-  const id = s.joined.networkId;
-  const anchor = s.joined.anchor;
-  const now = Date.now();
-  const net = s.network();
-  const nodes = nodeRecords(s.set, id, anchor);
-  const members = memberRecords(s.set, id, anchor);
-  const removed = new Set<string>([...nodeDids, ...memberDids]);
-  const revokedNodes = nodes.filter((n) => removed.has(n.data.did));
-  const revokedMembers = members.filter((m) => removed.has(m.data.did));
-  const epoch = net.data.epoch + 1;
-  s.ctx.progress?.(`revoking ${removed.size} identit${removed.size === 1 ? 'y' : 'ies'}; rotating the network key to epoch ${epoch}`);
-  const recipients = s.recipients(epoch);
-  const stay = [
-    ...nodes.filter((n) => isNodeActive(n.data, now) && !removed.has(n.data.did) && n.data.did !== anchor).map((n) => n.data.did),
-    ...members.filter((m) => m.data.status === 'active' && !removed.has(m.data.did)).map((m) => m.data.did),
-  ];
-  // tombstones first, under the key every node holds now: each drops the revoked ones on this
-  // one event, before the rotation below makes every node re-read the network
-  const current = s.recipients(net.data.epoch);
-  await inParallel(revokedNodes, WRITE_WIDTH, (n) => rotationWrite(s, () => s.update(n, { ...n.data, status: 'revoked' }, current)));
-  await inParallel(revokedMembers, WRITE_WIDTH, (m) => rotationWrite(s, () => s.update(m, { ...m.data, status: 'revoked' }, current)));
-  s.onRevoked?.();
-  s.ctx.progress?.('revoked: every device drops them now; delivering the new key');
-  const keyed = [...new Set(stay)];
-  await inParallel(keyed, WRITE_WIDTH, (d) => rotationWrite(s, () => deliverKey(s, d, epoch)));
-  await rotationWrite(s, () => s.update(net, { ...net.data, epoch }, recipients));
-  s.ctx.progress?.(`new key delivered to ${keyed.length} identit${keyed.length === 1 ? 'y' : 'ies'}; re-encrypting the network's records`);
-  const own = activeNodes(s.set, id, anchor, net.data.meshCIDR, now).active.find((a) => a.record.data.did === anchor);
-  const policy = currentPolicy(s.set, id, anchor);
-  const rewrites: Array<() => Promise<void>> = [
-    ...nodes.filter((n) => !removed.has(n.data.did)).map((n) => () => s.update(n, n.data, recipients)),
-    ...members.filter((m) => !removed.has(m.data.did)).map((m) => () => s.update(m, m.data, recipients)),
-    ...currentRelays(s.set, id, anchor).map((r) => () => s.update(r, r.data, recipients)),
-    ...(policy ? [() => s.update(policy, policy.data, recipients)] : []),
-    ...(own?.info ? [() => s.update(own.info!, own.info!.data, recipients)] : []),
-    ...(own?.endpoint ? [() => s.update(own.endpoint!, own.endpoint!.data, recipients)] : []),
-  ];
-  await inParallel(rewrites, WRITE_WIDTH, (f) => rotationWrite(s, f));
-  s.ctx.progress?.(`${rewrites.length} records re-encrypted under epoch ${epoch}; deleting the removed identities' records`);
-  const deletions = [
-    ...revokedNodes.map((n) => n.recordId),
-    ...revokedMembers.map((m) => m.recordId),
-    ...s.set.keyDelivery.filter((d) => d.recipient !== undefined && removed.has(d.recipient)).map((d) => d.recordId),
-  ];
-  await inParallel(deletions, WRITE_WIDTH, async (recordId) => {
-    // a node record goes with everything under it, however much its device wrote (a flood of
-    // junk records too): the DWN may take a while over it
-    await s.client.delete(recordId, { prune: true, timeoutMs: PRUNE_TIMEOUT_MS });
-    s.forget(recordId);
-  });
-  return { removed: [...removed].sort(), epoch };
-}
 
 export interface PeerRow {
   did: string;

@@ -374,7 +374,7 @@ export class NetworkSession {
     }
     for (const r of all) {
       if (r.kind === 'network') continue;
-      if (MEMBER_READABLE.has(r.kind) && !this.epochs.usable(r.epoch, now, r.kind)) {
+      if (MEMBER_READABLE.has(r.kind) && !this.epochs.usable(r.epoch, now, r.kind) && !isTombstone(r)) {
         recordSkip(this.skips, r.kind, r.recordId, r.timestamp, 'stale-epoch', `record is under epoch ${r.epoch ?? 'unknown'}, not the current ${this.epochs.epoch ?? 'unknown'}`);
         continue;
       }
@@ -491,6 +491,14 @@ export class NetworkSession {
     this.slots.set(slot, d);
     this.derive();
   }
+}
+
+/**
+ * A revoked node or member record counts under any epoch: it can only take someone out, and the
+ * owner must still find it to delete it when a rotation was cut short past the epoch's grace.
+ */
+function isTombstone(r: Decoded): boolean {
+  return (r.kind === 'node' || r.kind === 'member') && (r as Decoded<'node'>).data.status === 'revoked';
 }
 
 /** An event's message that carries its record's data (a DWN that sends it: dwn/server-event-data.ts). */

@@ -10,6 +10,8 @@
  *                         server really sent (message + data bytes), bounded, for replay later
  *   proxy.onReply(hook)   rewrite an HTTP reply before the client gets it (see replayHook,
  *                         filterEntriesHook; `forAuthor` makes a hook per client)
+ *   proxy.refuse(p)       answer HTTP requests matching a predicate with a 503 without forwarding
+ *                         them (a DWN that stopped taking writes)
  *   proxy.dropEvents(p)   drop subscription events (WebSocket) matching a predicate
  *   proxy.rewriteEvents(f) send a subscription event as `f` rewrites it (undefined: unchanged)
  *   proxy.close()         closes the listener, every connection and the upstream agent
@@ -255,6 +257,7 @@ export class DwnProxy {
   private readonly maxCaptureBytes: number;
   private readonly hooks: ReplyHook[] = [];
   private readonly eventDrops: ((e: EventContext) => boolean)[] = [];
+  private readonly refusals: ((r: ProxyRequest) => boolean)[] = [];
   private readonly eventRewrites: ((e: EventContext) => EventContext['event'] | undefined)[] = [];
   private readonly sockets = new Set<Socket>();
   private readonly pairs = new Set<WsPair>();
@@ -272,7 +275,9 @@ export class DwnProxy {
     this.url = `http://${h.includes(':') ? `[${h}]` : h}:${port}`;
     this.server = server;
     this.wss = wss;
-    this.agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+    // a connection per request: a kept-alive one that the server closes just as it is reused
+    // fails, and under load (100 daemons on 2 cores) that race is not rare
+    this.agent = new http.Agent({ keepAlive: false, maxSockets: 64 });
     this.reqLog = new Ring(opts.maxLog ?? 20_000);
     this.replyLog = new Ring(opts.maxLog ?? 20_000);
     this.captures = new Ring(opts.maxCaptures ?? 5000);
@@ -303,7 +308,15 @@ export class DwnProxy {
     });
     this.server.on('request', (req, res) => {
       this.onHttp(req, res).catch((e: Error) => {
-        process.stderr.write(`dwn-proxy: 502 for ${req.method} ${req.url}: ${e.message}\n`);
+        const what = (() => {
+          try {
+            const m = JSON.parse(String(req.headers['dwn-request'] ?? '{}')).params?.message?.descriptor;
+            return m ? ` (${m.interface}${m.method} ${m.protocolPath ?? ''})` : '';
+          } catch {
+            return '';
+          }
+        })();
+        process.stderr.write(`dwn-proxy: 502 for ${req.method} ${req.url}${what}: ${e.message}\n`);
         if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain' });
         res.end(`dwn-proxy: ${e.message}`);
       });
@@ -346,6 +359,15 @@ export class DwnProxy {
     return () => {
       const i = this.hooks.indexOf(hook);
       if (i >= 0) this.hooks.splice(i, 1);
+    };
+  }
+
+  /** Answers HTTP requests for which `pred` is true with a 503, not forwarded; returns a function removing it. */
+  refuse(pred: (r: ProxyRequest) => boolean): () => void {
+    this.refusals.push(pred);
+    return () => {
+      const i = this.refusals.indexOf(pred);
+      if (i >= 0) this.refusals.splice(i, 1);
     };
   }
 
@@ -449,34 +471,32 @@ export class DwnProxy {
         // not JSON: the server will say so; forward as is
       }
     }
+    if (request && this.refusals.some((p) => p(request!))) {
+      res.writeHead(503, { 'content-type': 'text/plain' });
+      res.end('dwn-proxy: refused (injected)');
+      return;
+    }
     const headers: http.OutgoingHttpHeaders = {};
     for (const [k, v] of Object.entries(req.headers)) if (!SKIP_HEADERS.has(k) && v !== undefined) headers[k] = v;
     headers.host = this.upstreamUrl.host;
     if (body.length > 0) headers['content-length'] = String(body.length);
-    // A kept-alive upstream socket that the server closes just as it is reused fails with
-    // ECONNRESET, normally before the server read the request: sent again on a new socket.
-    const send = (retry: boolean): Promise<http.IncomingMessage> =>
-      new Promise<http.IncomingMessage>((resolve, reject) => {
-        const r = http.request(
-          {
-            protocol: this.upstreamUrl.protocol,
-            hostname: this.upstreamUrl.hostname.replace(/^\[|\]$/g, ''),
-            port: this.upstreamUrl.port || 80,
-            method: req.method,
-            path: req.url,
-            headers,
-            agent: this.agent,
-            maxHeaderSize: DWN_MAX_HTTP_HEADER_SIZE,
-          },
-          resolve,
-        );
-        r.once('error', (e: NodeJS.ErrnoException) => {
-          if (retry && r.reusedSocket && (e.code === 'ECONNRESET' || e.code === 'EPIPE')) send(false).then(resolve, reject);
-          else reject(e);
-        });
-        r.end(body.length > 0 ? body : undefined);
-      });
-    const up = await send(true);
+    const up = await new Promise<http.IncomingMessage>((resolve, reject) => {
+      const r = http.request(
+        {
+          protocol: this.upstreamUrl.protocol,
+          hostname: this.upstreamUrl.hostname.replace(/^\[|\]$/g, ''),
+          port: this.upstreamUrl.port || 80,
+          method: req.method,
+          path: req.url,
+          headers,
+          agent: this.agent,
+          maxHeaderSize: DWN_MAX_HTTP_HEADER_SIZE,
+        },
+        resolve,
+      );
+      r.once('error', reject);
+      r.end(body.length > 0 ? body : undefined);
+    });
     let upBody = await readAll(up);
     const outHeaders: http.OutgoingHttpHeaders = {};
     for (const [k, v] of Object.entries(up.headers)) if (!SKIP_HEADERS.has(k) && v !== undefined) outHeaders[k] = v;

@@ -15,7 +15,7 @@ export interface ControlClientOptions {
   debounceMs?: number;
   /** Longest wait after the first event of a burst. Default 1000 ms. */
   maxDelayMs?: number;
-  /** How often a published endpoint is re-written (heartbeat). Default 4 min, well inside the online window. */
+  /** How often a published endpoint is re-written (heartbeat). Default ENDPOINT_HEARTBEAT_MS (8 min), well inside the online window. */
   heartbeatMs?: number;
   /** The window over which this device spreads its own re-writes after a key rotation (default 6 min). */
   reencryptWithinMs?: number;

@@ -25,7 +25,7 @@ import { OwnerDuties } from './owner-duties.js';
 import { currentNetwork, nodeRecordsByDid } from './model.js';
 import type { ControlClientOptions, ControlEvent, ControlStats } from './control-client-types.js';
 import { expiryDue, nextTimeChange, withOnline } from './map-time.js';
-import { buildNetworkMap, mapHash, touchPeers, wireguardKeyOf, type NetworkMap } from './netmap.js';
+import { ENDPOINT_HEARTBEAT_MS, buildNetworkMap, mapHash, touchPeers, wireguardKeyOf, type NetworkMap } from './netmap.js';
 import { PROTOCOL_URI, kindOfPath } from './protocol.js';
 import { queryFor, readableKinds } from './reader.js';
 import type { EndpointRecord, NodeInfoRecord } from './records.js';
@@ -92,7 +92,7 @@ export class ControlClient {
       emit: (e) => this.emit(e),
       rebuild: () => this.rebuild(),
     });
-    this.opts = { debounceMs: 250, maxDelayMs: 1000, heartbeatMs: 4 * 60_000, ...opts };
+    this.opts = { debounceMs: 250, maxDelayMs: 1000, heartbeatMs: ENDPOINT_HEARTBEAT_MS, ...opts };
     this.reencryption = new OwnReencryption(session.epochs.epoch, {
       onDue: () => this.refreshAgain(),
       ...(opts.reencryptWithinMs !== undefined ? { withinMs: opts.reencryptWithinMs } : {}),

@@ -15,10 +15,16 @@ import { routesInUse } from './routes.js';
 
 export const MAP_FORMAT_VERSION = 1;
 /**
- * A peer is "online" by its records when its endpoint record was written this recently (the
- * heartbeat re-writes it every few minutes); a recent handshake counts first, in the agent.
+ * How often a device re-writes its endpoint record unchanged (a heartbeat). Every device reads
+ * every heartbeat, so at N devices each receives N / 8 a minute: liveness comes from the data
+ * plane first (handshakes, disco), and the records only need to say "still there" in minutes.
  */
-export const ONLINE_WINDOW_MS = 10 * 60_000;
+export const ENDPOINT_HEARTBEAT_MS = 8 * 60_000;
+/**
+ * A peer is "online" by its records when its endpoint record was written this recently (two and
+ * a half heartbeats); a recent handshake counts first, in the agent.
+ */
+export const ONLINE_WINDOW_MS = 20 * 60_000;
 export const DEFAULT_LISTEN_PORT = 51820;
 
 export interface MapEndpoint {

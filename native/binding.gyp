@@ -9,6 +9,7 @@
         "src/tun.c",
         "src/udp.c",
         "src/gso.c",
+        "src/csum.c",
         "src/vnet_split.c",
         "src/vnet_gro.c",
         "src/vnet_io.c",

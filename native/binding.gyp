@@ -16,6 +16,7 @@
         "src/aead.c",
         "src/aead_pool.c",
         "src/aead_direct.c",
+        "src/chacha_keys.c",
         "src/memory.c"
       ],
       "defines": ["NAPI_VERSION=8"],

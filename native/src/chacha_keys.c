@@ -67,7 +67,10 @@ __attribute__((target("avx2"))) static void keys8_avx2(const uint8_t* const keys
   for (size_t i = 0; i < sizeof words; i++) wipe[i] = 0;
 }
 
-int meshd_poly_keys8_available(void) { return __builtin_cpu_supports("avx2"); }
+int meshd_poly_keys8_available(void) {
+  __builtin_cpu_init(); /* idempotent; the feature bits may not be read yet when a library loads */
+  return __builtin_cpu_supports("avx2");
+}
 
 void meshd_poly_keys8(const uint8_t* const keys[8], const uint8_t* const counters[8], uint8_t out[8][32]) {
   keys8_avx2(keys, counters, out);

@@ -51,7 +51,10 @@ __attribute__((target("avx2"))) static uint64_t csum_copy_avx2(uint64_t sum, uin
   return meshd_csum_add_portable(sum + lanes_total(acc0, acc1), in, len);
 }
 
-static int have_avx2(void) { return __builtin_cpu_supports("avx2"); }
+static int have_avx2(void) {
+  __builtin_cpu_init(); /* idempotent; the feature bits may not be read yet when a library loads */
+  return __builtin_cpu_supports("avx2");
+}
 #endif
 
 uint64_t meshd_csum_add_wide(uint64_t sum, const uint8_t* b, size_t len) {

@@ -43,13 +43,23 @@ typedef struct {
   _Alignas(64) unsigned char poly[MESHD_POLY_CTX_MAX];
   _Alignas(64) unsigned char block[64];
   unsigned int k[8];
+  /* one-time Poly1305 keys of up to 8 packets, made together (meshd_poly_keys8) */
+  _Alignas(64) uint8_t polykeys[8][32];
 } meshd_direct_scratch;
-/* Seal p[0..len) in place, tag to p[len..len+16); open ct || tag in place: 1, or 0 (bytes unchanged). */
-void meshd_direct_seal(const meshd_direct_aead* d, meshd_direct_scratch* s, const uint8_t* key, const uint8_t* counter_le, uint8_t* p,
-                       size_t len);
-int meshd_direct_open(const meshd_direct_aead* d, meshd_direct_scratch* s, const uint8_t* key, const uint8_t* counter_le, uint8_t* p,
-                      size_t ct_len);
+/* Seal p[0..len) in place, tag to p[len..len+16); open ct || tag in place: 1, or 0 (bytes unchanged).
+ * polykey: the packet's one-time Poly1305 key when already made (meshd_poly_keys8), else NULL. */
+void meshd_direct_seal(const meshd_direct_aead* d, meshd_direct_scratch* s, const uint8_t* key, const uint8_t* counter_le,
+                       const uint8_t* polykey, uint8_t* p, size_t len);
+int meshd_direct_open(const meshd_direct_aead* d, meshd_direct_scratch* s, const uint8_t* key, const uint8_t* counter_le,
+                      const uint8_t* polykey, uint8_t* p, size_t ct_len);
 void meshd_direct_wipe(const meshd_direct_aead* d, meshd_direct_scratch* s);
+/* Whether d makes one-time keys 8 packets at a time (the CPU can, and it gave OpenSSL's bytes at load). */
+int meshd_direct_keys8(const meshd_direct_aead* d);
+
+/* ChaCha20 block 0 of eight (key, 64-bit little-endian counter) pairs, its first 32 bytes (the
+ * Poly1305 key) to out[lane] (chacha_keys.c); only where meshd_poly_keys8_available(). */
+int meshd_poly_keys8_available(void);
+void meshd_poly_keys8(const uint8_t* const keys[8], const uint8_t* const counters[8], uint8_t out[8][32]);
 
 /* A pair of contexts, encrypt and decrypt; 1 on success. */
 int meshd_aead_ctx_pair(EVP_CIPHER_CTX** enc, EVP_CIPHER_CTX** dec);

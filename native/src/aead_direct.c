@@ -29,25 +29,34 @@ struct meshd_direct_aead {
   poly_update_fn update;
   poly_final_fn final;
   size_t poly_size; /* bytes of the Poly1305 context in use (wiped after each range) */
+  int keys8;        /* one-time keys 8 at a time (meshd_poly_keys8) */
 };
+
+int meshd_direct_keys8(const meshd_direct_aead* d) { return d->keys8; }
 
 static const unsigned char ZEROS[16];
 
-/* The one-time Poly1305 key (block 0) for this key and counter; ctr is left at block 1. */
-static void setup(const meshd_direct_aead* d, meshd_direct_scratch* s, unsigned int ctr[4], const uint8_t* key, const uint8_t* counter_le) {
+/* The one-time Poly1305 key (block 0) for this key and counter, unless given; ctr is left at block 1. */
+static void setup(const meshd_direct_aead* d, meshd_direct_scratch* s, unsigned int ctr[4], const uint8_t* key, const uint8_t* counter_le,
+                  const uint8_t* polykey) {
   memcpy(s->k, key, 32);
   ctr[0] = 0;
   ctr[1] = 0;
   memcpy(&ctr[2], counter_le, 8);
-  memset(s->block, 0, 64);
-  d->chacha(s->block, s->block, 64, s->k, ctr);
+  if (polykey == NULL) {
+    memset(s->block, 0, 64);
+    d->chacha(s->block, s->block, 64, s->k, ctr);
+    polykey = s->block;
+  }
   ctr[0] = 1;
-  d->init(s->poly, s->block);
+  d->init(s->poly, polykey);
 }
 
 void meshd_direct_wipe(const meshd_direct_aead* d, meshd_direct_scratch* s) {
   OPENSSL_cleanse(s->poly, d->poly_size);
-  OPENSSL_cleanse(s->block, sizeof s->block + sizeof s->k);
+  OPENSSL_cleanse(s->block, sizeof s->block);
+  OPENSSL_cleanse(s->k, sizeof s->k);
+  OPENSSL_cleanse(s->polykeys, sizeof s->polykeys);
 }
 
 /* MAC over ct: ct, zero padding to 16, then le64(0) (no AAD) || le64(len). */
@@ -61,19 +70,19 @@ static void mac(const meshd_direct_aead* d, meshd_direct_scratch* s, const uint8
   d->final(s->poly, tag);
 }
 
-void meshd_direct_seal(const meshd_direct_aead* d, meshd_direct_scratch* s, const uint8_t* key, const uint8_t* counter_le, uint8_t* p,
-                       size_t len) {
+void meshd_direct_seal(const meshd_direct_aead* d, meshd_direct_scratch* s, const uint8_t* key, const uint8_t* counter_le,
+                       const uint8_t* polykey, uint8_t* p, size_t len) {
   unsigned int ctr[4];
-  setup(d, s, ctr, key, counter_le);
+  setup(d, s, ctr, key, counter_le, polykey);
   d->chacha(p, p, len, s->k, ctr);
   mac(d, s, p, len, p + len);
 }
 
-int meshd_direct_open(const meshd_direct_aead* d, meshd_direct_scratch* s, const uint8_t* key, const uint8_t* counter_le, uint8_t* p,
-                      size_t ct_len) {
+int meshd_direct_open(const meshd_direct_aead* d, meshd_direct_scratch* s, const uint8_t* key, const uint8_t* counter_le,
+                      const uint8_t* polykey, uint8_t* p, size_t ct_len) {
   unsigned int ctr[4];
   uint8_t tag[TAG_LEN];
-  setup(d, s, ctr, key, counter_le);
+  setup(d, s, ctr, key, counter_le, polykey);
   mac(d, s, p, ct_len, tag);
   int ok = CRYPTO_memcmp(tag, p + ct_len, TAG_LEN) == 0;
   if (ok) d->chacha(p, p, ct_len, s->k, ctr);
@@ -97,20 +106,47 @@ static int self_test(const meshd_direct_aead* d) {
     uint8_t okb[1];
     meshd_batch_args args = {a, sizeof a, offsets, lengths, 0, 1, key, 32, NULL, ctr, okb, NULL};
     if (meshd_aead_range(enc, 1, &args, 0, 1) != 1) ok = 0;
-    meshd_direct_seal(d, &sc, key, ctr, b, n);
+    meshd_direct_seal(d, &sc, key, ctr, NULL, b, n);
     if (ok && memcmp(a, b, n + TAG_LEN) != 0) ok = 0;
-    if (ok && !meshd_direct_open(d, &sc, key, ctr, b, n)) ok = 0;
+    if (ok && !meshd_direct_open(d, &sc, key, ctr, NULL, b, n)) ok = 0;
     /* b is plaintext again, and so is a once EVP opens it */
     if (ok && (meshd_aead_range(dec, 0, &args, 0, 1) != 1 || memcmp(a, b, n) != 0)) ok = 0;
     for (size_t i = 0; i < n && ok; i++)
       if (b[i] != (uint8_t)(i * 13 + t)) ok = 0;
     /* a flipped tag bit must fail */
-    meshd_direct_seal(d, &sc, key, ctr, b, n);
+    meshd_direct_seal(d, &sc, key, ctr, NULL, b, n);
     b[n] ^= 1;
-    if (ok && meshd_direct_open(d, &sc, key, ctr, b, n)) ok = 0;
+    if (ok && meshd_direct_open(d, &sc, key, ctr, NULL, b, n)) ok = 0;
   }
   meshd_direct_wipe(d, &sc);
   meshd_aead_ctx_pair_free(enc, dec);
+  return ok;
+}
+
+/* 1 when meshd_poly_keys8 gives ChaCha20's block 0 for eight different keys and counters. */
+static int keys8_test(const meshd_direct_aead* d) {
+  uint8_t keys[8][32], counters[8][8], got[8][32], block[64];
+  const uint8_t *kp[8], *cp[8];
+  unsigned int k[8], ctr[4];
+  int ok = 1;
+  for (int round = 0; round < 3 && ok; round++) {
+    for (int l = 0; l < 8; l++) {
+      for (int i = 0; i < 32; i++) keys[l][i] = (uint8_t)(l * 31 + i * 7 + round * 101);
+      for (int i = 0; i < 8; i++) counters[l][i] = (uint8_t)(round == 2 ? 0xff : l * 13 + i * 3 + round);
+      kp[l] = keys[l];
+      cp[l] = counters[l];
+    }
+    meshd_poly_keys8(kp, cp, got);
+    for (int l = 0; l < 8 && ok; l++) {
+      memcpy(k, keys[l], 32);
+      ctr[0] = 0;
+      ctr[1] = 0;
+      memcpy(&ctr[2], counters[l], 8);
+      memset(block, 0, 64);
+      d->chacha(block, block, 64, k, ctr);
+      if (memcmp(block, got[l], 32) != 0) ok = 0;
+    }
+  }
   return ok;
 }
 
@@ -128,6 +164,7 @@ meshd_direct_aead* meshd_direct_aead_new(void) {
     free(out);
     return NULL;
   }
+  out->keys8 = meshd_poly_keys8_available() && keys8_test(out);
   return out;
 #else
   return NULL;

@@ -134,7 +134,9 @@ void vnet_cut_emit(vnet_cut* c, uint8_t* out) {
   uint32_t seg = total - hl;
   int last = c->next + seg >= c->len;
   memcpy(out, in, hl);
-  memcpy(out + hl, in + c->next, seg);
+  /* The payload is summed as it is copied; the headers (fixed below) are summed after. The
+   * transport header is a whole number of 32-bit words, so the two sums simply add. */
+  uint64_t payload_sum = meshd_csum_copy(0, out + hl, in + c->next, seg);
   if (!c->v6) {
     meshd_put16(out + 4, (uint16_t)(meshd_get16(in + 4) + c->index));
     meshd_put16(out + 2, (uint16_t)total);
@@ -148,8 +150,8 @@ void vnet_cut_emit(vnet_cut* c, uint8_t* out) {
   } else {
     meshd_put16(out + iph + 4, (uint16_t)(total - iph));
   }
-  uint64_t s = meshd_pseudo_sum(out, c->v6, c->tcp ? 6 : 17, total - iph);
-  uint16_t sum = (uint16_t)~meshd_csum_fold(meshd_csum_add(s, out + iph, total - iph));
+  uint64_t s = meshd_pseudo_sum(out, c->v6, c->tcp ? 6 : 17, total - iph) + payload_sum;
+  uint16_t sum = (uint16_t)~meshd_csum_fold(meshd_csum_add(s, out + iph, hl - iph));
   if (!c->tcp && sum == 0) sum = 0xffff; /* UDP: 0 means "no checksum" */
   meshd_put16(out + iph + c->h.csum_offset, sum);
   c->next += seg;

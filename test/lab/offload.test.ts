@@ -16,6 +16,12 @@ import { MeshdNode, transfer } from './wg-engine-node.js';
 const PREREQS = [...LAB_PREREQS, 'tun', 'native'] as const;
 const MB = 1024 * 1024;
 const GSO_FALLBACK = fileURLToPath(new URL('../fixtures/gso-fallback.js', import.meta.url));
+/**
+ * The tests of the offload paths ask for them whatever the suite's environment says: a run of
+ * the suite with MESHD_NO_OFFLOAD=1 covers the plain paths everywhere else (and here in the
+ * test that sets it).
+ */
+const OFFLOAD_ON = { MESHD_NO_OFFLOAD: '0' };
 
 interface OffloadStats {
   tun: {
@@ -67,7 +73,7 @@ async function pair(t: Parameters<typeof twoHostsFor>[0], env: Record<string, st
 describe('segmentation offload through a meshd pair', () => {
   test('a TCP transfer each way goes through TSO cutting, UDP GSO/GRO and joined TUN writes, intact', async (t) => {
     if (!requirePrereqs(t, [...PREREQS])) return;
-    const { a, b, ns } = await pair(t, {});
+    const { a, b, ns } = await pair(t, OFFLOAD_ON);
     await transfer(ns.a, ns.b, '10.77.0.2', 40 * MB, 5301); // a sends
     await transfer(ns.b, ns.a, '10.77.0.1', 40 * MB, 5302); // b sends
     for (const [name, node] of [
@@ -152,7 +158,7 @@ describe('segmentation offload through a meshd pair', () => {
     if (!requirePrereqs(t, [...PREREQS])) return;
     const lab = await labFor(t);
     const ns = await lab.addNamespace('gso');
-    const proc = ns.node(GSO_FALLBACK, [lab.newWgIfName()], { label: 'gso-fallback' });
+    const proc = ns.node(GSO_FALLBACK, [lab.newWgIfName()], { label: 'gso-fallback', env: OFFLOAD_ON });
     await proc.exited;
     const line = proc.stdout().split('\n').find((l) => l.startsWith('{"event":"done"'));
     assert.ok(line, proc.output());

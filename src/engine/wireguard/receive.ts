@@ -10,6 +10,7 @@ import type { PacketBatch } from '../packet-batch.js';
 import { MESSAGE_TRANSPORT, TAG_SIZE, TRANSPORT_HEADER_SIZE } from './constants.js';
 import type { DeviceState } from './device-state.js';
 import { handleHandshakeMessage, sendHandshakeInitiation } from './handshake.js';
+import type { IndexEntry } from './index-table.js';
 import { receivedWithKeypair } from './keypair-rotation.js';
 import { messageType, transportCounter, transportReceiver } from './messages.js';
 import type { Peer } from './peer.js';
@@ -30,16 +31,25 @@ export function receiveDatagrams(dev: DeviceState, batch: PacketBatch): void {
   const lengths = batch.lengths;
   const rejectAfter = dev.timers.rejectAfterTime;
   let m = 0;
+  // The datagrams of a batch mostly name the same receiver index: one table lookup per run.
+  let lastReceiver = -1;
+  let lastEntry: IndexEntry<Peer> | undefined;
   for (let i = 0; i < n; i++) {
     const off = offsets[i]!;
     const len = lengths[i]!;
     const type = messageType(buf, off, len);
     if (type !== MESSAGE_TRANSPORT) {
+      lastReceiver = -1; // a handshake may change the index table
       if (type === 0) dev.drop('invalid-message');
       else handleHandshakeMessage(dev, type, buf, off, len, batch.addrs, i, now);
       continue;
     }
-    const entry = dev.index.get(transportReceiver(buf, off));
+    const receiver = transportReceiver(buf, off);
+    if (receiver !== lastReceiver) {
+      lastReceiver = receiver;
+      lastEntry = dev.index.get(receiver);
+    }
+    const entry = lastEntry;
     const kp = entry === undefined ? null : entry.keypair;
     if (kp === null) {
       dev.drop('unknown-receiver');

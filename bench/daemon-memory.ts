@@ -159,6 +159,41 @@ interface Inspected {
   heapSpaces: { space_name: string; space_size: number; space_used_size: number }[];
   afterGc: Record<string, number>;
   scripts: Record<string, number>;
+  /** The heap snapshot's self sizes summed by node type and name (constructor), biggest first. */
+  heapTop: { what: string; count: number; bytes: number }[];
+}
+
+interface HeapSnapshotJson {
+  snapshot: { meta: { node_fields: string[]; node_types: [string[], ...unknown[]] } };
+  nodes: number[];
+  strings: string[];
+}
+
+/**
+ * A heap snapshot summed by what each object is (its type, and its constructor or, for strings
+ * and code, the type alone): what holds the V8 heap, as DevTools' "Summary" view.
+ */
+export function heapHistogram(snap: HeapSnapshotJson, top = 25): Inspected['heapTop'] {
+  const f = snap.snapshot.meta.node_fields;
+  const types = snap.snapshot.meta.node_types[0];
+  const [iType, iName, iSize, width] = [f.indexOf('type'), f.indexOf('name'), f.indexOf('self_size'), f.length];
+  const by = new Map<string, { count: number; bytes: number }>();
+  for (let i = 0; i < snap.nodes.length; i += width) {
+    const type = types[snap.nodes[i + iType]!] ?? '?';
+    const named = type === 'object' || type === 'closure' || type === 'native';
+    const name = snap.strings[snap.nodes[i + iName]!] ?? '?';
+    // strings: DIDs and base64url JSON (JWS/JWE parts, did:jwk keys) apart — held twice?
+    const str = type === 'string' || type === 'concatenated string' || type === 'sliced string';
+    const what = named ? `${type} ${name}` : str && name.startsWith('did:') ? 'string did:…' : str && name.startsWith('eyJ') ? 'string eyJ…' : type;
+    const e = by.get(what) ?? { count: 0, bytes: 0 };
+    e.count++;
+    e.bytes += snap.nodes[i + iSize]!;
+    by.set(what, e);
+  }
+  return [...by]
+    .map(([what, e]) => ({ what, ...e }))
+    .sort((a, b) => b.bytes - a.bytes)
+    .slice(0, top);
 }
 
 async function inspect(pid: number): Promise<void> {
@@ -178,9 +213,11 @@ async function inspect(pid: number): Promise<void> {
   let seq = 0;
   const waiting = new Map<number, (r: unknown) => void>();
   const scripts = new Set<string>();
+  const chunks: string[] = [];
   ws.on('message', (m) => {
-    const msg = JSON.parse(m.toString()) as { id?: number; method?: string; params?: { url?: string }; result?: unknown };
+    const msg = JSON.parse(m.toString()) as { id?: number; method?: string; params?: { url?: string; chunk?: string }; result?: unknown };
     if (msg.method === 'Debugger.scriptParsed' && msg.params?.url) scripts.add(msg.params.url);
+    if (msg.method === 'HeapProfiler.addHeapSnapshotChunk' && msg.params?.chunk !== undefined) chunks.push(msg.params.chunk);
     if (msg.id !== undefined) waiting.get(msg.id)?.(msg.result);
   });
   const call = <T>(method: string, params: Record<string, unknown> = {}): Promise<T> =>
@@ -197,13 +234,15 @@ async function inspect(pid: number): Promise<void> {
   await call('Debugger.enable');
   await sleep(500);
   await call('Debugger.disable');
+  await call('HeapProfiler.takeHeapSnapshot', { reportProgress: false });
+  const heapTop = heapHistogram(JSON.parse(chunks.join('')) as HeapSnapshotJson);
   ws.close();
   const byPackage: Record<string, number> = {};
   for (const s of scripts) {
     const key = s.startsWith('node:') ? 'node: builtins' : (/node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(s)?.[1] ?? /dist\/(src\/[^/]+|bench|test)/.exec(s)?.[1] ?? 'other');
     byPackage[key] = (byPackage[key] ?? 0) + 1;
   }
-  const out: Inspected = { memoryUsage, heapSpaces, afterGc, scripts: byPackage };
+  const out: Inspected = { memoryUsage, heapSpaces, afterGc, scripts: byPackage, heapTop };
   process.stdout.write(JSON.stringify(out) + '\n');
 }
 
@@ -337,6 +376,7 @@ async function main(): Promise<void> {
       rows.push(`  after a full GC:           ${m(insOut.afterGc)}`);
       rows.push(`  V8 spaces (size/used MiB): ${insOut.heapSpaces.filter((s) => s.space_size > 0).map((s) => `${s.space_name.replace(/_space$/, '')} ${(s.space_size / 1048576).toFixed(1)}/${(s.space_used_size / 1048576).toFixed(1)}`).join(', ')}`);
       rows.push(`  scripts loaded: ${Object.entries(insOut.scripts).sort((x, y) => y[1] - x[1]).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+      rows.push(`  heap snapshot, self size by type/constructor (KiB, count): ${insOut.heapTop.map((h) => `${h.what} ${(h.bytes / 1024).toFixed(0)} (${h.count})`).join(', ')}`);
       rows.push(show(`  with the inspector`, procMemory(pids[i]!)));
     }
     process.stdout.write(rows.join('\n') + '\n');

@@ -15,7 +15,8 @@
  * For each: /proc/PID/status (VmRSS, RssAnon, RssFile) and /proc/PID/smaps summed by what holds
  * it (the node binary, other files, V8's 256 KiB heap pages, malloc's main heap, other anonymous
  * memory). At the end, over the inspector (which itself adds a few MiB: measured after the /proc
- * figures): process.memoryUsage(), v8.getHeapSpaceStatistics() and the scripts loaded, by package.
+ * figures): process.memoryUsage(), v8.getHeapSpaceStatistics(), the scripts loaded, by package,
+ * and a heap snapshot summed by type and constructor, with its biggest objects.
  * And the same /proc figures for a bare node and for a node that only imports the daemon's
  * modules, with the daemon's node flags: what the daemon adds to each.
  *
@@ -161,6 +162,7 @@ interface Inspected {
   scripts: Record<string, number>;
   /** The heap snapshot's self sizes summed by node type and name (constructor), biggest first. */
   heapTop: { what: string; count: number; bytes: number }[];
+  biggest: string[];
 }
 
 interface HeapSnapshotJson {
@@ -194,6 +196,18 @@ export function heapHistogram(snap: HeapSnapshotJson, top = 25): Inspected['heap
     .map(([what, e]) => ({ what, ...e }))
     .sort((a, b) => b.bytes - a.bytes)
     .slice(0, top);
+}
+
+/** The snapshot's biggest single objects (e.g. packet buffers: native JSArrayBufferData): "name size", biggest first. */
+export function biggestObjects(snap: HeapSnapshotJson, top = 12): string[] {
+  const f = snap.snapshot.meta.node_fields;
+  const [iName, iSize, width] = [f.indexOf('name'), f.indexOf('self_size'), f.length];
+  const all: [string, number][] = [];
+  for (let i = 0; i < snap.nodes.length; i += width) all.push([snap.strings[snap.nodes[i + iName]!] ?? '?', snap.nodes[i + iSize]!]);
+  return all
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, top)
+    .map(([name, bytes]) => `${name.slice(0, 40)} ${(bytes / 1024).toFixed(0)}`);
 }
 
 async function inspect(pid: number): Promise<void> {
@@ -235,14 +249,16 @@ async function inspect(pid: number): Promise<void> {
   await sleep(500);
   await call('Debugger.disable');
   await call('HeapProfiler.takeHeapSnapshot', { reportProgress: false });
-  const heapTop = heapHistogram(JSON.parse(chunks.join('')) as HeapSnapshotJson);
+  const snap = JSON.parse(chunks.join('')) as HeapSnapshotJson;
+  const heapTop = heapHistogram(snap);
+  const biggest = biggestObjects(snap);
   ws.close();
   const byPackage: Record<string, number> = {};
   for (const s of scripts) {
     const key = s.startsWith('node:') ? 'node: builtins' : (/node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(s)?.[1] ?? /dist\/(src\/[^/]+|bench|test)/.exec(s)?.[1] ?? 'other');
     byPackage[key] = (byPackage[key] ?? 0) + 1;
   }
-  const out: Inspected = { memoryUsage, heapSpaces, afterGc, scripts: byPackage, heapTop };
+  const out: Inspected = { memoryUsage, heapSpaces, afterGc, scripts: byPackage, heapTop, biggest };
   process.stdout.write(JSON.stringify(out) + '\n');
 }
 
@@ -377,6 +393,7 @@ async function main(): Promise<void> {
       rows.push(`  V8 spaces (size/used MiB): ${insOut.heapSpaces.filter((s) => s.space_size > 0).map((s) => `${s.space_name.replace(/_space$/, '')} ${(s.space_size / 1048576).toFixed(1)}/${(s.space_used_size / 1048576).toFixed(1)}`).join(', ')}`);
       rows.push(`  scripts loaded: ${Object.entries(insOut.scripts).sort((x, y) => y[1] - x[1]).map(([k, v]) => `${k} ${v}`).join(', ')}`);
       rows.push(`  heap snapshot, self size by type/constructor (KiB, count): ${insOut.heapTop.map((h) => `${h.what} ${(h.bytes / 1024).toFixed(0)} (${h.count})`).join(', ')}`);
+      rows.push(`  biggest objects (KiB): ${insOut.biggest.join(', ')}`);
       rows.push(show(`  with the inspector`, procMemory(pids[i]!)));
     }
     process.stdout.write(rows.join('\n') + '\n');

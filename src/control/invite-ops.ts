@@ -21,6 +21,7 @@ import { validateRecord, type InviteRecord } from './records.js';
 import { formatInvite, inviteVerifier, joinProof, proofMatches, SECRET_BYTES, signGrant, type Invite } from './invite-token.js';
 import { checkMemberJoin, memberDeviceCount, memberDevicesInvite, memberInvitesOff, noteGrantUse, setMemberDevices } from './member-devices.js';
 import { NetworkSession, networkDir, openDwn, requireOwner, x25519OfDid, type ControlContext } from './session.js';
+import { compareText } from '../util/compare.js';
 
 export { formatInvite, inviteVerifier, joinProof, looksLikeInvite, parseInvite, type Invite } from './invite-token.js';
 
@@ -179,7 +180,7 @@ export function inviteRows(s: NetworkSession, now: number): InviteRow[] {
       used: i.data.used,
       state: inviteState(i.data, now),
     }))
-    .sort((a, b) => a.expiresAt.localeCompare(b.expiresAt));
+    .sort((a, b) => compareText(a.expiresAt, b.expiresAt));
 }
 
 /** Delete an invite (and any request under it): a copied invite line stops working at once. */

@@ -9,6 +9,7 @@ import type { RecordKind } from './protocol.js';
 import type { NodeRecord } from './records.js';
 import { parseIp } from '../util/ip.js';
 import { containsAddress, tryParsePrefix } from '../util/prefix.js';
+import { compareText } from '../util/compare.js';
 
 export type RecordSet = { [K in RecordKind]: Decoded<K>[] };
 
@@ -40,7 +41,7 @@ export function currentNetwork(set: RecordSet, networkId: string, anchor: string
  * newest per DID, sorted by DID.
  */
 function newestPerDid<K extends 'node' | 'member'>(records: Decoded<K>[], networkId: string, anchor: string): Decoded<K>[] {
-  return [...newestByDid(records, networkId, anchor).values()].sort((a, b) => a.data.did.localeCompare(b.data.did));
+  return [...newestByDid(records, networkId, anchor).values()].sort((a, b) => compareText(a.data.did, b.data.did));
 }
 
 /** As newestPerDid, by DID and unsorted (one pass: for a caller that looks up a few DIDs). */
@@ -95,7 +96,7 @@ export function activeNodes(set: RecordSet, networkId: string, anchor: string, m
   const conflicts: NodeView['conflicts'] = [];
   const candidates = nodeRecords(set, networkId, anchor)
     .filter((r) => isNodeActive(r.data, now))
-    .sort((a, b) => a.data.addedAt.localeCompare(b.data.addedAt) || a.data.did.localeCompare(b.data.did));
+    .sort((a, b) => compareText(a.data.addedAt, b.data.addedAt) || compareText(a.data.did, b.data.did));
   const used = new Set<string>();
   const active: ActiveNode[] = [];
   // each node's own records, found in one pass (not one scan of every record per node)
@@ -116,7 +117,7 @@ export function activeNodes(set: RecordSet, networkId: string, anchor: string, m
     const key = ownKey(record.contextId, record.data.did);
     active.push({ record, info: infos.get(key), endpoint: endpoints.get(key) });
   }
-  active.sort((a, b) => a.record.data.did.localeCompare(b.record.data.did));
+  active.sort((a, b) => compareText(a.record.data.did, b.record.data.did));
   return { active, conflicts };
 }
 
@@ -159,7 +160,7 @@ export function currentPolicy(set: RecordSet, networkId: string, anchor: string)
 export function currentRelays(set: RecordSet, networkId: string, anchor: string): Decoded<'relay'>[] {
   return set.relay
     .filter((r) => r.parentContextId === networkId && r.author === anchor)
-    .sort((a, b) => a.data.region.localeCompare(b.data.region) || a.data.url.localeCompare(b.data.url));
+    .sort((a, b) => compareText(a.data.region, b.data.region) || compareText(a.data.url, b.data.url));
 }
 
 /** Pending device requests: nodeRequests from active members for devices not yet active. */

@@ -12,6 +12,7 @@ import { compileAcl, type AclNode, type CompiledFilter } from './acl.js';
 import { activeNodeOf, activeNodes, currentNetwork, currentPolicy, currentRelays, nodeRecordsByDid, type ActiveNode, type RecordSet } from './model.js';
 import type { Capability, EndpointSource, NatType } from './records.js';
 import { routesInUse } from './routes.js';
+import { compareText } from '../util/compare.js';
 
 export const MAP_FORMAT_VERSION = 1;
 /**
@@ -149,7 +150,7 @@ function toPeer(n: ActiveNode, now: number, keyOf: (did: string) => string, mesh
     exitNodeIPv6: inUse.exitNode && n.info?.data.exitNodeIPv6 === true,
     endpoints: (ep?.publicEndpoints ?? [])
       .map((e) => ({ address: e.address, port: e.port, priority: e.priority ?? 0, source: e.source }))
-      .sort((a, b) => b.priority - a.priority || a.address.localeCompare(b.address) || a.port - b.port),
+      .sort((a, b) => b.priority - a.priority || compareText(a.address, b.address) || a.port - b.port),
     localEndpoints: [...(ep?.localEndpoints ?? [])],
     natType: ep?.natType ?? 'unknown',
     discoKey: ep?.discoKey ?? null,
@@ -304,13 +305,13 @@ function sameJson(a: unknown, b: unknown, skip?: ReadonlySet<string>): boolean {
   return n === 0;
 }
 
-/** Index of the peer with this DID in peers sorted by DID (localeCompare, as built), or undefined. */
+/** Index of the peer with this DID in peers sorted by DID (compareText, as built), or undefined. */
 function indexByDid(peers: readonly MapPeer[], did: string): number | undefined {
   let lo = 0;
   let hi = peers.length - 1;
   while (lo <= hi) {
     const mid = (lo + hi) >> 1;
-    const c = peers[mid]!.did.localeCompare(did);
+    const c = compareText(peers[mid]!.did, did);
     if (c === 0) return mid;
     if (c < 0) lo = mid + 1;
     else hi = mid - 1;

@@ -18,6 +18,7 @@ import { MeshdError } from '../errors.js';
 import type { Profile } from '../identity/profile.js';
 import { parseIpv4Cidr } from '../identity/mesh-address.js';
 import { readCachedMap, readJoinedNetwork, type JoinedNetwork } from './local-state.js';
+import { compareText } from '../util/compare.js';
 
 export interface NetworkSlot {
   /** 'primary', or the slot directory's name. */
@@ -78,7 +79,7 @@ export function joinedSlots(home: string, profile: Profile): JoinedSlot[] {
     const s = describeSlot(extraSlot(profile, d.name));
     if (s) others.push(s);
   }
-  others.sort((a, b) => a.joined.joinedAt.localeCompare(b.joined.joinedAt) || a.key.localeCompare(b.key));
+  others.sort((a, b) => compareText(a.joined.joinedAt, b.joined.joinedAt) || compareText(a.key, b.key));
   return [...out, ...others];
 }
 

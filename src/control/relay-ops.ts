@@ -8,6 +8,7 @@ import { MeshdError } from '../errors.js';
 import { ROLE_MEMBER, ROLE_NODE } from './protocol.js';
 import type { RelayRecord } from './records.js';
 import { NetworkSession, requireOwner, x25519OfDid, type ControlContext } from './session.js';
+import { compareText } from '../util/compare.js';
 
 export interface PublishRelayResult {
   url: string;
@@ -68,7 +69,7 @@ export async function listRelayProposals(ctx: ControlContext): Promise<RelayProp
     return s.set.relayProposal
       .filter((p) => p.parentContextId === s.joined.networkId)
       .map((p) => ({ url: p.data.url, region: p.data.region, proposedBy: p.author, approved: inUse.has(p.data.url) }))
-      .sort((a, b) => a.url.localeCompare(b.url));
+      .sort((a, b) => compareText(a.url, b.url));
   } finally {
     await s.close();
   }

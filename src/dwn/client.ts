@@ -24,6 +24,7 @@ import {
 } from './messages.js';
 import { DwnHttpRpc, expectOk, type HttpRpcOptions } from './rpc-http.js';
 import { deviceSigner, type DeviceIdentity } from './signer.js';
+import { compareText } from '../util/compare.js';
 
 export interface WriteOptions {
   protocol: string;
@@ -87,7 +88,7 @@ export class DwnClient {
     const { reply } = await this.rpc.processMessage(this.target, message);
     expectOk(reply, this.endpoint, 'querying the protocol');
     const entries = (reply.entries ?? []) as Array<{ descriptor: { definition: ProtocolDefinition; messageTimestamp: string } }>;
-    entries.sort((a, b) => a.descriptor.messageTimestamp.localeCompare(b.descriptor.messageTimestamp));
+    entries.sort((a, b) => compareText(a.descriptor.messageTimestamp, b.descriptor.messageTimestamp));
     return entries.at(-1)?.descriptor.definition;
   }
 

@@ -58,6 +58,8 @@ export interface ControlStats {
   requests: { eventReads: number; batchQueries: number; fullLoads: number; keyLoads: number; writes: number };
   /** Devices this owner revoked because their expiry came. */
   expired: number;
-  /** Key rotations cut short (the DWN stopped answering) that this owner's daemon finished. */
+  /** Key rotations this owner's daemon finished (after `peer remove`, or cut short before). */
   finishedRotations: number;
+  /** What is left of a key rotation (owner), as last seen: null when nothing. */
+  rotationLeft: { bump: boolean; rewrites: number; deletions: number } | null;
 }

@@ -159,6 +159,7 @@ export class ControlClient {
       requests: { eventReads: this.counters.eventReads, batchQueries: this.session.eventReads.batchQueries, fullLoads: this.counters.fullLoads, keyLoads: this.counters.keyLoads, writes: this.counters.writes },
       expired: this.duties.expiredCount,
       finishedRotations: this.duties.finishedRotations,
+      rotationLeft: this.duties.rotationLeft,
     };
   }
 
@@ -534,6 +535,11 @@ export class ControlClient {
       () => undefined,
     );
     return p;
+  }
+
+  /** Run what is left of a key rotation next (after an owner operation that only revoked). */
+  finishRotationNow(): void {
+    this.duties.finishNow();
   }
 
   private async ensureLoaded(): Promise<void> {

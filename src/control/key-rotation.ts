@@ -30,6 +30,8 @@ export interface RemovePeerResult {
   removed: string[];
   /** The network key epoch after rotation. */
   epoch: number;
+  /** The rotation runs on in the owner's daemon (the revocation is done). */
+  rotating?: true;
 }
 
 /** The owner's key delivery to `did`: one record per recipient, rewritten at each rotation. */
@@ -109,7 +111,7 @@ async function withRotationTimeout<T>(s: NetworkSession, fn: () => Promise<T>): 
  *
  * The removed devices hold no key of the new epoch, and nothing is written under the old one.
  */
-export function revoke(s: NetworkSession, nodeDids: string[], memberDids: string[]): Promise<RemovePeerResult> {
+export function revoke(s: NetworkSession, nodeDids: string[], memberDids: string[], opts: { rotate?: boolean } = {}): Promise<RemovePeerResult> {
   return withRotationTimeout(s, async () => {
     const id = s.joined.networkId;
     const anchor = s.joined.anchor;
@@ -124,6 +126,8 @@ export function revoke(s: NetworkSession, nodeDids: string[], memberDids: string
     await inParallel(nodes, WRITE_WIDTH, (n) => rotationWrite(s, () => s.update(n, { ...n.data, status: 'revoked' }, current)));
     await inParallel(members, WRITE_WIDTH, (m) => rotationWrite(s, () => s.update(m, { ...m.data, status: 'revoked' }, current)));
     s.onRevoked?.();
+    // the owner's daemon rotates after answering: `peer remove` returns once every device drops them
+    if (opts.rotate === false) return { removed: [...removed].sort(), epoch, rotating: true };
     s.ctx.progress?.('revoked: every device drops them now; delivering the new key');
     await rotate(s, true);
     return { removed: [...removed].sort(), epoch };

@@ -27,8 +27,10 @@ export interface OwnerDutiesHost {
 export class OwnerDuties {
   /** Devices revoked because they expired. */
   expiredCount = 0;
-  /** Key rotations cut short that this daemon finished. */
+  /** Key rotations this daemon finished (run in the background after `peer remove`, or cut short before). */
   finishedRotations = 0;
+  /** What is left of a key rotation, as last seen (null: nothing). */
+  rotationLeft: { bump: boolean; rewrites: number; deletions: number } | null = null;
   private expiryTimer: NodeJS.Timeout | undefined;
   private finishTimer: NodeJS.Timeout | undefined;
   private finishWaitMs = FINISH_ROTATION_MS;
@@ -76,7 +78,7 @@ export class OwnerDuties {
    * network half rotated.
    */
   async checkRotation(): Promise<void> {
-    if (this.stopped || this.finishTimer) return;
+    if (this.stopped) return;
     const { unfinishedRotation } = await import('./key-rotation.js');
     let left;
     try {
@@ -85,12 +87,21 @@ export class OwnerDuties {
       this.host.emit({ type: 'error', error: e as Error, during: 'checking for a key rotation cut short' });
       return;
     }
+    this.rotationLeft = left ?? null;
     if (!left) {
       this.finishWaitMs = FINISH_ROTATION_MS;
       return;
     }
+    if (this.finishTimer) return;
     this.finishTimer = setTimeout(() => this.host.inTurn(() => this.finishRotation()), this.finishWaitMs);
     this.finishTimer.unref();
+  }
+
+  /** Run what is left of a key rotation next, in turn (after a `peer remove` that only revoked). */
+  finishNow(): void {
+    if (this.stopped) return;
+    clearTimeout(this.finishTimer);
+    this.finishTimer = setTimeout(() => this.host.inTurn(() => this.finishRotation()), 0);
   }
 
   stop(): void {

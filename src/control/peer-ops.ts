@@ -15,7 +15,7 @@ import type { NodeRecord } from './records.js';
 import { requireJoinedNetwork } from './local-state.js';
 import { memberDevicesInvite, noteGrantUse, pendingMemberDevices } from './member-devices.js';
 import { NetworkSession, networkDir, requireOwner, x25519OfDid, type ControlContext } from './session.js';
-import { WRITE_WIDTH, deliverKey, finishRotation, hasDelivery, revoke, type RemovePeerResult } from './key-rotation.js';
+import { WRITE_WIDTH, deliverKey, finishRotation, hasDelivery, revoke, unfinishedRotation, type RemovePeerResult } from './key-rotation.js';
 
 export type { RemovePeerResult } from './key-rotation.js';
 
@@ -198,8 +198,12 @@ export async function approvePeer(ctx: ControlContext, didText: string): Promise
   }
 }
 
-/** Revoke a device or a member (and the member's devices) in an owner session with everything loaded. */
-export async function removePeerIn(s: NetworkSession, didText: string): Promise<RemovePeerResult> {
+/**
+ * Revoke a device or a member (and the member's devices) in an owner session with everything
+ * loaded, and rotate the network key — or, with `rotate: false` (the owner's daemon, which runs
+ * the rotation next), only revoke.
+ */
+export async function removePeerIn(s: NetworkSession, didText: string, opts: { rotate?: boolean } = {}): Promise<RemovePeerResult> {
   const did = parsePeerDid(didText);
   requireOwner(s, 'remove peers');
   if (did === s.joined.anchor) throw new UsageError('the network owner cannot remove itself');
@@ -209,10 +213,11 @@ export async function removePeerIn(s: NetworkSession, didText: string): Promise<
   if (!member && revoked.length === 0) {
     // removed before, by a `peer remove` the DWN cut short: finish that rotation
     const cut = [...nodes, ...memberRecords(s.set, s.joined.networkId, s.joined.anchor)].some((r) => r.data.did === did && r.data.status === 'revoked');
+    if (cut && opts.rotate === false && unfinishedRotation(s)) return { removed: [did], epoch: s.network().data.epoch, rotating: true };
     if (cut && (await finishRotation(s))) return { removed: [did], epoch: s.network().data.epoch };
     throw new MeshdError('E_NO_NETWORK', `${did.slice(0, 40)}… is not an active device or member of this network`);
   }
-  return revoke(s, revoked.map((n) => n.data.did), member ? [did] : []);
+  return revoke(s, revoked.map((n) => n.data.did), member ? [did] : [], opts);
 }
 
 /** Revoke a device or a member (and the member's devices), rotate the network key. */

@@ -40,9 +40,14 @@ export function ownerRoutes(did: string, control: () => ControlClient) {
     },
     'POST /v0/peers/remove': (body: unknown) => {
       const b = ownerRequest(body, did);
-      return control().ownerOp(async (s) => {
+      // revoked at once; the key rotation (100 devices: a minute of DWN writes) runs next in the
+      // daemon, and `meshd status` shows what is left of it
+      const c = control();
+      return c.ownerOp(async (s) => {
         const { removePeerIn } = await import('../control/peer-ops.js');
-        return removePeerIn(s, b.dids[0]!);
+        const r = await removePeerIn(s, b.dids[0]!, { rotate: false });
+        c.finishRotationNow();
+        return r;
       });
     },
     'POST /v0/invites/revoke': (body: unknown) => {

@@ -80,7 +80,11 @@ export function registerPeer(program: Command, io: Io): void {
     const { removePeer } = await import('../../control/peer-ops.js');
     const cc = controlContext(ctx);
     const r = (await viaDaemon<RemovePeerResult>(daemonDir(ctx), cc.profile.did, 'remove', { dids: [did] })) ?? (await removePeer(cc, did));
-    ctx.print(r, () => `Removed ${r.removed.join(', ')}\nNetwork key rotated to epoch ${r.epoch}.`);
+    ctx.print(r, () =>
+      r.rotating
+        ? `Removed ${r.removed.join(', ')}: every device drops it now.\nThe owner's daemon is rotating the network key to epoch ${r.epoch} (\`meshd status\` shows what is left).`
+        : `Removed ${r.removed.join(', ')}\nNetwork key rotated to epoch ${r.epoch}.`,
+    );
   });
 
   action(subcommand(peer, 'list', 'list the peers of the network'), io, async (ctx) => {

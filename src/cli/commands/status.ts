@@ -49,6 +49,8 @@ export function formatDaemonStatus(s: AgentStatus & { pid?: number }): string {
     for (const r of d.relays ?? []) if (r.state !== 'connected' && r.lastError) lines.push(`Relay ${r.url}: ${r.state}, ${r.lastError}`);
   }
   if (s.relayServer) lines.push(`Relay server: ${s.relayServer.url}`);
+  const left = s.control?.rotationLeft;
+  if (left) lines.push(`Key rotation: in progress (${left.bump ? 'the new key not yet named; ' : ''}${left.rewrites} records to re-encrypt, ${left.deletions} to delete)`);
   if (s.dns) lines.push(`DNS: ${s.dns.name ?? '-'} (server ${s.dns.address}:${s.dns.port}, host ${s.dns.mode === 'none' ? 'not configured: meshd up --accept-dns' : `via ${s.dns.mode}`})`);
   if (s.control?.revoked) {
     lines.push(

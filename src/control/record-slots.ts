@@ -177,6 +177,9 @@ export class RecordSlots {
     if (net) {
       epochs.accept(net.data.epoch, now);
       this.o.onEpoch?.(net.data.epoch);
+      // the floor rose past a network record just let in: the next derive leaves it out (as a
+      // derive on every change did), so the next settle must derive
+      if (set.network.some((n) => !epochs.admits(n.data.epoch))) this.stale = true;
     }
     for (const [slot, { rec, ord }] of this.slots) {
       if (rec.kind === 'network') continue;

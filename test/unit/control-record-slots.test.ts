@@ -177,7 +177,7 @@ test('a heartbeat or a same-content re-write changes its slot only: no full deri
     assert.equal(s.settle(now + i).size, 0);
     assert.equal(s.activeNodeOf(index.byContext.get(nodeCtx(n))!).endpoint, hb, 'the heartbeat is in force at once');
   }
-  const re = recordOf({ op: 'node', n: 1, epoch: 2, status: 'active', author: 0 }, at++)!;
+  const re = recordOf({ op: 'node', n: 1, epoch: 2, status: 'active', author: 0 }, at)!;
   s.put(slotOfRecord(re), re, now + 200);
   s.settle(now + 200);
   assert.equal(s.fullDerives, derives, 'no full derive for heartbeats and re-writes');
@@ -206,7 +206,7 @@ test("the previous epoch's records leave at the first settle after the grace, wh
   assert.deepEqual(s.set.endpoint, [old]);
   assert.deepEqual([...s.settle(T0 + 10 + GRACE)], ['endpoint']);
   const derives = s.fullDerives;
-  const fresh = recordOf({ op: 'own', kind: 'endpoint', n: 0, dev: 0, epoch: 2, other: 0 }, at++)!;
+  const fresh = recordOf({ op: 'own', kind: 'endpoint', n: 0, dev: 0, epoch: 2, other: 0 }, at)!;
   s.put(slotOfRecord(fresh), fresh, T0 + 2 * GRACE);
   s.settle(T0 + 2 * GRACE);
   assert.deepEqual(s.set.endpoint, [fresh], 're-encrypted under the new epoch: in force again');

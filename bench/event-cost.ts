@@ -15,10 +15,11 @@
  * Phases of --seconds each: idle (the reference: nothing written), heartbeats (measured),
  * same-content re-writes (measured: each writer re-writes its nodeInfo with the same data, newly
  * encrypted — what a key rotation's re-encryption is to a reader: a new version, new bytes, the
- * same content), and heartbeats again under a CPU profiler and an allocation sampler in each
- * receiver (its top self-time functions and allocation sites printed; that phase is not used for
- * the CPU figures). Per event = (CPU in the phase − CPU in the idle phase) / events the receiver
- * got. The idle CPU expected at 100 nodes is then 99 heartbeats per heartbeat period × that cost.
+ * same content), then both again under a CPU profiler in each receiver (its top self-time
+ * functions printed) and heartbeats under an allocation sampler (its top allocation sites) —
+ * those phases are not used for the CPU figures. Per event = (CPU in the phase − CPU in the
+ * idle phase) / events the receiver got. The idle CPU expected at 100 nodes is then 99
+ * heartbeats per heartbeat period × that cost.
  *
  *   node dist/bench/event-cost.js [--nodes 100] [--rate 2] [--seconds 60] [--base DIR] [--profile-dir DIR]
  *
@@ -48,7 +49,7 @@ import { selfTimes } from './inspect-daemon.js';
 const SELF_JS = fileURLToPath(import.meta.url);
 const HEARTBEAT_MS = 4 * 60_000;
 
-type ToChild = { cmd: 'cpu' } | { cmd: 'stats' } | { cmd: 'profile-start' } | { cmd: 'profile-stop'; file: string } | { cmd: 'stop' };
+type ToChild = { cmd: 'cpu' } | { cmd: 'stats' } | { cmd: 'profile-start'; alloc: boolean } | { cmd: 'profile-stop'; file: string } | { cmd: 'stop' };
 interface ChildStats {
   events: number;
   refreshes: number;
@@ -63,7 +64,7 @@ type FromChild =
   | { type: 'ready' }
   | { type: 'cpu'; us: number }
   | ({ type: 'stats' } & ChildStats)
-  | { type: 'profile'; top: { fn: string; ms: number }[]; sampledMs: number; allocs: { fn: string; kb: number }[]; allocKb: number }
+  | { type: 'profile'; top: { fn: string; ms: number }[]; sampledMs: number; allocs: { fn: string; kb: number }[] | undefined; allocKb: number }
   | { type: 'error'; message: string };
 
 interface AllocNode {
@@ -95,6 +96,7 @@ function allocSites(head: AllocNode, top: number): { sites: { fn: string; kb: nu
 /** Answers the parent's questions; `extra` handles what is particular to the child. */
 function serve(onStats: () => FromChild, stop: () => Promise<void>): void {
   let profiler: import('node:inspector/promises').Session | undefined;
+  let sampling = false;
   process.on('message', (m: ToChild) => {
     void (async () => {
       try {
@@ -107,20 +109,30 @@ function serve(onStats: () => FromChild, stop: () => Promise<void>): void {
           const { Session } = await import('node:inspector/promises');
           profiler = new Session();
           profiler.connect();
-          await profiler.post('Profiler.enable');
-          await profiler.post('Profiler.setSamplingInterval', { interval: 500 });
-          await profiler.post('Profiler.start');
-          await profiler.post('HeapProfiler.enable');
-          await profiler.post('HeapProfiler.startSampling', { samplingInterval: 4096, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+          // one or the other: the allocation sampler's stack walks would show in the CPU profile
+          sampling = m.alloc;
+          if (sampling) {
+            await profiler.post('HeapProfiler.enable');
+            await profiler.post('HeapProfiler.startSampling', { samplingInterval: 8192, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+          } else {
+            await profiler.post('Profiler.enable');
+            await profiler.post('Profiler.setSamplingInterval', { interval: 500 });
+            await profiler.post('Profiler.start');
+          }
           process.send!({ type: 'cpu', us: 0 });
         } else if (m.cmd === 'profile-stop') {
-          const { profile } = (await profiler!.post('Profiler.stop')) as { profile: Parameters<typeof selfTimes>[0] };
-          const heap = (await profiler!.post('HeapProfiler.stopSampling')) as { profile: { head: AllocNode } };
-          profiler!.disconnect();
-          writeFileSync(m.file, JSON.stringify(profile));
-          const sampledMs = profile.timeDeltas.reduce((a, b) => a + b, 0) / 1000;
-          const alloc = allocSites(heap.profile.head, 15);
-          process.send!({ type: 'profile', top: selfTimes(profile, 30).filter((x) => !x.fn.startsWith('(idle)')), sampledMs, allocs: alloc.sites, allocKb: alloc.totalKb });
+          if (sampling) {
+            const heap = (await profiler!.post('HeapProfiler.stopSampling')) as { profile: { head: AllocNode } };
+            profiler!.disconnect();
+            const alloc = allocSites(heap.profile.head, 15);
+            process.send!({ type: 'profile', top: [], sampledMs: 0, allocs: alloc.sites, allocKb: alloc.totalKb });
+          } else {
+            const { profile } = (await profiler!.post('Profiler.stop')) as { profile: Parameters<typeof selfTimes>[0] };
+            profiler!.disconnect();
+            writeFileSync(m.file, JSON.stringify(profile));
+            const sampledMs = profile.timeDeltas.reduce((a, b) => a + b, 0) / 1000;
+            process.send!({ type: 'profile', top: selfTimes(profile, 30).filter((x) => !x.fn.startsWith('(idle)')), sampledMs, allocs: undefined, allocKb: 0 });
+          }
         } else if (m.cmd === 'stop') {
           await stop();
           process.exit(0);
@@ -406,20 +418,29 @@ async function main(): Promise<void> {
     });
     await measure('phase 3: same-content re-writes (nodeInfo)', rewrite);
 
-    out('');
-    out(`# phase 4: heartbeats at ${rate}/s for ${seconds} s under a CPU profiler and an allocation sampler in each receiver`);
-    const e0 = await Promise.all(receivers.map(async (r) => (await r.child.next('stats', { cmd: 'stats' })).events));
-    await Promise.all(receivers.map((r) => r.child.next('cpu', { cmd: 'profile-start' })));
-    await writing(seconds * 1000, heartbeat);
-    for (const [i, r] of receivers.entries()) {
-      const file = join(profileDir, `receiver-${i}-${Date.now()}.cpuprofile`);
-      const p = await r.child.next('profile', { cmd: 'profile-stop', file });
-      const events = (await r.child.next('stats', { cmd: 'stats' })).events - e0[i]!;
-      out(`receiver, ${r.name}: ${fmt(p.sampledMs / 1000, 1)} s sampled; top self time (ms):${values['profile-dir'] ? ` ${file}` : ''}`);
-      for (const x of p.top.slice(0, 20)) out(`  ${String(x.ms).padStart(8)}  ${x.fn}`);
-      out(`receiver, ${r.name}: ${fmt(p.allocKb / Math.max(1, events), 1)} KB allocated per event (${events} events); top allocation sites (KB in all):`);
-      for (const x of p.allocs) out(`  ${String(x.kb).padStart(8)}  ${x.fn}`);
-    }
+    /** `what` written again with each receiver under a CPU profiler, or an allocation sampler. */
+    const profiled = async (what: string, write: (s: NetworkSession) => Promise<void>, alloc: boolean): Promise<void> => {
+      out('');
+      out(`# ${what} at ${rate}/s for ${seconds} s under ${alloc ? 'an allocation sampler' : 'a CPU profiler'} in each receiver (not used for the figures above)`);
+      const e0 = await Promise.all(receivers.map(async (r) => (await r.child.next('stats', { cmd: 'stats' })).events));
+      await Promise.all(receivers.map((r) => r.child.next('cpu', { cmd: 'profile-start', alloc })));
+      await writing(seconds * 1000, write);
+      for (const [i, r] of receivers.entries()) {
+        const file = join(profileDir, `receiver-${i}-${Date.now()}.cpuprofile`);
+        const p = await r.child.next('profile', { cmd: 'profile-stop', file });
+        const events = (await r.child.next('stats', { cmd: 'stats' })).events - e0[i]!;
+        if (p.allocs) {
+          out(`receiver, ${r.name}: ${fmt(p.allocKb / Math.max(1, events), 1)} KB allocated per event (${events} events, sampled); top allocation sites (KB in all):`);
+          for (const x of p.allocs) out(`  ${String(x.kb).padStart(8)}  ${x.fn}`);
+        } else {
+          out(`receiver, ${r.name}: ${fmt(p.sampledMs / 1000, 1)} s sampled, ${events} events; top self time (ms):${values['profile-dir'] ? ` ${file}` : ''}`);
+          for (const x of p.top.slice(0, 20)) out(`  ${String(x.ms).padStart(8)}  ${x.fn}`);
+        }
+      }
+    };
+    await profiled('phase 4: heartbeats', heartbeat, false);
+    await profiled('phase 5: same-content re-writes', rewrite, false);
+    await profiled('phase 6: heartbeats', heartbeat, true);
     const st = await Promise.all(receivers.map((r) => r.child.next('stats', { cmd: 'stats' })));
     st.forEach((s, i) =>
       out(

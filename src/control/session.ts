@@ -256,7 +256,7 @@ export class NetworkSession {
         d = await decodeCached(this.acc, kind, msg, this.skips, this.decoded, this.now());
       } else if (pending === undefined && hasInlineData(msg)) {
         // the event brought the data (as a query entry does): checked against its dataCid, no read
-        d = await decodeEntry(this.acc, kind, msg, this.skips, undefined, this.now());
+        d = await decodeEntry(this.acc, kind, msg, this.skips, undefined, this.now(), this.decoded.initialWrites);
         if (d) this.decoded.set(DecodeCache.key(d.recordId, d.dataCid), d);
       } else {
         const a = await (pending ?? fetchEventRecords(this.acc, [[kind, msg]], this.eventReads).get(msg)!);
@@ -270,7 +270,10 @@ export class NetworkSession {
           }
           continue;
         }
-        d = 'read' in a ? await decodeEntry(this.acc, kind, a.read.message, this.skips, a.read.data, this.now()) : await decodeEntry(this.acc, kind, a.entry, this.skips, undefined, this.now());
+        d =
+          'read' in a
+            ? await decodeEntry(this.acc, kind, a.read.message, this.skips, a.read.data, this.now(), this.decoded.initialWrites)
+            : await decodeEntry(this.acc, kind, a.entry, this.skips, undefined, this.now(), this.decoded.initialWrites);
         if (d) this.decoded.set(DecodeCache.key(d.recordId, d.dataCid), d);
       }
       if (!d) {

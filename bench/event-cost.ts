@@ -286,7 +286,10 @@ async function main(): Promise<void> {
   };
   process.once('SIGINT', () => {
     cleanup();
-    void dwn?.stop().finally(() => process.exit(130));
+    void (dwn?.stop() ?? Promise.resolve()).finally(() => {
+      rmSync(root, { recursive: true, force: true });
+      process.exit(130);
+    });
   });
   try {
     dwn = await startDwnServer({ dataDir: join(root, 'dwn'), port: 0, host: '127.0.0.1' });

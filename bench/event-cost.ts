@@ -12,11 +12,14 @@
  *  - the writer (this process): every other device re-writes its endpoint record with the same
  *    bytes (`touchEndpoint`, what the daemon's heartbeat does) at --rate writes a second,
  *    round robin.
- * Phases of --seconds each: idle (the reference: nothing written), heartbeats (measured), and
- * heartbeats again under a CPU profiler in each receiver (its top self-time functions printed;
- * that phase is not used for the CPU figures). Per event = (CPU in the heartbeat phase − CPU in
- * the idle phase) / events the receiver got. The idle CPU expected at 100 nodes is then
- * 99 heartbeats per heartbeat period × that cost.
+ * Phases of --seconds each: idle (the reference: nothing written), heartbeats (measured),
+ * same-content re-writes (measured: each writer re-writes its nodeInfo with the same data, newly
+ * encrypted — what a key rotation's re-encryption is to a reader: a new version, new bytes, the
+ * same content), then both again under a CPU profiler in each receiver (its top self-time
+ * functions printed) and heartbeats under an allocation sampler (its top allocation sites) —
+ * those phases are not used for the CPU figures. Per event = (CPU in the phase − CPU in the
+ * idle phase) / events the receiver got. The idle CPU expected at 100 nodes is then 99
+ * heartbeats per heartbeat period × that cost.
  *
  *   node dist/bench/event-cost.js [--nodes 100] [--rate 2] [--seconds 60] [--base DIR] [--profile-dir DIR]
  *
@@ -36,7 +39,7 @@ import { initProfile, openProfile } from '../src/identity/profile.js';
 import { createNetwork, joinNetwork } from '../src/control/network-ops.js';
 import { addPeers } from '../src/control/peer-ops.js';
 import { NetworkSession, type ControlContext } from '../src/control/session.js';
-import { publishEndpoint, touchEndpoint } from '../src/control/device-records.js';
+import { myNodeRecord, publishEndpoint, touchEndpoint } from '../src/control/device-records.js';
 import { requireJoinedNetwork } from '../src/control/local-state.js';
 import { queryFor, readableKinds } from '../src/control/reader.js';
 import { DwnSubscriber } from '../src/dwn/subscriber.js';
@@ -46,19 +49,54 @@ import { selfTimes } from './inspect-daemon.js';
 const SELF_JS = fileURLToPath(import.meta.url);
 const HEARTBEAT_MS = 4 * 60_000;
 
-type ToChild = { cmd: 'cpu' } | { cmd: 'stats' } | { cmd: 'profile-start' } | { cmd: 'profile-stop'; file: string } | { cmd: 'stop' };
+type ToChild = { cmd: 'cpu' } | { cmd: 'stats' } | { cmd: 'profile-start'; alloc: boolean } | { cmd: 'profile-stop'; file: string } | { cmd: 'stop' };
+interface ChildStats {
+  events: number;
+  refreshes: number;
+  fullLoads: number;
+  eventReads: number;
+  rebuilds: number;
+  contentRewrites: number;
+  /** Full derives of the records in force (undefined: a build that derives on every change). */
+  fullDerives: number | undefined;
+}
 type FromChild =
   | { type: 'ready' }
   | { type: 'cpu'; us: number }
-  | { type: 'stats'; events: number; refreshes: number; fullLoads: number; eventReads: number }
-  | { type: 'profile'; top: { fn: string; ms: number }[]; sampledMs: number }
+  | ({ type: 'stats' } & ChildStats)
+  | { type: 'profile'; top: { fn: string; ms: number }[]; sampledMs: number; allocs: { fn: string; kb: number }[] | undefined; allocKb: number }
   | { type: 'error'; message: string };
+
+interface AllocNode {
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  selfSize: number;
+  children: AllocNode[];
+}
+
+/** Bytes allocated by function (sampled, objects collected since included), most first. */
+function allocSites(head: AllocNode, top: number): { sites: { fn: string; kb: number }[]; totalKb: number } {
+  const by = new Map<string, number>();
+  let total = 0;
+  const walk = (n: AllocNode): void => {
+    if (n.selfSize > 0) {
+      const f = n.callFrame;
+      const key = `${f.functionName || '(anonymous)'} ${f.url.replace(/^.*\/(node_modules|dist)\//, '$1/')}:${f.lineNumber + 1}`;
+      by.set(key, (by.get(key) ?? 0) + n.selfSize);
+      total += n.selfSize;
+    }
+    for (const c of n.children) walk(c);
+  };
+  walk(head);
+  const sites = [...by].map(([fn, b]) => ({ fn, kb: Math.round(b / 102.4) / 10 })).sort((a, b) => b.kb - a.kb).slice(0, top);
+  return { sites, totalKb: total / 1024 };
+}
 
 // ---------------------------------------------------------------- children
 
 /** Answers the parent's questions; `extra` handles what is particular to the child. */
 function serve(onStats: () => FromChild, stop: () => Promise<void>): void {
   let profiler: import('node:inspector/promises').Session | undefined;
+  let sampling = false;
   process.on('message', (m: ToChild) => {
     void (async () => {
       try {
@@ -71,16 +109,30 @@ function serve(onStats: () => FromChild, stop: () => Promise<void>): void {
           const { Session } = await import('node:inspector/promises');
           profiler = new Session();
           profiler.connect();
-          await profiler.post('Profiler.enable');
-          await profiler.post('Profiler.setSamplingInterval', { interval: 500 });
-          await profiler.post('Profiler.start');
+          // one or the other: the allocation sampler's stack walks would show in the CPU profile
+          sampling = m.alloc;
+          if (sampling) {
+            await profiler.post('HeapProfiler.enable');
+            await profiler.post('HeapProfiler.startSampling', { samplingInterval: 8192, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+          } else {
+            await profiler.post('Profiler.enable');
+            await profiler.post('Profiler.setSamplingInterval', { interval: 500 });
+            await profiler.post('Profiler.start');
+          }
           process.send!({ type: 'cpu', us: 0 });
         } else if (m.cmd === 'profile-stop') {
-          const { profile } = (await profiler!.post('Profiler.stop')) as { profile: Parameters<typeof selfTimes>[0] };
-          profiler!.disconnect();
-          writeFileSync(m.file, JSON.stringify(profile));
-          const sampledMs = profile.timeDeltas.reduce((a, b) => a + b, 0) / 1000;
-          process.send!({ type: 'profile', top: selfTimes(profile, 30).filter((x) => !x.fn.startsWith('(idle)')), sampledMs });
+          if (sampling) {
+            const heap = (await profiler!.post('HeapProfiler.stopSampling')) as { profile: { head: AllocNode } };
+            profiler!.disconnect();
+            const alloc = allocSites(heap.profile.head, 15);
+            process.send!({ type: 'profile', top: [], sampledMs: 0, allocs: alloc.sites, allocKb: alloc.totalKb });
+          } else {
+            const { profile } = (await profiler!.post('Profiler.stop')) as { profile: Parameters<typeof selfTimes>[0] };
+            profiler!.disconnect();
+            writeFileSync(m.file, JSON.stringify(profile));
+            const sampledMs = profile.timeDeltas.reduce((a, b) => a + b, 0) / 1000;
+            process.send!({ type: 'profile', top: selfTimes(profile, 30).filter((x) => !x.fn.startsWith('(idle)')), sampledMs, allocs: undefined, allocKb: 0 });
+          }
         } else if (m.cmd === 'stop') {
           await stop();
           process.exit(0);
@@ -115,7 +167,8 @@ async function receiverMain(dist: string, home: string, expectPeers: number): Pr
   serve(
     () => {
       const s = client.stats;
-      return { type: 'stats', events: s.events, refreshes: s.refreshes, fullLoads: s.requests.fullLoads, eventReads: s.requests.eventReads };
+      const fullDerives = (client.session as { fullDerives?: number }).fullDerives;
+      return { type: 'stats', events: s.events, refreshes: s.refreshes, fullLoads: s.requests.fullLoads, eventReads: s.requests.eventReads, rebuilds: s.rebuilds, contentRewrites: s.contentRewrites ?? 0, fullDerives };
     },
     () => client.stop(),
   );
@@ -142,7 +195,7 @@ async function sinkMain(homes: string[]): Promise<void> {
     subs.push(sub);
   }
   serve(
-    () => ({ type: 'stats', events, refreshes: 0, fullLoads: 0, eventReads: 0 }),
+    () => ({ type: 'stats', events, refreshes: 0, fullLoads: 0, eventReads: 0, rebuilds: 0, contentRewrites: 0, fullDerives: 0 }),
     async () => {
       for (const s of subs) await s.stop();
     },
@@ -233,7 +286,10 @@ async function main(): Promise<void> {
   };
   process.once('SIGINT', () => {
     cleanup();
-    void dwn?.stop().finally(() => process.exit(130));
+    void (dwn?.stop() ?? Promise.resolve()).finally(() => {
+      rmSync(root, { recursive: true, force: true });
+      process.exit(130);
+    });
   });
   try {
     dwn = await startDwnServer({ dataDir: join(root, 'dwn'), port: 0, host: '127.0.0.1' });
@@ -251,7 +307,7 @@ async function main(): Promise<void> {
     out(`# joined at ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     const sessions = await mapLimit(devs, 4, async (d, i) => {
       const s = await NetworkSession.forNetwork(d, requireJoinedNetwork(d.profile.dir), 'node');
-      await s.load(['keyDelivery', 'network', 'node', 'endpoint']);
+      await s.load(['keyDelivery', 'network', 'node', 'nodeInfo', 'endpoint']);
       await publishEndpoint(s, {
         publicEndpoints: [{ address: `198.51.100.${(i % 250) + 1}`, port: 41000 + i, source: 'static', priority: 5 }],
         localEndpoints: [],
@@ -293,69 +349,107 @@ async function main(): Promise<void> {
     };
     let rr = 0;
     let writes = 0;
-    const heartbeats = async (ms: number): Promise<void> => {
+    /** One write a device makes, round robin over the writers, at --rate for `ms`. */
+    const writing = async (ms: number, write: (s: NetworkSession) => Promise<void>): Promise<void> => {
       const start = Date.now();
       for (let k = 0; ; k++) {
         const due = start + (k * 1000) / rate;
         if (due >= start + ms) break;
         if (due > Date.now()) await sleep(due - Date.now());
-        const s = writers[rr++ % writers.length]!;
-        if (!(await touchEndpoint(s))) throw new Error(`device ${s.me} had nothing to re-write`);
+        await write(writers[rr++ % writers.length]!);
         writes++;
       }
       await sleep(Math.max(0, start + ms - Date.now()) + 1500); // the last event's debounce and refresh
+    };
+    const heartbeat = async (s: NetworkSession): Promise<void> => {
+      if (!(await touchEndpoint(s))) throw new Error(`device ${s.me} had nothing to re-write`);
+    };
+    /** The device's nodeInfo again, same content, newly encrypted (a rotation's re-encryption, to a reader). */
+    const rewrite = async (s: NetworkSession): Promise<void> => {
+      const info = s.nodeRecordOf('nodeInfo', myNodeRecord(s).contextId);
+      if (!info) throw new Error(`device ${s.me} has no nodeInfo to re-write`);
+      await s.update(info, info.data, s.recipients(s.network().data.epoch));
     };
 
     out(`# phase 1: idle ${seconds} s`);
     const a = await sample();
     await sleep(seconds * 1000);
     const b = await sample();
-    out(`# phase 2: heartbeats at ${rate}/s for ${seconds} s`);
-    const w0 = writes;
-    await heartbeats(seconds * 1000);
-    const c = await sample();
-    const written = writes - w0;
-
     const idleSecs = (b.at - a.at) / 1000;
-    const hbSecs = (c.at - b.at) / 1000;
     out('');
-    out(`${nodes} nodes, ${written} heartbeats written in ${fmt(hbSecs, 1)} s (${rate}/s), idle reference ${fmt(idleSecs, 1)} s`);
-    const perEvent: number[] = [];
-    receivers.forEach((r, i) => {
-      const idleMsPerS = (b.rec[i]! - a.rec[i]!) / 1000 / idleSecs;
-      const hbMs = (c.rec[i]! - b.rec[i]!) / 1000;
-      const events = c.recEvents[i]! - b.recEvents[i]!;
-      const per = (hbMs - idleMsPerS * hbSecs) / events;
-      perEvent.push(per);
-      out(`receiver, ${r.name}: idle ${fmt(idleMsPerS * 100 / 1000, 3)} % of a core; ${events} events: ${fmt(hbMs, 0)} ms CPU, ${fmt(per)} ms per event above idle`);
-    });
-    const dwnIdle = ((b.dwnTicks - a.dwnTicks) / CLK_TCK) * 1000 / idleSecs;
-    const dwnHb = ((c.dwnTicks - b.dwnTicks) / CLK_TCK) * 1000;
-    const subscribers = writers.length + receivers.length;
-    out(`dwn-server: idle ${fmt(dwnIdle / 10, 3)} % of a core; ${fmt((dwnHb - dwnIdle * hbSecs) / written)} ms per heartbeat above idle (a write fanned out to ${subscribers} subscribed devices)`);
-    const sinkEvents = c.sinkEvents - b.sinkEvents;
-    const sinkMs = (c.sinkUs - b.sinkUs - ((b.sinkUs - a.sinkUs) / idleSecs) * hbSecs) / 1000;
-    out(`sink (${writers.length} devices' subscriptions, counting only): ${sinkEvents} events, ${fmt(sinkMs / Math.max(1, sinkEvents), 3)} ms per event (WebSocket frame + JSON parse)`);
-    const writerMs = (c.writerUs - b.writerUs - ((b.writerUs - a.writerUs) / idleSecs) * hbSecs) / 1000;
-    out(`writer (this process): ${fmt(writerMs / written)} ms per heartbeat written`);
+    out(`${nodes} nodes, idle reference ${fmt(idleSecs, 1)} s`);
+    receivers.forEach((r, i) => out(`receiver, ${r.name}: idle ${fmt(((b.rec[i]! - a.rec[i]!) / 1000 / idleSecs) * 100 / 1000, 3)} % of a core`));
+    const dwnIdle = (((b.dwnTicks - a.dwnTicks) / CLK_TCK) * 1000) / idleSecs;
+    out(`dwn-server: idle ${fmt(dwnIdle / 10, 3)} % of a core`);
+
+    /** A measured phase: `what` written at --rate for --seconds; CPU per event above idle. */
+    const measure = async (what: string, write: (s: NetworkSession) => Promise<void>): Promise<number[]> => {
+      out('');
+      out(`# ${what} at ${rate}/s for ${seconds} s`);
+      const c0 = await sample();
+      const w0 = writes;
+      await writing(seconds * 1000, write);
+      const c = await sample();
+      const written = writes - w0;
+      const secs = (c.at - c0.at) / 1000;
+      out(`${what}: ${written} written in ${fmt(secs, 1)} s`);
+      const perEvent: number[] = [];
+      receivers.forEach((r, i) => {
+        const idleMsPerS = (b.rec[i]! - a.rec[i]!) / 1000 / idleSecs;
+        const ms = (c.rec[i]! - c0.rec[i]!) / 1000;
+        const events = c.recEvents[i]! - c0.recEvents[i]!;
+        const per = (ms - idleMsPerS * secs) / events;
+        perEvent.push(per);
+        out(`receiver, ${r.name}: ${events} events: ${fmt(ms, 0)} ms CPU, ${fmt(per)} ms per event above idle`);
+      });
+      const dwnMs = ((c.dwnTicks - c0.dwnTicks) / CLK_TCK) * 1000;
+      const subscribers = writers.length + receivers.length;
+      out(`dwn-server: ${fmt((dwnMs - dwnIdle * secs) / written)} ms per write above idle (fanned out to ${subscribers} subscribed devices)`);
+      const sinkEvents = c.sinkEvents - c0.sinkEvents;
+      const sinkMs = (c.sinkUs - c0.sinkUs - ((b.sinkUs - a.sinkUs) / idleSecs) * secs) / 1000;
+      out(`sink (${writers.length} devices' subscriptions, counting only): ${sinkEvents} events, ${fmt(sinkMs / Math.max(1, sinkEvents), 3)} ms per event (WebSocket frame + JSON parse)`);
+      const writerMs = (c.writerUs - c0.writerUs - ((b.writerUs - a.writerUs) / idleSecs) * secs) / 1000;
+      out(`writer (this process): ${fmt(writerMs / written)} ms per write`);
+      return perEvent;
+    };
+
+    const perHeartbeat = await measure('phase 2: heartbeats', heartbeat);
     const perMin = ((100 - 1) * 60_000) / HEARTBEAT_MS;
     receivers.forEach((r, i) => {
-      const pct = ((perMin * perEvent[i]!) / 60_000) * 100;
-      out(`expected at 100 nodes, ${r.name}: ${fmt(perMin, 1)} heartbeat events/min × ${fmt(perEvent[i]!)} ms = ${fmt(pct, 3)} % of a core above the 20-node base`);
+      const pct = ((perMin * perHeartbeat[i]!) / 60_000) * 100;
+      out(`expected at 100 nodes, ${r.name}: ${fmt(perMin, 1)} heartbeat events/min × ${fmt(perHeartbeat[i]!)} ms = ${fmt(pct, 3)} % of a core above the 20-node base`);
     });
+    await measure('phase 3: same-content re-writes (nodeInfo)', rewrite);
 
-    out('');
-    out(`# phase 3: heartbeats at ${rate}/s for ${seconds} s under a CPU profiler in each receiver`);
-    await Promise.all(receivers.map((r) => r.child.next('cpu', { cmd: 'profile-start' })));
-    await heartbeats(seconds * 1000);
-    for (const [i, r] of receivers.entries()) {
-      const file = join(profileDir, `receiver-${i}-${Date.now()}.cpuprofile`);
-      const p = await r.child.next('profile', { cmd: 'profile-stop', file });
-      out(`receiver, ${r.name}: ${fmt(p.sampledMs / 1000, 1)} s sampled; top self time (ms):${values['profile-dir'] ? ` ${file}` : ''}`);
-      for (const x of p.top.slice(0, 20)) out(`  ${String(x.ms).padStart(8)}  ${x.fn}`);
-    }
+    /** `what` written again with each receiver under a CPU profiler, or an allocation sampler. */
+    const profiled = async (what: string, write: (s: NetworkSession) => Promise<void>, alloc: boolean): Promise<void> => {
+      out('');
+      out(`# ${what} at ${rate}/s for ${seconds} s under ${alloc ? 'an allocation sampler' : 'a CPU profiler'} in each receiver (not used for the figures above)`);
+      const e0 = await Promise.all(receivers.map(async (r) => (await r.child.next('stats', { cmd: 'stats' })).events));
+      await Promise.all(receivers.map((r) => r.child.next('cpu', { cmd: 'profile-start', alloc })));
+      await writing(seconds * 1000, write);
+      for (const [i, r] of receivers.entries()) {
+        const file = join(profileDir, `receiver-${i}-${Date.now()}.cpuprofile`);
+        const p = await r.child.next('profile', { cmd: 'profile-stop', file });
+        const events = (await r.child.next('stats', { cmd: 'stats' })).events - e0[i]!;
+        if (p.allocs) {
+          out(`receiver, ${r.name}: ${fmt(p.allocKb / Math.max(1, events), 1)} KB allocated per event (${events} events, sampled); top allocation sites (KB in all):`);
+          for (const x of p.allocs) out(`  ${String(x.kb).padStart(8)}  ${x.fn}`);
+        } else {
+          out(`receiver, ${r.name}: ${fmt(p.sampledMs / 1000, 1)} s sampled, ${events} events; top self time (ms):${values['profile-dir'] ? ` ${file}` : ''}`);
+          for (const x of p.top.slice(0, 20)) out(`  ${String(x.ms).padStart(8)}  ${x.fn}`);
+        }
+      }
+    };
+    await profiled('phase 4: heartbeats', heartbeat, false);
+    await profiled('phase 5: same-content re-writes', rewrite, false);
+    await profiled('phase 6: heartbeats', heartbeat, true);
     const st = await Promise.all(receivers.map((r) => r.child.next('stats', { cmd: 'stats' })));
-    st.forEach((s, i) => out(`receiver, ${receivers[i]!.name}: ${s.events} events, ${s.refreshes} refreshes, ${s.fullLoads} full loads, ${s.eventReads} event reads in all`));
+    st.forEach((s, i) =>
+      out(
+        `receiver, ${receivers[i]!.name}: ${s.events} events, ${s.refreshes} refreshes, ${s.rebuilds} map rebuilds, ${s.contentRewrites} same-content re-writes, ${s.fullLoads} full loads, ${s.eventReads} event reads, ${s.fullDerives ?? 'n/a'} full derives in all`,
+      ),
+    );
     for (const ch of children) await ch.stop();
     for (const s of sessions) await s.close();
   } finally {

@@ -22,10 +22,10 @@ import { EventQueue } from './event-queue.js';
 import { MapCacheWriter } from './map-cache-writer.js';
 import { OwnReencryption } from './own-reencryption.js';
 import { OwnerDuties } from './owner-duties.js';
-import { currentNetwork, nodeRecordsByDid } from './model.js';
+import { currentNetwork } from './model.js';
 import type { ControlClientOptions, ControlEvent, ControlStats } from './control-client-types.js';
-import { expiryDue, nextTimeChange, withOnline } from './map-time.js';
-import { ENDPOINT_HEARTBEAT_MS, buildNetworkMap, mapHash, touchPeers, wireguardKeyOf, type NetworkMap } from './netmap.js';
+import { expiryDue, nextTimeChange, peerTimeChange, withOnline } from './map-time.js';
+import { ENDPOINT_HEARTBEAT_MS, buildNetworkMap, mapHash, touchPeersWith, wireguardKeyOf, type MapPeer, type NetworkMap, type NodeLookup } from './netmap.js';
 import { PROTOCOL_URI, kindOfPath } from './protocol.js';
 import { queryFor, readableKinds } from './reader.js';
 import type { EndpointRecord, NodeInfoRecord } from './records.js';
@@ -55,6 +55,13 @@ export class ControlClient {
   private refreshFailures = 0;
   /** Fires at the next moment the map changes with time alone (a peer's online flag, an expiry). */
   private timeTimer: NodeJS.Timeout | undefined;
+  /**
+   * When timeTimer fires (wall-clock ms; Infinity: never): no later than the current map's next
+   * time change. Undefined: not known, every peer must be looked at.
+   */
+  private timeTimerAt: number | undefined;
+  /** The session's node indexes, as touchPeers looks nodes up. */
+  private readonly nodeLookup: NodeLookup;
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private running: Promise<void> = Promise.resolve();
   private lastEndpoint: Omit<EndpointRecord, 'updatedAt'> | undefined;
@@ -98,6 +105,7 @@ export class ControlClient {
       ...(opts.reencryptWithinMs !== undefined ? { withinMs: opts.reencryptWithinMs } : {}),
     });
     session.now = () => this.now();
+    this.nodeLookup = { nodeByContext: (c) => session.nodeIndex().byContext.get(c), activeNodeOf: (r) => session.activeNodeOf(r) };
     session.onRevoked = () => this.rebuild();
     this.queue = new EventQueue(
       () => this.now(),
@@ -379,7 +387,7 @@ export class ControlClient {
       this.counters.refreshes++;
       this.lastRefreshAt = new Date(this.now()).toISOString();
       this.lastError = null;
-      const ownNode = s.role === 'owner' ? undefined : nodeRecordsByDid(s.set, s.joined.networkId, s.joined.anchor).get(s.me);
+      const ownNode = s.role === 'owner' ? undefined : s.nodeIndex().byDid.get(s.me);
       if (ownNode?.data.status === 'revoked') {
         // the owner's revocation of this device, read from an event: no request need be refused
         this.markRevoked();
@@ -442,9 +450,9 @@ export class ControlClient {
       nodes.add(m.contextId.slice(0, cut));
     }
     const s = this.session;
-    const m = touchPeers(this.current, s.set, nodes, this.now(), this.keyOf);
-    if (!m) return false;
-    this.setMap(m, 'dwn', true);
+    const t = touchPeersWith(this.current, s.set, nodes, this.now(), this.keyOf, this.nodeLookup);
+    if (!t) return false;
+    this.setMap(t.map, 'dwn', true, t.touched);
     return true;
   }
 
@@ -453,22 +461,40 @@ export class ControlClient {
    * flag is set anew, the hash stays) or a node expires (a rebuild). Nothing periodic: an idle
    * map with N peers costs nothing until then.
    */
-  private scheduleTimeChange(): void {
+  private scheduleTimeChange(touched?: readonly MapPeer[]): void {
+    const m = this.current;
+    const now = this.now();
+    if (touched && this.timeTimerAt !== undefined && m && this.source === 'dwn' && !this.stopped && !this.revoked) {
+      // only the touched peers changed: the others' next changes are where they were, so the
+      // timer stays unless a touched peer's comes sooner (one whose change moved later leaves
+      // the timer early: it then finds nothing to change and looks at every peer again)
+      let next = this.timeTimerAt;
+      for (const p of touched) next = Math.min(next, peerTimeChange(p, now));
+      if (next < this.timeTimerAt) this.armTimeTimer(next, now);
+      return;
+    }
     clearTimeout(this.timeTimer);
     this.timeTimer = undefined;
-    const m = this.current;
+    this.timeTimerAt = undefined;
     if (this.stopped || this.revoked || !m || this.source !== 'dwn') return;
-    const next = nextTimeChange(m, this.now());
+    this.armTimeTimer(nextTimeChange(m, now), now);
+  }
+
+  private armTimeTimer(next: number, now: number): void {
+    clearTimeout(this.timeTimer);
+    this.timeTimer = undefined;
+    this.timeTimerAt = next;
     if (next === Infinity) return;
     this.timeTimer = setTimeout(() => {
       this.timeTimer = undefined;
+      this.timeTimerAt = undefined;
       const cur = this.current;
       if (!cur || this.stopped || this.revoked) return;
       const now = this.now();
       if (expiryDue(cur, now)) this.rebuild();
       else this.setMap(withOnline(cur, now), 'dwn', true);
       if (this.timeTimer === undefined) this.scheduleTimeChange();
-    }, Math.min(2 ** 31 - 1, Math.max(0, next - this.now())));
+    }, Math.min(2 ** 31 - 1, Math.max(0, next - now)));
     this.timeTimer.unref();
   }
 
@@ -481,12 +507,13 @@ export class ControlClient {
     if (m) this.setMap(m, 'dwn', true);
   }
 
-  private setMap(m: NetworkMap, source: 'cache' | 'dwn', save: boolean): void {
+  /** `touched`: only these peers changed since the map before (what moves with time, in place). */
+  private setMap(m: NetworkMap, source: 'cache' | 'dwn', save: boolean, touched?: readonly MapPeer[]): void {
     const changed = this.current?.hash !== m.hash;
     const firstFromDwn = source === 'dwn' && this.source !== 'dwn';
     this.current = m;
     this.source = source;
-    this.scheduleTimeChange();
+    this.scheduleTimeChange(touched);
     if (!changed && !firstFromDwn) return;
     this.emit({ type: 'map', map: m, source });
     if (save && this.opts.cache !== false) this.cacheWriter.save(m);

@@ -25,23 +25,30 @@ export function withOnline(map: NetworkMap, now: number): NetworkMap {
  * `online` flag flips or a node's expiry comes (Infinity: never, until records change).
  */
 export function nextTimeChange(map: NetworkMap, now: number): number {
+  let next = map.self === null ? Infinity : peerTimeChange(map.self, now);
+  for (const p of map.peers) {
+    const t = peerTimeChange(p, now);
+    if (t < next) next = t;
+  }
+  return next;
+}
+
+/** As nextTimeChange, for one peer. */
+export function peerTimeChange(p: MapPeer, now: number): number {
   let next = Infinity;
-  const consider = (t: number): void => {
-    if (t > now && t < next) next = t;
-  };
-  for (const p of map.self === null ? map.peers : [map.self, ...map.peers]) {
-    if (p.endpointUpdatedAt !== null) {
-      const updated = Date.parse(p.endpointUpdatedAt);
-      if (Number.isFinite(updated)) {
-        // online while now ∈ [updated − window, updated + window]: it flips just outside either end
-        consider(updated - ONLINE_WINDOW_MS);
-        consider(updated + ONLINE_WINDOW_MS + 1);
-      }
+  if (p.endpointUpdatedAt !== null) {
+    const updated = Date.parse(p.endpointUpdatedAt);
+    if (Number.isFinite(updated)) {
+      // online while now ∈ [updated − window, updated + window]: it flips just outside either end
+      const before = updated - ONLINE_WINDOW_MS;
+      const after = updated + ONLINE_WINDOW_MS + 1;
+      if (before > now) next = before;
+      else if (after > now) next = after;
     }
-    if (p.expiresAt !== null) {
-      const at = Date.parse(p.expiresAt);
-      if (Number.isFinite(at)) consider(at);
-    }
+  }
+  if (p.expiresAt !== null) {
+    const at = Date.parse(p.expiresAt);
+    if (Number.isFinite(at) && at > now && at < next) next = at;
   }
   return next;
 }

@@ -10,6 +10,7 @@ import { wgKeyToBase64, x25519PublicFromEd25519 } from '../identity/keys.js';
 import { DEFAULT_MESH_CIDR6 } from '../identity/mesh-address.js';
 import { compileAcl, type AclNode, type CompiledFilter } from './acl.js';
 import { activeNodeOf, activeNodes, currentNetwork, currentPolicy, currentRelays, nodeRecordsByDid, type ActiveNode, type RecordSet } from './model.js';
+import type { Decoded } from './reader.js';
 import type { Capability, EndpointSource, NatType } from './records.js';
 import { routesInUse } from './routes.js';
 import { compareText } from '../util/compare.js';
@@ -247,29 +248,59 @@ export function buildNetworkMap(input: BuildMapInput): NetworkMap | undefined {
 }
 
 /**
+ * Finding a node's records without a pass over every record: the caller's indexes (a session
+ * keeps them as records come: record-slots.ts), or ones made from the set.
+ */
+export interface NodeLookup {
+  /** The node record nodeRecordsByDid holds with this contextId (the newest of its DID). */
+  nodeByContext(contextId: string): Decoded<'node'> | undefined;
+  /** As model.ts activeNodeOf. */
+  activeNodeOf(record: Decoded<'node'>): ActiveNode;
+}
+
+function lookupOf(set: RecordSet, networkId: string, anchor: string): NodeLookup {
+  const byContext = new Map<string, Decoded<'node'>>();
+  for (const r of nodeRecordsByDid(set, networkId, anchor).values()) byContext.set(r.contextId, r);
+  return { nodeByContext: (c) => byContext.get(c), activeNodeOf: (r) => activeNodeOf(set, r) };
+}
+
+/**
  * The map again after records of the nodes with these context ids changed only in what moves
  * with time (an endpoint heartbeat: same bytes, newer record time): those peers are made anew
  * from the records and put in place, with no rebuild and no new hash. Undefined when a node is
  * not in the map or anything its hash covers changed: then the whole map must be rebuilt.
  */
-export function touchPeers(map: NetworkMap, set: RecordSet, nodeContextIds: ReadonlySet<string>, now: number, keyOf: (did: string) => string = wireguardKeyOf): NetworkMap | undefined {
-  const records: ActiveNode['record'][] = [];
-  for (const r of nodeRecordsByDid(set, map.networkId, map.anchor).values()) if (nodeContextIds.has(r.contextId)) records.push(r);
-  if (records.length !== nodeContextIds.size) return undefined;
+export function touchPeers(map: NetworkMap, set: RecordSet, nodeContextIds: ReadonlySet<string>, now: number, keyOf: (did: string) => string = wireguardKeyOf, lookup?: NodeLookup): NetworkMap | undefined {
+  return touchPeersWith(map, set, nodeContextIds, now, keyOf, lookup)?.map;
+}
+
+/** touchPeers, also handing back the peers it made anew (what moves with time changed only for them). */
+export function touchPeersWith(
+  map: NetworkMap,
+  set: RecordSet,
+  nodeContextIds: ReadonlySet<string>,
+  now: number,
+  keyOf: (did: string) => string = wireguardKeyOf,
+  lookup: NodeLookup = lookupOf(set, map.networkId, map.anchor),
+): { map: NetworkMap; touched: MapPeer[] } | undefined {
   const meshPrefixes = [map.network.meshCIDR, map.network.meshCIDR6];
   let self = map.self;
   let peers: MapPeer[] | undefined;
-  for (const record of records) {
+  const touched: MapPeer[] = [];
+  for (const context of nodeContextIds) {
+    const record = lookup.nodeByContext(context);
+    if (record === undefined) return undefined;
     const did = record.data.did;
     const i = self?.did === did ? -1 : indexByDid(map.peers, did);
     const old = i === -1 ? self : i === undefined ? undefined : map.peers[i];
     if (old === null || old === undefined || i === undefined) return undefined;
-    const peer = toPeer(activeNodeOf(set, record), now, keyOf, meshPrefixes);
+    const peer = toPeer(lookup.activeNodeOf(record), now, keyOf, meshPrefixes);
     if (!sameSteadyPeer(peer, old)) return undefined;
+    touched.push(peer);
     if (i === -1) self = peer;
     else (peers ??= [...map.peers])[i] = peer;
   }
-  return { ...map, self, peers: peers ?? map.peers, generatedAt: new Date(now).toISOString() };
+  return { map: { ...map, self, peers: peers ?? map.peers, generatedAt: new Date(now).toISOString() }, touched };
 }
 
 /** What moves with time alone in a peer (left out of the hash and of sameSteadyPeer). */

@@ -66,9 +66,11 @@ export const MAX_DATA_SIZE: Record<RecordKind, number> = {
   joinRequest: 4_096,
 };
 
+const KIND_OF_PATH: ReadonlyMap<string, RecordKind> = new Map(Object.entries(PATHS).map(([k, p]) => [p, k as RecordKind]));
+
+/** The kind of a protocol path (a lookup: every event asks, several times). */
 export function kindOfPath(path: string): RecordKind | undefined {
-  for (const [k, p] of Object.entries(PATHS)) if (p === path) return k as RecordKind;
-  return undefined;
+  return KIND_OF_PATH.get(path);
 }
 
 const READ = ['read', 'query', 'subscribe'];

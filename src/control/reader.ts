@@ -8,6 +8,7 @@
  * other entries a writer adds. Records dated far in the future are refused: the time in a
  * message is the author's word and is used to order versions.
  */
+import { createHash } from 'node:crypto';
 import type { RecordsFilter, RecordsQueryReplyEntry, RecordsWriteMessage } from '@tbd54566975/dwn-sdk-js';
 import { canonicalDid } from '../identity/did-jwk.js';
 import type { DwnClient } from '../dwn/client.js';
@@ -158,10 +159,11 @@ function viaFor(acc: NetworkAccess, kind: RecordKind, author: string): DecryptVi
 }
 
 /**
- * Initial writes already verified, by their exact JSON, with their author: every update of a
- * record carries the same initial write, and a heartbeat re-write is an update. Verification is
- * a function of the message alone, so a message with the same JSON has the same answer; any
- * other message (one byte changed) is verified in full. Bounded, least recently used out first.
+ * Initial writes already verified, by their exact JSON (kept as its SHA-256), with their author:
+ * every update of a record carries the same initial write, and a heartbeat re-write is an update.
+ * Verification is a function of the message alone, so a message with the same JSON has the same
+ * answer; any other message (one byte changed) is verified in full. Bounded, least recently used
+ * out first.
  */
 export class VerifiedInitialWrites {
   private readonly map = new Map<string, string>();
@@ -172,7 +174,7 @@ export class VerifiedInitialWrites {
   async authorOf(message: RecordsWriteMessage): Promise<string> {
     let key: string;
     try {
-      key = JSON.stringify(message);
+      key = createHash('sha256').update(JSON.stringify(message)).digest('base64');
     } catch {
       return canonicalDid(await verifyRecordsWriteMessage(message, this.keys)); // not JSON (a cycle, a BigInt): no memo
     }
@@ -215,7 +217,11 @@ export async function verifiedAuthor(kind: RecordKind, msg: RecordsQueryReplyEnt
   }
 }
 
-/** Decode one entry; returns undefined (and counts it) when it must be skipped. */
+/**
+ * Decode one entry; returns undefined (and counts it) when it must be skipped. `initialWrites`:
+ * initial writes verified before (a new version of a known record — a key rotation's
+ * re-encryption — then costs one signature check, not two).
+ */
 export async function decodeEntry<K extends RecordKind>(
   acc: NetworkAccess,
   kind: K,
@@ -223,6 +229,7 @@ export async function decodeEntry<K extends RecordKind>(
   skips: SkipLog,
   data?: Uint8Array,
   now: number = Date.now(),
+  initialWrites?: VerifiedInitialWrites,
 ): Promise<Decoded<K> | undefined> {
   const msg = entry as RecordsQueryReplyEntry;
   const version = msg.descriptor?.messageTimestamp ?? '';
@@ -244,7 +251,7 @@ export async function decodeEntry<K extends RecordKind>(
     if (!r) return undefined;
     bytes = r.data;
   }
-  const author = await verifiedAuthor(kind, msg, skips);
+  const author = await verifiedAuthor(kind, msg, skips, initialWrites);
   if (author === undefined) return undefined;
   try {
     await verifyRecordData(msg, bytes);
@@ -376,7 +383,7 @@ export async function decodeCached<K extends RecordKind>(
     cache.set(key, next);
     return next;
   }
-  const d = await decodeEntry(acc, kind, entry, skips, undefined, now);
+  const d = await decodeEntry(acc, kind, entry, skips, undefined, now, cache.initialWrites);
   if (d) cache.set(key, d);
   return d;
 }

@@ -14,8 +14,9 @@ import { markRemoved, removedError, requireJoinedNetwork, type JoinedNetwork } f
 import type { RecordsWriteMessage } from '@tbd54566975/dwn-sdk-js';
 import { EpochGuard } from './epochs.js';
 import { fetchEventRecords, type EventReadCounts } from './event-reads.js';
-import { currentNetwork, emptyRecordSet, type RecordSet } from './model.js';
-import { DATA_FORMAT, MAX_DATA_SIZE, MEMBER_READABLE, PATHS, PROTOCOL_URI, kindOfPath, type RecordKind } from './protocol.js';
+import { currentNetwork, type RecordSet } from './model.js';
+import { RecordSlots, type NodeIndex } from './record-slots.js';
+import { DATA_FORMAT, MAX_DATA_SIZE, PATHS, PROTOCOL_URI, kindOfPath, type RecordKind } from './protocol.js';
 import {
   absorbKeyDeliveries,
   decodeCached,
@@ -91,10 +92,11 @@ export class NetworkSession {
   readonly skips: SkipLog = newSkipLog();
   readonly epochs: EpochGuard;
   private readonly decoded = new DecodeCache();
-  /** Every record read, by slot (see slotOf), before the epoch rules are applied. */
-  private readonly slots = new Map<string, Decoded>();
-  /** The records in force: `slots` with the epoch rules applied. Rebuilt by `derive`. */
-  set: RecordSet = emptyRecordSet();
+  /**
+   * Every record read, by slot (see slotOf), and the records in force (`set`): the epoch rules
+   * applied slot by slot as records come (record-slots.ts).
+   */
+  private readonly slots: RecordSlots;
   private readonly lease: EmbeddedLease | undefined;
   /** Clock (tests move it). */
   now: () => number = Date.now;
@@ -136,6 +138,27 @@ export class NetworkSession {
     this.lease = lease;
     this.epochs = new EpochGuard(networkDir(ctx), joined.networkId);
     acc.keyring.noteEpoch(this.epochs.highest);
+    this.slots = new RecordSlots({ epochs: this.epochs, networkId: joined.networkId, anchor: joined.anchor, skips: this.skips, onEpoch: (e) => acc.keyring.noteEpoch(e) });
+  }
+
+  /** The records in force: every record read with the epoch rules applied. */
+  get set(): RecordSet {
+    return this.slots.set;
+  }
+
+  /** The node records in force by DID and by contextId (memoised while they stay the same). */
+  nodeIndex(): NodeIndex {
+    return this.slots.nodeIndex();
+  }
+
+  /** A node record in force with its nodeInfo and endpoint in force (model.ts activeNodeOf, by slot). */
+  activeNodeOf(record: Decoded<'node'>): ReturnType<RecordSlots['activeNodeOf']> {
+    return this.slots.activeNodeOf(record);
+  }
+
+  /** Full derives so far (each a pass over every record: rare once loaded). */
+  get fullDerives(): number {
+    return this.slots.fullDerives;
   }
 
   /** Open the profile's joined network, acting as `as` (default: owner, else node, else member). */
@@ -181,20 +204,19 @@ export class NetworkSession {
         throw this.role !== 'owner' && isRoleRefused(e) ? removedError(markRemoved(networkDir(this.ctx), new Date().toISOString()) ?? this.joined) : e;
       });
       const held = new Map<string, Decoded>();
-      for (const [slot, r] of this.slots) {
-        if (r.kind !== kind) continue;
-        held.set(slot, r);
-        this.slots.delete(slot);
-      }
+      this.slots.invalidate();
+      for (const [slot, r] of this.slots.entries()) if (r.kind === kind) held.set(slot, r);
+      const now = this.now();
+      for (const slot of held.keys()) this.slots.delete(slot, now);
       for (const r of recs) {
         // what is missing from the answer was deleted; an older version than one held is a replay
         const slot = slotOf(kind, r.recordId, r.contextId);
         const h = held.get(slot);
         if (h && h.recordId === r.recordId && h.timestamp > r.timestamp) {
           recordSkip(this.skips, kind, r.recordId, r.timestamp, 'rollback', `the DWN returned a version older than ${h.timestamp}`);
-          this.slots.set(slot, h);
+          this.slots.put(slot, h, now);
         } else {
-          this.slots.set(slot, r);
+          this.slots.put(slot, r, now);
         }
       }
       if (kind === 'keyDelivery') this.keysLearned += absorbKeyDeliveries(this.acc, recs as Decoded<'keyDelivery'>[]).length;
@@ -210,7 +232,6 @@ export class NetworkSession {
    */
   async ingest(messages: RecordsWriteMessage[]): Promise<Set<RecordKind>> {
     const changed = new Set<RecordKind>();
-    let stored = false;
     this.failedSlots.clear();
     this.waitedInLastIngest = 0;
     // what is to be read is fetched up front (a few reads at a time, or one query for many
@@ -221,7 +242,7 @@ export class NetworkSession {
       const kind = kindOfPath(msg.descriptor?.protocolPath ?? '');
       if (kind && typeof msg.recordId === 'string' && this.needsRead(kind, msg)) toRead.push([kind, msg]);
     }
-    const answers = fetchEventRecords(this.acc, toRead, this.eventReads);
+    const answers = toRead.length > 0 ? fetchEventRecords(this.acc, toRead, this.eventReads) : NO_ANSWERS;
     for (const msg of messages) {
       const kind = kindOfPath(msg.descriptor?.protocolPath ?? '');
       if (!kind || typeof msg.recordId !== 'string') continue;
@@ -235,7 +256,7 @@ export class NetworkSession {
         d = await decodeCached(this.acc, kind, msg, this.skips, this.decoded, this.now());
       } else if (pending === undefined && hasInlineData(msg)) {
         // the event brought the data (as a query entry does): checked against its dataCid, no read
-        d = await decodeEntry(this.acc, kind, msg, this.skips, undefined, this.now());
+        d = await decodeEntry(this.acc, kind, msg, this.skips, undefined, this.now(), this.decoded.initialWrites);
         if (d) this.decoded.set(DecodeCache.key(d.recordId, d.dataCid), d);
       } else {
         const a = await (pending ?? fetchEventRecords(this.acc, [[kind, msg]], this.eventReads).get(msg)!);
@@ -244,12 +265,15 @@ export class NetworkSession {
           // of that record is gone too — a revoked node's tombstone read after its deletion
           // must not leave the node in the map
           if (held && held.recordId === msg.recordId) {
-            this.slots.delete(slot);
+            this.slots.delete(slot, this.now());
             changed.add(kind);
           }
           continue;
         }
-        d = 'read' in a ? await decodeEntry(this.acc, kind, a.read.message, this.skips, a.read.data, this.now()) : await decodeEntry(this.acc, kind, a.entry, this.skips, undefined, this.now());
+        d =
+          'read' in a
+            ? await decodeEntry(this.acc, kind, a.read.message, this.skips, a.read.data, this.now(), this.decoded.initialWrites)
+            : await decodeEntry(this.acc, kind, a.entry, this.skips, undefined, this.now(), this.decoded.initialWrites);
         if (d) this.decoded.set(DecodeCache.key(d.recordId, d.dataCid), d);
       }
       if (!d) {
@@ -263,8 +287,7 @@ export class NetworkSession {
       this.waitingForKey.delete(slot);
       const cur = this.slots.get(slot);
       if (cur && cur.timestamp >= d.timestamp) continue;
-      this.slots.set(slot, d);
-      stored = true;
+      this.slots.put(slot, d, this.now());
       if (cur && sameContent(cur, d)) {
         // the same record re-written with the same content (a key rotation re-encrypts every
         // record): the set takes the new version, the map has nothing to change
@@ -274,7 +297,8 @@ export class NetworkSession {
       changed.add(kind);
       if (kind === 'keyDelivery') this.keysLearned += absorbKeyDeliveries(this.acc, [d as Decoded<'keyDelivery'>]).length;
     }
-    if (stored) this.derive();
+    // the epoch rules moved (a network record, the grace's end): what that changed counts too
+    for (const k of this.slots.settle(this.now())) changed.add(k);
     return changed;
   }
 
@@ -339,49 +363,21 @@ export class NetworkSession {
 
   /** Forget a record (a delete the owner was told of). */
   forget(recordId: string): boolean {
-    let hit = false;
-    for (const [slot, r] of this.slots) {
-      if (r.recordId === recordId) {
-        this.slots.delete(slot);
-        hit = true;
-      }
-    }
-    if (hit) this.derive();
-    return hit;
+    const now = this.now();
+    const gone: string[] = [];
+    for (const [slot, r] of this.slots.entries()) if (r.recordId === recordId) gone.push(slot);
+    for (const slot of gone) this.slots.delete(slot, now);
+    if (gone.length > 0) this.slots.settle(now);
+    return gone.length > 0;
   }
 
   /**
-   * Apply the epoch rules: the network record with the highest epoch not below the floor sets
-   * the current epoch; member-readable records under another epoch (past the grace) are left out.
+   * Apply the epoch rules to every record read (a full derive: record-slots.ts). Changes keep the
+   * set current by themselves; this is for a caller that wants the rules applied as of now.
    */
   derive(): RecordSet {
-    const now = this.now();
-    const set = emptyRecordSet();
-    const all = [...this.slots.values()];
-    for (const r of all) {
-      if (r.kind !== 'network') continue;
-      const n = r as Decoded<'network'>;
-      if (!this.epochs.admits(n.data.epoch)) {
-        recordSkip(this.skips, 'network', n.recordId, n.timestamp, 'rollback', `network record names epoch ${n.data.epoch}, below epoch ${this.epochs.highest} seen before`);
-        continue;
-      }
-      set.network.push(n);
-    }
-    const net = currentNetwork(set, this.joined.networkId, this.joined.anchor);
-    if (net) {
-      this.epochs.accept(net.data.epoch, now);
-      this.acc.keyring.noteEpoch(net.data.epoch);
-    }
-    for (const r of all) {
-      if (r.kind === 'network') continue;
-      if (MEMBER_READABLE.has(r.kind) && !this.epochs.usable(r.epoch, now, r.kind) && !isTombstone(r)) {
-        recordSkip(this.skips, r.kind, r.recordId, r.timestamp, 'stale-epoch', `record is under epoch ${r.epoch ?? 'unknown'}, not the current ${this.epochs.epoch ?? 'unknown'}`);
-        continue;
-      }
-      (set[r.kind] as Decoded[]).push(r);
-    }
-    this.set = set;
-    return set;
+    this.slots.derive(this.now());
+    return this.set;
   }
 
   network(): Decoded<'network'> {
@@ -488,17 +484,10 @@ export class NetworkSession {
     const slot = slotOf(ref.kind, ref.recordId, ref.contextId);
     const cur = this.slots.get(slot);
     if (cur && cur.recordId === ref.recordId && cur.timestamp > d.timestamp) return;
-    this.slots.set(slot, d);
-    this.derive();
+    const now = this.now();
+    this.slots.put(slot, d, now);
+    this.slots.settle(now);
   }
-}
-
-/**
- * A revoked node or member record counts under any epoch: it can only take someone out, and the
- * owner must still find it to delete it when a rotation was cut short past the epoch's grace.
- */
-function isTombstone(r: Decoded): boolean {
-  return (r.kind === 'node' || r.kind === 'member') && (r as Decoded<'node'>).data.status === 'revoked';
 }
 
 /** An event's message that carries its record's data (a DWN that sends it: dwn/server-event-data.ts). */
@@ -513,6 +502,8 @@ const CONTENT_ONLY: ReadonlySet<RecordKind> = new Set<RecordKind>(['node', 'node
 function sameContent(held: Decoded, next: Decoded): boolean {
   return CONTENT_ONLY.has(next.kind) && held.recordId === next.recordId && held.author === next.author && (held.dataCid === next.dataCid || canonicalJson(held.data) === canonicalJson(next.data));
 }
+
+const NO_ANSWERS: ReturnType<typeof fetchEventRecords> = new Map();
 
 function hasInlineData(msg: RecordsWriteMessage): boolean {
   return typeof (msg as { encodedData?: unknown }).encodedData === 'string';

@@ -161,7 +161,7 @@ export function computeCidSync(value: unknown): string {
   return cidV1String(dagCbor.code, sha256(encodeDagCbor(value)));
 }
 
-const BASE32 = 'abcdefghijklmnopqrstuvwxyz234567';
+const BASE32_CODES = Buffer.from('abcdefghijklmnopqrstuvwxyz234567', 'latin1');
 
 /**
  * A CIDv1 with a SHA-256 multihash, as multiformats prints it (multibase 'b': RFC 4648 base32,
@@ -176,7 +176,11 @@ export function cidV1String(codec: number, digest: Uint8Array): string {
   bytes[2] = SHA2_256;
   bytes[3] = 32;
   bytes.set(digest, 4);
-  let out = 'b';
+  // the characters go into one buffer (a string built by `+=` is a chain of 58 pieces: every
+  // event's signature check computes a few of these)
+  const out = Buffer.allocUnsafe(1 + Math.ceil((36 * 8) / 5));
+  let n = 0;
+  out[n++] = 0x62; // 'b'
   let bits = 0;
   let acc = 0;
   for (const byte of bytes) {
@@ -184,12 +188,12 @@ export function cidV1String(codec: number, digest: Uint8Array): string {
     bits += 8;
     while (bits >= 5) {
       bits -= 5;
-      out += BASE32[(acc >>> bits) & 31];
+      out[n++] = BASE32_CODES[(acc >>> bits) & 31]!;
     }
     acc &= (1 << bits) - 1;
   }
-  if (bits > 0) out += BASE32[(acc << (5 - bits)) & 31];
-  return out;
+  if (bits > 0) out[n++] = BASE32_CODES[(acc << (5 - bits)) & 31]!;
+  return out.toString('latin1', 0, n);
 }
 
 /** `Cid.computeCid` of dwn-sdk-js: CIDv1 (DAG-CBOR, SHA-256) of `value`. */

@@ -2,6 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import fc from 'fast-check';
+import { flattenedDecrypt } from 'jose';
+import { x25519PrivateKeyObject } from '../../src/identity/keys.js';
 import { deriveDeviceKeys } from '../../src/identity/keys.js';
 import {
   decryptJwe,
@@ -13,7 +15,9 @@ import {
   JWE_BUCKETS,
   networkKeyPath,
   networkKid,
+  openDirect,
   padToBucket,
+  type ParsedJwe,
   x25519PublicOf,
 } from '../../src/control/crypto.js';
 import { Keyring } from '../../src/control/keyring.js';
@@ -179,5 +183,50 @@ test('property: arbitrary bytes never decrypt and never throw anything but Decry
       },
     ),
     { numRuns: 500 },
+  );
+});
+
+test("the direct path (node:crypto alone) opens what meshd writes as jose does, and refuses what jose refuses", async () => {
+  const k = keysOf(5);
+  const other = keysOf(6);
+  const viaJose = async (jwe: ParsedJwe, i: number, key: Uint8Array): Promise<string> => {
+    const { recipients, ...rest } = jwe;
+    const r = recipients[i]!;
+    const out = await flattenedDecrypt({ ...rest, ...(r.header ? { header: r.header } : {}), ...(r.encrypted_key ? { encrypted_key: r.encrypted_key } : {}) } as Parameters<typeof flattenedDecrypt>[0], x25519PrivateKeyObject(key));
+    return Buffer.from(out.plaintext).toString('utf8');
+  };
+  await fc.assert(
+    fc.asyncProperty(fc.jsonValue(), fc.nat(), fc.constantFrom('ciphertext', 'tag', 'iv', 'protected', 'encrypted_key', 'epk'), async (value, flip, field) => {
+      const bytes = await encryptJson(value, [{ kid: directKid(), publicKey: other.xPublic }, { kid: directKid(), publicKey: k.xPublic }]);
+      const jwe = JSON.parse(Buffer.from(bytes).toString()) as ParsedJwe;
+      const direct = openDirect(jwe, jwe.recipients[1]!, k.xPrivate);
+      assert.notEqual(direct, undefined, 'meshd’s own entries take the direct path');
+      assert.equal(direct, await viaJose(jwe, 1, k.xPrivate));
+      assert.deepEqual(JSON.parse(direct!), JSON.parse(JSON.stringify(value)));
+      assert.throws(() => openDirect(jwe, jwe.recipients[0]!, k.xPrivate), 'another device’s entry does not open');
+      // one bit flipped anywhere that matters: both refuse
+      const t = structuredClone(jwe) as ParsedJwe & Record<string, unknown>;
+      const r = t.recipients[1]! as { header: Record<string, unknown>; encrypted_key: string };
+      const flipIn = (b64: string): string => {
+        const b = Buffer.from(b64, 'base64url');
+        b[flip % b.length]! ^= 1 << (flip % 8);
+        return b.toString('base64url');
+      };
+      if (field === 'encrypted_key') r.encrypted_key = flipIn(r.encrypted_key);
+      else if (field === 'epk') (r.header.epk as { x: string }).x = flipIn((r.header.epk as { x: string }).x);
+      else t[field] = flipIn(t[field] as string);
+      let directOk: boolean;
+      try {
+        directOk = openDirect(t, t.recipients[1]!, k.xPrivate) === direct;
+      } catch {
+        directOk = false;
+      }
+      const joseOk = await viaJose(t, 1, k.xPrivate).then(
+        (x) => x === direct,
+        () => false,
+      );
+      assert.equal(directOk, joseOk, `tampered ${field}: direct and jose agree`);
+    }),
+    { numRuns: 150 },
   );
 });

@@ -24,7 +24,8 @@ import { OwnReencryption } from './own-reencryption.js';
 import { OwnerDuties } from './owner-duties.js';
 import { currentNetwork } from './model.js';
 import type { ControlClientOptions, ControlEvent, ControlStats } from './control-client-types.js';
-import { expiryDue, nextTimeChange, peerTimeChange, withOnline } from './map-time.js';
+import { withOnline } from './map-time.js';
+import { MapTimeTimer } from './map-time-timer.js';
 import { ENDPOINT_HEARTBEAT_MS, buildNetworkMap, mapHash, touchPeersWith, wireguardKeyOf, type MapPeer, type NetworkMap, type NodeLookup } from './netmap.js';
 import { PROTOCOL_URI, kindOfPath } from './protocol.js';
 import { queryFor, readableKinds } from './reader.js';
@@ -54,12 +55,7 @@ export class ControlClient {
   /** Refreshes failed in a row (the retry backoff's attempt). */
   private refreshFailures = 0;
   /** Fires at the next moment the map changes with time alone (a peer's online flag, an expiry). */
-  private timeTimer: NodeJS.Timeout | undefined;
-  /**
-   * When timeTimer fires (wall-clock ms; Infinity: never): no later than the current map's next
-   * time change. Undefined: not known, every peer must be looked at.
-   */
-  private timeTimerAt: number | undefined;
+  private readonly timeTimer: MapTimeTimer;
   /** The session's node indexes, as touchPeers looks nodes up. */
   private readonly nodeLookup: NodeLookup;
   private heartbeatTimer: NodeJS.Timeout | undefined;
@@ -105,6 +101,11 @@ export class ControlClient {
       ...(opts.reencryptWithinMs !== undefined ? { withinMs: opts.reencryptWithinMs } : {}),
     });
     session.now = () => this.now();
+    this.timeTimer = new MapTimeTimer({
+      liveMap: () => (this.source === 'dwn' && !this.stopped && !this.revoked ? this.current : undefined),
+      now: () => this.now(),
+      due: (map, expired, now) => (expired ? this.rebuild() : this.setMap(withOnline(map, now), 'dwn', true)),
+    });
     this.nodeLookup = { nodeByContext: (c) => session.nodeIndex().byContext.get(c), activeNodeOf: (r) => session.activeNodeOf(r) };
     session.onRevoked = () => this.rebuild();
     this.queue = new EventQueue(
@@ -203,7 +204,7 @@ export class ControlClient {
     this.stopped = true;
     clearTimeout(this.flushTimer);
     clearTimeout(this.retryTimer);
-    clearTimeout(this.timeTimer);
+    this.timeTimer.stop();
     clearInterval(this.heartbeatTimer);
     this.duties.stop();
     this.reencryption.stop();
@@ -456,48 +457,6 @@ export class ControlClient {
     return true;
   }
 
-  /**
-   * Wake at the next moment the map changes with time alone: a peer's online flag flips (its
-   * flag is set anew, the hash stays) or a node expires (a rebuild). Nothing periodic: an idle
-   * map with N peers costs nothing until then.
-   */
-  private scheduleTimeChange(touched?: readonly MapPeer[]): void {
-    const m = this.current;
-    const now = this.now();
-    if (touched && this.timeTimerAt !== undefined && m && this.source === 'dwn' && !this.stopped && !this.revoked) {
-      // only the touched peers changed: the others' next changes are where they were, so the
-      // timer stays unless a touched peer's comes sooner (one whose change moved later leaves
-      // the timer early: it then finds nothing to change and looks at every peer again)
-      let next = this.timeTimerAt;
-      for (const p of touched) next = Math.min(next, peerTimeChange(p, now));
-      if (next < this.timeTimerAt) this.armTimeTimer(next, now);
-      return;
-    }
-    clearTimeout(this.timeTimer);
-    this.timeTimer = undefined;
-    this.timeTimerAt = undefined;
-    if (this.stopped || this.revoked || !m || this.source !== 'dwn') return;
-    this.armTimeTimer(nextTimeChange(m, now), now);
-  }
-
-  private armTimeTimer(next: number, now: number): void {
-    clearTimeout(this.timeTimer);
-    this.timeTimer = undefined;
-    this.timeTimerAt = next;
-    if (next === Infinity) return;
-    this.timeTimer = setTimeout(() => {
-      this.timeTimer = undefined;
-      this.timeTimerAt = undefined;
-      const cur = this.current;
-      if (!cur || this.stopped || this.revoked) return;
-      const now = this.now();
-      if (expiryDue(cur, now)) this.rebuild();
-      else this.setMap(withOnline(cur, now), 'dwn', true);
-      if (this.timeTimer === undefined) this.scheduleTimeChange();
-    }, Math.min(2 ** 31 - 1, Math.max(0, next - now)));
-    this.timeTimer.unref();
-  }
-
   /** Rebuild from the records already read. */
   private rebuild(): void {
     if (!this.loadedOnce || this.revoked) return;
@@ -513,7 +472,7 @@ export class ControlClient {
     const firstFromDwn = source === 'dwn' && this.source !== 'dwn';
     this.current = m;
     this.source = source;
-    this.scheduleTimeChange(touched);
+    this.timeTimer.schedule(touched);
     if (!changed && !firstFromDwn) return;
     this.emit({ type: 'map', map: m, source });
     if (save && this.opts.cache !== false) this.cacheWriter.save(m);

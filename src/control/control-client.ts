@@ -405,7 +405,7 @@ export class ControlClient {
         // once written, not merely once a refresh saw the new epoch: a refresh that failed after
         // reading the new network record must not leave them under the old key
         const epoch = net.data.epoch;
-        if (!ownRecordsBehind(s)) this.reencryption.done(epoch);
+        if (!ownRecordsBehind(s, ownNode)) this.reencryption.done(epoch);
         else if (this.reencryption.due(epoch)) {
           // in turn with this device's endpoint writes: two versions of one record signed at once
           // would have the DWN refuse one (409)

@@ -71,9 +71,8 @@ export async function touchEndpoint(s: NetworkSession): Promise<boolean> {
 }
 
 /** This device's own nodeInfo/endpoint that are under an older epoch than the current one. */
-function behind(s: NetworkSession): Decoded<'nodeInfo' | 'endpoint'>[] {
+function behind(s: NetworkSession, node: Decoded<'node'> = myNodeRecord(s)): Decoded<'nodeInfo' | 'endpoint'>[] {
   const net = s.network();
-  const node = myNodeRecord(s);
   const epoch = net.data.epoch;
   const out: Decoded<'nodeInfo' | 'endpoint'>[] = [];
   for (const kind of ['nodeInfo', 'endpoint'] as const) {
@@ -83,9 +82,12 @@ function behind(s: NetworkSession): Decoded<'nodeInfo' | 'endpoint'>[] {
   return out;
 }
 
-/** Is any of this device's own records still under an older epoch (a rotation it has not followed yet)? */
-export function ownRecordsBehind(s: NetworkSession): boolean {
-  return behind(s).length > 0;
+/**
+ * Is any of this device's own records still under an older epoch (a rotation it has not followed
+ * yet)? `node`: this device's node record, when the caller has it (every refresh asks).
+ */
+export function ownRecordsBehind(s: NetworkSession, node?: Decoded<'node'>): boolean {
+  return behind(s, node).length > 0;
 }
 
 /**

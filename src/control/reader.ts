@@ -18,6 +18,7 @@ import { decryptJwe, DecryptError, type DecryptVia } from './crypto.js';
 import type { Keyring } from './keyring.js';
 import { MEMBER_READABLE, PATHS, PROTOCOL_URI, ROLE_MEMBER, ROLE_NODE, kindOfPath, type RecordKind } from './protocol.js';
 import { parseRecord, type RecordTypes } from './records.js';
+import { LruMap } from '../util/lru.js';
 
 export type ActorRole = 'owner' | 'node' | 'member';
 
@@ -166,10 +167,12 @@ function viaFor(acc: NetworkAccess, kind: RecordKind, author: string): DecryptVi
  * out first.
  */
 export class VerifiedInitialWrites {
-  private readonly map = new Map<string, string>();
+  private readonly map: LruMap<string, string>;
   /** The signers' keys as node:crypto holds them, for these and the messages checked with them. */
   readonly keys = new PublicKeys();
-  constructor(private readonly max = 1024) {}
+  constructor(max = 1024) {
+    this.map = new LruMap(max);
+  }
 
   async authorOf(message: RecordsWriteMessage): Promise<string> {
     let key: string;
@@ -179,14 +182,9 @@ export class VerifiedInitialWrites {
       return canonicalDid(await verifyRecordsWriteMessage(message, this.keys)); // not JSON (a cycle, a BigInt): no memo
     }
     const hit = this.map.get(key);
-    if (hit !== undefined) {
-      this.map.delete(key);
-      this.map.set(key, hit);
-      return hit;
-    }
+    if (hit !== undefined) return hit;
     const author = canonicalDid(await verifyRecordsWriteMessage(message, this.keys));
     this.map.set(key, author);
-    if (this.map.size > this.max) this.map.delete(this.map.keys().next().value!);
     return author;
   }
 
@@ -327,28 +325,23 @@ export function nodeSlot(kind: 'nodeInfo' | 'endpoint', nodeContextId: string): 
 
 /** Records already verified and decrypted, by recordId@dataCid (bounded, least recently used out first). */
 export class DecodeCache {
-  private readonly map = new Map<string, Decoded>();
+  private readonly map: LruMap<string, Decoded>;
   /** The initial writes of the records held, verified once (heartbeats carry them again and again). */
   readonly initialWrites = new VerifiedInitialWrites();
-  constructor(private readonly max = 4096) {}
+  constructor(max = 4096) {
+    this.map = new LruMap(max);
+  }
 
   static key(recordId: string, dataCid: string): string {
     return `${recordId}@${dataCid}`;
   }
 
   get(key: string): Decoded | undefined {
-    const v = this.map.get(key);
-    if (v !== undefined) {
-      this.map.delete(key);
-      this.map.set(key, v);
-    }
-    return v;
+    return this.map.get(key);
   }
 
   set(key: string, v: Decoded): void {
-    this.map.delete(key);
     this.map.set(key, v);
-    if (this.map.size > this.max) this.map.delete(this.map.keys().next().value!);
   }
 
   get size(): number {

@@ -21,6 +21,7 @@ import type { RecordsWriteMessage } from '@tbd54566975/dwn-sdk-js';
 import { MeshdError } from '../errors.js';
 import { computeCid, computeDagPbCidFromBytes, UNIXFS_CHUNK_SIZE } from './cid.js';
 import { parseDidJwk } from '../identity/did-jwk.js';
+import { LruMap } from '../util/lru.js';
 
 const B64URL = /^[A-Za-z0-9_-]*$/;
 /** The only verification method a did:jwk document has. */
@@ -36,22 +37,17 @@ const GENERIC_PAYLOAD = new Set(['descriptorCid', 'delegatedGrantId', 'permissio
  * without one imports each key anew.
  */
 export class PublicKeys {
-  private readonly map = new Map<string, KeyObject>();
-  constructor(private readonly max = 1024) {}
+  private readonly map: LruMap<string, KeyObject>;
+  constructor(max = 1024) {
+    this.map = new LruMap(max);
+  }
 
   get(x: string): KeyObject | undefined {
-    const k = this.map.get(x);
-    if (k !== undefined) {
-      this.map.delete(x);
-      this.map.set(x, k);
-    }
-    return k;
+    return this.map.get(x);
   }
 
   set(x: string, key: KeyObject): void {
-    if (this.map.has(x)) return;
-    this.map.set(x, key);
-    if (this.map.size > this.max) this.map.delete(this.map.keys().next().value!);
+    if (!this.map.has(x)) this.map.set(x, key);
   }
 }
 

@@ -111,6 +111,10 @@ test('a key rotation is read with a query per kind; a flood in one slot at the s
   // complete again (the old-epoch versions serve meanwhile): the owner's DEVICES - 1, the other
   // devices' DEVICES - 2 nodeInfo
   await waitUntil(() => watcher.stats.contentRewrites - statsBefore.contentRewrites >= 2 * DEVICES - 3, REENCRYPT_WITHIN_MS + 20_000);
+  // every device that stays re-wrote both its records, and the watcher has read them all (no
+  // event of the rotation left to land in the next test's batch)
+  await waitUntil(() => clients.slice(0, DEVICES - 1).every((c) => c.stats.reencrypted >= 2), REENCRYPT_WITHIN_MS + 20_000);
+  await waitForQuiet(watcher, 2000);
   const rebuilds = watcher.stats.rebuilds - statsBefore.rebuilds;
   const rewrites = watcher.stats.contentRewrites - statsBefore.contentRewrites;
   console.log(`# rotation with ${DEVICES - 1} devices and ${junk} junk records: ${requests} requests for events, ${queries} of them queries; full loads ${after.fullLoads - before.fullLoads}; maps built ${rebuilds}, same-content re-writes ${rewrites}`);
@@ -137,6 +141,20 @@ test('many records of one kind at once (every device moves) are read with a quer
   assert.ok(after.batchQueries - before.batchQueries >= 1, 'no kind was read with a query');
   assert.ok(after.eventReads - before.eventReads < movers.length, `${after.eventReads - before.eventReads} requests for ${movers.length} records`);
 });
+
+/** Until the client has had no subscription event for `quietMs` (and no refresh is pending). */
+async function waitForQuiet(c: ControlClient, quietMs: number): Promise<void> {
+  let events = c.stats.events;
+  let since = Date.now();
+  await waitUntil(() => {
+    const now = c.stats.events;
+    if (now !== events) {
+      events = now;
+      since = Date.now();
+    }
+    return Date.now() - since >= quietMs;
+  }, 30_000);
+}
 
 async function waitUntil(cond: () => boolean, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
